@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole test suite: sets up what is missing, then runs every test on every adapter present
+# (Vulkan/lavapipe and GL/llvmpipe here) and the CPU backend. Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+cargo test "$@"

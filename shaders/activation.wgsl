@@ -1,0 +1,361 @@
+// Elementwise activations, forward y = f(x) and backward dx = g ⊙ f'(x), with PyTorch's formulas.
+//
+// OP (override) selects the function; codes match `Activation::code` in src/ops/activation.rs.
+//   0 sigmoid      σ(x) = 1 / (1 + e^−x)                      σ' = σ(1 − σ)
+//   1 tanh         tanh x                                      tanh' = 1 − tanh² x
+//   2 relu         max(x, 0)                                   relu'(x) = [x > 0]        (0 at 0)
+//   3 leaky_relu   x > 0 ? x : s·x          (p0 = s)           x > 0 ? 1 : s             (s at 0)
+//   4 elu          x > 0 ? x : α(e^x − 1)   (p0 = α)           x > 0 ? 1 : α e^x         (α at 0)
+//   5 selu         λ·elu(x, α₀)                                λ·elu'(x, α₀)
+//   6 gelu         x Φ(x), Φ(x) = ½ erfc(−x/√2)                Φ(x) + x φ(x)
+//   7 gelu_tanh    ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³) = x σ(2u)
+//   8 silu         x σ(x)                                      σ(x)(1 + x(1 − σ(x)))
+//   9 mish         x tanh(softplus x)                          t + x σ(x)(1 − t²)
+//  10 softplus     βx > τ ? x : log(1 + e^{βx}) / β (p0 = β, p1 = τ)   βx > τ ? 1 : σ(βx)
+//  11 hardsigmoid  clamp((x + 3)/6, 0, 1)                      1/6 on (−3, 3), else 0
+//  12 hardswish    x·clamp((x + 3)/6, 0, 1)                    x < −3 ? 0 : x ≥ 3 ? 1 : x/3 + ½
+//  13 relu6        clamp(x, 0, 6)                              1 on (0, 6), else 0 (0 at both ends)
+//  14 logsigmoid   log σ(x) = min(x, 0) − log(1 + e^−|x|)      σ(−x)
+//  backward only:
+//  15 sigmoid, from the saved output y                         g·y(1 − y)
+//  16 tanh, from the saved output y                            g·(1 − y²)
+//
+// Numerics: every exponential takes −|·| so nothing overflows; log(1 + e) uses a series for
+// small e; the saturating branches are selected rather than computed. NaN is detected by bits
+// (a compiler may fold `x != x` or a compare into min/max) and routed explicitly: NaN in gives
+// NaN out, except where PyTorch's backward defines otherwise (relu, leaky_relu, hardsigmoid,
+// relu6: see `backward_checked`).
+
+override OP: u32 = 0u;
+override WG: u32 = 64u;
+
+struct Params {
+    // Number of vec4 elements in this launch.
+    len: u32,
+    p0: f32,
+    p1: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x_in: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> g_in: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+
+alias V = vec4<f32>;
+
+const SELU_ALPHA: f32 = 1.6732632423543772;
+const SELU_SCALE: f32 = 1.0507009873554805;
+const FRAC_1_SQRT_2: f32 = 0.7071067811865476;
+const FRAC_1_SQRT_2PI: f32 = 0.3989422804014327;
+const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+const GELU_TANH_K: f32 = 0.044715;
+
+fn splat(v: f32) -> V {
+    return V(v);
+}
+
+fn is_nan(v: V) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(v) & vec4(0x7fffffffu)) > vec4(0x7f800000u);
+}
+
+fn is_inf(v: V) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(v) & vec4(0x7fffffffu)) == vec4(0x7f800000u);
+}
+
+fn nan() -> V {
+    return bitcast<V>(vec4(0x7fc00000u));
+}
+
+// σ(v) from e = e^−|v|: 1/(1 + e) for v ≥ 0, e/(1 + e) otherwise.
+fn sigmoid(v: V) -> V {
+    let e = exp(-abs(v));
+    let r = 1.0 / (1.0 + e);
+    return select(e * r, r, v >= splat(0.0));
+}
+
+// σ(v)(1 − σ(v)) = e/(1 + e)² with e = e^−|v|; exact in the tails.
+fn sigmoid_slope(v: V) -> V {
+    let e = exp(-abs(v));
+    let r = 1.0 / (1.0 + e);
+    return e * r * r;
+}
+
+// tanh v = sign(v)(1 − e)/(1 + e) with e = e^−2|v|.
+fn tanh_stable(v: V) -> V {
+    let e = exp(-2.0 * abs(v));
+    let t = (1.0 - e) / (1.0 + e);
+    return select(t, -t, v < splat(0.0));
+}
+
+// 1 − tanh² v = 4e/(1 + e)² with e = e^−2|v|.
+fn tanh_slope(v: V) -> V {
+    let e = exp(-2.0 * abs(v));
+    let r = 1.0 / (1.0 + e);
+    return 4.0 * e * r * r;
+}
+
+// log(1 + e) for 0 ≤ e ≤ 1: a three-term series below 1e-3, where 1 + e would round.
+fn log1p_unit(e: V) -> V {
+    let series = e * (1.0 - e * (0.5 - e * (1.0 / 3.0)));
+    return select(log(1.0 + e), series, e < splat(1e-3));
+}
+
+// log(1 + e^z) = max(z, 0) + log(1 + e^−|z|).
+fn softplus_raw(z: V) -> V {
+    return select(splat(0.0), z, z > splat(0.0)) + log1p_unit(exp(-abs(z)));
+}
+
+// erfc(z) for z ≥ 0, relative error < 1.2e-7 (Chebyshev fit, Numerical Recipes §6.2).
+fn erfc_pos(z: V) -> V {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    return t * exp(-z * z + poly);
+}
+
+// Φ(v), the standard normal CDF, accurate in both tails.
+fn normal_cdf(v: V) -> V {
+    let half_c = 0.5 * erfc_pos(abs(v) * FRAC_1_SQRT_2);
+    return select(1.0 - half_c, half_c, v < splat(0.0));
+}
+
+// φ(v), the standard normal density.
+fn normal_pdf(v: V) -> V {
+    return FRAC_1_SQRT_2PI * exp(-0.5 * v * v);
+}
+
+fn elu(v: V, alpha: f32) -> V {
+    return select(alpha * (exp(v) - 1.0), v, v > splat(0.0));
+}
+
+fn elu_slope(v: V, alpha: f32) -> V {
+    return select(alpha * exp(v), splat(1.0), v > splat(0.0));
+}
+
+// tanh(softplus v) = n/(n + 2) with n = e^v(e^v + 2); 1 above v = 20.
+fn tanh_softplus(v: V) -> V {
+    let e = exp(min(v, splat(20.0)));
+    let n = e * (e + 2.0);
+    return select(n / (n + 2.0), splat(1.0), v > splat(20.0));
+}
+
+// 1 − tanh²(softplus v) = 4(n + 1)/(n + 2)²; 0 above v = 20.
+fn tanh_softplus_slope(v: V) -> V {
+    let e = exp(min(v, splat(20.0)));
+    let n = e * (e + 2.0);
+    let r = 1.0 / (n + 2.0);
+    return select(4.0 * (n + 1.0) * r * r, splat(0.0), v > splat(20.0));
+}
+
+fn gelu_tanh_inner(v: V) -> V {
+    return SQRT_2_OVER_PI * (v + GELU_TANH_K * v * v * v);
+}
+
+fn hardsigmoid(v: V) -> V {
+    let mid = (v + 3.0) / 6.0;
+    return select(select(mid, splat(1.0), v >= splat(3.0)), splat(0.0), v <= splat(-3.0));
+}
+
+fn forward_op(v: V) -> V {
+    switch OP {
+        case 0u: {
+            return sigmoid(v);
+        }
+        case 1u: {
+            return tanh_stable(v);
+        }
+        case 2u: {
+            return select(v, splat(0.0), v <= splat(0.0));
+        }
+        case 3u: {
+            return select(v * p.p0, v, v > splat(0.0));
+        }
+        case 4u: {
+            return elu(v, p.p0);
+        }
+        case 5u: {
+            return SELU_SCALE * elu(v, SELU_ALPHA);
+        }
+        case 6u: {
+            return v * normal_cdf(v);
+        }
+        case 7u: {
+            return v * sigmoid(2.0 * gelu_tanh_inner(v));
+        }
+        case 8u: {
+            return v * sigmoid(v);
+        }
+        case 9u: {
+            return v * tanh_softplus(v);
+        }
+        case 10u: {
+            let z = p.p0 * v;
+            return select(softplus_raw(z) / p.p0, v, z > splat(p.p1));
+        }
+        case 11u: {
+            return hardsigmoid(v);
+        }
+        case 12u: {
+            return v * hardsigmoid(v);
+        }
+        case 13u: {
+            return select(select(v, splat(6.0), v >= splat(6.0)), splat(0.0), v <= splat(0.0));
+        }
+        case 14u: {
+            return select(v, splat(0.0), v > splat(0.0)) - log1p_unit(exp(-abs(v)));
+        }
+        default: {
+            return nan();
+        }
+    }
+}
+
+// g ⊙ f'(v); for codes 15 and 16, v is the saved output y.
+fn backward_op(v: V, g: V) -> V {
+    switch OP {
+        case 0u: {
+            return g * sigmoid_slope(v);
+        }
+        case 1u: {
+            return g * tanh_slope(v);
+        }
+        case 2u: {
+            // PyTorch's threshold_backward: x <= 0 ? 0 : g, so NaN passes g through.
+            return select(g, splat(0.0), v <= splat(0.0));
+        }
+        case 3u: {
+            // x > 0 ? g : g·s, so the slope applies at 0 and at NaN.
+            return select(g * p.p0, g, v > splat(0.0));
+        }
+        case 4u: {
+            return g * elu_slope(v, p.p0);
+        }
+        case 5u: {
+            return g * (SELU_SCALE * elu_slope(v, SELU_ALPHA));
+        }
+        case 6u: {
+            return g * (normal_cdf(v) + v * normal_pdf(v));
+        }
+        case 7u: {
+            let u2 = 2.0 * gelu_tanh_inner(v);
+            let s = sigmoid(u2);
+            let sd = sigmoid_slope(u2);
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_K * v * v);
+            // Where σ(2u) saturates the second term is exactly 0 (x·u' may overflow there).
+            let d = select(s + 2.0 * v * sd * du, s, sd == splat(0.0));
+            return g * select(d, nan(), is_inf(v));
+        }
+        case 8u: {
+            return g * (sigmoid(v) + v * sigmoid_slope(v));
+        }
+        case 9u: {
+            return g * (tanh_softplus(v) + v * sigmoid(v) * tanh_softplus_slope(v));
+        }
+        case 10u: {
+            let z = p.p0 * v;
+            return select(g * sigmoid(z), g, z > splat(p.p1));
+        }
+        case 11u: {
+            let inside = v > splat(-3.0) & v < splat(3.0);
+            return select(splat(0.0), g / 6.0, inside);
+        }
+        case 12u: {
+            // PyTorch's vectorised kernel: g at exactly 3, NaN at NaN.
+            let mid = g * (v / 3.0 + 0.5);
+            return select(select(mid, g, v >= splat(3.0)), splat(0.0), v < splat(-3.0));
+        }
+        case 13u: {
+            let inside = v > splat(0.0) & v < splat(6.0);
+            return select(splat(0.0), g, inside);
+        }
+        case 14u: {
+            return g * sigmoid(-v);
+        }
+        case 15u: {
+            return g * v * (1.0 - v);
+        }
+        case 16u: {
+            return g * (1.0 - v * v);
+        }
+        default: {
+            return nan();
+        }
+    }
+}
+
+// f(v), with NaN in giving NaN out. Comparisons with NaN are not reliable on every backend
+// (GLSL compilers fold `select(v, 0, v <= 0)` into `max`), so NaN is routed by its bits.
+fn forward_checked(v: V) -> V {
+    return select(forward_op(v), v, is_nan(v));
+}
+
+// g·f'(v), with PyTorch's answer at NaN: relu passes g, leaky_relu gives g·s, hardsigmoid
+// and relu6 give 0, the rest NaN.
+fn backward_checked(v: V, g: V) -> V {
+    var at_nan = nan();
+    switch OP {
+        case 2u: {
+            at_nan = g;
+        }
+        case 3u: {
+            at_nan = g * p.p0;
+        }
+        case 11u, 13u: {
+            at_nan = splat(0.0);
+        }
+        default: {}
+    }
+    return select(backward_op(v, g), at_nan, is_nan(v));
+}
+
+// Every entry point walks its vec4s with a grid stride over a 2-D grid of workgroups.
+fn first_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+fn stride(nwg: vec3<u32>) -> u32 {
+    return nwg.x * nwg.y * WG;
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+        out[i] = forward_checked(x_in[i]);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+        out[i] = forward_checked(out[i]);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+        out[i] = backward_checked(x_in[i], g_in[i]);
+    }
+}
+
+// In place over the gradient: out holds g on entry and dx on exit.
+@compute @workgroup_size(WG)
+fn backward_over_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+        out[i] = backward_checked(x_in[i], out[i]);
+    }
+}
+
+// In place over the input: out holds x (or y) on entry and dx on exit.
+@compute @workgroup_size(WG)
+fn backward_over_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+        out[i] = backward_checked(out[i], g_in[i]);
+    }
+}

@@ -1,0 +1,23 @@
+// Plain vec4 copy, dst[i] = src[i]: the bandwidth ceiling every benchmark is compared with.
+// It reads and writes each element once with the same grid-stride walk as the elementwise
+// kernels, so an op's time over this one's is the cost of its arithmetic and its shape.
+
+override WG: u32 = 64u;
+
+struct Params {
+    // Number of vec4 elements to copy.
+    len: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let stride = nwg.x * nwg.y * WG;
+    for (var i = (wid.y * nwg.x + wid.x) * WG + lid; i < p.len; i += stride) {
+        dst[i] = src[i];
+    }
+}

@@ -1,0 +1,73 @@
+//! `gpu-activations info`: adapters, the choice, and the limits that matter.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use gpu_activations::Context;
+
+use crate::BackendArg;
+
+#[derive(Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+pub fn run(args: &InfoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    println!("Adapters found:");
+    println!("  {:<8} {:<14} {:<40} driver", "backend", "type", "name");
+    for a in Context::adapters() {
+        println!(
+            "  {:<8} {:<14} {:<40} {} {}",
+            a.backend.name(),
+            format!("{:?}", a.device_type),
+            a.name,
+            a.driver,
+            a.driver_info
+        );
+    }
+    let ctx = args.backend.context()?;
+    println!();
+    println!("Chosen: {}", ctx.adapter_info());
+    println!("Why:    {}", ctx.selection_reason());
+    if let (Some(l), Some(f)) = (ctx.limits(), ctx.features()) {
+        println!();
+        println!("Limits and features that matter:");
+        let rows: [(&str, String); 8] = [
+            (
+                "max_storage_buffer_binding_size",
+                l.max_storage_buffer_binding_size.to_string(),
+            ),
+            ("max_buffer_size", l.max_buffer_size.to_string()),
+            (
+                "max_compute_workgroups_per_dimension",
+                l.max_compute_workgroups_per_dimension.to_string(),
+            ),
+            (
+                "max_compute_invocations_per_workgroup",
+                l.max_compute_invocations_per_workgroup.to_string(),
+            ),
+            (
+                "max_compute_workgroup_storage_size",
+                l.max_compute_workgroup_storage_size.to_string(),
+            ),
+            (
+                "min_storage_buffer_offset_alignment",
+                l.min_storage_buffer_offset_alignment.to_string(),
+            ),
+            (
+                "subgroups (used for row reductions)",
+                ctx.uses_subgroups().to_string(),
+            ),
+            (
+                "shader-f16 available",
+                f.contains(gpu_activations::wgpu::Features::SHADER_F16)
+                    .to_string(),
+            ),
+        ];
+        for (k, v) in rows {
+            println!("  {k:<40} {v}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,413 @@
+//! Choosing an adapter and owning the device: [`Context`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+
+/// Environment variable that picks the backend when the options leave it open.
+pub const BACKEND_ENV: &str = "GPU_ACTIVATIONS_BACKEND";
+
+/// The API that runs the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Vulkan (lavapipe, NVIDIA, AMD, Intel, MoltenVK…).
+    Vulkan,
+    /// Apple Metal.
+    Metal,
+    /// Direct3D 12 (including WARP).
+    Dx12,
+    /// OpenGL / OpenGL ES (compute shaders need GL 4.3 / ES 3.1).
+    Gl,
+    /// No GPU: the f64 CPU reference in [`crate::cpu`].
+    Cpu,
+}
+
+impl Backend {
+    /// Every backend, in the order `auto` prefers among equally capable adapters.
+    pub const ALL: [Backend; 5] = [
+        Backend::Vulkan,
+        Backend::Metal,
+        Backend::Dx12,
+        Backend::Gl,
+        Backend::Cpu,
+    ];
+
+    /// The lower-case name used on the command line and in the environment.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Vulkan => "vulkan",
+            Backend::Metal => "metal",
+            Backend::Dx12 => "dx12",
+            Backend::Gl => "gl",
+            Backend::Cpu => "cpu",
+        }
+    }
+
+    /// Parses a backend name; `auto` (or an empty string) means "let the context choose".
+    pub fn parse_choice(name: &str) -> Result<Option<Backend>> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(None),
+            other => other.parse().map(Some),
+        }
+    }
+
+    fn wgpu_backends(self) -> wgpu::Backends {
+        match self {
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+            Backend::Cpu => wgpu::Backends::empty(),
+        }
+    }
+
+    fn from_wgpu(b: wgpu::Backend) -> Option<Backend> {
+        match b {
+            wgpu::Backend::Vulkan => Some(Backend::Vulkan),
+            wgpu::Backend::Metal => Some(Backend::Metal),
+            wgpu::Backend::Dx12 => Some(Backend::Dx12),
+            wgpu::Backend::Gl => Some(Backend::Gl),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| Error::UnknownBackend(s.to_string()))
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether row reductions may use subgroup operations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Subgroups {
+    /// Use them when the adapter offers `SUBGROUP`.
+    #[default]
+    Auto,
+    /// Never use them: reduce through workgroup memory (for drivers that misreport them).
+    Off,
+}
+
+/// How to build a [`Context`].
+#[derive(Clone, Debug)]
+pub struct ContextOptions {
+    /// The backend to use; `None` reads [`BACKEND_ENV`] and otherwise picks the best adapter.
+    pub backend: Option<Backend>,
+    /// Whether to fall back to the CPU reference when no adapter is found.
+    pub allow_cpu_fallback: bool,
+    /// Subgroup policy for row reductions.
+    pub subgroups: Subgroups,
+    /// The longest a read-back or synchronize waits before failing with [`Error::Timeout`].
+    pub readback_timeout: Duration,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions {
+            backend: None,
+            allow_cpu_fallback: true,
+            subgroups: Subgroups::Auto,
+            readback_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What an adapter is, as chosen by a context or listed by [`Context::adapters`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// The backend that drives it.
+    pub backend: Backend,
+    /// Discrete, integrated, virtual, CPU or other.
+    pub device_type: wgpu::DeviceType,
+    /// Driver name (may be empty).
+    pub driver: String,
+    /// Driver version information (may be empty).
+    pub driver_info: String,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Option<AdapterSummary> {
+        let info = adapter.get_info();
+        Some(AdapterSummary {
+            backend: Backend::from_wgpu(info.backend)?,
+            name: info.name,
+            device_type: info.device_type,
+            driver: info.driver,
+            driver_info: info.driver_info,
+        })
+    }
+
+    fn cpu() -> AdapterSummary {
+        AdapterSummary {
+            name: "CPU reference (f64 arithmetic)".into(),
+            backend: Backend::Cpu,
+            device_type: wgpu::DeviceType::Cpu,
+            driver: "gpu-activations".into(),
+            driver_info: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// Whether this adapter is real GPU hardware rather than a software rasteriser.
+    pub fn is_hardware(&self) -> bool {
+        !matches!(
+            self.device_type,
+            wgpu::DeviceType::Cpu | wgpu::DeviceType::Other
+        )
+    }
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}, {:?}", self.name, self.backend, self.device_type)?;
+        if !self.driver.is_empty() || !self.driver_info.is_empty() {
+            write!(f, ", {} {}", self.driver, self.driver_info)?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Owns the instance, adapter, device, queue, pipeline cache and buffer pool, or stands for
+/// the CPU backend. Cloning is cheap (an `Arc`); a context is `Send + Sync`.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub summary: AdapterSummary,
+    pub why: String,
+    pub gpu: Option<Gpu>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("adapter", &self.inner.summary)
+            .finish()
+    }
+}
+
+impl Context {
+    /// The best adapter available: [`BACKEND_ENV`] if set, else hardware first, then a
+    /// software adapter (lavapipe, WARP, llvmpipe GL), then the CPU reference.
+    pub fn new() -> Result<Context> {
+        Context::with_options(ContextOptions::default())
+    }
+
+    /// The CPU reference backend, which needs no adapter.
+    pub fn cpu() -> Context {
+        Context::from_inner(Inner {
+            summary: AdapterSummary::cpu(),
+            why: "the CPU backend was requested".into(),
+            gpu: None,
+        })
+    }
+
+    /// A context on the backend and with the policies in `options`.
+    pub fn with_options(options: ContextOptions) -> Result<Context> {
+        let requested = match options.backend {
+            Some(b) => Some(b),
+            None => match std::env::var(BACKEND_ENV) {
+                Ok(v) => Backend::parse_choice(&v)?,
+                Err(_) => None,
+            },
+        };
+        if requested == Some(Backend::Cpu) {
+            return Ok(Context::cpu());
+        }
+        let instance = instance();
+        let backends = requested.map_or(wgpu::Backends::all(), Backend::wgpu_backends);
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let best = adapters
+            .into_iter()
+            .filter_map(|a| {
+                let summary = AdapterSummary::of(&a)?;
+                let compute = a
+                    .get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
+                compute.then_some((rank(&summary), a, summary))
+            })
+            .min_by_key(|(r, _, _)| *r);
+        let Some((_, adapter, summary)) = best else {
+            if requested.is_none() && options.allow_cpu_fallback {
+                return Ok(Context::from_inner(Inner {
+                    summary: AdapterSummary::cpu(),
+                    why: "no GPU adapter was found; using the CPU reference".into(),
+                    gpu: None,
+                }));
+            }
+            return Err(Error::NoAdapter {
+                wanted: requested.map_or(String::new(), |b| format!(" for backend {b}")),
+            });
+        };
+        let why = match requested {
+            Some(b) => format!("backend {b} was requested"),
+            None if summary.is_hardware() => "the best hardware adapter found".into(),
+            None => "no hardware adapter was found; this is the best software adapter".into(),
+        };
+        let gpu = open_device(adapter, &summary, &options)?;
+        Ok(Context::from_inner(Inner {
+            summary,
+            why,
+            gpu: Some(gpu),
+        }))
+    }
+
+    /// Every adapter wgpu can see on this machine (compute-capable or not), plus the CPU backend.
+    pub fn adapters() -> Vec<AdapterSummary> {
+        let instance = instance();
+        let mut all: Vec<AdapterSummary> =
+            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+                .iter()
+                .filter_map(AdapterSummary::of)
+                .collect();
+        all.sort_by_key(rank);
+        all.push(AdapterSummary::cpu());
+        all
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter_info(&self) -> &AdapterSummary {
+        &self.inner.summary
+    }
+
+    /// Why this adapter was chosen, in words.
+    pub fn selection_reason(&self) -> &str {
+        &self.inner.why
+    }
+
+    /// The backend this context runs on.
+    pub fn backend(&self) -> Backend {
+        self.inner.summary.backend
+    }
+
+    /// The device's limits (`None` on the CPU backend).
+    pub fn limits(&self) -> Option<wgpu::Limits> {
+        self.inner.gpu.as_ref().map(|g| g.limits.clone())
+    }
+
+    /// The device's enabled features (`None` on the CPU backend).
+    pub fn features(&self) -> Option<wgpu::Features> {
+        self.inner.gpu.as_ref().map(|g| g.device.features())
+    }
+
+    /// Whether row reductions use subgroup operations on this context.
+    pub fn uses_subgroups(&self) -> bool {
+        self.inner.gpu.as_ref().is_some_and(|g| g.subgroups)
+    }
+
+    /// Submits all recorded work and waits for the device to finish it.
+    pub fn synchronize(&self) -> Result<()> {
+        match &self.inner.gpu {
+            Some(gpu) => gpu.synchronize(),
+            None => Ok(()),
+        }
+    }
+
+    /// Submits all recorded work without waiting for it.
+    pub fn flush(&self) -> Result<()> {
+        match &self.inner.gpu {
+            Some(gpu) => gpu.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes held idle in the buffer pool (0 on the CPU backend).
+    pub fn pooled_bytes(&self) -> u64 {
+        self.inner.gpu.as_ref().map_or(0, Gpu::pool_idle_bytes)
+    }
+
+    /// Releases the idle buffers of the pool.
+    pub fn trim_pool(&self) {
+        if let Some(gpu) = &self.inner.gpu {
+            gpu.trim_pool();
+        }
+    }
+
+    /// Destroys the device, as a driver reset would; later calls fail with
+    /// [`Error::DeviceLost`]. Meant for testing fault handling.
+    pub fn destroy_device(&self) {
+        if let Some(gpu) = &self.inner.gpu {
+            gpu.device.destroy();
+        }
+    }
+
+    pub(crate) fn gpu(&self) -> Option<&Gpu> {
+        self.inner.gpu.as_ref()
+    }
+
+    pub(crate) fn same(&self, other: &Context) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn from_inner(inner: Inner) -> Context {
+        Context {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends &= !wgpu::Backends::BROWSER_WEBGPU;
+    wgpu::Instance::new(desc)
+}
+
+/// Lower is better: hardware before software, then the native APIs before GL.
+fn rank(s: &AdapterSummary) -> (u8, u8) {
+    let device = match s.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let api = Backend::ALL
+        .iter()
+        .position(|b| *b == s.backend)
+        .unwrap_or(Backend::ALL.len()) as u8;
+    (device, api)
+}
+
+fn open_device(
+    adapter: wgpu::Adapter,
+    summary: &AdapterSummary,
+    options: &ContextOptions,
+) -> Result<Gpu> {
+    let available = adapter.features();
+    let subgroups =
+        options.subgroups == Subgroups::Auto && available.contains(wgpu::Features::SUBGROUP);
+    let mut features = wgpu::Features::empty();
+    if subgroups {
+        features |= wgpu::Features::SUBGROUP;
+    }
+    let request = wgpu::DeviceDescriptor {
+        label: Some("gpu-activations"),
+        required_features: features,
+        required_limits: adapter.limits(),
+        ..Default::default()
+    };
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&request)).map_err(|e| Error::DeviceRequest {
+            adapter: summary.name.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(Gpu::new(device, queue, subgroups, options.readback_timeout))
+}

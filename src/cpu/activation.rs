@@ -1,0 +1,217 @@
+//! Elementwise activations in f64: `forward(x) = f(x)`, `backward(x, g) = g·f'(x)`.
+//!
+//! Conventions at kinks and non-finite inputs follow PyTorch's CPU kernels (see the table in
+//! `shaders/activation.wgsl`): relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = α,
+//! relu6' and hardsigmoid' are 0 at both ends, hardswish'(3) = 1; relu' and leaky_relu' pass
+//! NaN through as g and g·slope, relu6' and hardsigmoid' give 0 at NaN; every other function
+//! gives NaN for NaN.
+
+use crate::ops::activation::Activation;
+
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Φ(x), the standard normal CDF, through erfc so that both tails are accurate.
+fn normal_cdf(x: f64) -> f64 {
+    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// φ(x), the standard normal density.
+fn normal_pdf(x: f64) -> f64 {
+    (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+}
+
+fn softplus(x: f64, beta: f64, threshold: f64) -> f64 {
+    if x * beta > threshold {
+        x
+    } else {
+        (x * beta).exp().ln_1p() / beta
+    }
+}
+
+fn elu(x: f64, alpha: f64) -> f64 {
+    if x > 0.0 { x } else { alpha * x.exp_m1() }
+}
+
+fn elu_slope(x: f64, alpha: f64) -> f64 {
+    if x.is_nan() {
+        f64::NAN
+    } else if x > 0.0 {
+        1.0
+    } else {
+        alpha * x.exp()
+    }
+}
+
+const GELU_TANH_BETA: f64 = 0.797_884_560_802_865_4; // √(2/π)
+const GELU_TANH_KAPPA: f64 = 0.044715;
+
+/// `f(x)`.
+pub fn forward(act: Activation, x: f64) -> f64 {
+    match act {
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => x.tanh(),
+        Activation::Relu => {
+            if x > 0.0 || x.is_nan() {
+                x
+            } else {
+                0.0
+            }
+        }
+        Activation::LeakyRelu { negative_slope } => {
+            if x > 0.0 {
+                x
+            } else {
+                x * f64::from(negative_slope)
+            }
+        }
+        Activation::Elu { alpha } => elu(x, f64::from(alpha)),
+        Activation::Selu => SELU_SCALE * elu(x, SELU_ALPHA),
+        Activation::Gelu => x * normal_cdf(x),
+        Activation::GeluTanh => {
+            let inner = GELU_TANH_BETA * (x + GELU_TANH_KAPPA * x * x * x);
+            0.5 * x * (1.0 + inner.tanh())
+        }
+        Activation::Silu => x * sigmoid(x),
+        Activation::Mish => x * x.exp().ln_1p().tanh(),
+        Activation::Softplus { beta, threshold } => {
+            softplus(x, f64::from(beta), f64::from(threshold))
+        }
+        Activation::Hardsigmoid => {
+            if x.is_nan() {
+                x
+            } else {
+                ((x + 3.0).clamp(0.0, 6.0)) / 6.0
+            }
+        }
+        Activation::Hardswish => {
+            if x.is_nan() {
+                x
+            } else {
+                x * (x + 3.0).clamp(0.0, 6.0) / 6.0
+            }
+        }
+        Activation::Relu6 => {
+            if x.is_nan() {
+                x
+            } else {
+                x.clamp(0.0, 6.0)
+            }
+        }
+        Activation::Logsigmoid => {
+            if x.is_nan() {
+                x
+            } else {
+                x.min(0.0) - (-x.abs()).exp().ln_1p()
+            }
+        }
+    }
+}
+
+/// `g·f'(x)`.
+pub fn backward(act: Activation, x: f64, g: f64) -> f64 {
+    match act {
+        Activation::Sigmoid => {
+            let s = sigmoid(x);
+            g * s * (1.0 - s)
+        }
+        Activation::Tanh => {
+            let t = x.tanh();
+            g * (1.0 - t * t)
+        }
+        Activation::Relu => {
+            if x <= 0.0 {
+                0.0
+            } else {
+                g
+            }
+        }
+        Activation::LeakyRelu { negative_slope } => {
+            if x > 0.0 {
+                g
+            } else {
+                g * f64::from(negative_slope)
+            }
+        }
+        Activation::Elu { alpha } => g * elu_slope(x, f64::from(alpha)),
+        Activation::Selu => g * SELU_SCALE * elu_slope(x, SELU_ALPHA),
+        Activation::Gelu => g * (normal_cdf(x) + x * normal_pdf(x)),
+        Activation::GeluTanh => {
+            let x_sq = x * x;
+            let inner = GELU_TANH_BETA * (x + GELU_TANH_KAPPA * x_sq * x);
+            let t = inner.tanh();
+            let left = 0.5 * x;
+            let inner_slope = GELU_TANH_BETA * (1.0 + 3.0 * GELU_TANH_KAPPA * x_sq);
+            g * (0.5 * (1.0 + t) + left * (1.0 - t * t) * inner_slope)
+        }
+        Activation::Silu => {
+            let s = sigmoid(x);
+            g * s * (1.0 + x * (1.0 - s))
+        }
+        Activation::Mish => {
+            let t = x.exp().ln_1p().tanh();
+            g * (t + x * sigmoid(x) * (1.0 - t * t))
+        }
+        Activation::Softplus { beta, threshold } => {
+            let z = x * f64::from(beta);
+            if z > f64::from(threshold) {
+                g
+            } else {
+                g * sigmoid(z)
+            }
+        }
+        Activation::Hardsigmoid => {
+            if x > -3.0 && x < 3.0 {
+                g / 6.0
+            } else {
+                0.0
+            }
+        }
+        Activation::Hardswish => {
+            if x < -3.0 {
+                0.0
+            } else if x >= 3.0 {
+                g
+            } else {
+                g * (x / 3.0 + 0.5)
+            }
+        }
+        Activation::Relu6 => {
+            if x > 0.0 && x < 6.0 {
+                g
+            } else {
+                0.0
+            }
+        }
+        Activation::Logsigmoid => g * sigmoid(-x),
+    }
+}
+
+/// `g·σ'` from the saved output `y = σ(x)`: `g·y(1 − y)`.
+pub fn sigmoid_backward_from_output(y: f64, g: f64) -> f64 {
+    g * y * (1.0 - y)
+}
+
+/// `g·tanh'` from the saved output `y = tanh x`: `g·(1 − y²)`.
+pub fn tanh_backward_from_output(y: f64, g: f64) -> f64 {
+    g * (1.0 - y * y)
+}
+
+/// `f` over a slice, rounded to f32.
+pub fn forward_slice(act: Activation, x: &[f32]) -> Vec<f32> {
+    x.iter()
+        .map(|&v| forward(act, f64::from(v)) as f32)
+        .collect()
+}
+
+/// `g·f'(x)` over slices of equal length, rounded to f32.
+pub fn backward_slice(act: Activation, x: &[f32], g: &[f32]) -> Vec<f32> {
+    x.iter()
+        .zip(g)
+        .map(|(&v, &d)| backward(act, f64::from(v), f64::from(d)) as f32)
+        .collect()
+}

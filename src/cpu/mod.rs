@@ -1,0 +1,8 @@
+//! The CPU reference: every op in plain Rust with f64 arithmetic inside, written from
+//! PyTorch's documented formulas and independent of the shaders. The tests compare the GPU
+//! with it, and the CPU backend runs it when no adapter exists.
+//!
+//! Each function takes and returns f64 so that tests can compare an f32 result with the
+//! exact answer for its f32 input; the slice helpers round once to f32 at the end.
+
+pub mod activation;

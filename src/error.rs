@@ -1,0 +1,186 @@
+//! The crate's one error type.
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in this crate, each with the context needed to act on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // === Devices ===
+    /// No adapter was found and the CPU fallback was not allowed.
+    #[error(
+        "no GPU adapter found{wanted}; on Debian/Ubuntu install the software Vulkan driver \
+         with `apt-get install -y mesa-vulkan-drivers`, or choose the CPU backend \
+         (GPU_ACTIVATIONS_BACKEND=cpu)"
+    )]
+    NoAdapter {
+        /// Which backend was asked for, as text (empty when any would do).
+        wanted: String,
+    },
+    /// The adapter refused to create a device.
+    #[error("could not open a device on adapter {adapter}: {message}")]
+    DeviceRequest {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's reason.
+        message: String,
+    },
+    /// The device was lost (driver reset, removal, or `destroy`); make a new `Context`.
+    #[error("GPU device lost: {0}; create a new Context")]
+    DeviceLost(String),
+    /// wgpu reported a validation or internal error for work this crate submitted.
+    #[error("GPU error in {op}: {message}")]
+    Gpu {
+        /// The operation during which the error surfaced.
+        op: &'static str,
+        /// wgpu's message.
+        message: String,
+    },
+    /// The device could not allocate memory.
+    #[error("GPU out of memory allocating {bytes} bytes for {op}")]
+    OutOfMemory {
+        /// The operation that allocated.
+        op: &'static str,
+        /// The size of the failed allocation.
+        bytes: u64,
+    },
+    /// A shader failed to compile or a pipeline failed to build.
+    #[error("shader {shader}::{entry} failed to build: {message}")]
+    Shader {
+        /// The shader family.
+        shader: &'static str,
+        /// The entry point.
+        entry: &'static str,
+        /// The compiler's message.
+        message: String,
+    },
+    /// Waiting for the GPU took longer than the context's read-back timeout.
+    #[error("GPU did not finish {op} within {seconds} s")]
+    Timeout {
+        /// What was being waited for.
+        op: &'static str,
+        /// The timeout that expired.
+        seconds: f64,
+    },
+    /// A request is larger than the device can hold, found before any work started.
+    #[error("{op}: needs {requested} bytes, but the device allows at most {limit} ({what})")]
+    TooLarge {
+        /// The operation.
+        op: &'static str,
+        /// Bytes requested.
+        requested: u64,
+        /// The device's limit in bytes.
+        limit: u64,
+        /// Which limit.
+        what: &'static str,
+    },
+    /// An activation name that is not one of [`crate::Activation::ALL`].
+    #[error("unknown activation {0:?}")]
+    UnknownActivation(String),
+    /// The requested backend name is not one this crate knows.
+    #[error("unknown backend {0:?}; expected one of auto, vulkan, metal, dx12, gl, cpu")]
+    UnknownBackend(String),
+
+    // === Shapes ===
+    /// A shape that makes no sense for the operation.
+    #[error("{op}: invalid shape {shape:?}: {reason}")]
+    InvalidShape {
+        /// The operation.
+        op: &'static str,
+        /// The offending shape.
+        shape: Vec<usize>,
+        /// Why it is invalid.
+        reason: &'static str,
+    },
+    /// The element count of a shape overflows the integer arithmetic of the device.
+    #[error("{op}: shape {shape:?} has more elements than {limit} can address")]
+    ShapeOverflow {
+        /// The operation.
+        op: &'static str,
+        /// The offending shape.
+        shape: Vec<usize>,
+        /// The integer type that overflowed.
+        limit: &'static str,
+    },
+    /// Two tensors that must agree in shape do not.
+    #[error("{op}: {what} has shape {got:?}, expected {expected:?}")]
+    ShapeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// Which operand disagrees.
+        what: &'static str,
+        /// Its shape.
+        got: Vec<usize>,
+        /// The shape it must have.
+        expected: Vec<usize>,
+    },
+    /// Host data whose length does not match the shape it came with.
+    #[error("{op}: {len} values do not fill shape {shape:?} ({expected} elements)")]
+    LengthMismatch {
+        /// The operation.
+        op: &'static str,
+        /// The data's length.
+        len: usize,
+        /// The shape.
+        shape: Vec<usize>,
+        /// The shape's element count.
+        expected: usize,
+    },
+    /// Tensors from different contexts were mixed in one operation.
+    #[error("{op}: tensors belong to different contexts")]
+    ContextMismatch {
+        /// The operation.
+        op: &'static str,
+    },
+
+    // === Values ===
+    /// A hyper-parameter outside its domain.
+    #[error("{op}: {name} = {value} is invalid: {reason}")]
+    InvalidParameter {
+        /// The operation.
+        op: &'static str,
+        /// The parameter.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+        /// The domain it must lie in.
+        reason: &'static str,
+    },
+    /// A class index outside `[0, classes)` that is not the ignore index.
+    #[error(
+        "{op}: target at row {row} is {value}, outside [0, {classes}) and not the ignore index {ignore_index}"
+    )]
+    TargetOutOfRange {
+        /// The operation.
+        op: &'static str,
+        /// The first offending row.
+        row: usize,
+        /// Its value.
+        value: i64,
+        /// The number of classes.
+        classes: usize,
+        /// The ignore index in force.
+        ignore_index: i64,
+    },
+    /// A class-index target that is not an integer (NaN, infinite or fractional).
+    #[error("{op}: target at row {row} is {value}, not an integer class index")]
+    TargetNotInteger {
+        /// The operation.
+        op: &'static str,
+        /// The first offending row.
+        row: usize,
+        /// Its value.
+        value: f64,
+    },
+}
+
+impl Error {
+    pub(crate) fn invalid_shape(op: &'static str, shape: &[usize], reason: &'static str) -> Self {
+        Error::InvalidShape {
+            op,
+            shape: shape.to_vec(),
+            reason,
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The shader registry and the pipeline cache.
+//!
+//! Every kernel family is one `shaders/*.wgsl` file ([`Shader`]); every entry point of a family
+//! is a [`Kernel`] that names its storage bindings. By house convention binding 0 of every
+//! shader is the uniform `Params` block, bound with a dynamic offset into the recorder's
+//! parameter arena, and storage buffers follow at bindings 1, 2, ….
+//! Pipelines are built once per `(kernel, override constants)` and shared by every launch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Size of one slot of the parameter arena; every `Params` struct must fit in it.
+pub(crate) const PARAMS_SLOT: u64 = 256;
+
+/// A kernel family: one WGSL file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    /// Elementwise activations, forward and backward.
+    Activation,
+    /// A plain vec4 copy: the bandwidth ceiling every benchmark is measured against.
+    Copy,
+}
+
+impl Shader {
+    /// Every kernel family, for validation and listing.
+    pub const ALL: [Shader; 2] = [Shader::Activation, Shader::Copy];
+
+    /// The family's file name (without `.wgsl`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Shader::Activation => "activation",
+            Shader::Copy => "copy",
+        }
+    }
+
+    /// The WGSL source.
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Activation => include_str!("../../shaders/activation.wgsl"),
+            Shader::Copy => include_str!("../../shaders/copy.wgsl"),
+        }
+    }
+}
+
+/// How a kernel binds one storage buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Slot {
+    /// `var<storage, read>` at this binding.
+    Read(u32),
+    /// `var<storage, read_write>` at this binding.
+    ReadWrite(u32),
+}
+
+impl Slot {
+    fn binding(self) -> u32 {
+        match self {
+            Slot::Read(b) | Slot::ReadWrite(b) => b,
+        }
+    }
+}
+
+/// One entry point and the storage buffers it binds, in the order a launch passes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Kernel {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub slots: &'static [Slot],
+}
+
+/// A built pipeline and the layout its bind groups use.
+pub(crate) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+
+/// Shader modules and pipelines, built on first use and kept for the context's lifetime.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+impl PipelineCache {
+    /// The pipeline for `kernel` with these override constants, built once.
+    pub fn get(
+        &self,
+        device: &wgpu::Device,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<Pipeline>> {
+        let key: PipelineKey = (
+            *kernel,
+            constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        );
+        if let Some(p) = lock(&self.pipelines)?.get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(device, kernel.shader)?;
+        let built = Arc::new(build_pipeline(device, &module, kernel, constants)?);
+        // Another thread may have built the same pipeline meanwhile; keep the first.
+        Ok(lock(&self.pipelines)?.entry(key).or_insert(built).clone())
+    }
+
+    fn module(&self, device: &wgpu::Device, shader: Shader) -> Result<wgpu::ShaderModule> {
+        let mut modules = lock(&self.modules)?;
+        if let Some(m) = modules.get(&shader) {
+            return Ok(m.clone());
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader.name()),
+            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader {
+                shader: shader.name(),
+                entry: "(module)",
+                message: e.to_string(),
+            });
+        }
+        modules.insert(shader, module.clone());
+        Ok(module)
+    }
+}
+
+fn build_pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    kernel: &Kernel,
+    constants: &[(&'static str, f64)],
+) -> Result<Pipeline> {
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: None,
+        },
+        count: None,
+    }];
+    entries.extend(kernel.slots.iter().map(|slot| wgpu::BindGroupLayoutEntry {
+        binding: slot.binding(),
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage {
+                read_only: matches!(slot, Slot::Read(_)),
+            },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }));
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(kernel.entry),
+        entries: &entries,
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(kernel.entry),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(kernel.entry),
+        layout: Some(&pipeline_layout),
+        module,
+        entry_point: Some(kernel.entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    });
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::Shader {
+            shader: kernel.shader.name(),
+            entry: kernel.entry,
+            message: e.to_string(),
+        });
+    }
+    Ok(Pipeline { pipeline, layout })
+}
+
+/// Locks a mutex, turning poisoning (a panic on another thread) into an error.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock().map_err(|_| Error::Gpu {
+        op: "lock",
+        message: "a thread panicked while holding the device state".into(),
+    })
+}

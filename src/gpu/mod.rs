@@ -1,0 +1,347 @@
+//! The device side: one wgpu device and queue, its pipelines, its buffer pool, and the recorder
+//! that batches launches into command buffers.
+//!
+//! Launches are recorded into a pending command encoder and submitted together when the batch
+//! is full, before a host write, or when a result is read back; nothing waits on the GPU except
+//! a read-back or [`Gpu::synchronize`].
+
+pub(crate) mod dispatch;
+pub(crate) mod kernels;
+pub(crate) mod pool;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use kernels::{Kernel, PARAMS_SLOT, PipelineCache, lock};
+use pool::{BufferPool, DeviceBuffer};
+
+/// Launches recorded before the batch is submitted (and parameter slots in the arena).
+const BATCH_LAUNCHES: u64 = 256;
+
+/// Idle bytes the buffer pool may keep.
+const POOL_IDLE_BYTES: u64 = 512 << 20;
+
+/// Bytes written per `write_buffer` call when uploading, so that staging stays bounded.
+const UPLOAD_CHUNK: u64 = 64 << 20;
+
+/// Usage of every tensor buffer.
+pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// A slice of a device buffer bound to one storage slot of a launch.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Device state shared by every clone of a GPU `Context`.
+pub(crate) struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub limits: wgpu::Limits,
+    /// Whether kernels may use subgroup operations.
+    pub subgroups: bool,
+    pipelines: PipelineCache,
+    pool: BufferPool,
+    recorder: Mutex<Recorder>,
+    health: Arc<Health>,
+    readback_timeout: Duration,
+}
+
+/// What the device's callbacks report, read by every launch.
+#[derive(Default)]
+struct Health {
+    lost: AtomicBool,
+    lost_reason: Mutex<Option<String>>,
+    error: Mutex<Option<String>>,
+}
+
+/// The pending command encoder and the parameter blocks its launches read.
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    params: Vec<u8>,
+    launches: u64,
+    arena: wgpu::Buffer,
+    last_submission: Option<wgpu::SubmissionIndex>,
+}
+
+impl Gpu {
+    pub fn new(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        subgroups: bool,
+        readback_timeout: Duration,
+    ) -> Self {
+        let health = Arc::new(Health::default());
+        let h = health.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            h.lost.store(true, Ordering::SeqCst);
+            if let Ok(mut r) = h.lost_reason.lock() {
+                *r = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let h = health.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = h.error.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params arena"),
+            size: BATCH_LAUNCHES * PARAMS_SLOT,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let limits = device.limits();
+        Gpu {
+            device,
+            queue,
+            limits,
+            subgroups,
+            pipelines: PipelineCache::default(),
+            pool: BufferPool::new(POOL_IDLE_BYTES),
+            recorder: Mutex::new(Recorder {
+                encoder: None,
+                params: Vec::new(),
+                launches: 0,
+                arena,
+                last_submission: None,
+            }),
+            health,
+            readback_timeout,
+        }
+    }
+
+    /// Fails with the device-lost or captured GPU error, if one occurred.
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        if self.health.lost.load(Ordering::SeqCst) {
+            let reason = lock(&self.health.lost_reason)?
+                .clone()
+                .unwrap_or_else(|| "unknown reason".into());
+            return Err(Error::DeviceLost(reason));
+        }
+        if let Some(message) = lock(&self.health.error)?.take() {
+            return Err(Error::Gpu { op, message });
+        }
+        Ok(())
+    }
+
+    /// A pooled storage buffer of at least `bytes` bytes.
+    pub fn alloc(&self, bytes: u64, op: &'static str) -> Result<DeviceBuffer> {
+        self.check(op)?;
+        self.pool.get(
+            &self.device,
+            bytes,
+            STORAGE_USAGE,
+            self.limits.max_buffer_size,
+            op,
+        )
+    }
+
+    /// Bytes idle in the buffer pool.
+    pub fn pool_idle_bytes(&self) -> u64 {
+        self.pool.idle_bytes()
+    }
+
+    /// Releases the idle buffers of the pool.
+    pub fn trim_pool(&self) {
+        self.pool.clear();
+    }
+
+    /// Writes `data` at the start of `buffer`. Recorded work is submitted first, so that the
+    /// write cannot overtake a launch that still reads an earlier tenant of a pooled buffer.
+    pub fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) -> Result<()> {
+        self.check("upload")?;
+        self.flush()?;
+        for (i, chunk) in data.chunks(UPLOAD_CHUNK as usize).enumerate() {
+            self.queue
+                .write_buffer(buffer, i as u64 * UPLOAD_CHUNK, chunk);
+        }
+        Ok(())
+    }
+
+    /// Records one launch of `kernel` over `groups` workgroups (laid out by [`dispatch::grid`]).
+    pub fn launch(
+        &self,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+        views: &[View<'_>],
+        params: &[u8],
+        groups: u64,
+    ) -> Result<()> {
+        self.check(kernel.entry)?;
+        if groups == 0 {
+            return Ok(());
+        }
+        let pipeline = self.pipelines.get(&self.device, kernel, constants)?;
+        let grid = dispatch::grid(groups, self.limits.max_compute_workgroups_per_dimension)?;
+        let mut rec = lock(&self.recorder)?;
+        if rec.launches == BATCH_LAUNCHES {
+            self.submit(&mut rec);
+        }
+        let slot = rec.launches;
+        rec.launches += 1;
+        rec.params.resize((slot * PARAMS_SLOT) as usize, 0);
+        rec.params.extend_from_slice(params);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &rec.arena,
+                offset: 0,
+                size: wgpu::BufferSize::new(PARAMS_SLOT),
+            }),
+        }];
+        for (slot, view) in kernel.slots.iter().zip(views) {
+            let binding = match *slot {
+                kernels::Slot::Read(b) | kernels::Slot::ReadWrite(b) => b,
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: view.buffer,
+                    offset: view.offset,
+                    size: wgpu::BufferSize::new(view.size),
+                }),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.entry),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let mut pass = rec
+            .encoder(&self.device)
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.entry),
+                timestamp_writes: None,
+            });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[(slot * PARAMS_SLOT) as u32]);
+        pass.dispatch_workgroups(grid[0], grid[1], 1);
+        Ok(())
+    }
+
+    /// Records a buffer-to-buffer copy into the pending batch.
+    pub fn copy(&self, src: View<'_>, dst: View<'_>) -> Result<()> {
+        self.check("copy")?;
+        lock(&self.recorder)?
+            .encoder(&self.device)
+            .copy_buffer_to_buffer(src.buffer, src.offset, dst.buffer, dst.offset, src.size);
+        Ok(())
+    }
+
+    /// Submits the recorded batch, if any, without waiting for it.
+    pub fn flush(&self) -> Result<()> {
+        let mut rec = lock(&self.recorder)?;
+        self.submit(&mut rec);
+        Ok(())
+    }
+
+    /// Submits recorded work and waits until the device has finished all of it.
+    pub fn synchronize(&self) -> Result<()> {
+        self.flush()?;
+        let index = lock(&self.recorder)?.last_submission.clone();
+        self.wait(index, "synchronize")?;
+        self.check("synchronize")
+    }
+
+    fn submit(&self, rec: &mut Recorder) {
+        let Some(encoder) = rec.encoder.take() else {
+            return;
+        };
+        if !rec.params.is_empty() {
+            self.queue.write_buffer(&rec.arena, 0, &rec.params);
+        }
+        rec.last_submission = Some(self.queue.submit([encoder.finish()]));
+        rec.params.clear();
+        rec.launches = 0;
+    }
+
+    fn wait(&self, index: Option<wgpu::SubmissionIndex>, op: &'static str) -> Result<()> {
+        let seconds = self.readback_timeout.as_secs_f64();
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: Some(self.readback_timeout),
+            })
+            .map(|_| ())
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => Error::Timeout { op, seconds },
+                other => Error::Gpu {
+                    op,
+                    message: other.to_string(),
+                },
+            })
+    }
+
+    /// Copies `size` bytes at `offset` of `buffer` back to the host, waiting for all work
+    /// recorded so far.
+    pub fn read(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        const OP: &str = "read-back";
+        self.check(OP)?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.pool.get(
+            &self.device,
+            size,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            self.limits.max_buffer_size,
+            OP,
+        )?;
+        let index = {
+            let mut rec = lock(&self.recorder)?;
+            rec.encoder(&self.device)
+                .copy_buffer_to_buffer(buffer, offset, staging.raw(), 0, size);
+            self.submit(&mut rec);
+            rec.last_submission.clone()
+        };
+        let slice = staging.raw().slice(0..size);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait(index, OP)?;
+        self.check(OP)?;
+        match rx.recv_timeout(self.readback_timeout) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(Error::Gpu {
+                    op: OP,
+                    message: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(Error::Timeout {
+                    op: OP,
+                    seconds: self.readback_timeout.as_secs_f64(),
+                });
+            }
+        }
+        let bytes = {
+            let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
+                op: OP,
+                message: e.to_string(),
+            })?;
+            view.to_vec()
+        };
+        staging.raw().unmap();
+        Ok(bytes)
+    }
+}
+
+impl Recorder {
+    /// The pending encoder, started on first use.
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("batch"),
+            })
+        })
+    }
+}

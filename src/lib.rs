@@ -1,0 +1,37 @@
+//! # gpu-activations
+//!
+//! The activation layer and the loss head of a neural network on any GPU through
+//! [wgpu](https://wgpu.rs) (Vulkan, Metal, DX12, GL), with WGSL compute shaders, and on
+//! software adapters (lavapipe, WARP, llvmpipe) or the built-in f64 CPU reference when no
+//! GPU is present.
+//!
+//! ```no_run
+//! use gpu_activations::{Activation, Context, Tensor};
+//! # fn main() -> gpu_activations::Result<()> {
+//! let ctx = Context::new()?;
+//! let x = Tensor::from_slice(&ctx, &[-1.0, 0.0, 2.0, 3.0], &[2, 2])?;
+//! let y = x.gelu()?;                                   // recorded, not waited for
+//! let g = Tensor::from_slice(&ctx, &[1.0; 4], &[2, 2])?;
+//! let dx = x.activation_backward(Activation::Gelu, &g)?;
+//! println!("{:?} {:?}", y.to_vec()?, dx.to_vec()?);   // read back: waits here
+//! # Ok(()) }
+//! ```
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
+)]
+#![warn(missing_docs)]
+
+mod context;
+pub mod cpu;
+mod error;
+mod gpu;
+mod ops;
+mod tensor;
+
+pub use context::{AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, Subgroups};
+pub use error::{Error, Result};
+pub use gpu::kernels::Shader;
+pub use ops::activation::Activation;
+pub use tensor::{DType, Tensor};
+pub use wgpu;

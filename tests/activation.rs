@@ -1,0 +1,336 @@
+//! Elementwise activations on every adapter present (and the CPU backend) against the f64
+//! reference and PyTorch's answers: |got − want| ≤ 1e-6 + 1e-5·|want| for every element.
+
+mod common;
+
+use common::{SPECIAL, assert_all_close, fixtures, label, npy, npy_f32, uniform};
+use gpu_activations::{Activation, Context, Error, Tensor};
+
+const ATOL: f64 = 1e-6;
+const RTOL: f64 = 1e-5;
+
+/// The activations with non-default parameters too.
+fn every_variant() -> Vec<Activation> {
+    let mut all = Activation::ALL.to_vec();
+    all.extend([
+        Activation::LeakyRelu {
+            negative_slope: 0.2,
+        },
+        Activation::Elu { alpha: 1.7 },
+        Activation::Softplus {
+            beta: 2.0,
+            threshold: 15.0,
+        },
+        Activation::Softplus {
+            beta: 0.5,
+            threshold: 5.0,
+        },
+    ]);
+    all
+}
+
+/// Runs forward and backward of `act` on `ctx` and checks both against the f64 reference.
+fn check_against_reference(ctx: &Context, act: Activation, x: &[f32], g: &[f32], case: &str) {
+    let shape = [x.len()];
+    let xt = Tensor::from_slice(ctx, x, &shape).unwrap();
+    let gt = Tensor::from_slice(ctx, g, &shape).unwrap();
+    let y = xt.activation(act).unwrap();
+    let dx = xt.activation_backward(act, &gt).unwrap();
+    let want_y: Vec<f64> = x.iter().map(|&v| act.reference(f64::from(v))).collect();
+    let want_dx: Vec<f64> = x
+        .iter()
+        .zip(g)
+        .map(|(&v, &d)| act.reference_backward(f64::from(v), f64::from(d)))
+        .collect();
+    let tag = format!("{} {act:?} {case}", label(ctx));
+    assert_all_close(
+        &format!("{tag} forward"),
+        &y.to_vec().unwrap(),
+        &want_y,
+        &[x],
+        ATOL,
+        RTOL,
+    );
+    assert_all_close(
+        &format!("{tag} backward"),
+        &dx.to_vec().unwrap(),
+        &want_dx,
+        &[x, g],
+        ATOL,
+        RTOL,
+    );
+}
+
+#[test]
+fn special_values_match_the_reference_on_every_backend() {
+    // Every special value against several upstream gradients, including 0 and -1.
+    let grads = [1.0f32, -1.0, 0.0, 0.37, -2.5];
+    let x: Vec<f32> = grads.iter().flat_map(|_| SPECIAL.iter().copied()).collect();
+    let g: Vec<f32> = grads
+        .iter()
+        .flat_map(|&d| std::iter::repeat_n(d, SPECIAL.len()))
+        .collect();
+    for ctx in common::all_backends() {
+        for act in every_variant() {
+            check_against_reference(&ctx, act, &x, &g, "special values");
+        }
+    }
+}
+
+#[test]
+fn random_data_at_every_size_matches_the_reference() {
+    // Sizes around the vec4 and workgroup boundaries, and two large ones.
+    for (i, &n) in [1usize, 3, 4, 5, 255, 256, 257, 1_000_003]
+        .iter()
+        .enumerate()
+    {
+        let x = uniform(100 + i as u64, n, -12.0, 12.0);
+        let g = uniform(200 + i as u64, n, -3.0, 3.0);
+        for ctx in common::gpus() {
+            for act in every_variant() {
+                check_against_reference(ctx, act, &x, &g, &format!("n={n}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn ten_million_elements_match_the_reference() {
+    let n = 10_000_000;
+    let x = uniform(7, n, -30.0, 30.0);
+    let g = uniform(8, n, -2.0, 2.0);
+    for ctx in common::gpus() {
+        for act in Activation::ALL {
+            check_against_reference(ctx, act, &x, &g, "n=10,000,000");
+        }
+    }
+}
+
+#[test]
+fn pytorch_fixtures_match_on_every_backend() {
+    let dir = fixtures().join("activations");
+    let (x, _) = npy_f32(&dir.join("x.npy"));
+    let (g, _) = npy_f32(&dir.join("g.npy"));
+    let params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("params.json")).unwrap()).unwrap();
+    let cases = params.as_object().unwrap();
+    assert_eq!(cases.len(), 18, "every fixture case is covered");
+    for ctx in common::all_backends() {
+        let xt = Tensor::from_slice(&ctx, &x, &[x.len()]).unwrap();
+        let gt = Tensor::from_slice(&ctx, &g, &[g.len()]).unwrap();
+        for (case, p) in cases {
+            let name = case.split('.').next().unwrap();
+            let f = |k: &str, default: f32| {
+                p.get(k)
+                    .and_then(|v| v.as_f64())
+                    .map_or(default, |v| v as f32)
+            };
+            let act = match name {
+                "leaky_relu" => Activation::LeakyRelu {
+                    negative_slope: f("negative_slope", 0.01),
+                },
+                "elu" => Activation::Elu {
+                    alpha: f("alpha", 1.0),
+                },
+                "softplus" => Activation::Softplus {
+                    beta: f("beta", 1.0),
+                    threshold: f("threshold", 20.0),
+                },
+                other => other.parse().unwrap(),
+            };
+            let (want_y, _) = npy(&dir.join(format!("{case}.forward.npy")));
+            let (want_dx, _) = npy(&dir.join(format!("{case}.backward.npy")));
+            let y = xt.activation(act).unwrap().to_vec().unwrap();
+            let dx = xt.activation_backward(act, &gt).unwrap().to_vec().unwrap();
+            let tag = format!("{} PyTorch {case}", label(&ctx));
+            assert_all_close(&format!("{tag} forward"), &y, &want_y, &[&x], ATOL, RTOL);
+            assert_all_close(
+                &format!("{tag} backward"),
+                &dx,
+                &want_dx,
+                &[&x, &g],
+                ATOL,
+                RTOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn extremes_saturate_exactly_and_nan_propagates() {
+    let x = [1000.0f32, -1000.0, 1e30, -1e30, f32::NAN];
+    for ctx in common::all_backends() {
+        let t = Tensor::from_slice(&ctx, &x, &[5]).unwrap();
+        let tag = label(&ctx);
+        let sig = t.sigmoid().unwrap().to_vec().unwrap();
+        assert_eq!(&sig[..2], &[1.0, 0.0], "{tag} sigmoid(±1000)");
+        let th = t.tanh().unwrap().to_vec().unwrap();
+        assert_eq!(&th[..4], &[1.0, -1.0, 1.0, -1.0], "{tag} tanh saturates");
+        let sp = t.softplus(1.0, 20.0).unwrap().to_vec().unwrap();
+        assert_eq!(sp[0], 1000.0, "{tag} softplus(1000)");
+        assert_eq!(sp[1], 0.0, "{tag} softplus(-1000)");
+        for (act, name) in [(Activation::Silu, "silu"), (Activation::Gelu, "gelu")] {
+            let y = t.activation(act).unwrap().to_vec().unwrap();
+            assert_eq!(y[2], 1e30, "{tag} {name}(1e30)");
+            assert_eq!(y[3], 0.0, "{tag} {name}(-1e30)");
+        }
+        for act in Activation::ALL {
+            let y = t.activation(act).unwrap().to_vec().unwrap();
+            assert!(y[4].is_nan(), "{tag} {act}(NaN) = {} should be NaN", y[4]);
+            assert!(
+                y[..4].iter().all(|v| !v.is_nan()),
+                "{tag} {act} gave NaN on a finite input: {y:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn backward_from_saved_output_matches_backward_from_input() {
+    let x = uniform(11, 1001, -8.0, 8.0);
+    let g = uniform(12, 1001, -2.0, 2.0);
+    for ctx in common::all_backends() {
+        let xt = Tensor::from_slice(&ctx, &x, &[7, 143]).unwrap();
+        let gt = Tensor::from_slice(&ctx, &g, &[7, 143]).unwrap();
+        for (act, from_output) in [
+            (
+                Activation::Sigmoid,
+                Tensor::sigmoid_backward_from_output as fn(&Tensor, &Tensor) -> _,
+            ),
+            (Activation::Tanh, Tensor::tanh_backward_from_output),
+        ] {
+            let y = xt.activation(act).unwrap();
+            let dx = from_output(&y, &gt).unwrap().to_vec().unwrap();
+            let want: Vec<f64> = x
+                .iter()
+                .zip(&g)
+                .map(|(&v, &d)| act.reference_backward(f64::from(v), f64::from(d)))
+                .collect();
+            // The saved output carries one f32 rounding, hence a slightly looser bound.
+            assert_all_close(
+                &format!("{} {act} from output", label(&ctx)),
+                &dx,
+                &want,
+                &[&x, &g],
+                2e-6,
+                RTOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn in_place_variants_match_out_of_place() {
+    let x = uniform(21, 517, -6.0, 6.0);
+    let g = uniform(22, 517, -2.0, 2.0);
+    for ctx in common::all_backends() {
+        for act in [Activation::Gelu, Activation::Relu, Activation::Mish] {
+            let xt = Tensor::from_slice(&ctx, &x, &[517]).unwrap();
+            let gt = Tensor::from_slice(&ctx, &g, &[517]).unwrap();
+            let want_y = xt.activation(act).unwrap().to_vec().unwrap();
+            let want_dx = xt.activation_backward(act, &gt).unwrap().to_vec().unwrap();
+
+            let inplace = Tensor::from_slice(&ctx, &x, &[517]).unwrap();
+            inplace.activation_into(act, &inplace).unwrap();
+            assert_eq!(
+                inplace.to_vec().unwrap(),
+                want_y,
+                "{} {act} forward in place",
+                label(&ctx)
+            );
+
+            let over_grad = Tensor::from_slice(&ctx, &g, &[517]).unwrap();
+            xt.activation_backward_into(act, &over_grad, &over_grad)
+                .unwrap();
+            assert_eq!(
+                over_grad.to_vec().unwrap(),
+                want_dx,
+                "{} {act} over grad",
+                label(&ctx)
+            );
+
+            let over_input = Tensor::from_slice(&ctx, &x, &[517]).unwrap();
+            over_input
+                .activation_backward_into(act, &gt, &over_input)
+                .unwrap();
+            assert_eq!(
+                over_input.to_vec().unwrap(),
+                want_dx,
+                "{} {act} over input",
+                label(&ctx)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_chain_of_ops_is_recorded_without_waiting_and_reads_back_right() {
+    // relu(tanh(sigmoid(x))) applied 50 times: only the final read-back waits.
+    let x = uniform(31, 4099, -4.0, 4.0);
+    let mut want: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    for _ in 0..50 {
+        for act in [Activation::Sigmoid, Activation::Tanh, Activation::Relu] {
+            want = want
+                .iter()
+                .map(|&v| act.reference(f64::from(v as f32)) as f32 as f64)
+                .collect();
+        }
+    }
+    for ctx in common::all_backends() {
+        let mut t = Tensor::from_slice(&ctx, &x, &[4099]).unwrap();
+        for _ in 0..50 {
+            t = t.sigmoid().unwrap().tanh().unwrap().relu().unwrap();
+        }
+        assert_all_close(
+            &format!("{} chain", label(&ctx)),
+            &t.to_vec().unwrap(),
+            &want,
+            &[&x],
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+#[test]
+fn bad_input_gives_typed_errors() {
+    for ctx in common::all_backends() {
+        let x = Tensor::from_slice(&ctx, &[1.0; 6], &[2, 3]).unwrap();
+        let g = Tensor::from_slice(&ctx, &[1.0; 6], &[3, 2]).unwrap();
+        assert!(matches!(
+            x.activation_backward(Activation::Relu, &g),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            Tensor::from_slice(&ctx, &[1.0; 5], &[2, 3]),
+            Err(Error::LengthMismatch {
+                len: 5,
+                expected: 6,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Tensor::from_slice(&ctx, &[], &[usize::MAX, 2]),
+            Err(Error::ShapeOverflow { .. })
+        ));
+        assert!(matches!(
+            x.leaky_relu(f32::NAN),
+            Err(Error::InvalidParameter {
+                name: "negative_slope",
+                ..
+            })
+        ));
+        assert!(matches!(
+            x.softplus(0.0, 20.0),
+            Err(Error::InvalidParameter { name: "beta", .. })
+        ));
+        let other = Tensor::from_slice(&Context::cpu(), &[1.0; 6], &[2, 3]).unwrap();
+        assert!(matches!(
+            x.activation_backward(Activation::Relu, &other),
+            Err(Error::ContextMismatch { .. })
+        ));
+        // An empty tensor is PyTorch's empty answer, not an error.
+        let empty = Tensor::from_slice(&ctx, &[], &[0, 4]).unwrap();
+        assert_eq!(empty.gelu().unwrap().to_vec().unwrap(), Vec::<f32>::new());
+    }
+}

@@ -1,0 +1,253 @@
+//! Shared test helpers: one context per adapter present, seeded data, a NaN/∞-aware tolerance
+//! check, and the PyTorch fixtures.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use gpu_activations::{Backend, Context, ContextOptions, Subgroups};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+/// Set to 1 to make a missing adapter a failure instead of a skip.
+pub const REQUIRE_ADAPTER_ENV: &str = "GPU_ACTIVATIONS_REQUIRE_ADAPTER";
+
+/// Writes to the real stderr, past the test harness's capture, so that every run shows it.
+pub fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn open(backend: Backend, subgroups: Subgroups) -> Option<Context> {
+    let options = ContextOptions {
+        backend: Some(backend),
+        allow_cpu_fallback: false,
+        subgroups,
+        ..Default::default()
+    };
+    Context::with_options(options).ok()
+}
+
+/// One context per GPU adapter present (each backend's best adapter), created once per test
+/// binary. Fails the test when none is found and `GPU_ACTIVATIONS_REQUIRE_ADAPTER=1`.
+pub fn gpus() -> &'static [Context] {
+    static CONTEXTS: OnceLock<Vec<Context>> = OnceLock::new();
+    let contexts = CONTEXTS.get_or_init(|| {
+        let found: Vec<Context> = Backend::ALL
+            .into_iter()
+            .filter(|b| *b != Backend::Cpu)
+            .filter_map(|b| open(b, Subgroups::Auto))
+            .collect();
+        let names: Vec<String> = found.iter().map(|c| c.adapter_info().to_string()).collect();
+        report(&format!(
+            "[{}] GPU adapters under test: {}",
+            binary_name(),
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join("; ")
+            }
+        ));
+        found
+    });
+    if contexts.is_empty() {
+        require_adapter();
+    }
+    contexts
+}
+
+/// The GPU contexts plus, where an adapter has subgroups, a second context on it with
+/// subgroups turned off, so that both reduction paths run.
+pub fn gpus_with_reduction_paths() -> &'static [Context] {
+    static CONTEXTS: OnceLock<Vec<Context>> = OnceLock::new();
+    CONTEXTS.get_or_init(|| {
+        let mut all = gpus().to_vec();
+        for ctx in gpus() {
+            if let Some(off) = ctx
+                .uses_subgroups()
+                .then(|| open(ctx.backend(), Subgroups::Off))
+                .flatten()
+            {
+                report(&format!(
+                    "[{}] also testing {} with subgroups off",
+                    binary_name(),
+                    off.adapter_info()
+                ));
+                all.push(off);
+            }
+        }
+        all
+    })
+}
+
+/// Every context a test should cover: the GPUs and the CPU backend.
+pub fn all_backends() -> Vec<Context> {
+    let mut all = gpus().to_vec();
+    all.push(Context::cpu());
+    all
+}
+
+fn require_adapter() {
+    if std::env::var(REQUIRE_ADAPTER_ENV).is_ok_and(|v| v == "1") {
+        panic!(
+            "no GPU adapter found and {REQUIRE_ADAPTER_ENV}=1: install mesa-vulkan-drivers \
+             (lavapipe) or make a GPU visible"
+        );
+    }
+    report(&format!(
+        "[{}] SKIP: no GPU adapter found; GPU tests ran on nothing",
+        binary_name()
+    ));
+}
+
+fn binary_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| s.split('-').next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// A short label for a context in failure messages.
+pub fn label(ctx: &Context) -> String {
+    format!(
+        "{}{}",
+        ctx.backend(),
+        if ctx.uses_subgroups() {
+            "+subgroups"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `n` values uniform in `[lo, hi)`, reproducible from `seed`.
+pub fn uniform(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Values that stress activations: zeros, tiny, kinks, saturation points, huge, non-finite.
+pub const SPECIAL: &[f32] = &[
+    0.0,
+    -0.0,
+    1e-7,
+    -1e-7,
+    1e-30,
+    -1e-30,
+    0.5,
+    -0.5,
+    1.0,
+    -1.0,
+    2.999_999_8,
+    3.0,
+    -3.0,
+    3.000_000_2,
+    6.0,
+    5.999_999_5,
+    6.000_000_5,
+    10.0,
+    -10.0,
+    15.0,
+    20.0,
+    -20.0,
+    20.000_002,
+    40.0,
+    -40.0,
+    87.0,
+    88.0,
+    -88.0,
+    88.7,
+    89.0,
+    -89.0,
+    100.0,
+    -100.0,
+    1000.0,
+    -1000.0,
+    1e4,
+    -1e4,
+    1e30,
+    -1e30,
+    3e38,
+    -3e38,
+    f32::MAX,
+    f32::MIN,
+    f32::MIN_POSITIVE,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::NAN,
+];
+
+/// The bound every comparison uses: `|got − want| ≤ atol + rtol·|want|`, where NaN must
+/// meet NaN and an infinite (or f32-overflowing) expectation must be met exactly.
+pub fn close(got: f32, want: f64, atol: f64, rtol: f64) -> bool {
+    if want.is_nan() {
+        return got.is_nan();
+    }
+    let want32 = want as f32;
+    if want32.is_infinite() {
+        return got == want32;
+    }
+    if got.is_nan() || got.is_infinite() {
+        return false;
+    }
+    (f64::from(got) - want).abs() <= atol + rtol * want.abs()
+}
+
+/// Asserts `close` for every element; the message names the case, the index and the input.
+pub fn assert_all_close(
+    case: &str,
+    got: &[f32],
+    want: &[f64],
+    inputs: &[&[f32]],
+    atol: f64,
+    rtol: f64,
+) {
+    assert_eq!(got.len(), want.len(), "{case}: length");
+    let mut bad = got
+        .iter()
+        .zip(want)
+        .enumerate()
+        .filter(|(_, (g, w))| !close(**g, **w, atol, rtol));
+    if let Some((i, (g, w))) = bad.next() {
+        let ins: Vec<f32> = inputs.iter().map(|s| s[i]).collect();
+        let count = 1 + bad.count();
+        panic!(
+            "{case}: {count} element(s) out of tolerance; first at {i}: got {g:e}, want {w:e} \
+             (inputs {ins:?}, |diff| {:e}, bound {:e})",
+            (f64::from(*g) - w).abs(),
+            atol + rtol * w.abs()
+        );
+    }
+}
+
+/// The PyTorch fixtures copied into the repository.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pytorch")
+}
+
+/// Reads a fixture `.npy` (float32, float64 or int64) as f64 values and its shape.
+pub fn npy(path: &Path) -> (Vec<f64>, Vec<usize>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = npyz::NpyFile::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
+    let values = match file.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
+            file.into_vec::<f32>()
+                .map(|v| v.into_iter().map(f64::from).collect())
+        }
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => file.into_vec::<f64>(),
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => file
+            .into_vec::<i64>()
+            .map(|v| v.into_iter().map(|x| x as f64).collect()),
+        other => panic!("{}: unexpected dtype {other:?}", path.display()),
+    }
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (values, shape)
+}
+
+/// A fixture `.npy` as f32 (for inputs stored as float32).
+pub fn npy_f32(path: &Path) -> (Vec<f32>, Vec<usize>) {
+    let (v, s) = npy(path);
+    (v.into_iter().map(|x| x as f32).collect(), s)
+}

@@ -1,0 +1,109 @@
+//! The CPU reference by itself: against PyTorch's answers, against closed forms, and its
+//! backward against central finite differences of its forward. Needs no GPU.
+
+mod common;
+
+use common::{fixtures, npy};
+use gpu_activations::Activation;
+use gpu_activations::cpu::activation::{backward, forward};
+
+/// The parameters are f32, so 0.01 is 0.00999999977…: agreement to 1e-7 relative is exact
+/// for every purpose of an f32 result.
+#[test]
+fn reference_activations_match_pytorch_in_f64() {
+    let dir = fixtures().join("activations");
+    let (x, _) = npy(&dir.join("x.npy"));
+    let (g, _) = npy(&dir.join("g.npy"));
+    for act in Activation::ALL {
+        let (want_y, _) = npy(&dir.join(format!("{}.default.forward.npy", act.name())));
+        let (want_dx, _) = npy(&dir.join(format!("{}.default.backward.npy", act.name())));
+        for i in 0..x.len() {
+            let y = forward(act, x[i]);
+            let dx = backward(act, x[i], g[i]);
+            for (what, got, want) in [("forward", y, want_y[i]), ("backward", dx, want_dx[i])] {
+                let ok = if want.is_nan() {
+                    got.is_nan()
+                } else if want.is_infinite() {
+                    got == want
+                } else {
+                    (got - want).abs() <= 1e-12 + 1e-7 * want.abs()
+                };
+                assert!(
+                    ok,
+                    "{act} {what} at x = {}: got {got:e}, PyTorch {want:e}",
+                    x[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn reference_activations_match_closed_forms() {
+    // Values worked out by hand.
+    let e = std::f64::consts::E;
+    assert_eq!(forward(Activation::Sigmoid, 0.0), 0.5);
+    assert!((forward(Activation::Sigmoid, 1.0) - e / (1.0 + e)).abs() < 1e-15);
+    assert_eq!(forward(Activation::Relu, -2.0), 0.0);
+    assert_eq!(forward(Activation::Relu6, 7.0), 6.0);
+    assert_eq!(forward(Activation::Hardsigmoid, 0.0), 0.5);
+    assert_eq!(forward(Activation::Hardswish, 3.0), 3.0);
+    assert!((forward(Activation::Gelu, 1.0) - 0.841_344_746_068_542_9).abs() < 1e-15); // Φ(1)
+    assert!(
+        (forward(
+            Activation::Softplus {
+                beta: 1.0,
+                threshold: 20.0
+            },
+            0.0
+        ) - 2f64.ln())
+        .abs()
+            < 1e-15
+    );
+    assert!((forward(Activation::Logsigmoid, 0.0) + 2f64.ln()).abs() < 1e-15);
+    assert!((forward(Activation::Elu { alpha: 2.0 }, -1.0) - 2.0 * (1.0 / e - 1.0)).abs() < 1e-15);
+    // Kink conventions.
+    assert_eq!(backward(Activation::Relu, 0.0, 1.0), 0.0);
+    assert_eq!(
+        backward(
+            Activation::LeakyRelu {
+                negative_slope: 0.25
+            },
+            0.0,
+            1.0
+        ),
+        0.25
+    );
+    assert_eq!(backward(Activation::Elu { alpha: 1.5 }, 0.0, 1.0), 1.5); // parameters are f32: exact binary fractions here
+    assert_eq!(backward(Activation::Relu6, 0.0, 1.0), 0.0);
+    assert_eq!(backward(Activation::Relu6, 6.0, 1.0), 0.0);
+    assert_eq!(backward(Activation::Hardswish, 3.0, 1.0), 1.0);
+    assert_eq!(backward(Activation::Hardswish, -3.0, 1.0), -0.5); // x < -3 is the zero branch
+    assert_eq!(backward(Activation::Hardsigmoid, 3.0, 1.0), 0.0);
+}
+
+#[test]
+fn reference_backward_matches_finite_differences() {
+    let variants = [
+        Activation::LeakyRelu {
+            negative_slope: 0.3,
+        },
+        Activation::Elu { alpha: 0.7 },
+        Activation::Softplus {
+            beta: 2.0,
+            threshold: 5.0,
+        },
+    ];
+    let h = 1e-6;
+    for act in Activation::ALL.into_iter().chain(variants) {
+        for i in 0..400 {
+            let x = -9.975 + 0.05 * f64::from(i); // never exactly on a kink
+            let fd = (forward(act, x + h) - forward(act, x - h)) / (2.0 * h);
+            let an = backward(act, x, 1.0);
+            assert!(
+                (fd - an).abs() <= 1e-6 + 1e-6 * an.abs(),
+                "{act:?} at {x}: analytic {an}, finite difference {fd}"
+            );
+        }
+    }
+}
