@@ -102,6 +102,21 @@ pub enum Subgroups {
     Off,
 }
 
+/// How row operations (softmax, log-softmax, cross-entropy) cover a row. `Auto` chooses by
+/// shape and adapter; the others force one kernel, for testing and tuning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RowStrategy {
+    /// Choose by shape and adapter.
+    #[default]
+    Auto,
+    /// One invocation per row.
+    PerRow,
+    /// Rows split into segments, one invocation per segment, combined in a second launch.
+    Segmented,
+    /// One workgroup per row, reducing through subgroups or workgroup memory.
+    Workgroup,
+}
+
 /// How to build a [`Context`].
 #[derive(Clone, Debug)]
 pub struct ContextOptions {
@@ -111,6 +126,8 @@ pub struct ContextOptions {
     pub allow_cpu_fallback: bool,
     /// Subgroup policy for row reductions.
     pub subgroups: Subgroups,
+    /// Which kernel covers a row in row operations.
+    pub row_strategy: RowStrategy,
     /// The longest a read-back or synchronize waits before failing with [`Error::Timeout`].
     pub readback_timeout: Duration,
 }
@@ -121,6 +138,7 @@ impl Default for ContextOptions {
             backend: None,
             allow_cpu_fallback: true,
             subgroups: Subgroups::Auto,
+            row_strategy: RowStrategy::Auto,
             readback_timeout: Duration::from_secs(120),
         }
     }
@@ -313,6 +331,14 @@ impl Context {
         self.inner.gpu.as_ref().is_some_and(|g| g.subgroups)
     }
 
+    /// Which kernel row operations use (`Auto` unless the options forced one).
+    pub fn row_strategy(&self) -> RowStrategy {
+        self.inner
+            .gpu
+            .as_ref()
+            .map_or(RowStrategy::Auto, |g| g.row_strategy)
+    }
+
     /// Submits all recorded work and waits for the device to finish it.
     pub fn synchronize(&self) -> Result<()> {
         match &self.inner.gpu {
@@ -409,5 +435,12 @@ fn open_device(
             adapter: summary.name.clone(),
             message: e.to_string(),
         })?;
-    Ok(Gpu::new(device, queue, subgroups, options.readback_timeout))
+    Ok(Gpu::new(
+        device,
+        queue,
+        subgroups,
+        summary.is_hardware(),
+        options.row_strategy,
+        options.readback_timeout,
+    ))
 }

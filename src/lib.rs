@@ -29,7 +29,9 @@ mod gpu;
 mod ops;
 mod tensor;
 
-pub use context::{AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, Subgroups};
+pub use context::{
+    AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, RowStrategy, Subgroups,
+};
 pub use error::{Error, Result};
 pub use gpu::kernels::Shader;
 pub use ops::activation::Activation;

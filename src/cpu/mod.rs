@@ -6,3 +6,4 @@
 //! exact answer for its f32 input; the slice helpers round once to f32 at the end.
 
 pub mod activation;
+pub mod softmax;

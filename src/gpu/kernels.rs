@@ -19,26 +19,51 @@ pub(crate) const PARAMS_SLOT: u64 = 256;
 pub enum Shader {
     /// Elementwise activations, forward and backward.
     Activation,
+    /// Row-wise softmax and log-softmax, reducing through workgroup memory.
+    Softmax,
+    /// Row-wise softmax and log-softmax, reducing through subgroups.
+    SoftmaxSubgroup,
     /// A plain vec4 copy: the bandwidth ceiling every benchmark is measured against.
     Copy,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 2] = [Shader::Activation, Shader::Copy];
+    pub const ALL: [Shader; 4] = [
+        Shader::Activation,
+        Shader::Softmax,
+        Shader::SoftmaxSubgroup,
+        Shader::Copy,
+    ];
 
     /// The family's file name (without `.wgsl`).
     pub fn name(self) -> &'static str {
         match self {
             Shader::Activation => "activation",
+            Shader::Softmax => "softmax",
+            Shader::SoftmaxSubgroup => "softmax+subgroup",
             Shader::Copy => "copy",
         }
     }
 
-    /// The WGSL source.
+    /// Whether the module uses subgroup operations (and so needs the `SUBGROUP` feature).
+    pub fn needs_subgroups(self) -> bool {
+        matches!(self, Shader::SoftmaxSubgroup)
+    }
+
+    /// The WGSL source. Kernels that reduce across a workgroup get one of the two reduction
+    /// files appended (workgroup memory, or subgroups where the adapter has them).
     pub fn source(self) -> &'static str {
         match self {
             Shader::Activation => include_str!("../../shaders/activation.wgsl"),
+            Shader::Softmax => concat!(
+                include_str!("../../shaders/softmax.wgsl"),
+                include_str!("../../shaders/row_reduce_shared.wgsl")
+            ),
+            Shader::SoftmaxSubgroup => concat!(
+                include_str!("../../shaders/softmax.wgsl"),
+                include_str!("../../shaders/row_reduce_subgroup.wgsl")
+            ),
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
         }
     }

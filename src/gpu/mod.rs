@@ -46,6 +46,10 @@ pub(crate) struct Gpu {
     pub limits: wgpu::Limits,
     /// Whether kernels may use subgroup operations.
     pub subgroups: bool,
+    /// Whether the adapter is GPU hardware (not a software rasteriser on the CPU).
+    pub hardware: bool,
+    /// Which kernel covers a row in row operations.
+    pub row_strategy: crate::context::RowStrategy,
     pipelines: PipelineCache,
     pool: BufferPool,
     recorder: Mutex<Recorder>,
@@ -75,6 +79,8 @@ impl Gpu {
         device: wgpu::Device,
         queue: wgpu::Queue,
         subgroups: bool,
+        hardware: bool,
+        row_strategy: crate::context::RowStrategy,
         readback_timeout: Duration,
     ) -> Self {
         let health = Arc::new(Health::default());
@@ -103,6 +109,8 @@ impl Gpu {
             queue,
             limits,
             subgroups,
+            hardware,
+            row_strategy,
             pipelines: PipelineCache::default(),
             pool: BufferPool::new(POOL_IDLE_BYTES),
             recorder: Mutex::new(Recorder {

@@ -1,6 +1,8 @@
 //! Host-side launches of every op family, and the launch geometry they share.
 
 pub mod activation;
+pub(crate) mod rows;
+pub mod softmax;
 
 use crate::gpu::Gpu;
 

@@ -1,0 +1,35 @@
+// Workgroup reductions through subgroups: workgroup_max(v) = max over the workgroup's
+// invocations of v, workgroup_sum(v) = Σ v: a subgroup reduction, one slot per subgroup in
+// workgroup memory, then every invocation folds the slots. Appended by the host to a kernel
+// file that declares `override WG`, on adapters with SUBGROUP. The subgroup size is counted
+// (subgroupAdd(1)) rather than trusted, and subgroups are taken to be consecutive invocations.
+// Call from uniform control flow only (it has barriers).
+
+// One slot per subgroup; subgroups have at least 4 invocations and WG is at most 1024.
+var<workgroup> reduce_slots: array<f32, 256>;
+
+fn fold_slots(v: f32, lid: u32, is_max: bool) -> f32 {
+    let size = subgroupAdd(1u);
+    if subgroupExclusiveAdd(1u) == 0u {
+        reduce_slots[lid / size] = v;
+    }
+    workgroupBarrier();
+    var total = reduce_slots[0];
+    for (var i = 1u; i < (WG + size - 1u) / size; i++) {
+        if is_max {
+            total = max(total, reduce_slots[i]);
+        } else {
+            total += reduce_slots[i];
+        }
+    }
+    workgroupBarrier();
+    return total;
+}
+
+fn workgroup_max(v: f32, lid: u32) -> f32 {
+    return fold_slots(subgroupMax(v), lid, true);
+}
+
+fn workgroup_sum(v: f32, lid: u32) -> f32 {
+    return fold_slots(subgroupAdd(v), lid, false);
+}

@@ -1,0 +1,436 @@
+// Row-wise softmax y_i = e^{x_i − M} / S and log-softmax y_i = x_i − M − log S, where
+// M = max_j x_j and S = Σ_j e^{x_j − M}; backward dx = y ⊙ (g − Σ_j g_j y_j) for softmax and
+// dx = g − e^y · Σ_j g_j for log-softmax (from the saved output y).
+//
+// A row is `cols` consecutive floats starting at element `base + r·cols` of the bound arrays.
+// Three ways to cover a row, chosen by the host per shape and adapter:
+//   *_rows       one invocation per row: an online max-and-sum pass, then a normalising pass;
+//   *_partials + *_finish (segments): one invocation per (row, segment); the first launch
+//                writes each segment's partial (max, sum) or Σ, the second combines the row's
+//                partials and normalises its segment (for few, long rows);
+//   *_workgroup  one workgroup per row, reducing through `workgroup_max`/`workgroup_sum`,
+//                which come from row_reduce_shared.wgsl or row_reduce_subgroup.wgsl (the host
+//                appends one of them to this file).
+// The `_vec4` variants need cols and base divisible by 4; the others read scalars four at a time.
+//
+// Edge semantics (as PyTorch): NaN anywhere in a row, a +∞, or a row of all −∞ gives a NaN row;
+// −∞ entries of an otherwise finite row give 0 (−∞ for log-softmax). The online state starts at
+// (m, s) = (−∞, 0) and guards its two exponentials so that idle lanes and −∞ entries add exactly
+// 0 and never form −∞ − (−∞); NaN is carried by s, so a max that drops NaN cannot lose it.
+
+override WG: u32 = 64u;
+override LOG: bool = false;
+
+struct Params {
+    // Rows in this launch.
+    rows: u32,
+    // Elements per row.
+    cols: u32,
+    // Element offset of row 0 in the bound arrays.
+    base: u32,
+    // Elements per segment (segment kernels; a multiple of 4).
+    seg_len: u32,
+    // Segments per row (segment kernels).
+    segs: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x1: array<f32>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> g1: array<f32>;
+@group(0) @binding(2) var<storage, read> g4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y1: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y4: array<vec4<f32>>;
+// Per-segment partials: (max, sum) pairs forward, Σ backward.
+@group(0) @binding(4) var<storage, read_write> part: array<f32>;
+
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+fn neg_inf() -> f32 {
+    return bitcast<f32>(NEG_INF_BITS);
+}
+
+fn hmax(v: vec4<f32>) -> f32 {
+    return max(max(v.x, v.y), max(v.z, v.w));
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+// ---- the online max-and-sum state ----
+
+struct Online {
+    m: f32,
+    s: f32,
+}
+
+fn online_empty() -> Online {
+    return Online(neg_inf(), 0.0);
+}
+
+// s·e^{m − m'}, exactly 0 while s is 0 (so that −∞ − (−∞) never appears); NaN stays NaN.
+fn rescale(s: f32, m: f32, m_new: f32) -> f32 {
+    return select(s * exp(m - m_new), 0.0, bitcast<u32>(s) == 0u);
+}
+
+// Adds four elements; −∞ entries (and masked lanes, which are −∞) add exactly 0.
+fn online_push(st: Online, v: vec4<f32>) -> Online {
+    let m = max(st.m, hmax(v));
+    let e = select(exp(v - m), vec4(0.0), bitcast<vec4<u32>>(v) == vec4(NEG_INF_BITS));
+    return Online(m, rescale(st.s, st.m, m) + hsum(e));
+}
+
+fn online_merge(a: Online, b: Online) -> Online {
+    let m = max(a.m, b.m);
+    return Online(m, rescale(a.s, a.m, m) + rescale(b.s, b.m, m));
+}
+
+// (M, 1/S) for softmax or (M, log S) for log-softmax.
+fn finish(st: Online) -> vec2<f32> {
+    if LOG {
+        return vec2(st.m, log(st.s));
+    }
+    return vec2(st.m, 1.0 / st.s);
+}
+
+fn normalise(v: vec4<f32>, k: vec2<f32>) -> vec4<f32> {
+    if LOG {
+        return (v - k.x) - k.y;
+    }
+    return exp(v - k.x) * k.y;
+}
+
+// ---- backward pieces ----
+
+// The per-element term of the row sum: g·y for softmax, g for log-softmax.
+fn dot_term(y: vec4<f32>, g: vec4<f32>) -> f32 {
+    if LOG {
+        return hsum(g);
+    }
+    return hsum(g * y);
+}
+
+fn grad(y: vec4<f32>, g: vec4<f32>, d: f32) -> vec4<f32> {
+    if LOG {
+        return g - exp(y) * d;
+    }
+    return y * (g - d);
+}
+
+// ---- scalar loads four at a time, masked at the row's end ----
+
+fn load_x(i: u32, end: u32) -> vec4<f32> {
+    var v = vec4(neg_inf());
+    for (var k = 0u; k < 4u; k++) {
+        if i + k < end {
+            v[k] = x1[i + k];
+        }
+    }
+    return v;
+}
+
+fn load_g(i: u32, end: u32) -> vec4<f32> {
+    var v = vec4(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        if i + k < end {
+            v[k] = g1[i + k];
+        }
+    }
+    return v;
+}
+
+// In backward kernels x1 holds the saved output y; masked lanes read as 0.
+fn load_y(i: u32, end: u32) -> vec4<f32> {
+    var v = vec4(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        if i + k < end {
+            v[k] = x1[i + k];
+        }
+    }
+    return v;
+}
+
+fn store(i: u32, end: u32, v: vec4<f32>) {
+    for (var k = 0u; k < 4u; k++) {
+        if i + k < end {
+            y1[i + k] = v[k];
+        }
+    }
+}
+
+// ---- indexing ----
+
+fn invocation(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+fn row_start(r: u32) -> u32 {
+    return p.base + r * p.cols;
+}
+
+// ---- forward: one invocation per row ----
+
+@compute @workgroup_size(WG)
+fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let r = invocation(wid, nwg, lid);
+    if r >= p.rows {
+        return;
+    }
+    let b = row_start(r);
+    let end = b + p.cols;
+    var st = online_empty();
+    for (var i = b; i < end; i += 4u) {
+        st = online_push(st, load_x(i, end));
+    }
+    let k = finish(st);
+    for (var i = b; i < end; i += 4u) {
+        store(i, end, normalise(load_x(i, end), k));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let r = invocation(wid, nwg, lid);
+    if r >= p.rows {
+        return;
+    }
+    let b = row_start(r) / 4u;
+    let end = b + p.cols / 4u;
+    var st = online_empty();
+    for (var i = b; i < end; i++) {
+        st = online_push(st, x4[i]);
+    }
+    let k = finish(st);
+    for (var i = b; i < end; i++) {
+        y4[i] = normalise(x4[i], k);
+    }
+}
+
+// ---- forward: segments ----
+
+// (row, segment) of this invocation, and the segment's [start, end) in elements.
+fn segment(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec4<u32> {
+    let t = invocation(wid, nwg, lid);
+    let r = t / p.segs;
+    let s = t % p.segs;
+    let b = row_start(r) + s * p.seg_len;
+    let end = min(b + p.seg_len, row_start(r) + p.cols);
+    return vec4(r, s, b, end);
+}
+
+fn row_online(r: u32) -> Online {
+    var st = online_empty();
+    for (var s = 0u; s < p.segs; s++) {
+        let i = 2u * (r * p.segs + s);
+        st = online_merge(st, Online(part[i], part[i + 1u]));
+    }
+    return st;
+}
+
+@compute @workgroup_size(WG)
+fn forward_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let seg = segment(wid, nwg, lid);
+    if seg.x >= p.rows {
+        return;
+    }
+    var st = online_empty();
+    for (var i = seg.z; i < seg.w; i += 4u) {
+        st = online_push(st, load_x(i, seg.w));
+    }
+    let o = 2u * (seg.x * p.segs + seg.y);
+    part[o] = st.m;
+    part[o + 1u] = st.s;
+}
+
+@compute @workgroup_size(WG)
+fn forward_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let seg = segment(wid, nwg, lid);
+    if seg.x >= p.rows {
+        return;
+    }
+    var st = online_empty();
+    for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
+        st = online_push(st, x4[i]);
+    }
+    let o = 2u * (seg.x * p.segs + seg.y);
+    part[o] = st.m;
+    part[o + 1u] = st.s;
+}
+
+@compute @workgroup_size(WG)
+fn forward_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let seg = segment(wid, nwg, lid);
+    if seg.x >= p.rows {
+        return;
+    }
+    let k = finish(row_online(seg.x));
+    for (var i = seg.z; i < seg.w; i += 4u) {
+        store(i, seg.w, normalise(load_x(i, seg.w), k));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let seg = segment(wid, nwg, lid);
+    if seg.x >= p.rows {
+        return;
+    }
+    let k = finish(row_online(seg.x));
+    for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
+        y4[i] = normalise(x4[i], k);
+    }
+}
+
+// ---- forward: one workgroup per row ----
+
+@compute @workgroup_size(WG)
+fn forward_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let r = wid.y * nwg.x + wid.x;
+    // Every invocation of a workgroup takes the same branch, so barriers stay uniform.
+    if r >= p.rows {
+        return;
+    }
+    let b = row_start(r);
+    let end = b + p.cols;
+    var st = online_empty();
+    for (var i = b + 4u * lid; i < end; i += 4u * WG) {
+        st = online_push(st, load_x(i, end));
+    }
+    let m = workgroup_max(st.m, lid);
+    let s = workgroup_sum(rescale(st.s, st.m, m), lid);
+    let k = finish(Online(m, s));
+    for (var i = b + 4u * lid; i < end; i += 4u * WG) {
+        store(i, end, normalise(load_x(i, end), k));
+    }
+}
+
+// ---- backward: one invocation per row ----
+
+@compute @workgroup_size(WG)
+fn backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let r = invocation(wid, nwg, lid);
+    if r >= p.rows {
+        return;
+    }
+    let b = row_start(r);
+    let end = b + p.cols;
+    var d = 0.0;
+    for (var i = b; i < end; i += 4u) {
+        d += dot_term(load_y(i, end), load_g(i, end));
+    }
+    for (var i = b; i < end; i += 4u) {
+        store(i, end, grad(load_y(i, end), load_g(i, end), d));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let r = invocation(wid, nwg, lid);
+    if r >= p.rows {
+        return;
+    }
+    let b = row_start(r) / 4u;
+    let end = b + p.cols / 4u;
+    var d = 0.0;
+    for (var i = b; i < end; i++) {
+        d += dot_term(x4[i], g4[i]);
+    }
+    for (var i = b; i < end; i++) {
+        y4[i] = grad(x4[i], g4[i], d);
+    }
+}
+
+// ---- backward: segments ----
+
+fn row_dot(r: u32) -> f32 {
+    var d = 0.0;
+    for (var s = 0u; s < p.segs; s++) {
+        d += part[r * p.segs + s];
+    }
+    return d;
+}
+
+@compute @workgroup_size(WG)
+fn backward_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let seg = segment(wid, nwg, lid);
+    if seg.x >= p.rows {
+        return;
+    }
+    var d = 0.0;
+    for (var i = seg.z; i < seg.w; i += 4u) {
+        d += dot_term(load_y(i, seg.w), load_g(i, seg.w));
+    }
+    part[seg.x * p.segs + seg.y] = d;
+}
+
+@compute @workgroup_size(WG)
+fn backward_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let seg = segment(wid, nwg, lid);
+    if seg.x >= p.rows {
+        return;
+    }
+    var d = 0.0;
+    for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
+        d += dot_term(x4[i], g4[i]);
+    }
+    part[seg.x * p.segs + seg.y] = d;
+}
+
+@compute @workgroup_size(WG)
+fn backward_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let seg = segment(wid, nwg, lid);
+    if seg.x >= p.rows {
+        return;
+    }
+    let d = row_dot(seg.x);
+    for (var i = seg.z; i < seg.w; i += 4u) {
+        store(i, seg.w, grad(load_y(i, seg.w), load_g(i, seg.w), d));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let seg = segment(wid, nwg, lid);
+    if seg.x >= p.rows {
+        return;
+    }
+    let d = row_dot(seg.x);
+    for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
+        y4[i] = grad(x4[i], g4[i], d);
+    }
+}
+
+// ---- backward: one workgroup per row ----
+
+@compute @workgroup_size(WG)
+fn backward_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let r = wid.y * nwg.x + wid.x;
+    if r >= p.rows {
+        return;
+    }
+    let b = row_start(r);
+    let end = b + p.cols;
+    var d = 0.0;
+    for (var i = b + 4u * lid; i < end; i += 4u * WG) {
+        d += dot_term(load_y(i, end), load_g(i, end));
+    }
+    d = workgroup_sum(d, lid);
+    for (var i = b + 4u * lid; i < end; i += 4u * WG) {
+        store(i, end, grad(load_y(i, end), load_g(i, end), d));
+    }
+}

@@ -1,0 +1,137 @@
+//! The geometry every row operation shares: which kernel covers a row (a [`RowPlan`]), and
+//! how rows are split into blocks that each fit one storage binding.
+
+use crate::context::RowStrategy;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+
+/// Invocations per workgroup of the per-row and segment kernels.
+pub(crate) const ROW_WG: u32 = 64;
+
+/// Invocations a launch should have to keep a CPU-type adapter's threads and SIMD lanes busy.
+const CPU_PARALLEL_INVOCATIONS: usize = 1024;
+
+/// Shortest segment worth a separate invocation.
+const MIN_SEGMENT: usize = 1024;
+
+/// How a row operation covers its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowPlan {
+    /// One invocation per row.
+    PerRow,
+    /// One invocation per `seg_len` elements of a row; a second launch combines and finishes.
+    Segmented { seg_len: usize, segs: usize },
+    /// One workgroup of `wg` invocations per row.
+    Workgroup { wg: u32 },
+}
+
+impl RowPlan {
+    /// The plan for `rows × cols` on `gpu`, honouring a forced strategy.
+    pub fn choose(gpu: &Gpu, rows: usize, cols: usize) -> RowPlan {
+        match gpu.row_strategy {
+            RowStrategy::PerRow => RowPlan::PerRow,
+            RowStrategy::Segmented => RowPlan::segmented(cols, cols.div_ceil(4).clamp(1, 8)),
+            RowStrategy::Workgroup => RowPlan::Workgroup {
+                wg: workgroup_size(cols),
+            },
+            RowStrategy::Auto if gpu.hardware => {
+                if cols <= 32 {
+                    RowPlan::PerRow
+                } else if rows < 256 && cols >= 16 * MIN_SEGMENT {
+                    RowPlan::segmented(cols, cols / MIN_SEGMENT)
+                } else {
+                    RowPlan::Workgroup {
+                        wg: workgroup_size(cols),
+                    }
+                }
+            }
+            RowStrategy::Auto => {
+                // A CPU-type adapter: invocations are SIMD lanes and workgroups are tasks, so
+                // barriers are expensive and one invocation per row is best, split into
+                // segments only when there are too few rows to occupy every lane.
+                let want_segs = CPU_PARALLEL_INVOCATIONS.div_ceil(rows.max(1));
+                let max_segs = cols / MIN_SEGMENT;
+                if want_segs <= 1 || max_segs <= 1 {
+                    RowPlan::PerRow
+                } else {
+                    RowPlan::segmented(cols, want_segs.min(max_segs))
+                }
+            }
+        }
+    }
+
+    /// About `segs` segments per row, each a multiple of 4 elements long.
+    fn segmented(cols: usize, segs: usize) -> RowPlan {
+        let seg_len = (cols.div_ceil(segs.max(1))).div_ceil(4) * 4;
+        let seg_len = seg_len.max(4);
+        RowPlan::Segmented {
+            seg_len,
+            segs: cols.div_ceil(seg_len).max(1),
+        }
+    }
+}
+
+/// A power of two between 32 and 256, about a quarter of the row (each invocation takes 4).
+fn workgroup_size(cols: usize) -> u32 {
+    (cols.div_ceil(4).next_power_of_two()).clamp(32, 256) as u32
+}
+
+/// A run of whole rows that fits one storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowBlock {
+    /// First row of the block.
+    pub row0: usize,
+    /// Rows in the block.
+    pub rows: usize,
+    /// Element at which the binding starts (aligned for the device).
+    pub bind_start: usize,
+    /// Elements bound: from `bind_start` to the end of the block's last row.
+    pub bind_len: usize,
+    /// Offset of the block's first row within the binding, in elements.
+    pub base: usize,
+}
+
+/// Splits `rows × cols` into blocks of whole rows, each within one storage binding of `gpu`.
+/// `per_row_extra` bounds rows further (e.g. per-row scratch that must fit a binding too).
+pub(crate) fn row_blocks(
+    gpu: &Gpu,
+    op: &'static str,
+    rows: usize,
+    cols: usize,
+    per_row_extra: usize,
+) -> Result<Vec<RowBlock>> {
+    let binding_bytes = gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(u64::from(u32::MAX));
+    let max_elems = ((binding_bytes / 16) * 4) as usize;
+    let align = (gpu.limits.min_storage_buffer_offset_alignment.max(16) / 4) as usize;
+    if cols + align > max_elems {
+        return Err(Error::TooLarge {
+            op,
+            requested: (cols * 4) as u64,
+            limit: binding_bytes,
+            what: "max_storage_buffer_binding_size (one row)",
+        });
+    }
+    let mut blocks = Vec::new();
+    let mut row0 = 0;
+    while row0 < rows {
+        let bind_start = (row0 * cols) / align * align;
+        let base = row0 * cols - bind_start;
+        let mut n = ((max_elems - base) / cols.max(1)).min(rows - row0);
+        if per_row_extra > 0 {
+            n = n.min(max_elems / per_row_extra);
+        }
+        let n = n.max(1);
+        blocks.push(RowBlock {
+            row0,
+            rows: n,
+            bind_start,
+            bind_len: base + n * cols,
+            base,
+        });
+        row0 += n;
+    }
+    Ok(blocks)
+}

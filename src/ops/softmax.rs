@@ -1,0 +1,297 @@
+//! Row-wise softmax and log-softmax along the last dimension, forward and backward.
+
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::{Gpu, View};
+use crate::ops::activation::check_same;
+use crate::ops::rows::{ROW_WG, RowBlock, RowPlan, row_blocks};
+use crate::tensor::{Storage, Tensor, write_host};
+
+/// Mirrors `Params` in `shaders/softmax.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    base: u32,
+    seg_len: u32,
+    segs: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+/// One row operation: softmax or log-softmax, forward or backward.
+#[derive(Clone, Copy)]
+struct RowOp {
+    log: bool,
+    direction: Direction,
+}
+
+impl RowOp {
+    fn name(self) -> &'static str {
+        match (self.log, self.direction) {
+            (false, Direction::Forward) => "softmax",
+            (true, Direction::Forward) => "log_softmax",
+            (false, Direction::Backward) => "softmax backward",
+            (true, Direction::Backward) => "log_softmax backward",
+        }
+    }
+
+    /// The kernel for one stage of a plan (`stage` 0 or, for segments, 1).
+    fn kernel(self, plan: RowPlan, vec4: bool, stage: usize, subgroups: bool) -> Kernel {
+        use Direction::{Backward, Forward};
+        const FWD: &[Slot] = &[Slot::Read(1), Slot::ReadWrite(3)];
+        const FWD_PARTIALS: &[Slot] = &[Slot::Read(1), Slot::ReadWrite(4)];
+        const FWD_FINISH: &[Slot] = &[Slot::Read(1), Slot::ReadWrite(3), Slot::ReadWrite(4)];
+        const BWD: &[Slot] = &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(3)];
+        const BWD_PARTIALS: &[Slot] = &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(4)];
+        const BWD_FINISH: &[Slot] = &[
+            Slot::Read(1),
+            Slot::Read(2),
+            Slot::ReadWrite(3),
+            Slot::ReadWrite(4),
+        ];
+        let (entry, slots) = match (self.direction, plan, stage, vec4) {
+            (Forward, RowPlan::PerRow, _, false) => ("forward_rows", FWD),
+            (Forward, RowPlan::PerRow, _, true) => ("forward_rows_vec4", FWD),
+            (Forward, RowPlan::Segmented { .. }, 0, false) => ("forward_partials", FWD_PARTIALS),
+            (Forward, RowPlan::Segmented { .. }, 0, true) => {
+                ("forward_partials_vec4", FWD_PARTIALS)
+            }
+            (Forward, RowPlan::Segmented { .. }, _, false) => ("forward_finish", FWD_FINISH),
+            (Forward, RowPlan::Segmented { .. }, _, true) => ("forward_finish_vec4", FWD_FINISH),
+            (Forward, RowPlan::Workgroup { .. }, _, _) => ("forward_workgroup", FWD),
+            (Backward, RowPlan::PerRow, _, false) => ("backward_rows", BWD),
+            (Backward, RowPlan::PerRow, _, true) => ("backward_rows_vec4", BWD),
+            (Backward, RowPlan::Segmented { .. }, 0, false) => ("backward_partials", BWD_PARTIALS),
+            (Backward, RowPlan::Segmented { .. }, 0, true) => {
+                ("backward_partials_vec4", BWD_PARTIALS)
+            }
+            (Backward, RowPlan::Segmented { .. }, _, false) => ("backward_finish", BWD_FINISH),
+            (Backward, RowPlan::Segmented { .. }, _, true) => ("backward_finish_vec4", BWD_FINISH),
+            (Backward, RowPlan::Workgroup { .. }, _, _) => ("backward_workgroup", BWD),
+        };
+        let workgroup = matches!(plan, RowPlan::Workgroup { .. });
+        Kernel {
+            shader: if workgroup && subgroups {
+                Shader::SoftmaxSubgroup
+            } else {
+                Shader::Softmax
+            },
+            entry,
+            slots,
+        }
+    }
+}
+
+impl Tensor {
+    /// Softmax along the last dimension: `y_i = e^{x_i − M} / Σ_j e^{x_j − M}` with
+    /// `M = max_j x_j`. A row with NaN or +∞, or of all −∞, gives NaN (as PyTorch).
+    pub fn softmax(&self) -> Result<Tensor> {
+        self.row_op_new(RowOp::forward(false), None)
+    }
+
+    /// Softmax written into `out` (same shape).
+    pub fn softmax_into(&self, out: &Tensor) -> Result<()> {
+        row_op(RowOp::forward(false), self, None, out)
+    }
+
+    /// Log-softmax along the last dimension: `x_i − M − log Σ_j e^{x_j − M}` (never the log
+    /// of the softmax, so it is exact where the softmax underflows).
+    pub fn log_softmax(&self) -> Result<Tensor> {
+        self.row_op_new(RowOp::forward(true), None)
+    }
+
+    /// Log-softmax written into `out` (same shape).
+    pub fn log_softmax_into(&self, out: &Tensor) -> Result<()> {
+        row_op(RowOp::forward(true), self, None, out)
+    }
+
+    /// Softmax's gradient from its saved output `self = y`: `dx = y ⊙ (g − Σ_j g_j y_j)` per
+    /// row (the Jacobian `y_i(δ_ij − y_j)` is never formed).
+    pub fn softmax_backward(&self, grad: &Tensor) -> Result<Tensor> {
+        self.row_op_new(RowOp::backward(false), Some(grad))
+    }
+
+    /// Softmax's gradient written into `out`.
+    pub fn softmax_backward_into(&self, grad: &Tensor, out: &Tensor) -> Result<()> {
+        row_op(RowOp::backward(false), self, Some(grad), out)
+    }
+
+    /// Log-softmax's gradient from its saved output `self = y`: `dx = g − e^y · Σ_j g_j`.
+    pub fn log_softmax_backward(&self, grad: &Tensor) -> Result<Tensor> {
+        self.row_op_new(RowOp::backward(true), Some(grad))
+    }
+
+    /// Log-softmax's gradient written into `out`.
+    pub fn log_softmax_backward_into(&self, grad: &Tensor, out: &Tensor) -> Result<()> {
+        row_op(RowOp::backward(true), self, Some(grad), out)
+    }
+
+    fn row_op_new(&self, op: RowOp, grad: Option<&Tensor>) -> Result<Tensor> {
+        let out = self.uninit_like(op.name())?;
+        row_op(op, self, grad, &out)?;
+        Ok(out)
+    }
+}
+
+impl RowOp {
+    fn forward(log: bool) -> RowOp {
+        RowOp {
+            log,
+            direction: Direction::Forward,
+        }
+    }
+
+    fn backward(log: bool) -> RowOp {
+        RowOp {
+            log,
+            direction: Direction::Backward,
+        }
+    }
+}
+
+fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<()> {
+    let name = op.name();
+    let (rows, cols) = x.rows_cols(name)?;
+    if let Some(g) = grad {
+        check_same(name, "grad", x, g)?;
+    }
+    check_same(name, "output", x, out)?;
+    let inputs_alias_out = out.aliases(x) || grad.is_some_and(|g| out.aliases(g));
+    match (x.storage(), out.storage()) {
+        (Storage::Host(_), Storage::Host(ys)) => {
+            // Read copies first: the inputs may share storage with the output.
+            let xs = x.to_vec()?;
+            let result = match (op.direction, grad) {
+                (Direction::Forward, _) => cpu::softmax::forward(&xs, cols, op.log),
+                (Direction::Backward, Some(g)) => {
+                    cpu::softmax::backward(&xs, &g.to_vec()?, cols, op.log)
+                }
+                (Direction::Backward, None) => return Err(mixed(name)),
+            };
+            *write_host(ys)? = result;
+            Ok(())
+        }
+        _ if rows == 0 || cols == 0 => Ok(()),
+        _ if inputs_alias_out => {
+            // The kernels read their inputs after writing other rows; keep them apart.
+            let tmp = out.uninit_like(name)?;
+            row_op(op, x, grad, &tmp)?;
+            let gpu = gpu_of(x, name)?;
+            match (tmp.view(0, tmp.len()), out.view(0, out.len())) {
+                (Some(s), Some(d)) => gpu.copy(s, d),
+                _ => Err(mixed(name)),
+            }
+        }
+        _ => {
+            let gpu = gpu_of(x, name)?;
+            launch_rows(gpu, op, x, grad, out, rows, cols)
+        }
+    }
+}
+
+fn bind<'a>(t: &'a Tensor, start: usize, len: usize, op: &'static str) -> Result<View<'a>> {
+    t.view(start, len).ok_or_else(|| mixed(op))
+}
+
+fn gpu_of<'a>(x: &'a Tensor, op: &'static str) -> Result<&'a Gpu> {
+    x.context().gpu().ok_or_else(|| mixed(op))
+}
+
+fn mixed(op: &'static str) -> Error {
+    Error::Gpu {
+        op,
+        message: "mixed host and device tensors".into(),
+    }
+}
+
+fn launch_rows(
+    gpu: &Gpu,
+    op: RowOp,
+    x: &Tensor,
+    grad: Option<&Tensor>,
+    out: &Tensor,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    let name = op.name();
+    let plan = RowPlan::choose(gpu, rows, cols);
+    let (seg_len, segs) = match plan {
+        RowPlan::Segmented { seg_len, segs } => (seg_len, segs),
+        _ => (cols, 1),
+    };
+    let part_per_row = match (plan, op.direction) {
+        (RowPlan::Segmented { .. }, Direction::Forward) => 2 * segs,
+        (RowPlan::Segmented { .. }, Direction::Backward) => segs,
+        _ => 0,
+    };
+    let vec4 = cols % 4 == 0;
+    let wg = match plan {
+        RowPlan::Workgroup { wg } => wg,
+        _ => ROW_WG,
+    };
+    let constants = [
+        ("WG", f64::from(wg)),
+        ("LOG", if op.log { 1.0 } else { 0.0 }),
+    ];
+    for block in row_blocks(gpu, name, rows, cols, part_per_row)? {
+        let RowBlock {
+            rows: n,
+            bind_start,
+            bind_len,
+            base,
+            ..
+        } = block;
+        let params = Params {
+            rows: n as u32,
+            cols: cols as u32,
+            base: base as u32,
+            seg_len: seg_len as u32,
+            segs: segs as u32,
+        };
+        let bind = |t| bind(t, bind_start, bind_len, name);
+        let xv = bind(x)?;
+        let yv = bind(out)?;
+        let gv = grad.map(bind).transpose()?;
+        let io: Vec<View<'_>> = match gv {
+            Some(gv) => vec![xv, gv, yv],
+            None => vec![xv, yv],
+        };
+        let groups = |invocations: usize| (invocations as u64).div_ceil(u64::from(wg));
+        match plan {
+            RowPlan::PerRow => {
+                let k = op.kernel(plan, vec4, 0, gpu.subgroups);
+                gpu.launch(&k, &constants, &io, bytemuck::bytes_of(&params), groups(n))?;
+            }
+            RowPlan::Workgroup { .. } => {
+                let k = op.kernel(plan, vec4, 0, gpu.subgroups);
+                gpu.launch(&k, &constants, &io, bytemuck::bytes_of(&params), n as u64)?;
+            }
+            RowPlan::Segmented { .. } => {
+                let part = gpu.alloc((n * part_per_row * 4) as u64, name)?;
+                let part_view = View {
+                    buffer: part.raw(),
+                    offset: 0,
+                    size: (n * part_per_row * 4) as u64,
+                };
+                // Stage 1 binds the inputs and the partials; stage 2 everything.
+                let mut first: Vec<View<'_>> = io[..io.len() - 1].to_vec();
+                first.push(part_view);
+                let mut second = io.clone();
+                second.push(part_view);
+                let p = bytemuck::bytes_of(&params);
+                let k1 = op.kernel(plan, vec4, 0, gpu.subgroups);
+                gpu.launch(&k1, &constants, &first, p, groups(n * segs))?;
+                let k2 = op.kernel(plan, vec4, 1, gpu.subgroups);
+                gpu.launch(&k2, &constants, &second, p, groups(n * segs))?;
+            }
+        }
+    }
+    Ok(())
+}
