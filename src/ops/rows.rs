@@ -120,8 +120,8 @@ pub(crate) fn row_blocks(
         let bind_start = (row0 * cols) / align * align;
         let base = row0 * cols - bind_start;
         let mut n = ((max_elems - base) / cols.max(1)).min(rows - row0);
-        if per_row_extra > 0 {
-            n = n.min(max_elems / per_row_extra);
+        if let Some(cap) = max_elems.checked_div(per_row_extra) {
+            n = n.min(cap);
         }
         let n = n.max(1);
         blocks.push(RowBlock {

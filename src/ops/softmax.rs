@@ -231,7 +231,7 @@ fn launch_rows(
         (RowPlan::Segmented { .. }, Direction::Backward) => segs,
         _ => 0,
     };
-    let vec4 = cols % 4 == 0;
+    let vec4 = cols.is_multiple_of(4);
     let wg = match plan {
         RowPlan::Workgroup { wg } => wg,
         _ => ROW_WG,
