@@ -42,37 +42,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read> g_in: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 
-alias V = vec4<f32>;
-
 const SELU_ALPHA: f32 = 1.6732632423543772;
 const SELU_SCALE: f32 = 1.0507009873554805;
 const FRAC_1_SQRT_2: f32 = 0.7071067811865476;
 const FRAC_1_SQRT_2PI: f32 = 0.3989422804014327;
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 const GELU_TANH_K: f32 = 0.044715;
-
-fn splat(v: f32) -> V {
-    return V(v);
-}
-
-fn is_nan(v: V) -> vec4<bool> {
-    return (bitcast<vec4<u32>>(v) & vec4(0x7fffffffu)) > vec4(0x7f800000u);
-}
-
-fn is_inf(v: V) -> vec4<bool> {
-    return (bitcast<vec4<u32>>(v) & vec4(0x7fffffffu)) == vec4(0x7f800000u);
-}
-
-fn nan() -> V {
-    return bitcast<V>(vec4(0x7fc00000u));
-}
-
-// σ(v) from e = e^−|v|: 1/(1 + e) for v ≥ 0, e/(1 + e) otherwise.
-fn sigmoid(v: V) -> V {
-    let e = exp(-abs(v));
-    let r = 1.0 / (1.0 + e);
-    return select(e * r, r, v >= splat(0.0));
-}
 
 // σ(v)(1 − σ(v)) = e/(1 + e)² with e = e^−|v|; exact in the tails.
 fn sigmoid_slope(v: V) -> V {
@@ -93,12 +68,6 @@ fn tanh_slope(v: V) -> V {
     let e = exp(-2.0 * abs(v));
     let r = 1.0 / (1.0 + e);
     return 4.0 * e * r * r;
-}
-
-// log(1 + e) for 0 ≤ e ≤ 1: a three-term series below 1e-3, where 1 + e would round.
-fn log1p_unit(e: V) -> V {
-    let series = e * (1.0 - e * (0.5 - e * (1.0 / 3.0)));
-    return select(log(1.0 + e), series, e < splat(1e-3));
 }
 
 // log(1 + e^z) = max(z, 0) + log(1 + e^−|z|).

@@ -14,9 +14,8 @@
 // The `_vec4` variants need cols and base divisible by 4; the others read scalars four at a time.
 //
 // Edge semantics (as PyTorch): NaN anywhere in a row, a +∞, or a row of all −∞ gives a NaN row;
-// −∞ entries of an otherwise finite row give 0 (−∞ for log-softmax). The online state starts at
-// (m, s) = (−∞, 0) and guards its two exponentials so that idle lanes and −∞ entries add exactly
-// 0 and never form −∞ − (−∞); NaN is carried by s, so a max that drops NaN cannot lose it.
+// −∞ entries of an otherwise finite row give 0 (−∞ for log-softmax). The online state and its
+// guards are in online_softmax.wgsl, which the host appends.
 
 override WG: u32 = 64u;
 override LOG: bool = false;
@@ -43,48 +42,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y4: array<vec4<f32>>;
 // Per-segment partials: (max, sum) pairs forward, Σ backward.
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
-
-const NEG_INF_BITS: u32 = 0xff800000u;
-
-fn neg_inf() -> f32 {
-    return bitcast<f32>(NEG_INF_BITS);
-}
-
-fn hmax(v: vec4<f32>) -> f32 {
-    return max(max(v.x, v.y), max(v.z, v.w));
-}
-
-fn hsum(v: vec4<f32>) -> f32 {
-    return (v.x + v.y) + (v.z + v.w);
-}
-
-// ---- the online max-and-sum state ----
-
-struct Online {
-    m: f32,
-    s: f32,
-}
-
-fn online_empty() -> Online {
-    return Online(neg_inf(), 0.0);
-}
-
-// s·e^{m − m'}, exactly 0 while s is 0 (so that −∞ − (−∞) never appears); NaN stays NaN.
-fn rescale(s: f32, m: f32, m_new: f32) -> f32 {
-    return select(s * exp(m - m_new), 0.0, bitcast<u32>(s) == 0u);
-}
-
-// Adds four elements; −∞ entries (and masked lanes, which are −∞) add exactly 0.
-fn online_push(st: Online, v: vec4<f32>) -> Online {
-    let m = max(st.m, hmax(v));
-    let e = select(exp(v - m), vec4(0.0), bitcast<vec4<u32>>(v) == vec4(NEG_INF_BITS));
-    return Online(m, rescale(st.s, st.m, m) + hsum(e));
-}
-
-fn online_merge(a: Online, b: Online) -> Online {
-    let m = max(a.m, b.m);
-    return Online(m, rescale(a.s, a.m, m) + rescale(b.s, b.m, m));
-}
 
 // (M, 1/S) for softmax or (M, log S) for log-softmax.
 fn finish(st: Online) -> vec2<f32> {

@@ -35,5 +35,8 @@ pub use context::{
 pub use error::{Error, Result};
 pub use gpu::kernels::Shader;
 pub use ops::activation::Activation;
+pub use ops::loss::{
+    BceOptions, CrossEntropyOptions, LossAndGrad, Reduction, Targets, class_indices_from_floats,
+};
 pub use tensor::{DType, Tensor};
 pub use wgpu;

@@ -118,6 +118,16 @@ impl Tensor {
         })
     }
 
+    /// Wraps a device buffer holding `shape`'s elements.
+    pub(crate) fn from_device(ctx: &Context, buffer: DeviceBuffer, shape: &[usize]) -> Tensor {
+        Tensor {
+            ctx: ctx.clone(),
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+            storage: Storage::Device(Arc::new(buffer)),
+        }
+    }
+
     /// A new tensor of the same shape on the same context, contents unspecified.
     pub(crate) fn uninit_like(&self, op: &'static str) -> Result<Tensor> {
         Tensor::uninit(&self.ctx, &self.shape, op)
@@ -202,15 +212,18 @@ impl Tensor {
         }
     }
 
-    /// A view of `len` elements starting at element `start`, for binding to a kernel.
-    pub(crate) fn view(&self, start: usize, len: usize) -> Option<View<'_>> {
+    /// A view of `len` elements starting at element `start`, for binding to a kernel of `op`.
+    pub(crate) fn view(&self, start: usize, len: usize, op: &'static str) -> Result<View<'_>> {
         match &self.storage {
-            Storage::Device(b) => Some(View {
+            Storage::Device(b) => Ok(View {
                 buffer: b.raw(),
                 offset: (start * self.dtype.size()) as u64,
                 size: byte_len(len).min(b.capacity() - (start * self.dtype.size()) as u64),
             }),
-            Storage::Host(_) => None,
+            Storage::Host(_) => Err(Error::Gpu {
+                op,
+                message: "a host tensor was mixed with device tensors".into(),
+            }),
         }
     }
 

@@ -6,4 +6,5 @@
 //! exact answer for its f32 input; the slice helpers round once to f32 at the end.
 
 pub mod activation;
+pub mod loss;
 pub mod softmax;

@@ -23,16 +23,28 @@ pub enum Shader {
     Softmax,
     /// Row-wise softmax and log-softmax, reducing through subgroups.
     SoftmaxSubgroup,
+    /// Fused softmax cross-entropy, reducing through workgroup memory.
+    CrossEntropy,
+    /// Fused softmax cross-entropy, reducing through subgroups.
+    CrossEntropySubgroup,
+    /// Fused sigmoid binary cross-entropy with logits.
+    BceWithLogits,
+    /// Grouped sums that reduce losses to a scalar.
+    Reduce,
     /// A plain vec4 copy: the bandwidth ceiling every benchmark is measured against.
     Copy,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 4] = [
+    pub const ALL: [Shader; 8] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
+        Shader::CrossEntropy,
+        Shader::CrossEntropySubgroup,
+        Shader::BceWithLogits,
+        Shader::Reduce,
         Shader::Copy,
     ];
 
@@ -42,28 +54,54 @@ impl Shader {
             Shader::Activation => "activation",
             Shader::Softmax => "softmax",
             Shader::SoftmaxSubgroup => "softmax+subgroup",
+            Shader::CrossEntropy => "cross_entropy",
+            Shader::CrossEntropySubgroup => "cross_entropy+subgroup",
+            Shader::BceWithLogits => "bce_with_logits",
+            Shader::Reduce => "reduce",
             Shader::Copy => "copy",
         }
     }
 
     /// Whether the module uses subgroup operations (and so needs the `SUBGROUP` feature).
     pub fn needs_subgroups(self) -> bool {
-        matches!(self, Shader::SoftmaxSubgroup)
+        matches!(self, Shader::SoftmaxSubgroup | Shader::CrossEntropySubgroup)
     }
 
-    /// The WGSL source. Kernels that reduce across a workgroup get one of the two reduction
-    /// files appended (workgroup memory, or subgroups where the adapter has them).
+    /// The WGSL source: the family's file with the helper files it uses appended (WGSL
+    /// declarations may come in any order): math.wgsl for the elementwise families,
+    /// online_softmax.wgsl for the row families, and one of the two workgroup-reduction files
+    /// (workgroup memory, or subgroups where the adapter has them).
     pub fn source(self) -> &'static str {
         match self {
-            Shader::Activation => include_str!("../../shaders/activation.wgsl"),
+            Shader::Activation => concat!(
+                include_str!("../../shaders/activation.wgsl"),
+                include_str!("../../shaders/math.wgsl")
+            ),
             Shader::Softmax => concat!(
                 include_str!("../../shaders/softmax.wgsl"),
+                include_str!("../../shaders/online_softmax.wgsl"),
                 include_str!("../../shaders/row_reduce_shared.wgsl")
             ),
             Shader::SoftmaxSubgroup => concat!(
                 include_str!("../../shaders/softmax.wgsl"),
+                include_str!("../../shaders/online_softmax.wgsl"),
                 include_str!("../../shaders/row_reduce_subgroup.wgsl")
             ),
+            Shader::CrossEntropy => concat!(
+                include_str!("../../shaders/cross_entropy.wgsl"),
+                include_str!("../../shaders/online_softmax.wgsl"),
+                include_str!("../../shaders/row_reduce_shared.wgsl")
+            ),
+            Shader::CrossEntropySubgroup => concat!(
+                include_str!("../../shaders/cross_entropy.wgsl"),
+                include_str!("../../shaders/online_softmax.wgsl"),
+                include_str!("../../shaders/row_reduce_subgroup.wgsl")
+            ),
+            Shader::BceWithLogits => concat!(
+                include_str!("../../shaders/bce_with_logits.wgsl"),
+                include_str!("../../shaders/math.wgsl")
+            ),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
         }
     }

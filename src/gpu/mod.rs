@@ -151,6 +151,13 @@ impl Gpu {
         )
     }
 
+    /// A pooled buffer holding `data` (padded to whole vec4s).
+    pub fn upload_new(&self, data: &[u8], op: &'static str) -> Result<DeviceBuffer> {
+        let buffer = self.alloc(data.len() as u64, op)?;
+        self.upload(buffer.raw(), data)?;
+        Ok(buffer)
+    }
+
     /// Bytes idle in the buffer pool.
     pub fn pool_idle_bytes(&self) -> u64 {
         self.pool.idle_bytes()

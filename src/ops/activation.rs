@@ -504,13 +504,10 @@ fn copy_device(src: &Tensor, dst: &Tensor) -> Result<()> {
         op: "copy",
         message: "no device".into(),
     })?;
-    match (src.view(0, src.len()), dst.view(0, dst.len())) {
-        (Some(s), Some(d)) => gpu.copy(s, d),
-        _ => Err(Error::Gpu {
-            op: "copy",
-            message: "tensor is not on the device".into(),
-        }),
-    }
+    gpu.copy(
+        src.view(0, src.len(), "copy")?,
+        dst.view(0, dst.len(), "copy")?,
+    )
 }
 
 /// Launches an elementwise kernel over `tensors` (bound to the kernel's slots in order), in
@@ -539,12 +536,8 @@ fn launch_elementwise(
         let len = chunk.min(n - start);
         let views = tensors
             .iter()
-            .map(|t| t.view(start, len))
-            .collect::<Option<Vec<_>>>()
-            .ok_or(Error::Gpu {
-                op: kernel.entry,
-                message: "mixed host and device tensors".into(),
-            })?;
+            .map(|t| t.view(start, len, kernel.entry))
+            .collect::<Result<Vec<_>>>()?;
         let vec4s = len.div_ceil(4);
         let params = Params {
             len: vec4s as u32,

@@ -1,6 +1,7 @@
 //! Host-side launches of every op family, and the launch geometry they share.
 
 pub mod activation;
+pub mod loss;
 pub(crate) mod rows;
 pub mod softmax;
 

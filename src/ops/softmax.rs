@@ -184,20 +184,13 @@ fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<
             let tmp = out.uninit_like(name)?;
             row_op(op, x, grad, &tmp)?;
             let gpu = gpu_of(x, name)?;
-            match (tmp.view(0, tmp.len()), out.view(0, out.len())) {
-                (Some(s), Some(d)) => gpu.copy(s, d),
-                _ => Err(mixed(name)),
-            }
+            gpu.copy(tmp.view(0, tmp.len(), name)?, out.view(0, out.len(), name)?)
         }
         _ => {
             let gpu = gpu_of(x, name)?;
             launch_rows(gpu, op, x, grad, out, rows, cols)
         }
     }
-}
-
-fn bind<'a>(t: &'a Tensor, start: usize, len: usize, op: &'static str) -> Result<View<'a>> {
-    t.view(start, len).ok_or_else(|| mixed(op))
 }
 
 fn gpu_of<'a>(x: &'a Tensor, op: &'static str) -> Result<&'a Gpu> {
@@ -255,10 +248,11 @@ fn launch_rows(
             seg_len: seg_len as u32,
             segs: segs as u32,
         };
-        let bind = |t| bind(t, bind_start, bind_len, name);
-        let xv = bind(x)?;
-        let yv = bind(out)?;
-        let gv = grad.map(bind).transpose()?;
+        let xv = x.view(bind_start, bind_len, name)?;
+        let yv = out.view(bind_start, bind_len, name)?;
+        let gv = grad
+            .map(|g| g.view(bind_start, bind_len, name))
+            .transpose()?;
         let io: Vec<View<'_>> = match gv {
             Some(gv) => vec![xv, gv, yv],
             None => vec![xv, yv],

@@ -1,0 +1,141 @@
+//! The fused losses in f64, written from PyTorch's documented formulas
+//! (`torch.nn.functional.cross_entropy` and `binary_cross_entropy_with_logits`).
+//!
+//! Every function returns the loss (one value per row for `Reduction::None` in cross-entropy,
+//! one per element in BCE, else a single value) and the gradient of the loss's sum with respect
+//! to the logits (for `None`, the gradient of the summed per-row losses), as autograd gives it.
+
+use crate::cpu::softmax::forward_row;
+use crate::ops::loss::Reduction;
+
+/// Loss values and the gradient with respect to the logits, in f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossReference {
+    /// The reduced loss (one value) or the per-row / per-element losses for `None`.
+    pub loss: Vec<f64>,
+    /// d(loss)/d(logits), same length as the logits.
+    pub grad: Vec<f64>,
+}
+
+/// What a cross-entropy row is compared with.
+#[derive(Clone, Copy, Debug)]
+pub enum CrossEntropyTargets<'a> {
+    /// One class index per row (`ignore_index` rows are skipped).
+    Indices(&'a [i64]),
+    /// Class probabilities, one row of `classes` values per logit row.
+    Probabilities(&'a [f64]),
+}
+
+/// Softmax cross-entropy over rows of `classes` logits:
+/// index targets `loss_i = (1 − ε)(−w_y log p_y) + (ε/K) Σ_c (−w_c log p_c)`, mean over
+/// `Σ w_y` of the rows not ignored; probability targets `loss_i = −Σ_c w_c t'_c log p_c` with
+/// `t' = (1 − ε)t + ε/K`, mean over the rows.
+pub fn cross_entropy(
+    logits: &[f64],
+    classes: usize,
+    targets: CrossEntropyTargets<'_>,
+    weight: Option<&[f64]>,
+    reduction: Reduction,
+    ignore_index: i64,
+    label_smoothing: f64,
+) -> LossReference {
+    let k = classes as f64;
+    let eps = label_smoothing;
+    let w = |c: usize| weight.map_or(1.0, |w| w[c]);
+    let w_all: f64 = (0..classes).map(w).sum();
+    let rows = logits.len() / classes.max(1);
+    let mut losses = vec![0.0; rows];
+    let mut grad = vec![0.0; logits.len()];
+    let mut denominator = 0.0;
+    for r in 0..rows {
+        let z = &logits[r * classes..(r + 1) * classes];
+        let log_p = forward_row(z, true);
+        let g = &mut grad[r * classes..(r + 1) * classes];
+        match targets {
+            CrossEntropyTargets::Indices(t) => {
+                if t[r] == ignore_index {
+                    continue;
+                }
+                let y = t[r] as usize;
+                denominator += w(y);
+                let mut loss = (1.0 - eps) * (-w(y) * log_p[y]);
+                if eps > 0.0 {
+                    loss += eps / k * (0..classes).map(|c| -w(c) * log_p[c]).sum::<f64>();
+                }
+                losses[r] = loss;
+                for c in 0..classes {
+                    let p = log_p[c].exp();
+                    let hit = if c == y { 1.0 } else { 0.0 };
+                    g[c] = (1.0 - eps) * w(y) * (p - hit);
+                    if eps > 0.0 {
+                        g[c] += eps / k * (w_all * p - w(c));
+                    }
+                }
+            }
+            CrossEntropyTargets::Probabilities(t) => {
+                denominator += 1.0;
+                let t = &t[r * classes..(r + 1) * classes];
+                let smooth = |c: usize| (1.0 - eps) * t[c] + eps / k;
+                let a: f64 = (0..classes).map(|c| w(c) * smooth(c)).sum();
+                losses[r] = (0..classes).map(|c| -w(c) * smooth(c) * log_p[c]).sum();
+                for c in 0..classes {
+                    g[c] = log_p[c].exp() * a - w(c) * smooth(c);
+                }
+            }
+        }
+    }
+    reduce(losses, grad, reduction, denominator)
+}
+
+/// Sigmoid BCE with logits per element:
+/// `l = w[(1 − y)z + q(log(1 + e^{−|z|}) + max(−z, 0))]`, `q = (π − 1)y + 1`, gradient
+/// `w(qσ(z) − πy)`; `weight` and `pos_weight` repeat along rows of `cols` (their length).
+pub fn bce_with_logits(
+    logits: &[f64],
+    targets: &[f64],
+    weight: Option<&[f64]>,
+    pos_weight: Option<&[f64]>,
+    reduction: Reduction,
+) -> LossReference {
+    let per_col = |table: Option<&[f64]>, i: usize| table.map_or(1.0, |t| t[i % t.len()]);
+    let mut losses = Vec::with_capacity(logits.len());
+    let mut grad = Vec::with_capacity(logits.len());
+    for (i, (&z, &y)) in logits.iter().zip(targets).enumerate() {
+        let w = per_col(weight, i);
+        let pw = per_col(pos_weight, i);
+        let q = (pw - 1.0) * y + 1.0;
+        let softplus_neg = (-z.abs()).exp().ln_1p() + (-z).max(0.0);
+        losses.push(w * ((1.0 - y) * z + q * softplus_neg));
+        let sigma = 1.0 / (1.0 + (-z).exp());
+        grad.push(w * (q * sigma - pw * y));
+    }
+    let n = logits.len() as f64;
+    reduce(losses, grad, reduction, n)
+}
+
+fn reduce(
+    losses: Vec<f64>,
+    mut grad: Vec<f64>,
+    reduction: Reduction,
+    denominator: f64,
+) -> LossReference {
+    match reduction {
+        Reduction::None => LossReference { loss: losses, grad },
+        Reduction::Sum => LossReference {
+            loss: vec![losses.iter().sum()],
+            grad,
+        },
+        Reduction::Mean => {
+            // With nothing to average (every row ignored) PyTorch's gradient stays zero.
+            if denominator != 0.0 {
+                for g in &mut grad {
+                    *g /= denominator;
+                }
+            }
+            LossReference {
+                loss: vec![losses.iter().sum::<f64>() / denominator],
+                grad,
+            }
+        }
+    }
+}
