@@ -22,6 +22,7 @@
 )]
 #![warn(missing_docs)]
 
+pub mod accuracy;
 mod context;
 pub mod cpu;
 mod error;

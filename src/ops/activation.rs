@@ -12,6 +12,7 @@ use std::str::FromStr;
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::ops::launch_elementwise;
 use crate::tensor::{Storage, Tensor, read_host, write_host};
 
 /// An elementwise activation with its parameters. Formulas are PyTorch's:
@@ -293,16 +294,6 @@ const BACKWARD_OVER_INPUT: Kernel = Kernel {
     slots: &[Slot::Read(2), Slot::ReadWrite(3)],
 };
 
-/// Mirrors `Params` in `shaders/activation.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    len: u32,
-    p0: f32,
-    p1: f32,
-    _pad: u32,
-}
-
 impl Tensor {
     /// `f(self)` as a new tensor.
     pub fn activation(&self, act: Activation) -> Result<Tensor> {
@@ -323,8 +314,13 @@ impl Tensor {
                 *write_host(y)? = result;
                 Ok(())
             }
-            _ if out.aliases(self) => launch_elementwise(&FORWARD_INPLACE, code, [p0, p1], &[out]),
-            _ => launch_elementwise(&FORWARD, code, [p0, p1], &[self, out]),
+            _ if out.aliases(self) => launch_elementwise(
+                &FORWARD_INPLACE,
+                &[("OP", f64::from(code))],
+                [p0, p1],
+                &[out],
+            ),
+            _ => launch_elementwise(&FORWARD, &[("OP", f64::from(code))], [p0, p1], &[self, out]),
         }
     }
 
@@ -437,10 +433,10 @@ impl Tensor {
 }
 
 fn backward_into(d: Derivative, x: &Tensor, grad: &Tensor, out: &Tensor) -> Result<()> {
-    let op = d.name();
-    check_same(op, "grad", x, grad)?;
-    check_same(op, "output", x, out)?;
-    let code = d.code();
+    let name = d.name();
+    check_same(name, "grad", x, grad)?;
+    check_same(name, "output", x, out)?;
+    let op = [("OP", f64::from(d.code()))];
     let params = d.params();
     match (x.storage(), grad.storage(), out.storage()) {
         (Storage::Host(xs), Storage::Host(gs), Storage::Host(ys)) => {
@@ -461,19 +457,19 @@ fn backward_into(d: Derivative, x: &Tensor, grad: &Tensor, out: &Tensor) -> Resu
             Ok(())
         }
         _ if out.aliases(grad) && !out.aliases(x) => {
-            launch_elementwise(&BACKWARD_OVER_GRAD, code, params, &[x, out])
+            launch_elementwise(&BACKWARD_OVER_GRAD, &op, params, &[x, out])
         }
         _ if out.aliases(x) && !out.aliases(grad) => {
-            launch_elementwise(&BACKWARD_OVER_INPUT, code, params, &[grad, out])
+            launch_elementwise(&BACKWARD_OVER_INPUT, &op, params, &[grad, out])
         }
         _ if out.aliases(x) => {
             // x, g and out are one buffer: compute into a fresh tensor, then copy back.
-            let tmp = x.uninit_like(op)?;
-            launch_elementwise(&BACKWARD, code, params, &[x, grad, &tmp])?;
-            copy_device(&tmp, out)
+            let tmp = x.uninit_like(name)?;
+            launch_elementwise(&BACKWARD, &op, params, &[x, grad, &tmp])?;
+            tmp.copy_into(out)
         }
-        _ if x.aliases(grad) => launch_elementwise(&BACKWARD, code, params, &[x, x, out]),
-        _ => launch_elementwise(&BACKWARD, code, params, &[x, grad, out]),
+        _ if x.aliases(grad) => launch_elementwise(&BACKWARD, &op, params, &[x, x, out]),
+        _ => launch_elementwise(&BACKWARD, &op, params, &[x, grad, out]),
     }
 }
 
@@ -494,66 +490,6 @@ pub(crate) fn check_same(
             got: other.shape().to_vec(),
             expected: x.shape().to_vec(),
         });
-    }
-    Ok(())
-}
-
-/// Copies `src` into `dst` on the device (same length).
-fn copy_device(src: &Tensor, dst: &Tensor) -> Result<()> {
-    let gpu = src.context().gpu().ok_or(Error::Gpu {
-        op: "copy",
-        message: "no device".into(),
-    })?;
-    gpu.copy(
-        src.view(0, src.len(), "copy")?,
-        dst.view(0, dst.len(), "copy")?,
-    )
-}
-
-/// Launches an elementwise kernel over `tensors` (bound to the kernel's slots in order), in
-/// chunks that each fit one storage binding.
-fn launch_elementwise(
-    kernel: &Kernel,
-    code: u32,
-    [p0, p1]: [f32; 2],
-    tensors: &[&Tensor],
-) -> Result<()> {
-    let Some(first) = tensors.first() else {
-        return Ok(());
-    };
-    let gpu = first.context().gpu().ok_or(Error::Gpu {
-        op: kernel.entry,
-        message: "mixed host and device tensors".into(),
-    })?;
-    let n = first.len();
-    let chunk = super::elementwise_chunk(gpu);
-    let constants = [
-        ("OP", f64::from(code)),
-        ("WG", f64::from(super::ELEMENTWISE_WG)),
-    ];
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
-        let views = tensors
-            .iter()
-            .map(|t| t.view(start, len, kernel.entry))
-            .collect::<Result<Vec<_>>>()?;
-        let vec4s = len.div_ceil(4);
-        let params = Params {
-            len: vec4s as u32,
-            p0,
-            p1,
-            _pad: 0,
-        };
-        let groups = super::elementwise_groups(gpu, vec4s);
-        gpu.launch(
-            kernel,
-            &constants,
-            &views,
-            bytemuck::bytes_of(&params),
-            groups,
-        )?;
-        start += len;
     }
     Ok(())
 }

@@ -178,21 +178,7 @@ pub const SPECIAL: &[f32] = &[
     f32::NAN,
 ];
 
-/// The bound every comparison uses: `|got − want| ≤ atol + rtol·|want|`, where NaN must
-/// meet NaN and an infinite (or f32-overflowing) expectation must be met exactly.
-pub fn close(got: f32, want: f64, atol: f64, rtol: f64) -> bool {
-    if want.is_nan() {
-        return got.is_nan();
-    }
-    let want32 = want as f32;
-    if want32.is_infinite() {
-        return got == want32;
-    }
-    if got.is_nan() || got.is_infinite() {
-        return false;
-    }
-    (f64::from(got) - want).abs() <= atol + rtol * want.abs()
-}
+pub use gpu_activations::accuracy::close;
 
 /// Asserts `close` for every element; the message names the case, the index and the input.
 pub fn assert_all_close(

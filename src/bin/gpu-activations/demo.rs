@@ -1,10 +1,14 @@
-//! `gpu-activations demo`: the README's main job on a built-in batch.
+//! `gpu-activations demo`: the README's main job on a built-in batch: activations, softmax and
+//! the fused cross-entropy on the GPU, timed and compared with the CPU reference.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use gpu_activations::{Activation, Tensor};
+use gpu_activations::accuracy::compare;
+use gpu_activations::cpu::loss::{self as loss_ref, CrossEntropyTargets};
+use gpu_activations::cpu::softmax as softmax_ref;
+use gpu_activations::{Activation, CrossEntropyOptions, Reduction, Targets, Tensor};
 
 use crate::BackendArg;
 
@@ -20,66 +24,144 @@ pub struct DemoArgs {
     cols: usize,
 }
 
-/// The largest |got − want| over a result and its f64 reference.
-fn max_abs_error(got: &[f32], want: impl Fn(usize) -> f64) -> f64 {
-    got.iter()
-        .enumerate()
-        .map(|(i, &v)| (f64::from(v) - want(i)).abs())
-        .fold(0.0, f64::max)
+type BoxError = Box<dyn std::error::Error>;
+
+/// One line of the report.
+struct Line {
+    op: String,
+    ms: f64,
+    max_abs: f64,
+    passed: bool,
 }
 
-pub fn run(args: &DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+pub fn run(args: &DemoArgs) -> Result<ExitCode, BoxError> {
+    let (rows, cols) = (args.rows.max(1), args.cols.max(1));
+    let n = rows * cols;
     let ctx = args.backend.context()?;
     println!("adapter: {}", ctx.adapter_info());
     println!("why:     {}", ctx.selection_reason());
-    let (rows, cols) = (args.rows, args.cols);
-    let n = rows * cols;
-    // A deterministic batch of pre-activations spread over [-8, 8] and an upstream gradient.
+    println!("batch:   {rows} x {cols} logits with one class label per row");
+    // A deterministic batch: pre-activations spread over [-8, 8], an upstream gradient, labels.
     let x: Vec<f32> = (0..n)
         .map(|i| ((i.wrapping_mul(7919) % 10007) as f32 / 10007.0 - 0.5) * 16.0)
         .collect();
     let g: Vec<f32> = (0..n)
-        .map(|i| ((i.wrapping_mul(104729) % 7919) as f32 / 7919.0 - 0.5) * 2.0)
+        .map(|i| ((i.wrapping_mul(104_729) % 7919) as f32 / 7919.0 - 0.5) * 2.0)
         .collect();
+    let labels: Vec<i64> = (0..rows).map(|r| (r * 31 % cols) as i64).collect();
 
     let t0 = Instant::now();
     let xt = Tensor::from_slice(&ctx, &x, &[rows, cols])?;
     let gt = Tensor::from_slice(&ctx, &g, &[rows, cols])?;
     ctx.synchronize()?;
-    let upload = t0.elapsed();
+    let upload_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+    let mut lines = Vec::new();
+    // Each op runs once untimed first, so that pipeline compilation is not counted.
+    let time =
+        |f: &dyn Fn() -> gpu_activations::Result<Tensor>| -> Result<(Tensor, f64), BoxError> {
+            f()?;
+            ctx.synchronize()?;
+            let t = Instant::now();
+            let out = f()?;
+            ctx.synchronize()?;
+            Ok((out, t.elapsed().as_secs_f64() * 1e3))
+        };
+    let mut record = |op: String, ms: f64, got: &[f32], want: &[f64]| {
+        let c = compare(
+            got,
+            want,
+            gpu_activations::accuracy::ATOL,
+            gpu_activations::accuracy::RTOL,
+        );
+        lines.push(Line {
+            op,
+            ms,
+            max_abs: c.max_abs,
+            passed: c.passed(),
+        });
+    };
+
+    for act in [
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::Silu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+    ] {
+        let (y, ms) = time(&|| xt.activation(act))?;
+        let want: Vec<f64> = x.iter().map(|&v| act.reference(f64::from(v))).collect();
+        record(act.name().into(), ms, &y.to_vec()?, &want);
+        let (dx, ms) = time(&|| xt.activation_backward(act, &gt))?;
+        let want: Vec<f64> = x
+            .iter()
+            .zip(&g)
+            .map(|(&v, &d)| act.reference_backward(f64::from(v), f64::from(d)))
+            .collect();
+        record(format!("{} backward", act.name()), ms, &dx.to_vec()?, &want);
+    }
+    let (y, ms) = time(&|| xt.softmax())?;
+    let want: Vec<f64> = x
+        .chunks(cols)
+        .flat_map(|r| softmax_ref::forward_row(&widen(r), false))
+        .collect();
+    record("softmax".into(), ms, &y.to_vec()?, &want);
+
+    let fused = || xt.cross_entropy(Targets::Indices(&labels), &CrossEntropyOptions::default());
+    fused()?;
+    ctx.synchronize()?;
+    let t = Instant::now();
+    let out = fused()?;
+    ctx.synchronize()?;
+    let ce_ms = t.elapsed().as_secs_f64() * 1e3;
+    let want = loss_ref::cross_entropy(
+        &widen(&x),
+        cols,
+        CrossEntropyTargets::Indices(&labels),
+        None,
+        Reduction::Mean,
+        -100,
+        0.0,
+    );
+    let loss = out.loss.to_vec()?;
+    record(
+        "cross-entropy grad (fused)".into(),
+        ce_ms,
+        &out.grad.to_vec()?,
+        &want.grad,
+    );
+    let loss_err = (f64::from(loss[0]) - want.loss[0]).abs();
 
     println!();
     println!(
-        "{:<12} {:>10} {:>12} {:>14} {:>14}",
-        "op", "shape", "time (ms)", "fwd max|err|", "bwd max|err|"
+        "{:<28} {:>10} {:>14}  within 1e-6 + 1e-5·|ref|",
+        "op", "time (ms)", "max |err|"
     );
-    let mut worst: f64 = 0.0;
-    for act in Activation::ALL {
-        let t = Instant::now();
-        let y = xt.activation(act)?;
-        let dx = xt.activation_backward(act, &gt)?;
-        ctx.synchronize()?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        let (y, dx) = (y.to_vec()?, dx.to_vec()?);
-        let fwd = max_abs_error(&y, |i| act.reference(f64::from(x[i])));
-        let bwd = max_abs_error(&dx, |i| {
-            act.reference_backward(f64::from(x[i]), f64::from(g[i]))
-        });
-        worst = worst.max(fwd).max(bwd);
+    for l in &lines {
         println!(
-            "{:<12} {:>10} {:>12.2} {:>14.2e} {:>14.2e}",
-            act.name(),
-            format!("{rows}x{cols}"),
-            ms,
-            fwd,
-            bwd
+            "{:<28} {:>10.2} {:>14.2e}  {}",
+            l.op,
+            l.ms,
+            l.max_abs,
+            if l.passed { "yes" } else { "NO" }
         );
     }
     println!();
     println!(
-        "upload of 2 x {n} floats: {:.2} ms",
-        upload.as_secs_f64() * 1e3
+        "cross-entropy loss (mean): {:.7} (CPU reference {:.7}, |err| {loss_err:.1e})",
+        loss[0], want.loss[0]
     );
+    println!("upload of 2 x {n} floats: {upload_ms:.2} ms (times exclude one warm-up run per op)");
+    let worst = lines.iter().map(|l| l.max_abs).fold(loss_err, f64::max);
     println!("largest error against the CPU reference: {worst:.2e}");
-    Ok(ExitCode::SUCCESS)
+    let ok = lines.iter().all(|l| l.passed) && loss_err <= 1e-5 * want.loss[0].abs();
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -1,8 +1,13 @@
 //! `gpu-activations`: run the crate's ops on .npy files, check them against the CPU
 //! reference, benchmark them against the adapter's copy ceiling, and demo the whole path.
 
+mod bench;
+mod check;
 mod demo;
 mod info;
+mod npy;
+mod op;
+mod run;
 
 use std::process::ExitCode;
 
@@ -21,6 +26,23 @@ enum Command {
     /// List every adapter, say which one is chosen and why, and show the limits that matter.
     #[command(after_help = "Example:\n  gpu-activations info --backend gl")]
     Info(info::InfoArgs),
+    /// Apply one op to .npy files.
+    #[command(
+        after_help = "Examples:\n  gpu-activations run gelu --input x.npy --output y.npy\n  \
+        gpu-activations run softmax-backward --input x.npy --grad-output g.npy --output dx.npy\n  \
+        gpu-activations run cross-entropy --input logits.npy --targets labels.npy \\\n      \
+        --label-smoothing 0.1 --output dlogits.npy --loss-output loss.npy"
+    )]
+    Run(Box<run::RunArgs>),
+    /// Run every op, forward and backward, against the CPU reference and print a table.
+    #[command(after_help = "Example:\n  gpu-activations check --backend vulkan")]
+    Check(check::CheckArgs),
+    /// Time the ops against the adapter's copy ceiling.
+    #[command(
+        after_help = "Examples:\n  gpu-activations bench --json bench.json\n  \
+        gpu-activations bench --op softmax --op log-softmax --shape 4096,1024"
+    )]
+    Bench(bench::BenchArgs),
     /// Run activations, softmax and the fused cross-entropy on a built-in batch and compare
     /// with the CPU reference.
     #[command(after_help = "Example:\n  gpu-activations demo --rows 4096 --cols 1000")]
@@ -56,9 +78,13 @@ impl BackendArg {
 }
 
 fn main() -> ExitCode {
+    quiet_window_system_warnings();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => info::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Demo(args) => demo::run(&args),
     };
     match result {
@@ -67,5 +93,23 @@ fn main() -> ExitCode {
             eprintln!("gpu-activations: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Mesa's window-system code prints "XDG_RUNTIME_DIR is invalid or not set" on headless machines;
+/// a private temporary directory silences it. Runs before any thread starts.
+fn quiet_window_system_warnings() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join("gpu-activations-xdg");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
     }
 }

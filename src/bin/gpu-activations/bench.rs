@@ -1,0 +1,457 @@
+//! `gpu-activations bench`: median time, GB/s and the fraction of the copy ceiling (a plain
+//! vec4 copy kernel over as many elements, timed in alternation with the op, in the same run on
+//! the same adapter), the speedup over the CPU reference, and the cost of moving the batch.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+use gpu_activations::cpu::{self, loss::CrossEntropyTargets};
+use gpu_activations::{BceOptions, Context, CrossEntropyOptions, Reduction, Targets, Tensor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::BackendArg;
+use crate::op::{ActivationParams, CliOp};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Ops to time (repeatable; command-line names as for `run`, plus `copy`). Default: every
+    /// op family.
+    #[arg(long = "op")]
+    ops: Vec<String>,
+    /// Shapes as ROWS,COLS or N (repeatable). Default: the performance targets' shapes.
+    #[arg(long = "shape", value_parser = parse_shape)]
+    shapes: Vec<Vec<usize>>,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Timed runs per op (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Untimed warm-up runs per op.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+    let dims: Result<Vec<usize>, _> = s.split(',').map(|d| d.trim().parse::<usize>()).collect();
+    match dims {
+        Ok(d) if !d.is_empty() && d.iter().all(|&v| v > 0) => Ok(d),
+        _ => Err(format!("{s:?} is not a shape like 4096,1024 or 16777216")),
+    }
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// What is benchmarked: an op of the command line, or the copy kernel itself.
+#[derive(Clone, Copy)]
+enum Item {
+    Op(CliOp),
+    Copy,
+}
+
+impl Item {
+    fn name(self) -> String {
+        match self {
+            Item::Op(op) => op.to_string(),
+            Item::Copy => "copy".into(),
+        }
+    }
+
+    /// The shapes of the performance targets for this op's family.
+    fn default_shapes(self) -> Vec<Vec<usize>> {
+        match self {
+            Item::Op(CliOp::Softmax { .. } | CliOp::SoftmaxBackward { .. }) => vec![
+                vec![4096, 1024],
+                vec![65536, 64],
+                vec![64, 65536],
+                vec![16, 1_048_576],
+            ],
+            Item::Op(CliOp::CrossEntropy) => vec![vec![4096, 1000], vec![512, 32000]],
+            _ => vec![vec![16_777_216]],
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AdapterJson {
+    name: String,
+    backend: String,
+    device_type: String,
+    driver: String,
+}
+
+#[derive(Serialize)]
+struct ResultJson {
+    op: String,
+    shape: Vec<usize>,
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    gbs: f64,
+    /// GB/s of the copy kernel over the same number of elements, timed in alternation.
+    copy_gbs: f64,
+    fraction_of_copy: f64,
+    cpu_speedup: f64,
+}
+
+#[derive(Serialize)]
+struct TransferJson {
+    elements: usize,
+    upload_ms: f64,
+    upload_gbs: f64,
+    readback_ms: f64,
+    readback_gbs: f64,
+}
+
+#[derive(Serialize)]
+struct BenchJson {
+    adapter: AdapterJson,
+    /// The copy ceiling: the copy kernel's median GB/s on the largest batch of the run.
+    copy_gbs: f64,
+    runs: usize,
+    results: Vec<ResultJson>,
+    transfers: Vec<TransferJson>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
+    let ctx = args.backend.context()?;
+    let params = ActivationParams::default();
+    let items: Vec<Item> = if args.ops.is_empty() {
+        let mut all: Vec<Item> = CliOp::all(params).into_iter().map(Item::Op).collect();
+        all.insert(0, Item::Copy);
+        all
+    } else {
+        args.ops
+            .iter()
+            .map(|name| match name.as_str() {
+                "copy" => Ok(Item::Copy),
+                other => CliOp::parse(other, params).map(Item::Op),
+            })
+            .collect::<Result<_, String>>()?
+    };
+    let jobs: Vec<(Item, Vec<usize>)> = items
+        .iter()
+        .flat_map(|&item| {
+            let shapes = if args.shapes.is_empty() {
+                item.default_shapes()
+            } else {
+                args.shapes.clone()
+            };
+            shapes.into_iter().map(move |s| (item, s))
+        })
+        .collect();
+
+    let info = ctx.adapter_info();
+    println!("adapter: {info}");
+    println!(
+        "method:  median of {} runs after {} warm-up runs, data resident on the device; the copy \
+         kernel runs in alternation over as many elements",
+        args.runs, args.warmup
+    );
+    let progress = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(jobs.len() as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+
+    let mut results = Vec::new();
+    let mut transfers: Vec<TransferJson> = Vec::new();
+    println!();
+    println!(
+        "{:<24} {:<16} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "op", "shape", "median ms", "GB/s", "copy GB/s", "of copy", "vs CPU"
+    );
+    for (item, shape) in &jobs {
+        progress.set_message(format!("{} {shape:?}", item.name()));
+        let bench = Bench::new(&ctx, *item, shape)?;
+        let r = bench.measure(args.warmup, args.runs.max(1))?;
+        println!(
+            "{:<24} {:<16} {:>10.3} {:>9.2} {:>9.2} {:>8.0}% {:>8.1}x",
+            r.op,
+            format!("{:?}", r.shape),
+            r.median_ms,
+            r.gbs,
+            r.copy_gbs,
+            100.0 * r.fraction_of_copy,
+            r.cpu_speedup
+        );
+        let n: usize = shape.iter().product();
+        if !transfers.iter().any(|t| t.elements == n) {
+            transfers.push(measure_transfer(&ctx, n, args.runs.max(1))?);
+        }
+        results.push(r);
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+
+    println!();
+    println!("transfers (host ⇄ device, one f32 tensor):");
+    println!(
+        "{:>12} {:>11} {:>11} {:>13} {:>13}",
+        "elements", "upload ms", "upload GB/s", "read-back ms", "read-back GB/s"
+    );
+    for t in &transfers {
+        println!(
+            "{:>12} {:>11.2} {:>11.2} {:>13.2} {:>13.2}",
+            t.elements, t.upload_ms, t.upload_gbs, t.readback_ms, t.readback_gbs
+        );
+    }
+    let ceiling = results
+        .iter()
+        .max_by_key(|r| r.shape.iter().product::<usize>())
+        .map_or(0.0, |r| r.copy_gbs);
+    if let Some(path) = &args.json {
+        let doc = BenchJson {
+            adapter: AdapterJson {
+                name: info.name.clone(),
+                backend: info.backend.to_string(),
+                device_type: format!("{:?}", info.device_type),
+                driver: format!("{} {}", info.driver, info.driver_info)
+                    .trim()
+                    .to_string(),
+            },
+            copy_gbs: ceiling,
+            runs: args.runs,
+            results,
+            transfers,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An op ready to run repeatedly on resident data.
+struct Bench<'a> {
+    ctx: &'a Context,
+    item: Item,
+    shape: Vec<usize>,
+    x: Vec<f32>,
+    xt: Tensor,
+    gt: Tensor,
+    out: Tensor,
+    copy_dst: Tensor,
+    targets: Vec<i64>,
+    /// The saved output, for softmax backward.
+    yt: Option<Tensor>,
+}
+
+impl<'a> Bench<'a> {
+    fn new(ctx: &'a Context, item: Item, shape: &[usize]) -> Result<Bench<'a>, BoxError> {
+        let n: usize = shape.iter().product();
+        let cols = *shape.last().unwrap_or(&1);
+        let rows = n / cols.max(1);
+        let x: Vec<f32> = (0..n)
+            .map(|i| {
+                ((i.wrapping_mul(2_654_435_761) % 1_000_003) as f32 / 1_000_003.0 - 0.5) * 16.0
+            })
+            .collect();
+        let g: Vec<f32> = (0..n)
+            .map(|i| ((i.wrapping_mul(40_503) % 65_537) as f32 / 65_537.0 - 0.5) * 2.0)
+            .collect();
+        let xt = Tensor::from_slice(ctx, &x, shape)?;
+        let gt = match item {
+            // BCE targets must be probabilities.
+            Item::Op(CliOp::BceWithLogits) => {
+                let y: Vec<f32> = g.iter().map(|v| v.abs()).collect();
+                Tensor::from_slice(ctx, &y, shape)?
+            }
+            _ => Tensor::from_slice(ctx, &g, shape)?,
+        };
+        let yt = match item {
+            Item::Op(CliOp::SoftmaxBackward { log }) => Some(if log {
+                xt.log_softmax()?
+            } else {
+                xt.softmax()?
+            }),
+            _ => None,
+        };
+        Ok(Bench {
+            ctx,
+            item,
+            shape: shape.to_vec(),
+            out: Tensor::zeros(ctx, shape)?,
+            copy_dst: Tensor::zeros(ctx, shape)?,
+            targets: (0..rows).map(|r| (r * 7919 % cols) as i64).collect(),
+            x,
+            xt,
+            gt,
+            yt,
+        })
+    }
+
+    /// Bytes the op must move at least: each input read once, each output written once.
+    fn bytes(&self) -> f64 {
+        let n: usize = self.shape.iter().product();
+        let rows = n / self.shape.last().copied().unwrap_or(1).max(1);
+        let streams = match self.item {
+            Item::Copy | Item::Op(CliOp::Forward(_) | CliOp::Softmax { .. }) => 2,
+            Item::Op(CliOp::Backward(_) | CliOp::SoftmaxBackward { .. } | CliOp::BceWithLogits) => {
+                3
+            }
+            Item::Op(CliOp::CrossEntropy) => return (8 * n + 8 * rows) as f64,
+        };
+        (4 * streams * n) as f64
+    }
+
+    /// Records one run of the op.
+    fn record(&self) -> Result<(), BoxError> {
+        match self.item {
+            Item::Copy => self.xt.copy_into(&self.out)?,
+            Item::Op(CliOp::Forward(a)) => self.xt.activation_into(a, &self.out)?,
+            Item::Op(CliOp::Backward(a)) => {
+                self.xt.activation_backward_into(a, &self.gt, &self.out)?
+            }
+            Item::Op(CliOp::Softmax { log: false }) => self.xt.softmax_into(&self.out)?,
+            Item::Op(CliOp::Softmax { log: true }) => self.xt.log_softmax_into(&self.out)?,
+            Item::Op(CliOp::SoftmaxBackward { log }) => {
+                let y = self.yt.as_ref().ok_or("no saved output")?;
+                if log {
+                    y.log_softmax_backward_into(&self.gt, &self.out)?;
+                } else {
+                    y.softmax_backward_into(&self.gt, &self.out)?;
+                }
+            }
+            Item::Op(CliOp::CrossEntropy) => {
+                self.xt.cross_entropy(
+                    Targets::Indices(&self.targets),
+                    &CrossEntropyOptions::default(),
+                )?;
+            }
+            Item::Op(CliOp::BceWithLogits) => {
+                self.xt.bce_with_logits(&self.gt, &BceOptions::default())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn timed(&self, f: impl Fn() -> Result<(), BoxError>) -> Result<f64, BoxError> {
+        let t = Instant::now();
+        f()?;
+        self.ctx.synchronize()?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    fn measure(&self, warmup: usize, runs: usize) -> Result<ResultJson, BoxError> {
+        for _ in 0..warmup {
+            self.timed(|| self.record())?;
+            self.timed(|| Ok(self.xt.copy_into(&self.copy_dst)?))?;
+        }
+        let mut op_times = Vec::with_capacity(runs);
+        let mut copy_times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            op_times.push(self.timed(|| self.record())?);
+            copy_times.push(self.timed(|| Ok(self.xt.copy_into(&self.copy_dst)?))?);
+        }
+        let op = median(&mut op_times);
+        let copy = median(&mut copy_times);
+        let n: usize = self.shape.iter().product();
+        let gbs = self.bytes() / op / 1e9;
+        let copy_gbs = (8 * n) as f64 / copy / 1e9;
+        Ok(ResultJson {
+            op: self.item.name(),
+            shape: self.shape.clone(),
+            median_ms: op * 1e3,
+            min_ms: op_times.first().copied().unwrap_or(op) * 1e3,
+            max_ms: op_times.last().copied().unwrap_or(op) * 1e3,
+            gbs,
+            copy_gbs,
+            fraction_of_copy: gbs / copy_gbs,
+            cpu_speedup: self.cpu_seconds() / op,
+        })
+    }
+
+    /// Time the CPU reference takes for the whole batch, measured on up to ~1M elements of
+    /// whole rows and scaled.
+    fn cpu_seconds(&self) -> f64 {
+        let n: usize = self.shape.iter().product();
+        let cols = self.shape.last().copied().unwrap_or(1).max(1);
+        let rows = (1 << 20) / cols;
+        let take = (rows.max(1) * cols).min(n);
+        let x = &self.x[..take];
+        let g: Vec<f32> = x.iter().map(|v| v * 0.1).collect();
+        let t = Instant::now();
+        match self.item {
+            Item::Copy => {
+                std::hint::black_box(x.to_vec());
+            }
+            Item::Op(CliOp::Forward(a)) => {
+                std::hint::black_box(cpu::activation::forward_slice(a, x));
+            }
+            Item::Op(CliOp::Backward(a)) => {
+                std::hint::black_box(cpu::activation::backward_slice(a, x, &g));
+            }
+            Item::Op(CliOp::Softmax { log }) => {
+                std::hint::black_box(cpu::softmax::forward(x, cols, log));
+            }
+            Item::Op(CliOp::SoftmaxBackward { log }) => {
+                std::hint::black_box(cpu::softmax::backward(x, &g, cols, log));
+            }
+            Item::Op(CliOp::CrossEntropy) => {
+                let z: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+                let t = &self.targets[..take / cols];
+                std::hint::black_box(cpu::loss::cross_entropy(
+                    &z,
+                    cols,
+                    CrossEntropyTargets::Indices(t),
+                    None,
+                    Reduction::Mean,
+                    -100,
+                    0.0,
+                ));
+            }
+            Item::Op(CliOp::BceWithLogits) => {
+                let z: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+                let y: Vec<f64> = g.iter().map(|&v| f64::from(v.abs())).collect();
+                std::hint::black_box(cpu::loss::bce_with_logits(
+                    &z,
+                    &y,
+                    None,
+                    None,
+                    Reduction::Mean,
+                ));
+            }
+        }
+        t.elapsed().as_secs_f64() * n as f64 / take.max(1) as f64
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Upload (from the host into a device tensor) and read-back of `n` floats.
+fn measure_transfer(ctx: &Context, n: usize, runs: usize) -> Result<TransferJson, BoxError> {
+    let host = vec![0.5f32; n];
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for _ in 0..runs.min(5) {
+        let t = Instant::now();
+        let tensor = Tensor::from_slice(ctx, &host, &[n])?;
+        ctx.synchronize()?;
+        up.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        std::hint::black_box(tensor.to_vec()?);
+        down.push(t.elapsed().as_secs_f64());
+    }
+    let (u, d) = (median(&mut up), median(&mut down));
+    let bytes = (4 * n) as f64;
+    Ok(TransferJson {
+        elements: n,
+        upload_ms: u * 1e3,
+        upload_gbs: bytes / u / 1e9,
+        readback_ms: d * 1e3,
+        readback_gbs: bytes / d / 1e9,
+    })
+}

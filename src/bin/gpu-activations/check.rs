@@ -1,0 +1,372 @@
+//! `gpu-activations check`: every op, forward and backward, on the chosen adapter against the
+//! f64 CPU reference, over random and edge-case inputs at several shapes.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use gpu_activations::accuracy::{ATOL, RTOL, compare};
+use gpu_activations::cpu::loss::{self as loss_ref, CrossEntropyTargets};
+use gpu_activations::cpu::softmax as softmax_ref;
+use gpu_activations::{
+    Activation, BceOptions, Context, CrossEntropyOptions, Reduction, Targets, Tensor,
+};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::BackendArg;
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Inputs that stress every op: zeros, tiny, kinks, saturation, huge, non-finite.
+const EDGES: &[f32] = &[
+    0.0,
+    -0.0,
+    1e-7,
+    -1e-7,
+    0.5,
+    -0.5,
+    3.0,
+    -3.0,
+    6.0,
+    20.0,
+    -20.0,
+    88.0,
+    -88.0,
+    89.0,
+    -89.0,
+    1e4,
+    -1e4,
+    1e30,
+    -1e30,
+    3e38,
+    -3e38,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::NAN,
+];
+
+struct Row {
+    op: String,
+    shape: String,
+    max_abs: f64,
+    max_rel: f64,
+    passed: bool,
+}
+
+struct Checker {
+    rows: Vec<Row>,
+}
+
+impl Checker {
+    fn add(
+        &mut self,
+        op: impl Into<String>,
+        shape: &[usize],
+        got: &[f32],
+        want: &[f64],
+        rtol_only: bool,
+    ) {
+        let c = if rtol_only {
+            compare(got, want, 1e-30, RTOL)
+        } else {
+            compare(got, want, ATOL, RTOL)
+        };
+        self.rows.push(Row {
+            op: op.into(),
+            shape: format!("{shape:?}"),
+            max_abs: c.max_abs,
+            max_rel: c.max_rel,
+            passed: c.passed(),
+        });
+    }
+}
+
+fn uniform(rng: &mut StdRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+pub fn run(args: &CheckArgs) -> Result<ExitCode, BoxError> {
+    let ctx = args.backend.context()?;
+    println!("adapter: {}", ctx.adapter_info());
+    println!("bound:   |got - ref| <= {ATOL:e} + {RTOL:e}·|ref| (losses: {RTOL:e}·|ref|)");
+    println!();
+    let mut checker = Checker { rows: Vec::new() };
+    let mut rng = StdRng::seed_from_u64(2026);
+    activations(&ctx, &mut checker, &mut rng)?;
+    softmax(&ctx, &mut checker, &mut rng)?;
+    cross_entropy(&ctx, &mut checker, &mut rng)?;
+    bce(&ctx, &mut checker, &mut rng)?;
+
+    println!(
+        "{:<40} {:<14} {:>12} {:>12}  result",
+        "op", "shape", "max |err|", "max rel err"
+    );
+    for r in &checker.rows {
+        println!(
+            "{:<40} {:<14} {:>12.3e} {:>12.3e}  {}",
+            r.op,
+            r.shape,
+            r.max_abs,
+            r.max_rel,
+            if r.passed { "pass" } else { "FAIL" }
+        );
+    }
+    let failed = checker.rows.iter().filter(|r| !r.passed).count();
+    println!();
+    println!("{} checks, {failed} failed", checker.rows.len());
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn activations(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), BoxError> {
+    let random = uniform(rng, 4 * 257, -12.0, 12.0);
+    let inputs: [(&[usize], Vec<f32>); 2] = [(&[4, 257], random), (&[EDGES.len()], EDGES.to_vec())];
+    for (shape, x) in inputs {
+        let g = uniform(rng, x.len(), -2.0, 2.0);
+        let xt = Tensor::from_slice(ctx, &x, shape)?;
+        let gt = Tensor::from_slice(ctx, &g, shape)?;
+        for act in Activation::ALL {
+            let name = act.name().replace('_', "-");
+            let want: Vec<f64> = x.iter().map(|&v| act.reference(f64::from(v))).collect();
+            checker.add(
+                name.clone(),
+                shape,
+                &xt.activation(act)?.to_vec()?,
+                &want,
+                false,
+            );
+            let want: Vec<f64> = x
+                .iter()
+                .zip(&g)
+                .map(|(&v, &d)| act.reference_backward(f64::from(v), f64::from(d)))
+                .collect();
+            let got = xt.activation_backward(act, &gt)?.to_vec()?;
+            checker.add(format!("{name}-backward"), shape, &got, &want, false);
+        }
+    }
+    Ok(())
+}
+
+fn softmax(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), BoxError> {
+    let mut edge = vec![1e4, 0.0, -1e4, 5.0, 3e38, -3e38, 0.0, 1.0];
+    edge.extend([f32::NEG_INFINITY; 4]);
+    edge.extend([
+        1.0,
+        f32::NAN,
+        2.0,
+        3.0,
+        f32::NEG_INFINITY,
+        0.0,
+        f32::NEG_INFINITY,
+        1.0,
+    ]);
+    let cases: Vec<(Vec<usize>, Vec<f32>)> = vec![
+        (vec![1, 1], vec![0.3]),
+        (vec![7, 33], uniform(rng, 7 * 33, -8.0, 8.0)),
+        (vec![64, 1000], uniform(rng, 64_000, -8.0, 8.0)),
+        (vec![2, 65537], uniform(rng, 2 * 65537, -8.0, 8.0)),
+        (vec![5, 4], edge),
+    ];
+    for (shape, x) in cases {
+        let cols = shape[1];
+        let g = uniform(rng, x.len(), -1.0, 1.0);
+        let xt = Tensor::from_slice(ctx, &x, &shape)?;
+        let gt = Tensor::from_slice(ctx, &g, &shape)?;
+        for log in [false, true] {
+            let name = if log { "log-softmax" } else { "softmax" };
+            let yt = if log {
+                xt.log_softmax()?
+            } else {
+                xt.softmax()?
+            };
+            let y = yt.to_vec()?;
+            let want: Vec<f64> = x
+                .chunks(cols)
+                .flat_map(|r| softmax_ref::forward_row(&widen(r), log))
+                .collect();
+            checker.add(name, &shape, &y, &want, false);
+            let dx = if log {
+                yt.log_softmax_backward(&gt)?
+            } else {
+                yt.softmax_backward(&gt)?
+            };
+            let want: Vec<f64> = y
+                .chunks(cols)
+                .zip(g.chunks(cols))
+                .flat_map(|(y, g)| softmax_ref::backward_row(&widen(y), &widen(g), log))
+                .collect();
+            checker.add(
+                format!("{name}-backward"),
+                &shape,
+                &dx.to_vec()?,
+                &want,
+                false,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cross_entropy(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), BoxError> {
+    for (rows, classes) in [(33, 8), (64, 1000), (4, 3)] {
+        let mut z = uniform(rng, rows * classes, -6.0, 6.0);
+        if classes == 3 {
+            z = vec![
+                1e4, -1e4, 0.0, -1e4, 1e4, 3.0, 3e4, 3e4, -3e4, 88.0, -88.0, 1.0,
+            ];
+        }
+        let t: Vec<i64> = (0..rows)
+            .map(|_| rng.random_range(0..classes as i64))
+            .collect();
+        let weight: Vec<f32> = (0..classes).map(|c| 0.5 + (c % 5) as f32 * 0.25).collect();
+        let shape = [rows, classes];
+        let zt = Tensor::from_slice(ctx, &z, &shape)?;
+        for (label, o) in [
+            ("mean", CrossEntropyOptions::default()),
+            (
+                "sum+smoothing+weight",
+                CrossEntropyOptions {
+                    reduction: Reduction::Sum,
+                    label_smoothing: 0.1,
+                    weight: Some(weight.clone()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "none+ignore",
+                CrossEntropyOptions {
+                    reduction: Reduction::None,
+                    ignore_index: t[0],
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let out = zt.cross_entropy(Targets::Indices(&t), &o)?;
+            let w = o.weight.as_ref().map(|w| widen(w));
+            let want = loss_ref::cross_entropy(
+                &widen(&z),
+                classes,
+                CrossEntropyTargets::Indices(&t),
+                w.as_deref(),
+                o.reduction,
+                o.ignore_index,
+                f64::from(o.label_smoothing),
+            );
+            checker.add(
+                format!("cross-entropy {label} loss"),
+                &shape,
+                &out.loss.to_vec()?,
+                &want.loss,
+                true,
+            );
+            checker.add(
+                format!("cross-entropy {label} grad"),
+                &shape,
+                &out.grad.to_vec()?,
+                &want.grad,
+                false,
+            );
+        }
+        // Probability targets.
+        let mut p = uniform(rng, rows * classes, 0.0, 1.0);
+        for row in p.chunks_mut(classes) {
+            let s: f32 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= s);
+        }
+        let pt = Tensor::from_slice(ctx, &p, &shape)?;
+        let out = zt.cross_entropy(Targets::Probabilities(&pt), &CrossEntropyOptions::default())?;
+        let want = loss_ref::cross_entropy(
+            &widen(&z),
+            classes,
+            CrossEntropyTargets::Probabilities(&widen(&p)),
+            None,
+            Reduction::Mean,
+            -100,
+            0.0,
+        );
+        checker.add(
+            "cross-entropy probs loss",
+            &shape,
+            &out.loss.to_vec()?,
+            &want.loss,
+            true,
+        );
+        checker.add(
+            "cross-entropy probs grad",
+            &shape,
+            &out.grad.to_vec()?,
+            &want.grad,
+            false,
+        );
+    }
+    Ok(())
+}
+
+fn bce(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), BoxError> {
+    let (rows, cols) = (37, 29);
+    let mut z = uniform(rng, rows * cols, -10.0, 10.0);
+    z[..4].copy_from_slice(&[1e4, -1e4, 100.0, -100.0]);
+    let y = uniform(rng, rows * cols, 0.0, 1.0);
+    let w: Vec<f32> = (0..cols).map(|c| 0.5 + (c % 3) as f32 * 0.5).collect();
+    let pw: Vec<f32> = (0..cols).map(|c| 1.0 + (c % 4) as f32).collect();
+    let shape = [rows, cols];
+    let zt = Tensor::from_slice(ctx, &z, &shape)?;
+    let yt = Tensor::from_slice(ctx, &y, &shape)?;
+    for (label, o) in [
+        ("mean", BceOptions::default()),
+        (
+            "none",
+            BceOptions {
+                reduction: Reduction::None,
+                ..Default::default()
+            },
+        ),
+        (
+            "sum+weight+pos_weight",
+            BceOptions {
+                reduction: Reduction::Sum,
+                weight: Some(w.clone()),
+                pos_weight: Some(pw.clone()),
+            },
+        ),
+    ] {
+        let out = zt.bce_with_logits(&yt, &o)?;
+        let wt = o.weight.as_ref().map(|v| widen(v));
+        let pwt = o.pos_weight.as_ref().map(|v| widen(v));
+        let want = loss_ref::bce_with_logits(
+            &widen(&z),
+            &widen(&y),
+            wt.as_deref(),
+            pwt.as_deref(),
+            o.reduction,
+        );
+        checker.add(
+            format!("bce-with-logits {label} loss"),
+            &shape,
+            &out.loss.to_vec()?,
+            &want.loss,
+            true,
+        );
+        checker.add(
+            format!("bce-with-logits {label} grad"),
+            &shape,
+            &out.grad.to_vec()?,
+            &want.grad,
+            false,
+        );
+    }
+    Ok(())
+}

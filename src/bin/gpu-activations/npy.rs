@@ -1,0 +1,189 @@
+//! Reading and writing `.npy` files with npyz: float32/float64 arrays (either byte order,
+//! C order) as f32, integer arrays as class indices, and atomic writes (a temporary file beside
+//! the target, renamed into place), so that a failed run leaves no partial output.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use npyz::{DType, Order, TypeChar, WriterBuilder};
+
+/// A problem with one file, reported as `FILE: problem`.
+#[derive(Debug)]
+pub struct FileError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.problem)
+    }
+}
+
+impl std::error::Error for FileError {}
+
+pub fn file_error(path: &Path, problem: impl Into<String>) -> FileError {
+    FileError {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// An array read from a file: its values and shape.
+pub struct Array<T> {
+    pub values: Vec<T>,
+    pub shape: Vec<usize>,
+}
+
+/// The values of an .npy file, by kind.
+pub enum Values {
+    Float(Array<f64>),
+    Int(Array<i64>),
+}
+
+fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<std::fs::File>>, FileError> {
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e.to_string()))?;
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+        .map_err(|e| file_error(path, format!("not a valid .npy file ({e})")))?;
+    if npy.order() == Order::Fortran {
+        return Err(file_error(
+            path,
+            "Fortran-order arrays are not supported; save it in C order (np.ascontiguousarray)",
+        ));
+    }
+    Ok(npy)
+}
+
+/// Reads any float or integer array.
+pub fn read(path: &Path) -> Result<Values, FileError> {
+    let npy = open(path)?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let DType::Plain(t) = npy.dtype() else {
+        return Err(file_error(path, "structured arrays are not supported"));
+    };
+    let bad = |e: std::io::Error| file_error(path, format!("cannot read the data ({e})"));
+    let values = match (t.type_char(), t.size_field()) {
+        (TypeChar::Float, 4) => Values::Float(Array {
+            values: npy
+                .into_vec::<f32>()
+                .map_err(bad)?
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            shape,
+        }),
+        (TypeChar::Float, 8) => Values::Float(Array {
+            values: npy.into_vec::<f64>().map_err(bad)?,
+            shape,
+        }),
+        (TypeChar::Int, size) => Values::Int(Array {
+            values: match size {
+                1 => widen(npy.into_vec::<i8>().map_err(bad)?),
+                2 => widen(npy.into_vec::<i16>().map_err(bad)?),
+                4 => widen(npy.into_vec::<i32>().map_err(bad)?),
+                8 => npy.into_vec::<i64>().map_err(bad)?,
+                _ => return Err(file_error(path, format!("unsupported dtype {t}"))),
+            },
+            shape,
+        }),
+        (TypeChar::Uint, size) => Values::Int(Array {
+            values: match size {
+                1 => widen(npy.into_vec::<u8>().map_err(bad)?),
+                2 => widen(npy.into_vec::<u16>().map_err(bad)?),
+                4 => widen(npy.into_vec::<u32>().map_err(bad)?),
+                8 => npy
+                    .into_vec::<u64>()
+                    .map_err(bad)?
+                    .into_iter()
+                    .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+                    .collect(),
+                _ => return Err(file_error(path, format!("unsupported dtype {t}"))),
+            },
+            shape,
+        }),
+        _ => {
+            return Err(file_error(
+                path,
+                format!("unsupported dtype {t}; expected float32 or float64"),
+            ));
+        }
+    };
+    Ok(values)
+}
+
+fn widen<T: Into<i64>>(v: Vec<T>) -> Vec<i64> {
+    v.into_iter().map(Into::into).collect()
+}
+
+/// Reads a float32 or float64 array as f32.
+pub fn read_f32(path: &Path) -> Result<Array<f32>, FileError> {
+    match read(path)? {
+        Values::Float(a) => Ok(Array {
+            values: a.values.into_iter().map(|v| v as f32).collect(),
+            shape: a.shape,
+        }),
+        Values::Int(_) => Err(file_error(
+            path,
+            "integer array where float32 or float64 was expected",
+        )),
+    }
+}
+
+/// Serialises an f32 array as .npy bytes.
+pub fn encode(values: &[f32], shape: &[usize]) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::<f32>::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(&mut bytes)
+        .begin_nd()?;
+    writer.extend(values.iter().copied())?;
+    writer.finish()?;
+    Ok(bytes)
+}
+
+/// An output staged beside its target, renamed into place by [`Staged::commit`]; dropping it
+/// uncommitted removes the temporary file and leaves the target untouched.
+pub struct Staged {
+    file: tempfile::NamedTempFile,
+    target: PathBuf,
+}
+
+/// Writes `values` to a temporary file beside `target`.
+pub fn stage(target: &Path, values: &[f32], shape: &[usize]) -> Result<Staged, FileError> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let bytes = encode(values, shape).map_err(|e| file_error(target, e.to_string()))?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".gpu-activations-")
+        .suffix(".npy.tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| {
+            file_error(
+                target,
+                format!("cannot create a file in {} ({e})", dir.display()),
+            )
+        })?;
+    file.write_all(&bytes)
+        .and_then(|_| file.as_file().sync_all())
+        .map_err(|e| file_error(target, format!("cannot write ({e})")))?;
+    Ok(Staged {
+        file,
+        target: target.to_path_buf(),
+    })
+}
+
+impl Staged {
+    /// Renames the staged file over the target.
+    pub fn commit(self) -> Result<(), FileError> {
+        let target = self.target;
+        self.file
+            .persist(&target)
+            .map(|_| ())
+            .map_err(|e| file_error(&target, format!("cannot write ({})", e.error)))
+    }
+}

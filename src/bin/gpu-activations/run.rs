@@ -1,0 +1,277 @@
+//! `gpu-activations run OP --input X.npy --output OUT.npy [...]`: one op on .npy files.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use gpu_activations::{
+    BceOptions, CrossEntropyOptions, Error, Reduction, Targets, Tensor, class_indices_from_floats,
+};
+
+use crate::BackendArg;
+use crate::npy::{self, Values, file_error};
+use crate::op::{ActivationParams, CliOp};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReductionArg {
+    Mean,
+    Sum,
+    None,
+}
+
+impl From<ReductionArg> for Reduction {
+    fn from(r: ReductionArg) -> Reduction {
+        match r {
+            ReductionArg::Mean => Reduction::Mean,
+            ReductionArg::Sum => Reduction::Sum,
+            ReductionArg::None => Reduction::None,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The op: an activation (sigmoid tanh relu leaky-relu elu selu gelu gelu-tanh silu mish
+    /// softplus hardsigmoid hardswish relu6 logsigmoid), softmax, log-softmax, any of those
+    /// with -backward, cross-entropy or bce-with-logits.
+    op: String,
+    /// The input X (float32 or float64, C order). For backward ops, the op's input.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the result: f(X), dX, or for losses the gradient with respect to X.
+    #[arg(long)]
+    output: PathBuf,
+    /// The upstream gradient G (X's shape), for the -backward ops.
+    #[arg(long)]
+    grad_output: Option<PathBuf>,
+    /// leaky-relu's slope below zero.
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
+    negative_slope: f32,
+    /// elu's α.
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    alpha: f32,
+    /// softplus's β.
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    beta: f32,
+    /// softplus's threshold (linear where βx > threshold).
+    #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]
+    threshold: f32,
+    /// Loss targets: for cross-entropy one integer class index per row, or probabilities of
+    /// X's shape; for bce-with-logits floats of X's shape.
+    #[arg(long)]
+    targets: Option<PathBuf>,
+    /// How the losses combine.
+    #[arg(long, value_enum, default_value = "mean")]
+    reduction: ReductionArg,
+    /// cross-entropy rows with this class get no loss and no gradient.
+    #[arg(long, default_value_t = -100, allow_hyphen_values = true)]
+    ignore_index: i64,
+    /// cross-entropy label smoothing ε in [0, 1].
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    label_smoothing: f32,
+    /// Weights: per class (cross-entropy, length K) or per column (bce, length = last dim).
+    #[arg(long)]
+    weight: Option<PathBuf>,
+    /// bce-with-logits positive-class weight per column (length = last dim).
+    #[arg(long)]
+    pos_weight: Option<PathBuf>,
+    /// Where to write the loss (shape () for mean and sum).
+    #[arg(long)]
+    loss_output: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// What a run produces: the main output and, for losses, the loss.
+struct Produced {
+    output: (Vec<f32>, Vec<usize>),
+    loss: Option<(Vec<f32>, Vec<usize>)>,
+}
+
+pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
+    let params = ActivationParams {
+        negative_slope: args.negative_slope,
+        alpha: args.alpha,
+        beta: args.beta,
+        threshold: args.threshold,
+    };
+    let op = CliOp::parse(&args.op, params)?;
+    if args.loss_output.is_some() && !op.is_loss() {
+        return Err(format!(
+            "--loss-output applies to cross-entropy and bce-with-logits, not {op}"
+        )
+        .into());
+    }
+    let x = npy::read_f32(&args.input)?;
+    if op.is_row_op() && x.shape.is_empty() {
+        return Err(file_error(
+            &args.input,
+            format!("{op} needs an array of rank at least 1, found a scalar"),
+        )
+        .into());
+    }
+    let grad = match (op.needs_grad(), &args.grad_output) {
+        (true, Some(path)) => Some(read_like(path, &x.shape)?),
+        (true, None) => return Err(format!("{op} needs --grad-output G.npy").into()),
+        (false, _) => None,
+    };
+    let ctx = args.backend.context()?;
+    let xt = Tensor::from_slice(&ctx, &x.values, &x.shape)?;
+    let produced = match op {
+        CliOp::Forward(a) => single(xt.activation(a)?)?,
+        CliOp::Backward(a) => {
+            let g = device(&ctx, grad)?;
+            single(xt.activation_backward(a, &g)?)?
+        }
+        CliOp::Softmax { log } => single(if log {
+            xt.log_softmax()?
+        } else {
+            xt.softmax()?
+        })?,
+        CliOp::SoftmaxBackward { log } => {
+            let g = device(&ctx, grad)?;
+            let dx = if log {
+                xt.log_softmax()?.log_softmax_backward(&g)?
+            } else {
+                xt.softmax()?.softmax_backward(&g)?
+            };
+            single(dx)?
+        }
+        CliOp::CrossEntropy => cross_entropy(args, &xt, &x.shape)?,
+        CliOp::BceWithLogits => bce(args, &xt, &x.shape)?,
+    };
+    // Everything is computed: stage every output, then rename them into place.
+    let mut staged = vec![npy::stage(
+        &args.output,
+        &produced.output.0,
+        &produced.output.1,
+    )?];
+    if let (Some(path), Some((loss, shape))) = (&args.loss_output, &produced.loss) {
+        staged.push(npy::stage(path, loss, shape)?);
+    }
+    for s in staged {
+        s.commit()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn single(t: Tensor) -> Result<Produced, BoxError> {
+    Ok(Produced {
+        output: (t.to_vec()?, t.shape().to_vec()),
+        loss: None,
+    })
+}
+
+fn device(ctx: &gpu_activations::Context, a: Option<npy::Array<f32>>) -> Result<Tensor, BoxError> {
+    let a = a.ok_or("missing --grad-output")?;
+    Ok(Tensor::from_slice(ctx, &a.values, &a.shape)?)
+}
+
+/// Reads a float array that must have `shape`.
+fn read_like(path: &Path, shape: &[usize]) -> Result<npy::Array<f32>, BoxError> {
+    let a = npy::read_f32(path)?;
+    if a.shape != shape {
+        return Err(file_error(
+            path,
+            format!("shape {:?} does not match the input's {shape:?}", a.shape),
+        )
+        .into());
+    }
+    Ok(a)
+}
+
+/// Reads a 1-D float table of `len` values (weights).
+fn read_table(
+    path: &Option<PathBuf>,
+    len: usize,
+    what: &str,
+) -> Result<Option<Vec<f32>>, BoxError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let a = npy::read_f32(path)?;
+    if a.values.len() != len || a.shape.len() > 1 {
+        return Err(file_error(
+            path,
+            format!(
+                "{what} must be 1-D with {len} values, found shape {:?}",
+                a.shape
+            ),
+        )
+        .into());
+    }
+    Ok(Some(a.values))
+}
+
+fn cross_entropy(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, BoxError> {
+    let targets_path = args
+        .targets
+        .as_ref()
+        .ok_or("cross-entropy needs --targets T.npy")?;
+    let (rows, classes) = xt.rows_cols("cross_entropy")?;
+    let options = CrossEntropyOptions {
+        reduction: args.reduction.into(),
+        ignore_index: args.ignore_index,
+        label_smoothing: args.label_smoothing,
+        weight: read_table(
+            &args.weight,
+            classes,
+            "--weight (cross-entropy: one per class)",
+        )?,
+    };
+    let on_targets = |e: Error| -> BoxError {
+        match e {
+            Error::TargetOutOfRange { .. } | Error::TargetNotInteger { .. } => {
+                file_error(targets_path, e.to_string()).into()
+            }
+            other => other.into(),
+        }
+    };
+    let out = match npy::read(targets_path)? {
+        Values::Float(t) if t.shape == shape => {
+            let probs: Vec<f32> = t.values.iter().map(|&v| v as f32).collect();
+            let p = Tensor::from_slice(xt.context(), &probs, shape)?;
+            xt.cross_entropy(Targets::Probabilities(&p), &options)
+        }
+        Values::Float(t) if t.values.len() == rows && t.shape.len() <= 1 => {
+            let idx = class_indices_from_floats(&t.values).map_err(on_targets)?;
+            xt.cross_entropy(Targets::Indices(&idx), &options)
+        }
+        Values::Int(t) if t.values.len() == rows && t.shape.len() <= 1 => {
+            xt.cross_entropy(Targets::Indices(&t.values), &options)
+        }
+        Values::Float(t) => {
+            return Err(file_error(targets_path, format!("shape {:?} is neither {rows} class indices nor probabilities of the input's shape {shape:?}", t.shape)).into());
+        }
+        Values::Int(t) => {
+            return Err(file_error(targets_path, format!("shape {:?} does not give one class index per row ({rows} rows)", t.shape)).into());
+        }
+    }
+    .map_err(on_targets)?;
+    Ok(Produced {
+        output: (out.grad.to_vec()?, shape.to_vec()),
+        loss: Some((out.loss.to_vec()?, out.loss.shape().to_vec())),
+    })
+}
+
+fn bce(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, BoxError> {
+    let targets_path = args
+        .targets
+        .as_ref()
+        .ok_or("bce-with-logits needs --targets T.npy")?;
+    let t = read_like(targets_path, shape)?;
+    let cols = shape.last().copied().unwrap_or(1);
+    let options = BceOptions {
+        reduction: args.reduction.into(),
+        weight: read_table(&args.weight, cols, "--weight (bce: one per column)")?,
+        pos_weight: read_table(&args.pos_weight, cols, "--pos-weight (one per column)")?,
+    };
+    let tt = Tensor::from_slice(xt.context(), &t.values, shape)?;
+    let out = xt.bce_with_logits(&tt, &options)?;
+    Ok(Produced {
+        output: (out.grad.to_vec()?, shape.to_vec()),
+        loss: Some((out.loss.to_vec()?, out.loss.shape().to_vec())),
+    })
+}

@@ -1,0 +1,718 @@
+//! The `gpu-activations` binary, run as a user would: every op once per backend against the
+//! library on the same adapter (bit for bit), every input dtype, every bad-input case (exit
+//! status, one stderr line naming the file, no output written or touched), and the other
+//! subcommands.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::uniform;
+use gpu_activations::{
+    Activation, BceOptions, Context, ContextOptions, CrossEntropyOptions, Reduction, Targets,
+    Tensor,
+};
+use npyz::WriterBuilder;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gpu-activations"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh directory for one test's files.
+fn workdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+fn write_npy<T: npyz::Serialize>(path: &Path, values: &[T], shape: &[usize], dtype: &str) {
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let dtype = npyz::DType::Plain(dtype.parse().expect("a valid type string"));
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = npyz::WriteOptions::new()
+        .dtype(dtype)
+        .shape(&shape)
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .unwrap();
+    w.extend(values.iter()).unwrap();
+    w.finish().unwrap();
+}
+
+fn write_f32(path: &Path, values: &[f32], shape: &[usize]) {
+    write_npy(path, values, shape, "<f4");
+}
+
+fn read_f32(path: &Path) -> (Vec<f32>, Vec<usize>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let f = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = f.shape().iter().map(|&d| d as usize).collect();
+    (f.into_vec::<f32>().unwrap(), shape)
+}
+
+fn backend_name(ctx: &Context) -> String {
+    ctx.backend().to_string()
+}
+
+/// Every GPU present and the CPU backend, as the command line names them.
+fn backends() -> Vec<Context> {
+    common::all_backends()
+}
+
+/// Bitwise equality, NaN included.
+fn assert_bits(case: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{case}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.to_bits(), w.to_bits(), "{case}: element {i}: {g} vs {w}");
+    }
+}
+
+struct Files {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Files {
+    fn new() -> Files {
+        let dir = workdir();
+        let root = dir.path().to_path_buf();
+        Files { _dir: dir, root }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+}
+
+#[test]
+fn every_op_matches_the_library_bit_for_bit_on_every_backend() {
+    let f = Files::new();
+    let (rows, cols) = (6, 37);
+    let x = uniform(1, rows * cols, -6.0, 6.0);
+    let g = uniform(2, rows * cols, -1.0, 1.0);
+    let probs: Vec<f32> = uniform(3, rows * cols, 0.0, 1.0);
+    let labels: Vec<i64> = (0..rows as i64).map(|r| r * 5 % cols as i64).collect();
+    write_f32(&f.path("x.npy"), &x, &[rows, cols]);
+    write_f32(&f.path("g.npy"), &g, &[rows, cols]);
+    write_f32(&f.path("p.npy"), &probs, &[rows, cols]);
+    write_npy(&f.path("labels.npy"), &labels, &[rows], "<i8");
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        // The library on a context built the way the command builds it.
+        let lib = Context::with_options(ContextOptions {
+            backend: Some(ctx.backend()),
+            ..Default::default()
+        })
+        .unwrap();
+        let xt = Tensor::from_slice(&lib, &x, &[rows, cols]).unwrap();
+        let gt = Tensor::from_slice(&lib, &g, &[rows, cols]).unwrap();
+        let mut cases: Vec<(Vec<String>, Vec<f32>)> = Vec::new();
+        for act in Activation::ALL {
+            let name = act.name().replace('_', "-");
+            cases.push((
+                vec![name.clone()],
+                xt.activation(act).unwrap().to_vec().unwrap(),
+            ));
+            cases.push((
+                vec![
+                    format!("{name}-backward"),
+                    "--grad-output".into(),
+                    f.s("g.npy"),
+                ],
+                xt.activation_backward(act, &gt).unwrap().to_vec().unwrap(),
+            ));
+        }
+        let params = Activation::LeakyRelu {
+            negative_slope: 0.3,
+        };
+        cases.push((
+            vec!["leaky-relu".into(), "--negative-slope".into(), "0.3".into()],
+            xt.activation(params).unwrap().to_vec().unwrap(),
+        ));
+        let sp = Activation::Softplus {
+            beta: 2.0,
+            threshold: 5.0,
+        };
+        cases.push((
+            vec![
+                "softplus".into(),
+                "--beta".into(),
+                "2".into(),
+                "--threshold".into(),
+                "5".into(),
+            ],
+            xt.activation(sp).unwrap().to_vec().unwrap(),
+        ));
+        cases.push((
+            vec!["elu".into(), "--alpha".into(), "0.5".into()],
+            xt.activation(Activation::Elu { alpha: 0.5 })
+                .unwrap()
+                .to_vec()
+                .unwrap(),
+        ));
+        cases.push((
+            vec!["softmax".into()],
+            xt.softmax().unwrap().to_vec().unwrap(),
+        ));
+        cases.push((
+            vec!["log-softmax".into()],
+            xt.log_softmax().unwrap().to_vec().unwrap(),
+        ));
+        cases.push((
+            vec![
+                "softmax-backward".into(),
+                "--grad-output".into(),
+                f.s("g.npy"),
+            ],
+            xt.softmax()
+                .unwrap()
+                .softmax_backward(&gt)
+                .unwrap()
+                .to_vec()
+                .unwrap(),
+        ));
+        cases.push((
+            vec![
+                "log-softmax-backward".into(),
+                "--grad-output".into(),
+                f.s("g.npy"),
+            ],
+            xt.log_softmax()
+                .unwrap()
+                .log_softmax_backward(&gt)
+                .unwrap()
+                .to_vec()
+                .unwrap(),
+        ));
+        for (extra, want) in cases {
+            let out = f.path(&format!("out-{b}.npy"));
+            let mut args = vec!["run".to_string(), extra[0].clone()];
+            args.extend([
+                "--input".into(),
+                f.s("x.npy"),
+                "--output".into(),
+                out.to_string_lossy().into_owned(),
+            ]);
+            args.extend(extra[1..].iter().cloned());
+            args.extend(["--backend".into(), b.clone()]);
+            let o = bin().args(&args).output().unwrap();
+            assert!(o.status.success(), "{b} {args:?}: {}", stderr(&o));
+            let (got, shape) = read_f32(&out);
+            assert_eq!(shape, vec![rows, cols]);
+            assert_bits(&format!("{b} {}", extra[0]), &got, &want);
+        }
+
+        // Losses: gradient to --output, loss to --loss-output.
+        let o = CrossEntropyOptions {
+            reduction: Reduction::None,
+            label_smoothing: 0.1,
+            ..Default::default()
+        };
+        let want = xt.cross_entropy(Targets::Indices(&labels), &o).unwrap();
+        let (dz, loss) = (f.path("dz.npy"), f.path("loss.npy"));
+        let out = run(&[
+            "run",
+            "cross-entropy",
+            "--input",
+            &f.s("x.npy"),
+            "--targets",
+            &f.s("labels.npy"),
+            "--reduction",
+            "none",
+            "--label-smoothing",
+            "0.1",
+            "--output",
+            &f.s("dz.npy"),
+            "--loss-output",
+            &f.s("loss.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        assert_bits(
+            &format!("{b} ce grad"),
+            &read_f32(&dz).0,
+            &want.grad.to_vec().unwrap(),
+        );
+        let (l, shape) = read_f32(&loss);
+        assert_eq!(shape, vec![rows]);
+        assert_bits(&format!("{b} ce loss"), &l, &want.loss.to_vec().unwrap());
+
+        let pt = Tensor::from_slice(&lib, &probs, &[rows, cols]).unwrap();
+        let want = xt
+            .cross_entropy(Targets::Probabilities(&pt), &CrossEntropyOptions::default())
+            .unwrap();
+        let out = run(&[
+            "run",
+            "cross-entropy",
+            "--input",
+            &f.s("x.npy"),
+            "--targets",
+            &f.s("p.npy"),
+            "--output",
+            &f.s("dz.npy"),
+            "--loss-output",
+            &f.s("loss.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        assert_bits(
+            &format!("{b} ce probs grad"),
+            &read_f32(&dz).0,
+            &want.grad.to_vec().unwrap(),
+        );
+        let (l, shape) = read_f32(&loss);
+        assert_eq!(shape, Vec::<usize>::new(), "mean loss has shape ()");
+        assert_bits(
+            &format!("{b} ce probs loss"),
+            &l,
+            &want.loss.to_vec().unwrap(),
+        );
+
+        let w: Vec<f32> = (0..cols).map(|c| 1.0 + c as f32 / 10.0).collect();
+        write_f32(&f.path("w.npy"), &w, &[cols]);
+        let want = xt
+            .bce_with_logits(
+                &pt,
+                &BceOptions {
+                    reduction: Reduction::Sum,
+                    weight: Some(w.clone()),
+                    pos_weight: Some(w.clone()),
+                },
+            )
+            .unwrap();
+        let out = run(&[
+            "run",
+            "bce-with-logits",
+            "--input",
+            &f.s("x.npy"),
+            "--targets",
+            &f.s("p.npy"),
+            "--reduction",
+            "sum",
+            "--weight",
+            &f.s("w.npy"),
+            "--pos-weight",
+            &f.s("w.npy"),
+            "--output",
+            &f.s("dz.npy"),
+            "--loss-output",
+            &f.s("loss.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(out.status.success(), "{b}: {}", stderr(&out));
+        assert_bits(
+            &format!("{b} bce grad"),
+            &read_f32(&dz).0,
+            &want.grad.to_vec().unwrap(),
+        );
+        assert_bits(
+            &format!("{b} bce loss"),
+            &read_f32(&loss).0,
+            &want.loss.to_vec().unwrap(),
+        );
+    }
+}
+
+#[test]
+fn every_input_dtype_is_accepted() {
+    let f = Files::new();
+    let x64: Vec<f64> = vec![-2.5, -0.5, 0.0, 0.25, 1.5, 3.0];
+    let want: Vec<f32> = x64.iter().map(|&v| (v as f32).max(0.0)).collect();
+    write_npy(
+        &f.path("f4le.npy"),
+        &x64.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &[2, 3],
+        "<f4",
+    );
+    write_npy(
+        &f.path("f4be.npy"),
+        &x64.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &[2, 3],
+        ">f4",
+    );
+    write_npy(&f.path("f8le.npy"), &x64, &[2, 3], "<f8");
+    write_npy(&f.path("f8be.npy"), &x64, &[2, 3], ">f8");
+    for name in ["f4le", "f4be", "f8le", "f8be"] {
+        let o = run(&[
+            "run",
+            "relu",
+            "--input",
+            &f.s(&format!("{name}.npy")),
+            "--output",
+            &f.s("y.npy"),
+            "--backend",
+            "cpu",
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(
+            read_f32(&f.path("y.npy")),
+            (want.clone(), vec![2, 3]),
+            "{name}"
+        );
+    }
+    // Class indices in every integer dtype (and as integral floats).
+    write_f32(&f.path("z.npy"), &[1.0, 2.0, 3.0, 3.0, 2.0, 1.0], &[2, 3]);
+    let mut losses = Vec::new();
+    for dtype in ["|i1", "<i2", ">i4", "<i8", "|u1", "<u2", ">u4", "<u8"] {
+        let path = f.path("t.npy");
+        match dtype {
+            "|i1" => write_npy(&path, &[2i8, 0], &[2], dtype),
+            "<i2" => write_npy(&path, &[2i16, 0], &[2], dtype),
+            ">i4" => write_npy(&path, &[2i32, 0], &[2], dtype),
+            "<i8" => write_npy(&path, &[2i64, 0], &[2], dtype),
+            "|u1" => write_npy(&path, &[2u8, 0], &[2], dtype),
+            "<u2" => write_npy(&path, &[2u16, 0], &[2], dtype),
+            ">u4" => write_npy(&path, &[2u32, 0], &[2], dtype),
+            _ => write_npy(&path, &[2u64, 0], &[2], dtype),
+        }
+        let o = run(&[
+            "run",
+            "cross-entropy",
+            "--input",
+            &f.s("z.npy"),
+            "--targets",
+            &f.s("t.npy"),
+            "--output",
+            &f.s("dz.npy"),
+            "--loss-output",
+            &f.s("l.npy"),
+            "--backend",
+            "cpu",
+        ]);
+        assert!(o.status.success(), "{dtype}: {}", stderr(&o));
+        losses.push(read_f32(&f.path("l.npy")).0[0]);
+    }
+    write_npy(&f.path("t.npy"), &[2.0f64, 0.0], &[2], "<f8");
+    let o = run(&[
+        "run",
+        "cross-entropy",
+        "--input",
+        &f.s("z.npy"),
+        "--targets",
+        &f.s("t.npy"),
+        "--output",
+        &f.s("dz.npy"),
+        "--loss-output",
+        &f.s("l.npy"),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "float indices: {}", stderr(&o));
+    losses.push(read_f32(&f.path("l.npy")).0[0]);
+    // Row 0 has logits [1, 2, 3] and class 2; row 1 [3, 2, 1] and class 0: both −log σ-max.
+    let want = (1.0f64 + (-1.0f64).exp() + (-2.0f64).exp()).ln() as f32;
+    assert!(
+        losses.iter().all(|&l| (l - want).abs() < 1e-6),
+        "{losses:?} vs {want}"
+    );
+}
+
+/// Runs a failing command and checks: non-zero exit, one stderr line naming `file`, and the
+/// output left as it was (absent, or with its old contents).
+fn assert_fails(args: &[&str], file: &str, output: &Path) {
+    let before = std::fs::read(output).ok();
+    let o = run(args);
+    assert!(!o.status.success(), "{args:?} should fail");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected one stderr line, got {err:?}"
+    );
+    assert!(
+        lines[0].contains(file),
+        "{args:?}: {:?} should name {file}",
+        lines[0]
+    );
+    assert_eq!(
+        std::fs::read(output).ok(),
+        before,
+        "{args:?}: output changed"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(output.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "{args:?}: temporary files left: {leftovers:?}"
+    );
+}
+
+#[test]
+fn bad_input_fails_with_one_line_naming_the_file_and_writes_nothing() {
+    let f = Files::new();
+    write_f32(&f.path("x.npy"), &[0.5; 6], &[2, 3]);
+    write_f32(&f.path("g23.npy"), &[0.5; 6], &[2, 3]);
+    write_f32(&f.path("g32.npy"), &[0.5; 6], &[3, 2]);
+    write_npy(&f.path("t_out.npy"), &[0i64, 3], &[2], "<i8");
+    write_npy(&f.path("t_rows.npy"), &[0i64, 1, 2], &[3], "<i8");
+    write_npy(&f.path("t_nan.npy"), &[0.0f32, f32::NAN], &[2], "<f4");
+    write_npy(&f.path("w_len.npy"), &[1.0f32; 4], &[4], "<f4");
+    write_npy(&f.path("ints.npy"), &[1i32; 6], &[2, 3], "<i4");
+    std::fs::write(f.path("junk.npy"), b"not an npy file").unwrap();
+    // A Fortran-order array.
+    {
+        let file = std::fs::File::create(f.path("fortran.npy")).unwrap();
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[2, 3])
+            .order(npyz::Order::Fortran)
+            .writer(std::io::BufWriter::new(file))
+            .begin_nd()
+            .unwrap();
+        w.extend([0.5f32; 6]).unwrap();
+        w.finish().unwrap();
+    }
+    let new_out = f.path("new.npy");
+    let old_out = f.path("old.npy");
+    write_f32(&old_out, &[42.0], &[1]);
+    for out in [&new_out, &old_out] {
+        let o = out.to_string_lossy().into_owned();
+        let x = f.s("x.npy");
+        assert_fails(
+            &[
+                "run",
+                "relu",
+                "--input",
+                &f.s("missing.npy"),
+                "--output",
+                &o,
+            ],
+            "missing.npy",
+            out,
+        );
+        assert_fails(
+            &["run", "relu", "--input", &f.s("junk.npy"), "--output", &o],
+            "junk.npy",
+            out,
+        );
+        assert_fails(
+            &[
+                "run",
+                "relu",
+                "--input",
+                &f.s("fortran.npy"),
+                "--output",
+                &o,
+            ],
+            "fortran.npy",
+            out,
+        );
+        assert_fails(
+            &["run", "relu", "--input", &f.s("ints.npy"), "--output", &o],
+            "ints.npy",
+            out,
+        );
+        assert_fails(
+            &[
+                "run",
+                "relu-backward",
+                "--input",
+                &x,
+                "--grad-output",
+                &f.s("g32.npy"),
+                "--output",
+                &o,
+            ],
+            "g32.npy",
+            out,
+        );
+        assert_fails(
+            &[
+                "run",
+                "cross-entropy",
+                "--input",
+                &x,
+                "--targets",
+                &f.s("t_out.npy"),
+                "--output",
+                &o,
+            ],
+            "t_out.npy",
+            out,
+        );
+        assert_fails(
+            &[
+                "run",
+                "cross-entropy",
+                "--input",
+                &x,
+                "--targets",
+                &f.s("t_rows.npy"),
+                "--output",
+                &o,
+            ],
+            "t_rows.npy",
+            out,
+        );
+        assert_fails(
+            &[
+                "run",
+                "cross-entropy",
+                "--input",
+                &x,
+                "--targets",
+                &f.s("t_nan.npy"),
+                "--output",
+                &o,
+            ],
+            "t_nan.npy",
+            out,
+        );
+        assert_fails(
+            &[
+                "run",
+                "cross-entropy",
+                "--input",
+                &x,
+                "--targets",
+                &f.s("t_rows.npy"),
+                "--weight",
+                &f.s("w_len.npy"),
+                "--output",
+                &o,
+            ],
+            "w_len.npy",
+            out,
+        );
+        assert_fails(
+            &[
+                "run",
+                "bce-with-logits",
+                "--input",
+                &x,
+                "--targets",
+                &f.s("g32.npy"),
+                "--output",
+                &o,
+            ],
+            "g32.npy",
+            out,
+        );
+        assert_fails(
+            &[
+                "run",
+                "bce-with-logits",
+                "--input",
+                &x,
+                "--targets",
+                &f.s("g23.npy"),
+                "--pos-weight",
+                &f.s("w_len.npy"),
+                "--output",
+                &o,
+            ],
+            "w_len.npy",
+            out,
+        );
+        // An output in a directory that does not exist names the output.
+        let nowhere = f.path("no/such/dir/out.npy");
+        assert_fails(
+            &[
+                "run",
+                "relu",
+                "--input",
+                &x,
+                "--output",
+                &nowhere.to_string_lossy(),
+            ],
+            "out.npy",
+            out,
+        );
+    }
+}
+
+#[test]
+fn info_check_demo_and_bench_work_on_every_backend() {
+    let f = Files::new();
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        let o = run(&["info", "--backend", &b]);
+        assert!(o.status.success(), "info {b}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("Chosen:") && text.contains(&ctx.adapter_info().name),
+            "info {b}: {text}"
+        );
+
+        let o = run(&["check", "--backend", &b]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "check {b}: {text}{}", stderr(&o));
+        assert!(text.contains(", 0 failed"), "check {b}: {text}");
+
+        let o = run(&["demo", "--backend", &b, "--rows", "64", "--cols", "100"]);
+        assert!(o.status.success(), "demo {b}: {}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("largest error against the CPU reference")
+        );
+
+        let json = f.path(&format!("bench-{b}.json"));
+        let o = run(&[
+            "bench",
+            "--backend",
+            &b,
+            "--op",
+            "copy",
+            "--op",
+            "gelu",
+            "--op",
+            "softmax",
+            "--op",
+            "cross-entropy",
+            "--shape",
+            "64,100",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            &json.to_string_lossy(),
+        ]);
+        assert!(o.status.success(), "bench {b}: {}", stderr(&o));
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(doc["adapter"]["backend"], b.as_str());
+        let results = doc["results"].as_array().unwrap();
+        assert_eq!(results.len(), 4);
+        for r in results {
+            for key in ["median_ms", "gbs", "fraction_of_copy", "cpu_speedup"] {
+                assert!(
+                    r[key].as_f64().is_some_and(|v| v > 0.0),
+                    "bench {b}: {key} in {r}"
+                );
+            }
+        }
+        assert!(doc["copy_gbs"].as_f64().is_some_and(|v| v > 0.0));
+    }
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    for sub in ["info", "run", "check", "bench", "demo"] {
+        let o = run(&[sub, "--help"]);
+        assert!(o.status.success());
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("Example"),
+            "{sub} --help has no example: {text}"
+        );
+        assert!(text.contains("--backend"), "{sub} --help lacks --backend");
+    }
+}
