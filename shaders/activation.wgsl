@@ -11,7 +11,7 @@
 //   7 gelu_tanh    ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³) = x σ(2u)
 //   8 silu         x σ(x)                                      σ(x)(1 + x(1 − σ(x)))
 //   9 mish         x tanh(softplus x)                          t + x σ(x)(1 − t²)
-//  10 softplus     βx > τ ? x : log(1 + e^{βx}) / β (p0 = β, p1 = τ)   βx > τ ? 1 : σ(βx)
+//  10 softplus     βx > τ ? x : log(1 + e^{βx}) / β (p0 = β, p1 = τ, p2 = 1/β)   βx > τ ? 1 : σ(βx)
 //  11 hardsigmoid  clamp((x + 3)/6, 0, 1)                      1/6 on (−3, 3), else 0
 //  12 hardswish    x·clamp((x + 3)/6, 0, 1)                    x < −3 ? 0 : x ≥ 3 ? 1 : x/3 + ½
 //  13 relu6        clamp(x, 0, 6)                              1 on (0, 6), else 0 (0 at both ends)
@@ -27,14 +27,15 @@
 // relu6: see `backward_checked`).
 
 override OP: u32 = 0u;
-override WG: u32 = 64u;
+override WG: u32 = 256u;
 
 struct Params {
     // Number of vec4 elements in this launch.
     len: u32,
     p0: f32,
     p1: f32,
-    _pad: u32,
+    // softplus: 1/β (a multiply is cheaper than a divide per element)
+    p2: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -160,7 +161,7 @@ fn forward_op(v: V) -> V {
         }
         case 10u: {
             let z = p.p0 * v;
-            return select(softplus_raw(z) / p.p0, v, z > splat(p.p1));
+            return select(softplus_raw(z) * p.p2, v, z > splat(p.p1));
         }
         case 11u: {
             return hardsigmoid(v);

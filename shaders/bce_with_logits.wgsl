@@ -65,9 +65,13 @@ fn bce_element(i: u32) -> vec4<f32> {
         pw = per_column(false, i);
     }
     let q = (pw - 1.0) * y + 1.0;
-    dz_out[i] = p.scale * w * (q * sigmoid(z) - pw * y);
+    // One exponential serves both σ(z) and log(1 + e^{−|z|}).
+    let e = exp(-abs(z));
+    let r = 1.0 / (1.0 + e);
+    let sigma = select(e * r, r, z >= vec4(0.0));
+    dz_out[i] = p.scale * w * (q * sigma - pw * y);
     let linear = select(-pw * y * z, (1.0 - y) * z, z >= vec4(0.0));
-    let loss = w * (linear + q * log1p_unit(exp(-abs(z))));
+    let loss = w * (linear + q * log1p_unit(e));
     let valid = vec4(4u * i) + vec4(0u, 1u, 2u, 3u) < vec4(p.n);
     return select(vec4(0.0), loss, valid);
 }

@@ -2,7 +2,7 @@
 // It reads and writes each element once with the same grid-stride walk as the elementwise
 // kernels, so an op's time over this one's is the cost of its arithmetic and its shape.
 
-override WG: u32 = 64u;
+override WG: u32 = 256u;
 
 struct Params {
     // Number of vec4 elements to copy.

@@ -164,7 +164,9 @@ fn index_step(v: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32, w_y: f32, k: vec
     }
     var sums = common_sums(d, e, valid);
     sums.hit = hsum(select(vec4(0.0), d, hit & valid));
-    sums.weighted = hsum(select(vec4(0.0), w * d, valid));
+    if p.eps > 0.0 {
+        sums.weighted = hsum(select(vec4(0.0), w * d, valid));
+    }
     return Step(p.scale * dz, sums);
 }
 

@@ -316,6 +316,13 @@ impl Context {
         self.inner.summary.backend
     }
 
+    /// The wgpu device and queue this context drives (`None` on the CPU backend), for sharing
+    /// the device with other wgpu code. Work submitted directly is not ordered with the
+    /// context's recorded ops until [`Context::flush`].
+    pub fn wgpu(&self) -> Option<(&wgpu::Device, &wgpu::Queue)> {
+        self.inner.gpu.as_ref().map(|g| (&g.device, &g.queue))
+    }
+
     /// The device's limits (`None` on the CPU backend).
     pub fn limits(&self) -> Option<wgpu::Limits> {
         self.inner.gpu.as_ref().map(|g| g.limits.clone())

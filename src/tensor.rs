@@ -136,12 +136,36 @@ impl Tensor {
     /// Copies the tensor back to the host, waiting for the work that produces it.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         match &self.storage {
-            Storage::Device(buffer) => {
-                let gpu = self.gpu_or_err("read-back")?;
-                let bytes = gpu.read(buffer.raw(), 0, (self.len() * self.dtype.size()) as u64)?;
-                Ok(bytemuck::pod_collect_to_vec(&bytes))
+            Storage::Device(_) => {
+                let mut values = vec![0.0f32; self.len()];
+                self.read_into(&mut values)?;
+                Ok(values)
             }
             Storage::Host(data) => Ok(read_host(data)?.clone()),
+        }
+    }
+
+    /// Copies the tensor into `dst` (of exactly `len()` elements), waiting for the work that
+    /// produces it. Reusing one host buffer this way avoids allocating (and first-touching)
+    /// a new one per read-back.
+    pub fn read_into(&self, dst: &mut [f32]) -> Result<()> {
+        if dst.len() != self.len() {
+            return Err(Error::LengthMismatch {
+                op: "read_into",
+                len: dst.len(),
+                shape: self.shape.clone(),
+                expected: self.len(),
+            });
+        }
+        match &self.storage {
+            Storage::Device(buffer) => {
+                let gpu = self.gpu_or_err("read-back")?;
+                gpu.read_into(buffer.raw(), 0, bytemuck::cast_slice_mut(dst))
+            }
+            Storage::Host(data) => {
+                dst.copy_from_slice(&read_host(data)?);
+                Ok(())
+            }
         }
     }
 

@@ -294,13 +294,14 @@ impl Gpu {
             })
     }
 
-    /// Copies `size` bytes at `offset` of `buffer` back to the host, waiting for all work
+    /// Copies `dst.len()` bytes at `offset` of `buffer` into `dst`, waiting for all work
     /// recorded so far.
-    pub fn read(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+    pub fn read_into(&self, buffer: &wgpu::Buffer, offset: u64, dst: &mut [u8]) -> Result<()> {
         const OP: &str = "read-back";
         self.check(OP)?;
+        let size = dst.len() as u64;
         if size == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let staging = self.pool.get(
             &self.device,
@@ -338,15 +339,15 @@ impl Gpu {
                 });
             }
         }
-        let bytes = {
+        {
             let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
                 op: OP,
                 message: e.to_string(),
             })?;
-            view.to_vec()
-        };
+            dst.copy_from_slice(&view);
+        }
         staging.raw().unmap();
-        Ok(bytes)
+        Ok(())
     }
 }
 

@@ -146,13 +146,13 @@ impl Activation {
         }
     }
 
-    /// The shader's parameters `p0, p1`.
-    fn params(self) -> [f32; 2] {
+    /// The shader's parameters `p0, p1, p2`.
+    fn params(self) -> [f32; 3] {
         match self {
-            Activation::LeakyRelu { negative_slope } => [negative_slope, 0.0],
-            Activation::Elu { alpha } => [alpha, 0.0],
-            Activation::Softplus { beta, threshold } => [beta, threshold],
-            _ => [0.0, 0.0],
+            Activation::LeakyRelu { negative_slope } => [negative_slope, 0.0, 0.0],
+            Activation::Elu { alpha } => [alpha, 0.0, 0.0],
+            Activation::Softplus { beta, threshold } => [beta, threshold, 1.0 / beta],
+            _ => [0.0; 3],
         }
     }
 
@@ -252,10 +252,10 @@ impl Derivative {
         }
     }
 
-    fn params(self) -> [f32; 2] {
+    fn params(self) -> [f32; 3] {
         match self {
             Derivative::AtInput(a) => a.params(),
-            _ => [0.0, 0.0],
+            _ => [0.0; 3],
         }
     }
 
@@ -307,20 +307,17 @@ impl Tensor {
         act.validate()?;
         check_same(act.name(), "output", self, out)?;
         let code = act.code();
-        let [p0, p1] = act.params();
+        let params = act.params();
         match (self.storage(), out.storage()) {
             (Storage::Host(x), Storage::Host(y)) => {
                 let result = cpu::activation::forward_slice(act, &read_host(x)?);
                 *write_host(y)? = result;
                 Ok(())
             }
-            _ if out.aliases(self) => launch_elementwise(
-                &FORWARD_INPLACE,
-                &[("OP", f64::from(code))],
-                [p0, p1],
-                &[out],
-            ),
-            _ => launch_elementwise(&FORWARD, &[("OP", f64::from(code))], [p0, p1], &[self, out]),
+            _ if out.aliases(self) => {
+                launch_elementwise(&FORWARD_INPLACE, &[("OP", f64::from(code))], params, &[out])
+            }
+            _ => launch_elementwise(&FORWARD, &[("OP", f64::from(code))], params, &[self, out]),
         }
     }
 

@@ -29,7 +29,7 @@ pub struct BenchArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Timed runs per op (the median is reported).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 11)]
     runs: usize,
     /// Untimed warm-up runs per op.
     #[arg(long, default_value_t = 3)]
@@ -150,8 +150,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     let info = ctx.adapter_info();
     println!("adapter: {info}");
     println!(
-        "method:  median of {} runs after {} warm-up runs, data resident on the device; the copy \
-         kernel runs in alternation over as many elements",
+        "method:  median of {} runs after {} warm-up runs, data resident on the device; each run \
+         is paired with a run of the copy kernel over as many elements, and `of copy` is the \
+         median of the pairs' ratios",
         args.runs, args.warmup
     );
     let progress = if std::io::stderr().is_terminal() {
@@ -347,17 +348,25 @@ impl<'a> Bench<'a> {
             self.timed(|| self.record())?;
             self.timed(|| Ok(self.xt.copy_into(&self.copy_dst)?))?;
         }
+        let n: usize = self.shape.iter().product();
+        let copy_bytes = (8 * n) as f64;
         let mut op_times = Vec::with_capacity(runs);
         let mut copy_times = Vec::with_capacity(runs);
+        // Each op run is paired with the copy run after it; on a shared machine the pair sees
+        // the same conditions, so the median of the pairs' ratios is steadier than a ratio of
+        // medians.
+        let mut ratios = Vec::with_capacity(runs);
         for _ in 0..runs {
-            op_times.push(self.timed(|| self.record())?);
-            copy_times.push(self.timed(|| Ok(self.xt.copy_into(&self.copy_dst)?))?);
+            let op = self.timed(|| self.record())?;
+            let copy = self.timed(|| Ok(self.xt.copy_into(&self.copy_dst)?))?;
+            ratios.push((self.bytes() / op) / (copy_bytes / copy));
+            op_times.push(op);
+            copy_times.push(copy);
         }
         let op = median(&mut op_times);
         let copy = median(&mut copy_times);
-        let n: usize = self.shape.iter().product();
         let gbs = self.bytes() / op / 1e9;
-        let copy_gbs = (8 * n) as f64 / copy / 1e9;
+        let copy_gbs = copy_bytes / copy / 1e9;
         Ok(ResultJson {
             op: self.item.name(),
             shape: self.shape.clone(),
@@ -366,7 +375,7 @@ impl<'a> Bench<'a> {
             max_ms: op_times.last().copied().unwrap_or(op) * 1e3,
             gbs,
             copy_gbs,
-            fraction_of_copy: gbs / copy_gbs,
+            fraction_of_copy: median(&mut ratios),
             cpu_speedup: self.cpu_seconds() / op,
         })
     }
@@ -434,6 +443,9 @@ fn median(v: &mut [f64]) -> f64 {
 /// Upload (from the host into a device tensor) and read-back of `n` floats.
 fn measure_transfer(ctx: &Context, n: usize, runs: usize) -> Result<TransferJson, BoxError> {
     let host = vec![0.5f32; n];
+    // A host buffer reused for every read-back, so that first-touch page faults of a fresh
+    // allocation are not counted as transfer time.
+    let mut back = vec![0.0f32; n];
     let mut up = Vec::new();
     let mut down = Vec::new();
     for _ in 0..runs.min(5) {
@@ -442,7 +454,7 @@ fn measure_transfer(ctx: &Context, n: usize, runs: usize) -> Result<TransferJson
         ctx.synchronize()?;
         up.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        std::hint::black_box(tensor.to_vec()?);
+        tensor.read_into(&mut back)?;
         down.push(t.elapsed().as_secs_f64());
     }
     let (u, d) = (median(&mut up), median(&mut down));
