@@ -27,6 +27,7 @@ mod context;
 pub mod cpu;
 mod error;
 mod gpu;
+pub mod npy;
 mod ops;
 mod tensor;
 

@@ -97,10 +97,13 @@ impl Tensor {
         })
     }
 
-    /// A tensor of `shape` filled with zeros.
+    /// A tensor of `shape` filled with zeros (on the device, without a host copy).
     pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
-        let n = element_count("zeros", shape)?;
-        Tensor::from_slice(ctx, &vec![0.0; n], shape)
+        let t = Tensor::uninit(ctx, shape, "zeros")?;
+        if let (Some(gpu), Storage::Device(buffer)) = (ctx.gpu(), &t.storage) {
+            gpu.clear(buffer.raw())?;
+        }
+        Ok(t)
     }
 
     /// A tensor of `shape` whose contents are unspecified until an op writes them.

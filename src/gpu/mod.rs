@@ -23,8 +23,9 @@ const BATCH_LAUNCHES: u64 = 256;
 /// Idle bytes the buffer pool may keep.
 const POOL_IDLE_BYTES: u64 = 512 << 20;
 
-/// Bytes written per `write_buffer` call when uploading, so that staging stays bounded.
-const UPLOAD_CHUNK: u64 = 64 << 20;
+/// Bytes moved per staging step of an upload or read-back, so that staging memory stays
+/// bounded however large a tensor is.
+const TRANSFER_CHUNK: u64 = 64 << 20;
 
 /// Usage of every tensor buffer.
 pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -173,9 +174,15 @@ impl Gpu {
     pub fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) -> Result<()> {
         self.check("upload")?;
         self.flush()?;
-        for (i, chunk) in data.chunks(UPLOAD_CHUNK as usize).enumerate() {
+        let chunks = data.chunks(TRANSFER_CHUNK as usize);
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.enumerate() {
             self.queue
-                .write_buffer(buffer, i as u64 * UPLOAD_CHUNK, chunk);
+                .write_buffer(buffer, i as u64 * TRANSFER_CHUNK, chunk);
+            if i < last {
+                // Hand each chunk to the device before staging the next one.
+                self.queue.submit(std::iter::empty());
+            }
         }
         Ok(())
     }
@@ -250,6 +257,15 @@ impl Gpu {
         Ok(())
     }
 
+    /// Records filling `buffer` with zeros.
+    pub fn clear(&self, buffer: &wgpu::Buffer) -> Result<()> {
+        self.check("zeros")?;
+        lock(&self.recorder)?
+            .encoder(&self.device)
+            .clear_buffer(buffer, 0, None);
+        Ok(())
+    }
+
     /// Submits the recorded batch, if any, without waiting for it.
     pub fn flush(&self) -> Result<()> {
         let mut rec = lock(&self.recorder)?;
@@ -295,7 +311,9 @@ impl Gpu {
     }
 
     /// Copies `dst.len()` bytes at `offset` of `buffer` into `dst`, waiting for all work
-    /// recorded so far.
+    /// recorded so far. Large reads go through two pooled staging buffers of at most
+    /// `TRANSFER_CHUNK` bytes in turn: the device copies one chunk while the host copies the
+    /// other out, and staging memory stays bounded whatever the tensor's size.
     pub fn read_into(&self, buffer: &wgpu::Buffer, offset: u64, dst: &mut [u8]) -> Result<()> {
         const OP: &str = "read-back";
         self.check(OP)?;
@@ -303,28 +321,84 @@ impl Gpu {
         if size == 0 {
             return Ok(());
         }
-        let staging = self.pool.get(
-            &self.device,
-            size,
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            self.limits.max_buffer_size,
-            OP,
-        )?;
+        let chunk = TRANSFER_CHUNK.min(size);
+        let chunks = size.div_ceil(chunk);
+        let staging_usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let mut staging = Vec::new();
+        for _ in 0..chunks.min(2) {
+            staging.push(self.pool.get(
+                &self.device,
+                chunk,
+                staging_usage,
+                self.limits.max_buffer_size,
+                OP,
+            )?);
+        }
+        let mut pending = Some(self.start_read(buffer, offset, chunk.min(size), &staging[0])?);
+        for k in 0..chunks {
+            let start = k * chunk;
+            let len = chunk.min(size - start);
+            let next = if k + 1 < chunks {
+                let next_start = start + chunk;
+                let next_len = chunk.min(size - next_start);
+                Some(self.start_read(
+                    buffer,
+                    offset + next_start,
+                    next_len,
+                    &staging[((k + 1) % 2) as usize],
+                )?)
+            } else {
+                None
+            };
+            let Some(read) = pending.take() else {
+                break;
+            };
+            let buf = &staging[(k % 2) as usize];
+            if let Err(e) =
+                self.finish_read(read, buf, &mut dst[start as usize..(start + len) as usize])
+            {
+                // A map may still complete later: these staging buffers must not be reused.
+                for s in staging {
+                    s.discard();
+                }
+                return Err(e);
+            }
+            pending = next;
+        }
+        Ok(())
+    }
+
+    /// Records a copy of `len` bytes into `staging`, submits it and asks for the map.
+    fn start_read(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        len: u64,
+        staging: &DeviceBuffer,
+    ) -> Result<PendingRead> {
         let index = {
             let mut rec = lock(&self.recorder)?;
             rec.encoder(&self.device)
-                .copy_buffer_to_buffer(buffer, offset, staging.raw(), 0, size);
+                .copy_buffer_to_buffer(buffer, offset, staging.raw(), 0, len);
             self.submit(&mut rec);
             rec.last_submission.clone()
         };
-        let slice = staging.raw().slice(0..size);
         let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait(index, OP)?;
+        staging
+            .raw()
+            .slice(0..len)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        Ok(PendingRead { index, len, rx })
+    }
+
+    /// Waits for a started read and copies it out of its staging buffer into `dst`.
+    fn finish_read(&self, read: PendingRead, staging: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
+        const OP: &str = "read-back";
+        self.wait(read.index, OP)?;
         self.check(OP)?;
-        match rx.recv_timeout(self.readback_timeout) {
+        match read.rx.recv_timeout(self.readback_timeout) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 return Err(Error::Gpu {
@@ -340,15 +414,26 @@ impl Gpu {
             }
         }
         {
-            let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
-                op: OP,
-                message: e.to_string(),
-            })?;
+            let view = staging
+                .raw()
+                .slice(0..read.len)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu {
+                    op: OP,
+                    message: e.to_string(),
+                })?;
             dst.copy_from_slice(&view);
         }
         staging.raw().unmap();
         Ok(())
     }
+}
+
+/// A read-back chunk in flight: its submission and the map callback's answer.
+struct PendingRead {
+    index: Option<wgpu::SubmissionIndex>,
+    len: u64,
+    rx: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
 }
 
 impl Recorder {

@@ -21,6 +21,8 @@ pub(crate) struct DeviceBuffer {
     capacity: u64,
     usage: wgpu::BufferUsages,
     pool: Arc<Mutex<PoolState>>,
+    /// False once the buffer must not be reused (e.g. a map left pending by a timeout).
+    reusable: bool,
 }
 
 impl DeviceBuffer {
@@ -30,6 +32,12 @@ impl DeviceBuffer {
 
     pub fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// Releases the buffer instead of returning it to the pool.
+    pub fn discard(mut self) {
+        self.reusable = false;
+        self.buffer.destroy();
     }
 }
 
@@ -44,6 +52,9 @@ impl std::fmt::Debug for DeviceBuffer {
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
+        if !self.reusable {
+            return;
+        }
         if let Ok(mut state) = self.pool.lock() {
             state.give_back(self.buffer.clone(), self.capacity, self.usage);
         }
@@ -154,6 +165,7 @@ impl BufferPool {
             capacity,
             usage,
             pool: self.state.clone(),
+            reusable: true,
         })
     }
 

@@ -5,7 +5,6 @@ mod bench;
 mod check;
 mod demo;
 mod info;
-mod npy;
 mod op;
 mod run;
 

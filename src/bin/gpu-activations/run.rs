@@ -9,8 +9,8 @@ use gpu_activations::{
 };
 
 use crate::BackendArg;
-use crate::npy::{self, Values, file_error};
 use crate::op::{ActivationParams, CliOp};
+use gpu_activations::npy::{self, Values, file_error};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ReductionArg {
@@ -229,24 +229,29 @@ fn cross_entropy(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produce
             other => other.into(),
         }
     };
-    let out = match npy::read(targets_path)? {
-        Values::Float(t) if t.shape == shape => {
-            let probs: Vec<f32> = t.values.iter().map(|&v| v as f32).collect();
-            let p = Tensor::from_slice(xt.context(), &probs, shape)?;
-            xt.cross_entropy(Targets::Probabilities(&p), &options)
-        }
-        Values::Float(t) if t.values.len() == rows && t.shape.len() <= 1 => {
-            let idx = class_indices_from_floats(&t.values).map_err(on_targets)?;
-            xt.cross_entropy(Targets::Indices(&idx), &options)
-        }
-        Values::Int(t) if t.values.len() == rows && t.shape.len() <= 1 => {
-            xt.cross_entropy(Targets::Indices(&t.values), &options)
-        }
-        Values::Float(t) => {
-            return Err(file_error(targets_path, format!("shape {:?} is neither {rows} class indices nor probabilities of the input's shape {shape:?}", t.shape)).into());
-        }
+    let targets = npy::read(targets_path)?;
+    let one_per_row =
+        targets.shape().iter().product::<usize>() == rows && targets.shape().len() <= 1;
+    let out = match targets {
+        Values::Int(t) if one_per_row => xt.cross_entropy(Targets::Indices(&t.values), &options),
         Values::Int(t) => {
             return Err(file_error(targets_path, format!("shape {:?} does not give one class index per row ({rows} rows)", t.shape)).into());
+        }
+        floats if floats.shape() == shape => {
+            let probs = floats.into_f32(targets_path)?;
+            let p = Tensor::from_slice(xt.context(), &probs.values, shape)?;
+            xt.cross_entropy(Targets::Probabilities(&p), &options)
+        }
+        floats if one_per_row => {
+            let values: Vec<f64> = match floats {
+                Values::F64(a) => a.values,
+                other => other.into_f32(targets_path)?.values.into_iter().map(f64::from).collect(),
+            };
+            let idx = class_indices_from_floats(&values).map_err(on_targets)?;
+            xt.cross_entropy(Targets::Indices(&idx), &options)
+        }
+        floats => {
+            return Err(file_error(targets_path, format!("shape {:?} is neither {rows} class indices nor probabilities of the input's shape {shape:?}", floats.shape())).into());
         }
     }
     .map_err(on_targets)?;
