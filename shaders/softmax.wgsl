@@ -29,8 +29,15 @@ struct Params {
     base: u32,
     // Elements per segment (segment kernels; a multiple of 4).
     seg_len: u32,
-    // Segments per row (segment kernels).
+    // Segments per row in this launch (segment kernels).
     segs: u32,
+    // Where this launch's partials sit among a row's: a row longer than one binding is
+    // covered by several launches, each binding a window of whole segments. Partial j of
+    // row r is part[(part_row + r)·segs_total + seg0 + j]; one launch per row has seg0 = 0,
+    // part_row = 0 and segs_total = segs.
+    seg0: u32,
+    segs_total: u32,
+    part_row: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -77,14 +84,20 @@ fn grad(y: vec4<f32>, g: vec4<f32>, d: f32) -> vec4<f32> {
 
 // ---- scalar loads four at a time, masked at the row's end ----
 
-fn load_x(i: u32, end: u32) -> vec4<f32> {
-    var v = vec4(neg_inf());
+// x1[i..i+4], with `fill` in the lanes at or past `end`.
+fn load_x_or(i: u32, end: u32, fill: f32) -> vec4<f32> {
+    var v = vec4(fill);
     for (var k = 0u; k < 4u; k++) {
         if i + k < end {
             v[k] = x1[i + k];
         }
     }
     return v;
+}
+
+// Forward input: masked lanes are −∞, which the online state ignores.
+fn load_x(i: u32, end: u32) -> vec4<f32> {
+    return load_x_or(i, end, neg_inf());
 }
 
 fn load_g(i: u32, end: u32) -> vec4<f32> {
@@ -99,13 +112,7 @@ fn load_g(i: u32, end: u32) -> vec4<f32> {
 
 // In backward kernels x1 holds the saved output y; masked lanes read as 0.
 fn load_y(i: u32, end: u32) -> vec4<f32> {
-    var v = vec4(0.0);
-    for (var k = 0u; k < 4u; k++) {
-        if i + k < end {
-            v[k] = x1[i + k];
-        }
-    }
-    return v;
+    return load_x_or(i, end, 0.0);
 }
 
 fn store(i: u32, end: u32, v: vec4<f32>) {
@@ -178,10 +185,17 @@ fn segment(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec4<u32> {
     return vec4(r, s, b, end);
 }
 
+// Index of this launch's partial `s` of row `r`.
+fn part_index(r: u32, s: u32) -> u32 {
+    return (p.part_row + r) * p.segs_total + p.seg0 + s;
+}
+
+// Every partial of row `r`, in all windows.
 fn row_online(r: u32) -> Online {
     var st = online_empty();
-    for (var s = 0u; s < p.segs; s++) {
-        let i = 2u * (r * p.segs + s);
+    let first = (p.part_row + r) * p.segs_total;
+    for (var s = 0u; s < p.segs_total; s++) {
+        let i = 2u * (first + s);
         st = online_merge(st, Online(part[i], part[i + 1u]));
     }
     return st;
@@ -198,7 +212,7 @@ fn forward_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     for (var i = seg.z; i < seg.w; i += 4u) {
         st = online_push(st, load_x(i, seg.w));
     }
-    let o = 2u * (seg.x * p.segs + seg.y);
+    let o = 2u * part_index(seg.x, seg.y);
     part[o] = st.m;
     part[o + 1u] = st.s;
 }
@@ -214,7 +228,7 @@ fn forward_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
         st = online_push(st, x4[i]);
     }
-    let o = 2u * (seg.x * p.segs + seg.y);
+    let o = 2u * part_index(seg.x, seg.y);
     part[o] = st.m;
     part[o + 1u] = st.s;
 }
@@ -311,8 +325,9 @@ fn backward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 
 fn row_dot(r: u32) -> f32 {
     var d = 0.0;
-    for (var s = 0u; s < p.segs; s++) {
-        d += part[r * p.segs + s];
+    let first = (p.part_row + r) * p.segs_total;
+    for (var s = 0u; s < p.segs_total; s++) {
+        d += part[first + s];
     }
     return d;
 }
@@ -328,7 +343,7 @@ fn backward_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     for (var i = seg.z; i < seg.w; i += 4u) {
         d += dot_term(load_y(i, seg.w), load_g(i, seg.w));
     }
-    part[seg.x * p.segs + seg.y] = d;
+    part[part_index(seg.x, seg.y)] = d;
 }
 
 @compute @workgroup_size(WG)
@@ -342,7 +357,7 @@ fn backward_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
         d += dot_term(x4[i], g4[i]);
     }
-    part[seg.x * p.segs + seg.y] = d;
+    part[part_index(seg.x, seg.y)] = d;
 }
 
 @compute @workgroup_size(WG)

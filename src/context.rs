@@ -378,7 +378,7 @@ impl Context {
     /// [`Error::DeviceLost`]. Meant for testing fault handling.
     pub fn destroy_device(&self) {
         if let Some(gpu) = &self.inner.gpu {
-            gpu.device.destroy();
+            gpu.destroy();
         }
     }
 

@@ -111,7 +111,7 @@ impl Tensor {
         let n = element_count(op, shape)?;
         let storage = match ctx.gpu() {
             Some(gpu) => Storage::Device(Arc::new(gpu.alloc(byte_len(n), op)?)),
-            None => Storage::Host(Arc::new(RwLock::new(vec![0.0; n]))),
+            None => Storage::Host(Arc::new(RwLock::new(host_zeros(n, op)?))),
         };
         Ok(Tensor {
             ctx: ctx.clone(),
@@ -260,6 +260,17 @@ impl Tensor {
             message: "tensor storage is on the device but the context has none".into(),
         })
     }
+}
+
+/// `n` zeros in host memory, or a typed error if the allocation fails.
+fn host_zeros(n: usize, op: &'static str) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+        op,
+        bytes: (n as u64).saturating_mul(4),
+    })?;
+    v.resize(n, 0.0);
+    Ok(v)
 }
 
 /// Bytes a tensor of `n` f32 elements occupies on the device: rounded up to whole vec4s.

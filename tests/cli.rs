@@ -379,24 +379,20 @@ fn every_input_dtype_is_accepted() {
             ">u4" => write_npy(&path, &[2u32, 0], &[2], dtype),
             _ => write_npy(&path, &[2u64, 0], &[2], dtype),
         }
-        let o = run(&[
-            "run",
-            "cross-entropy",
-            "--input",
-            &f.s("z.npy"),
-            "--targets",
-            &f.s("t.npy"),
-            "--output",
-            &f.s("dz.npy"),
-            "--loss-output",
-            &f.s("l.npy"),
-            "--backend",
-            "cpu",
-        ]);
-        assert!(o.status.success(), "{dtype}: {}", stderr(&o));
-        losses.push(read_f32(&f.path("l.npy")).0[0]);
+        losses.push(cross_entropy_loss(&f, dtype));
     }
     write_npy(&f.path("t.npy"), &[2.0f64, 0.0], &[2], "<f8");
+    losses.push(cross_entropy_loss(&f, "float indices"));
+    // Row 0 has logits [1, 2, 3] and class 2; row 1 [3, 2, 1] and class 0: both −log σ-max.
+    let want = (1.0f64 + (-1.0f64).exp() + (-2.0f64).exp()).ln() as f32;
+    assert!(
+        losses.iter().all(|&l| (l - want).abs() < 1e-6),
+        "{losses:?} vs {want}"
+    );
+}
+
+/// Runs `cross-entropy` on z.npy with the targets in t.npy (CPU backend) and returns the loss.
+fn cross_entropy_loss(f: &Files, case: &str) -> f32 {
     let o = run(&[
         "run",
         "cross-entropy",
@@ -411,14 +407,8 @@ fn every_input_dtype_is_accepted() {
         "--backend",
         "cpu",
     ]);
-    assert!(o.status.success(), "float indices: {}", stderr(&o));
-    losses.push(read_f32(&f.path("l.npy")).0[0]);
-    // Row 0 has logits [1, 2, 3] and class 2; row 1 [3, 2, 1] and class 0: both −log σ-max.
-    let want = (1.0f64 + (-1.0f64).exp() + (-2.0f64).exp()).ln() as f32;
-    assert!(
-        losses.iter().all(|&l| (l - want).abs() < 1e-6),
-        "{losses:?} vs {want}"
-    );
+    assert!(o.status.success(), "{case}: {}", stderr(&o));
+    read_f32(&f.path("l.npy")).0[0]
 }
 
 /// Runs a failing command and checks: non-zero exit, one stderr line naming `file`, and the

@@ -3,6 +3,7 @@
 
 mod common;
 
+use approx::assert_relative_eq;
 use common::{fixtures, npy};
 use gpu_activations::Activation;
 use gpu_activations::cpu::activation::{backward, forward};
@@ -43,7 +44,26 @@ fn reference_activations_match_closed_forms() {
     // Values worked out by hand.
     let e = std::f64::consts::E;
     assert_eq!(forward(Activation::Sigmoid, 0.0), 0.5);
-    assert!((forward(Activation::Sigmoid, 1.0) - e / (1.0 + e)).abs() < 1e-15);
+    assert_relative_eq!(
+        forward(Activation::Sigmoid, 1.0),
+        e / (1.0 + e),
+        max_relative = 1e-15
+    );
+    assert_relative_eq!(
+        forward(Activation::Tanh, 0.5),
+        (e - 1.0) / (e + 1.0),
+        max_relative = 1e-15
+    );
+    assert_relative_eq!(
+        forward(Activation::Silu, 2.0),
+        2.0 / (1.0 + (-2.0f64).exp()),
+        max_relative = 1e-15
+    );
+    assert_relative_eq!(
+        forward(Activation::Mish, 1.0),
+        (1.0 + e).ln().tanh(),
+        max_relative = 1e-15
+    );
     assert_eq!(forward(Activation::Relu, -2.0), 0.0);
     assert_eq!(forward(Activation::Relu6, 7.0), 6.0);
     assert_eq!(forward(Activation::Hardsigmoid, 0.0), 0.5);

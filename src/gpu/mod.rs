@@ -20,6 +20,10 @@ use pool::{BufferPool, DeviceBuffer};
 /// Launches recorded before the batch is submitted (and parameter slots in the arena).
 const BATCH_LAUNCHES: u64 = 256;
 
+/// Submissions allowed in flight before a new one waits for the oldest: the back-pressure
+/// that keeps a long loop of ops from queueing unbounded work (and memory) ahead of the device.
+const MAX_IN_FLIGHT: usize = 8;
+
 /// Idle bytes the buffer pool may keep.
 const POOL_IDLE_BYTES: u64 = 512 << 20;
 
@@ -73,6 +77,7 @@ struct Recorder {
     launches: u64,
     arena: wgpu::Buffer,
     last_submission: Option<wgpu::SubmissionIndex>,
+    in_flight: std::collections::VecDeque<wgpu::SubmissionIndex>,
 }
 
 impl Gpu {
@@ -120,10 +125,20 @@ impl Gpu {
                 launches: 0,
                 arena,
                 last_submission: None,
+                in_flight: std::collections::VecDeque::new(),
             }),
             health,
             readback_timeout,
         }
+    }
+
+    /// Destroys the device and marks the context lost (for testing fault handling).
+    pub fn destroy(&self) {
+        self.health.lost.store(true, Ordering::SeqCst);
+        if let Ok(mut r) = self.health.lost_reason.lock() {
+            r.get_or_insert_with(|| "destroyed by Context::destroy_device".into());
+        }
+        self.device.destroy();
     }
 
     /// Fails with the device-lost or captured GPU error, if one occurred.
@@ -288,9 +303,22 @@ impl Gpu {
         if !rec.params.is_empty() {
             self.queue.write_buffer(&rec.arena, 0, &rec.params);
         }
-        rec.last_submission = Some(self.queue.submit([encoder.finish()]));
+        let index = self.queue.submit([encoder.finish()]);
+        rec.last_submission = Some(index.clone());
         rec.params.clear();
         rec.launches = 0;
+        rec.in_flight.push_back(index);
+        // Let wgpu reclaim what finished submissions held, and bound what is queued.
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        while rec.in_flight.len() > MAX_IN_FLIGHT {
+            if let Some(oldest) = rec.in_flight.pop_front() {
+                // A failure here resurfaces at the next check or read-back.
+                let _ = self.device.poll(wgpu::PollType::Wait {
+                    submission_index: Some(oldest),
+                    timeout: Some(self.readback_timeout),
+                });
+            }
+        }
     }
 
     fn wait(&self, index: Option<wgpu::SubmissionIndex>, op: &'static str) -> Result<()> {
@@ -302,6 +330,9 @@ impl Gpu {
             })
             .map(|_| ())
             .map_err(|e| match e {
+                _ if self.health.lost.load(Ordering::SeqCst) => {
+                    Error::DeviceLost("the device was lost while waiting".into())
+                }
                 wgpu::PollError::Timeout => Error::Timeout { op, seconds },
                 other => Error::Gpu {
                     op,

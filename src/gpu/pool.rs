@@ -5,7 +5,9 @@
 //! back to the free list of its class unless the pool already holds `max_idle_bytes` of idle
 //! buffers, in which case the oldest idle buffers are released first. Reusing a buffer that
 //! queued work still reads is safe because every use goes through the one queue in order
-//! (see `Gpu::upload`, which flushes recorded work before writing).
+//! (see `Gpu::upload`, which flushes recorded work before writing). Buffers leaving the pool
+//! are dropped, never `destroy()`ed: recorded work may still hold them, and wgpu frees a
+//! dropped buffer once the last submission using it has completed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -34,10 +36,18 @@ impl DeviceBuffer {
         self.capacity
     }
 
+    /// A view of the first `elems` f32 values (rounded up to whole vec4s; at least one).
+    pub fn view(&self, elems: usize) -> super::View<'_> {
+        super::View {
+            buffer: &self.buffer,
+            offset: 0,
+            size: (elems.max(1) as u64 * 4).div_ceil(16) * 16,
+        }
+    }
+
     /// Releases the buffer instead of returning it to the pool.
     pub fn discard(mut self) {
         self.reusable = false;
-        self.buffer.destroy();
     }
 }
 
@@ -72,7 +82,6 @@ struct PoolState {
 impl PoolState {
     fn give_back(&mut self, buffer: wgpu::Buffer, capacity: u64, usage: wgpu::BufferUsages) {
         if capacity > self.max_idle_bytes {
-            buffer.destroy();
             return;
         }
         while self.idle_bytes + capacity > self.max_idle_bytes {
@@ -87,7 +96,7 @@ impl PoolState {
                 }
             }) {
                 self.idle_bytes -= key.0;
-                old.destroy();
+                drop(old);
             }
         }
         self.free.entry((capacity, usage)).or_default().push(buffer);
@@ -177,11 +186,7 @@ impl BufferPool {
     /// Releases every idle buffer.
     pub fn clear(&self) {
         if let Ok(mut s) = self.state.lock() {
-            for (_, buffers) in s.free.drain() {
-                for b in buffers {
-                    b.destroy();
-                }
-            }
+            s.free.clear();
             s.order.clear();
             s.idle_bytes = 0;
         }

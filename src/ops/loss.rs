@@ -347,6 +347,16 @@ struct CrossEntropyParams {
 impl FusedCrossEntropy<'_> {
     fn launch(&self, rows: usize, classes: usize, row_loss: &DeviceBuffer) -> Result<()> {
         let gpu = self.gpu;
+        // Class indices and per-row losses are bound whole: one value per row in one binding.
+        let binding = gpu.limits.max_storage_buffer_binding_size;
+        if (rows as u64) * 4 > binding {
+            return Err(Error::TooLarge {
+                op: OP_CE,
+                requested: rows as u64 * 4,
+                limit: binding,
+                what: "max_storage_buffer_binding_size (one class index and one loss per row); split the batch",
+            });
+        }
         let plan = match RowPlan::choose(gpu, rows, classes) {
             // Cross-entropy has no segment kernel: its rows are vocabulary-sized at most.
             RowPlan::Segmented { .. } => RowPlan::PerRow,
@@ -395,7 +405,7 @@ impl FusedCrossEntropy<'_> {
             let z = self.logits.view(start, len, OP_CE)?;
             let dz = self.grad.view(start, len, OP_CE)?;
             let targets = match (&index, self.probabilities) {
-                (Some(i), _) => whole(i, rows * 4),
+                (Some(i), _) => i.view(rows),
                 (None, Some(p)) => p.view(start, len, OP_CE)?,
                 (None, None) => return Err(mixed(OP_CE)),
             };
@@ -412,8 +422,8 @@ impl FusedCrossEntropy<'_> {
                 z,
                 targets,
                 dz,
-                whole(row_loss, rows * 4),
-                whole(&weight, self.weight.map_or(4, |w| w.len() * 4)),
+                row_loss.view(rows),
+                weight.view(self.weight.map_or(1, <[f32]>::len)),
             ];
             let groups = if workgroup {
                 block.rows as u64
@@ -429,15 +439,6 @@ impl FusedCrossEntropy<'_> {
             )?;
         }
         Ok(())
-    }
-}
-
-/// A view of the first `bytes` bytes of a buffer (at least one vec4).
-fn whole(buffer: &DeviceBuffer, bytes: usize) -> View<'_> {
-    View {
-        buffer: buffer.raw(),
-        offset: 0,
-        size: (bytes as u64).div_ceil(16).max(1) * 16,
     }
 }
 
@@ -487,7 +488,7 @@ pub(crate) fn sum_to_scalar(
         gpu.launch(
             &SUM_GROUPS,
             &[("WG", 64.0)],
-            &[whole(input, len * 4), whole(&dst, outputs * 4)],
+            &[input.view(len), dst.view(outputs)],
             bytemuck::bytes_of(&params),
             (outputs as u64).div_ceil(64),
         )?;
@@ -636,8 +637,8 @@ fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> Result<LossA
             y.view(start, len, OP_BCE)?,
             grad.view(start, len, OP_BCE)?,
             losses,
-            whole(&weight, weight_len * 4),
-            whole(&pos_weight, pos_weight_len * 4),
+            weight.view(weight_len),
+            pos_weight.view(pos_weight_len),
         ];
         gpu.launch(
             &kernel,

@@ -17,6 +17,9 @@ struct Params {
     base: u32,
     seg_len: u32,
     segs: u32,
+    seg0: u32,
+    segs_total: u32,
+    part_row: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -204,6 +207,15 @@ fn mixed(op: &'static str) -> Error {
     }
 }
 
+/// One launch's binding window and parameters.
+struct Window {
+    bind_start: usize,
+    bind_len: usize,
+    params: Params,
+    /// Invocations (or, for the workgroup kernel, workgroups) the launch needs.
+    width: usize,
+}
+
 fn launch_rows(
     gpu: &Gpu,
     op: RowOp,
@@ -214,15 +226,30 @@ fn launch_rows(
     cols: usize,
 ) -> Result<()> {
     let name = op.name();
-    let plan = RowPlan::choose(gpu, rows, cols);
+    let max_elems = max_binding_elems(gpu);
+    let align = binding_align_elems(gpu);
+    let long_rows = cols + align > max_elems;
+    let plan = if long_rows {
+        // A row longer than one binding: segments, bound a window of them at a time.
+        let seg_len = cols
+            .div_ceil(LONG_ROW_SEGMENTS)
+            .max(MIN_LONG_SEGMENT)
+            .div_ceil(64)
+            * 64;
+        RowPlan::Segmented {
+            seg_len,
+            segs: cols.div_ceil(seg_len),
+        }
+    } else {
+        RowPlan::choose(gpu, rows, cols)
+    };
     let (seg_len, segs) = match plan {
         RowPlan::Segmented { seg_len, segs } => (seg_len, segs),
         _ => (cols, 1),
     };
-    let part_per_row = match (plan, op.direction) {
-        (RowPlan::Segmented { .. }, Direction::Forward) => 2 * segs,
-        (RowPlan::Segmented { .. }, Direction::Backward) => segs,
-        _ => 0,
+    let part_per_segment = match op.direction {
+        Direction::Forward => 2,
+        Direction::Backward => 1,
     };
     let vec4 = cols.is_multiple_of(4);
     let wg = match plan {
@@ -233,59 +260,174 @@ fn launch_rows(
         ("WG", f64::from(wg)),
         ("LOG", if op.log { 1.0 } else { 0.0 }),
     ];
-    for block in row_blocks(gpu, name, rows, cols, part_per_row)? {
-        let RowBlock {
-            rows: n,
-            bind_start,
-            bind_len,
-            base,
-            ..
-        } = block;
-        let params = Params {
-            rows: n as u32,
-            cols: cols as u32,
-            base: base as u32,
-            seg_len: seg_len as u32,
-            segs: segs as u32,
+    let windows: Vec<Window> = if long_rows {
+        long_row_windows(rows, cols, seg_len, segs, max_elems, align)
+    } else {
+        let part = if matches!(plan, RowPlan::Segmented { .. }) {
+            part_per_segment * segs
+        } else {
+            0
         };
-        let xv = x.view(bind_start, bind_len, name)?;
-        let yv = out.view(bind_start, bind_len, name)?;
-        let gv = grad
-            .map(|g| g.view(bind_start, bind_len, name))
-            .transpose()?;
-        let io: Vec<View<'_>> = match gv {
-            Some(gv) => vec![xv, gv, yv],
-            None => vec![xv, yv],
-        };
-        let groups = |invocations: usize| (invocations as u64).div_ceil(u64::from(wg));
-        match plan {
-            RowPlan::PerRow => {
-                let k = op.kernel(plan, vec4, 0, gpu.subgroups);
-                gpu.launch(&k, &constants, &io, bytemuck::bytes_of(&params), groups(n))?;
+        row_blocks(gpu, name, rows, cols, part)?
+            .into_iter()
+            .map(|b: RowBlock| Window {
+                bind_start: b.bind_start,
+                bind_len: b.bind_len,
+                params: Params {
+                    rows: b.rows as u32,
+                    cols: cols as u32,
+                    base: b.base as u32,
+                    seg_len: seg_len as u32,
+                    segs: segs as u32,
+                    seg0: 0,
+                    segs_total: segs as u32,
+                    part_row: 0,
+                },
+                width: match plan {
+                    RowPlan::Segmented { .. } => b.rows * segs,
+                    _ => b.rows,
+                },
+            })
+            .collect()
+    };
+    let groups = |width: usize| match plan {
+        RowPlan::Workgroup { .. } => width as u64,
+        _ => (width as u64).div_ceil(u64::from(wg)),
+    };
+    let io = |w: &Window| -> Result<Vec<View<'_>>> {
+        let (start, len) = (w.bind_start, w.bind_len);
+        let mut views = vec![x.view(start, len, name)?];
+        if let Some(g) = grad {
+            views.push(g.view(start, len, name)?);
+        }
+        views.push(out.view(start, len, name)?);
+        Ok(views)
+    };
+    match plan {
+        RowPlan::PerRow | RowPlan::Workgroup { .. } => {
+            let k = op.kernel(plan, vec4, 0, gpu.subgroups);
+            for w in &windows {
+                let views = io(w)?;
+                gpu.launch(
+                    &k,
+                    &constants,
+                    &views,
+                    bytemuck::bytes_of(&w.params),
+                    groups(w.width),
+                )?;
             }
-            RowPlan::Workgroup { .. } => {
-                let k = op.kernel(plan, vec4, 0, gpu.subgroups);
-                gpu.launch(&k, &constants, &io, bytemuck::bytes_of(&params), n as u64)?;
-            }
-            RowPlan::Segmented { .. } => {
-                let part = gpu.alloc((n * part_per_row * 4) as u64, name)?;
-                let part_view = View {
-                    buffer: part.raw(),
-                    offset: 0,
-                    size: (n * part_per_row * 4) as u64,
-                };
-                // Stage 1 binds the inputs and the partials; stage 2 everything.
-                let mut first: Vec<View<'_>> = io[..io.len() - 1].to_vec();
-                first.push(part_view);
-                let mut second = io.clone();
-                second.push(part_view);
-                let p = bytemuck::bytes_of(&params);
-                let k1 = op.kernel(plan, vec4, 0, gpu.subgroups);
-                gpu.launch(&k1, &constants, &first, p, groups(n * segs))?;
-                let k2 = op.kernel(plan, vec4, 1, gpu.subgroups);
-                gpu.launch(&k2, &constants, &second, p, groups(n * segs))?;
+        }
+        RowPlan::Segmented { .. } => {
+            // Stage 1 writes every window's partials; stage 2 combines a row's partials (from
+            // all its windows) and finishes each window. Ordered launches on one queue.
+            let per_launch = |w: &Window| w.params.rows as usize * w.params.segs_total as usize;
+            let part_len = if long_rows {
+                rows * segs * part_per_segment
+            } else {
+                windows.iter().map(per_launch).max().unwrap_or(1) * part_per_segment
+            };
+            let k1 = op.kernel(plan, vec4, 0, gpu.subgroups);
+            let k2 = op.kernel(plan, vec4, 1, gpu.subgroups);
+            let stages: [(&Kernel, bool); 2] = [(&k1, false), (&k2, true)];
+            if long_rows {
+                let part = gpu.alloc((part_len * 4) as u64, name)?;
+                let part_view = part.view(part_len);
+                for (kernel, writes_output) in stages {
+                    for w in &windows {
+                        let views = stage_views(io(w)?, part_view, writes_output);
+                        gpu.launch(
+                            kernel,
+                            &constants,
+                            &views,
+                            bytemuck::bytes_of(&w.params),
+                            groups(w.width),
+                        )?;
+                    }
+                }
+            } else {
+                for w in &windows {
+                    let part = gpu.alloc((part_len * 4) as u64, name)?;
+                    let part_view = part.view(part_len);
+                    for (kernel, writes_output) in stages {
+                        let views = stage_views(io(w)?, part_view, writes_output);
+                        gpu.launch(
+                            kernel,
+                            &constants,
+                            &views,
+                            bytemuck::bytes_of(&w.params),
+                            groups(w.width),
+                        )?;
+                    }
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Segments per long row (so that a CPU-type adapter's lanes all have work) and the shortest
+/// segment worth an invocation.
+const LONG_ROW_SEGMENTS: usize = 1024;
+const MIN_LONG_SEGMENT: usize = 4096;
+
+/// Elements one storage binding holds (whole vec4s).
+fn max_binding_elems(gpu: &Gpu) -> usize {
+    let bytes = gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(u64::from(u32::MAX));
+    ((bytes / 16) * 4) as usize
+}
+
+/// The binding offset alignment, in elements.
+fn binding_align_elems(gpu: &Gpu) -> usize {
+    (gpu.limits.min_storage_buffer_offset_alignment.max(16) / 4) as usize
+}
+
+/// Windows of whole segments of each row, each within one binding.
+fn long_row_windows(
+    rows: usize,
+    cols: usize,
+    seg_len: usize,
+    segs: usize,
+    max_elems: usize,
+    align: usize,
+) -> Vec<Window> {
+    let per_window = ((max_elems - align) / seg_len).max(1);
+    let mut windows = Vec::new();
+    for r in 0..rows {
+        let row0 = r * cols;
+        for s0 in (0..segs).step_by(per_window) {
+            let s1 = (s0 + per_window).min(segs);
+            let start = row0 + s0 * seg_len;
+            let end = (row0 + s1 * seg_len).min(row0 + cols);
+            let bind_start = start / align * align;
+            windows.push(Window {
+                bind_start,
+                bind_len: end - bind_start,
+                params: Params {
+                    rows: 1,
+                    cols: (end - start) as u32,
+                    base: (start - bind_start) as u32,
+                    seg_len: seg_len as u32,
+                    segs: (s1 - s0) as u32,
+                    seg0: s0 as u32,
+                    segs_total: segs as u32,
+                    part_row: r as u32,
+                },
+                width: s1 - s0,
+            });
+        }
+    }
+    windows
+}
+
+/// The views of a segment stage: stage 1 binds the inputs and the partials, stage 2 also the
+/// output (which `io` puts last).
+fn stage_views<'a>(mut io: Vec<View<'a>>, part: View<'a>, writes_output: bool) -> Vec<View<'a>> {
+    if !writes_output {
+        io.pop();
+    }
+    io.push(part);
+    io
 }

@@ -1,0 +1,596 @@
+//! Scale and reliability: tensors and rows beyond one storage binding, requests beyond the
+//! device, many threads on one context, long loops with a bounded pool, tensors dropped while
+//! queued, a lost device, GPU errors, read-back timeouts, and the 300,000,000-element run
+//! (ignored; see the README).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{assert_all_close, label, report, uniform};
+use gpu_activations::cpu::softmax as softmax_ref;
+use gpu_activations::{
+    Activation, BceOptions, Context, ContextOptions, CrossEntropyOptions, Error, Targets, Tensor,
+};
+
+/// Elements in one storage binding of `ctx` (the split point of every op).
+fn binding_elems(ctx: &Context) -> usize {
+    (ctx.limits()
+        .map_or(1 << 25, |l| l.max_storage_buffer_binding_size)
+        / 4) as usize
+}
+
+/// Resident set size of this process in bytes (Linux), or 0 where unknown.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Peak resident set size (VmHWM) in bytes, or 0 where unknown.
+fn peak_resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn softmax_expected(x: &[f32], cols: usize) -> Vec<f64> {
+    x.chunks(cols)
+        .flat_map(|r| {
+            softmax_ref::forward_row(&r.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), false)
+        })
+        .collect()
+}
+
+#[test]
+fn elementwise_ops_beyond_one_binding() {
+    for ctx in common::gpus() {
+        let n = binding_elems(ctx) + binding_elems(ctx) / 4 + 3;
+        let x = uniform(1, n, -8.0, 8.0);
+        let g = uniform(2, n, -1.0, 1.0);
+        let xt = Tensor::from_slice(ctx, &x, &[n]).unwrap();
+        let gt = Tensor::from_slice(ctx, &g, &[n]).unwrap();
+        for act in [Activation::Relu, Activation::Gelu] {
+            let y = xt.activation(act).unwrap().to_vec().unwrap();
+            let want: Vec<f64> = x.iter().map(|&v| act.reference(f64::from(v))).collect();
+            assert_all_close(
+                &format!("{} {act} n={n}", label(ctx)),
+                &y,
+                &want,
+                &[&x],
+                1e-6,
+                1e-5,
+            );
+        }
+        let dx = xt
+            .activation_backward(Activation::Silu, &gt)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let want: Vec<f64> = x
+            .iter()
+            .zip(&g)
+            .map(|(&v, &d)| Activation::Silu.reference_backward(f64::from(v), f64::from(d)))
+            .collect();
+        assert_all_close(
+            &format!("{} silu backward n={n}", label(ctx)),
+            &dx,
+            &want,
+            &[&x, &g],
+            1e-6,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn a_softmax_row_longer_than_one_binding() {
+    for ctx in common::gpus() {
+        let b = binding_elems(ctx);
+        // Two unaligned rows just over a binding (the scalar path), and one vec4 row.
+        for (rows, cols) in [(2, b + 1), (1, b + b / 8 + 4)] {
+            let x = uniform(cols as u64, rows * cols, -20.0, 20.0);
+            let g = uniform(7, rows * cols, -1.0, 1.0);
+            let xt = Tensor::from_slice(ctx, &x, &[rows, cols]).unwrap();
+            let y = xt.softmax().unwrap();
+            let yv = y.to_vec().unwrap();
+            let case = format!("{} [{rows}, {cols}]", label(ctx));
+            assert_all_close(
+                &format!("{case} softmax"),
+                &yv,
+                &softmax_expected(&x, cols),
+                &[&x],
+                1e-6,
+                1e-5,
+            );
+            for row in yv.chunks(cols) {
+                let sum: f64 = row.iter().map(|&v| f64::from(v)).sum();
+                assert!((sum - 1.0).abs() < 1e-5, "{case}: row sums to {sum}");
+            }
+            let gt = Tensor::from_slice(ctx, &g, &[rows, cols]).unwrap();
+            let dx = y.softmax_backward(&gt).unwrap().to_vec().unwrap();
+            let want: Vec<f64> = yv
+                .chunks(cols)
+                .zip(g.chunks(cols))
+                .flat_map(|(y, g)| {
+                    let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+                    let g: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
+                    softmax_ref::backward_row(&y, &g, false)
+                })
+                .collect();
+            assert_all_close(
+                &format!("{case} softmax backward"),
+                &dx,
+                &want,
+                &[&yv, &g],
+                1e-6,
+                1e-5,
+            );
+            let ly = xt.log_softmax().unwrap().to_vec().unwrap();
+            let want: Vec<f64> = x
+                .chunks(cols)
+                .flat_map(|r| {
+                    softmax_ref::forward_row(
+                        &r.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+                        true,
+                    )
+                })
+                .collect();
+            assert_all_close(
+                &format!("{case} log_softmax"),
+                &ly,
+                &want,
+                &[&x],
+                1e-5,
+                1e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn losses_beyond_one_binding() {
+    for ctx in common::gpus() {
+        let (rows, cols) = (binding_elems(ctx) / 1000 + 77, 1000);
+        let z = uniform(3, rows * cols, -5.0, 5.0);
+        let t: Vec<i64> = (0..rows as i64).map(|r| r * 13 % cols as i64).collect();
+        let zt = Tensor::from_slice(ctx, &z, &[rows, cols]).unwrap();
+        let o = CrossEntropyOptions {
+            label_smoothing: 0.1,
+            ..Default::default()
+        };
+        let out = zt.cross_entropy(Targets::Indices(&t), &o).unwrap();
+        let z64: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
+        let want = gpu_activations::cpu::loss::cross_entropy(
+            &z64,
+            cols,
+            gpu_activations::cpu::loss::CrossEntropyTargets::Indices(&t),
+            None,
+            o.reduction,
+            -100,
+            0.1,
+        );
+        let loss = out.loss.to_vec().unwrap()[0];
+        assert!(
+            (f64::from(loss) - want.loss[0]).abs() <= 1e-5 * want.loss[0],
+            "{}: {loss} vs {}",
+            label(ctx),
+            want.loss[0]
+        );
+        assert_all_close(
+            &format!("{} ce grad [{rows}, {cols}]", label(ctx)),
+            &out.grad.to_vec().unwrap(),
+            &want.grad,
+            &[&z],
+            1e-6,
+            1e-5,
+        );
+        let y: Vec<f32> = uniform(4, rows * cols, 0.0, 1.0);
+        let yt = Tensor::from_slice(ctx, &y, &[rows * cols]).unwrap();
+        let zf = zt.reshape(&[rows * cols]).unwrap();
+        let bce = zf.bce_with_logits(&yt, &BceOptions::default()).unwrap();
+        let y64: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+        let want = gpu_activations::cpu::loss::bce_with_logits(
+            &z64,
+            &y64,
+            None,
+            None,
+            gpu_activations::Reduction::Mean,
+        );
+        let loss = bce.loss.to_vec().unwrap()[0];
+        assert!(
+            (f64::from(loss) - want.loss[0]).abs() <= 1e-5 * want.loss[0],
+            "{}: bce {loss} vs {}",
+            label(ctx),
+            want.loss[0]
+        );
+    }
+}
+
+#[test]
+fn requests_beyond_the_device_fail_before_any_work() {
+    for ctx in common::gpus() {
+        let max = ctx.limits().unwrap().max_buffer_size;
+        let n = (max / 4 + 1) as usize;
+        match Tensor::zeros(ctx, &[n]) {
+            Err(Error::TooLarge {
+                requested, limit, ..
+            }) => {
+                assert!(
+                    requested > limit && limit == max,
+                    "{}: {requested} vs {limit}",
+                    label(ctx)
+                );
+            }
+            other => panic!("{}: expected TooLarge, got {other:?}", label(ctx)),
+        }
+        // The context is unharmed.
+        let x = Tensor::from_slice(ctx, &[1.0, -1.0], &[2]).unwrap();
+        assert_eq!(x.relu().unwrap().to_vec().unwrap(), vec![1.0, 0.0]);
+    }
+    // On the CPU backend the host allocation is the limit: still a typed error, not an abort.
+    match Tensor::zeros(&Context::cpu(), &[usize::MAX / 8]) {
+        Err(Error::OutOfMemory { .. }) => {}
+        other => panic!("cpu: expected OutOfMemory, got {other:?}"),
+    }
+}
+
+/// A deterministic mix of ops on one tensor, returning every result read back.
+fn mixed_ops(ctx: &Context, seed: u64, steps: usize) -> Vec<Vec<f32>> {
+    let (rows, cols) = (8, 33);
+    let x = uniform(seed, rows * cols, -4.0, 4.0);
+    let g = uniform(seed + 1, rows * cols, -1.0, 1.0);
+    let targets: Vec<i64> = (0..rows as i64)
+        .map(|r| (r + seed as i64) % cols as i64)
+        .collect();
+    let xt = Tensor::from_slice(ctx, &x, &[rows, cols]).unwrap();
+    let gt = Tensor::from_slice(ctx, &g, &[rows, cols]).unwrap();
+    let mut t = xt.clone();
+    let mut out = Vec::new();
+    for i in 0..steps {
+        let act = Activation::ALL[(i + seed as usize) % Activation::ALL.len()];
+        t = match i % 5 {
+            0 => t.activation(act).unwrap(),
+            1 => t.activation_backward(act, &gt).unwrap(),
+            2 => t.softmax().unwrap(),
+            3 => t.log_softmax().unwrap().softmax_backward(&gt).unwrap(),
+            _ => {
+                t.cross_entropy(Targets::Indices(&targets), &CrossEntropyOptions::default())
+                    .unwrap()
+                    .grad
+            }
+        };
+        // Keep values in range so that the chain stays meaningful.
+        t = t.tanh().unwrap();
+        if i % 100 == 99 {
+            out.push(t.to_vec().unwrap());
+        }
+    }
+    out.push(t.to_vec().unwrap());
+    out
+}
+
+#[test]
+fn eight_threads_on_one_context_get_exactly_the_single_thread_results() {
+    for ctx in common::gpus() {
+        let expected: Vec<Vec<Vec<f32>>> = (0..8).map(|s| mixed_ops(ctx, s, 1000)).collect();
+        let ctx = Arc::new(ctx.clone());
+        let handles: Vec<_> = (0..8u64)
+            .map(|s| {
+                let ctx = Arc::clone(&ctx);
+                std::thread::spawn(move || mixed_ops(&ctx, s, 1000))
+            })
+            .collect();
+        for (s, h) in handles.into_iter().enumerate() {
+            let got = h.join().expect("a worker thread panicked");
+            assert_eq!(got.len(), expected[s].len());
+            for (a, b) in got.iter().zip(&expected[s]) {
+                let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same,
+                    "{} thread {s}: results differ from a single thread's",
+                    label(&ctx)
+                );
+            }
+        }
+    }
+}
+
+/// Runs 100,000 ops on every GPU and prints `RESIDENT start end` lines. Resident memory is
+/// process-wide, so the parent test below runs this in a child process of its own, away from
+/// the other tests' large tensors.
+#[test]
+#[ignore = "the child of a_hundred_thousand_ops_hold_memory_flat"]
+fn memory_child() {
+    for ctx in common::gpus() {
+        let x = Tensor::from_slice(ctx, &uniform(9, 4096, -3.0, 3.0), &[64, 64]).unwrap();
+        // Warm up the pool and pipelines, then measure.
+        let mut t = x.clone();
+        for _ in 0..3000 {
+            t = t.tanh().unwrap().softmax().unwrap().gelu().unwrap();
+        }
+        t.to_vec().unwrap();
+        let start = resident_bytes();
+        let mut t = x.clone();
+        for i in 0..100_000 {
+            t = match i % 3 {
+                0 => t.tanh().unwrap(),
+                1 => t.softmax().unwrap(),
+                _ => t.gelu().unwrap(),
+            };
+        }
+        let last = t.to_vec().unwrap();
+        assert!(last.iter().all(|v| v.is_finite()));
+        println!(
+            "RESIDENT {} {} {} {}",
+            label(ctx),
+            start,
+            resident_bytes(),
+            ctx.pooled_bytes()
+        );
+    }
+}
+
+#[test]
+fn a_hundred_thousand_ops_hold_memory_flat() {
+    common::gpus();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "memory_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .expect("the test binary runs itself");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The harness may print "test memory_child ... " on the same line as the first record.
+    let records: Vec<&str> = text
+        .split("RESIDENT ")
+        .skip(1)
+        .map(|r| r.lines().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        records.len(),
+        common::gpus().len(),
+        "one record per adapter: {text}"
+    );
+    for record in records {
+        let f: Vec<&str> = record.split_whitespace().collect();
+        let (name, start, end, pool) = (
+            f[0],
+            f[1].parse::<u64>().unwrap(),
+            f[2].parse::<u64>().unwrap(),
+            f[3].parse::<u64>().unwrap(),
+        );
+        report(&format!(
+            "[reliability] {name}: 100,000 ops; resident {:.1} MiB before, {:.1} MiB after; pool {:.2} MiB idle",
+            start as f64 / 1048576.0,
+            end as f64 / 1048576.0,
+            pool as f64 / 1048576.0
+        ));
+        assert!(
+            end < start + (16 << 20),
+            "{name}: resident memory grew from {start} to {end} bytes"
+        );
+    }
+}
+
+#[test]
+fn dropping_tensors_while_their_work_is_queued_is_safe() {
+    for ctx in common::gpus() {
+        let data = uniform(10, 10_000, -5.0, 5.0);
+        let want: Vec<f64> = data
+            .iter()
+            .map(|&v| {
+                Activation::Sigmoid
+                    .reference(f64::from(Activation::Gelu.reference(f64::from(v)) as f32))
+            })
+            .collect();
+        let mut results = Vec::new();
+        for _ in 0..50 {
+            let x = Tensor::from_slice(ctx, &data, &[10_000]).unwrap();
+            let y = x.gelu().unwrap();
+            drop(x); // the input is gone while gelu is still only recorded
+            let z = y.sigmoid().unwrap();
+            drop(y);
+            // New uploads reuse the pooled buffers of the dropped tensors.
+            let _noise = Tensor::from_slice(ctx, &vec![123.0; 10_000], &[10_000]).unwrap();
+            results.push(z);
+        }
+        for z in results {
+            assert_all_close(
+                &format!("{} dropped inputs", label(ctx)),
+                &z.to_vec().unwrap(),
+                &want,
+                &[&data],
+                1e-6,
+                1e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_lost_device_is_a_typed_error_and_a_new_context_works() {
+    for backend in common::gpus().iter().map(Context::backend) {
+        let options = ContextOptions {
+            backend: Some(backend),
+            allow_cpu_fallback: false,
+            ..Default::default()
+        };
+        let ctx = Context::with_options(options.clone()).unwrap();
+        let x = Tensor::from_slice(&ctx, &[1.0, 2.0], &[2]).unwrap();
+        ctx.destroy_device();
+        // The callback may arrive on the next poll; every path must answer with an error.
+        let result = x.relu().and_then(|y| y.to_vec());
+        match result {
+            Err(Error::DeviceLost(_)) => {}
+            other => panic!("{backend}: expected DeviceLost, got {other:?}"),
+        }
+        assert!(matches!(
+            Tensor::from_slice(&ctx, &[1.0], &[1]),
+            Err(Error::DeviceLost(_))
+        ));
+        let fresh = Context::with_options(options).unwrap();
+        let y = Tensor::from_slice(&fresh, &[-1.0, 2.0], &[2])
+            .unwrap()
+            .relu()
+            .unwrap();
+        assert_eq!(
+            y.to_vec().unwrap(),
+            vec![0.0, 2.0],
+            "{backend}: a new context works"
+        );
+    }
+}
+
+#[test]
+fn gpu_validation_errors_become_typed_errors() {
+    for backend in common::gpus().iter().map(Context::backend) {
+        let options = ContextOptions {
+            backend: Some(backend),
+            allow_cpu_fallback: false,
+            ..Default::default()
+        };
+        let ctx = Context::with_options(options).unwrap();
+        let (device, _) = ctx.wgpu().unwrap();
+        // Misuse of the shared device outside any error scope: MAP_READ with STORAGE is invalid.
+        let _bad = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("invalid on purpose"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let x = Tensor::from_slice(&ctx, &[1.0], &[1]);
+        match x.and_then(|x| x.relu()) {
+            Err(Error::Gpu { message, .. }) => assert!(!message.is_empty()),
+            other => panic!("{backend}: expected a GPU error, got {other:?}"),
+        }
+        // Reported once; the context goes on working.
+        let y = Tensor::from_slice(&ctx, &[-1.0], &[1])
+            .unwrap()
+            .relu()
+            .unwrap();
+        assert_eq!(y.to_vec().unwrap(), vec![0.0]);
+    }
+}
+
+#[test]
+fn read_back_waits_are_bounded() {
+    for backend in common::gpus().iter().map(Context::backend) {
+        let options = ContextOptions {
+            backend: Some(backend),
+            allow_cpu_fallback: false,
+            readback_timeout: Duration::from_nanos(1),
+            ..Default::default()
+        };
+        let ctx = Context::with_options(options).unwrap();
+        let n = 1 << 22;
+        let x = Tensor::from_slice(&ctx, &uniform(11, n, -3.0, 3.0), &[n]).unwrap();
+        let mut y = x.clone();
+        for _ in 0..40 {
+            y = y.gelu().unwrap();
+        }
+        let started = std::time::Instant::now();
+        match y.to_vec() {
+            Err(Error::Timeout { .. }) => {}
+            // Some backends finish a poll before checking the clock; then the data is right.
+            Ok(v) => assert_eq!(v.len(), n),
+            Err(other) => panic!("{backend}: expected Timeout, got {other}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{backend}: the wait was not bounded"
+        );
+    }
+}
+
+/// The 300,000,000-element run (1.2 GB per tensor). Ignored by default; run it with
+/// `cargo test --release --test reliability -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs ~12 GB of memory and minutes; run explicitly (see the README)"]
+fn three_hundred_million_elements() {
+    let n = 300_000_000;
+    for ctx in common::gpus() {
+        let started = std::time::Instant::now();
+        let x = uniform(12, n, -10.0, 10.0);
+        let xt = Tensor::from_slice(ctx, &x, &[n]).unwrap();
+        let mut out = vec![0.0f32; n];
+        // Elementwise forward and backward.
+        xt.sigmoid().unwrap().read_into(&mut out).unwrap();
+        let want: Vec<f64> = x
+            .iter()
+            .map(|&v| Activation::Sigmoid.reference(f64::from(v)))
+            .collect();
+        assert_all_close("300M sigmoid", &out, &want, &[&x], 1e-6, 1e-5);
+        drop(want);
+        xt.activation_backward(Activation::Gelu, &xt)
+            .unwrap()
+            .read_into(&mut out)
+            .unwrap();
+        let want: Vec<f64> = x
+            .iter()
+            .map(|&v| Activation::Gelu.reference_backward(f64::from(v), f64::from(v)))
+            .collect();
+        assert_all_close("300M gelu backward", &out, &want, &[&x], 1e-6, 1e-5);
+        drop(want);
+        // Softmax over many rows, and over one row of 300M elements (a multi-pass reduction).
+        for cols in [1000, n] {
+            let rows = n / cols;
+            xt.reshape(&[rows, cols])
+                .unwrap()
+                .softmax()
+                .unwrap()
+                .read_into(&mut out)
+                .unwrap();
+            let want = softmax_expected(&x, cols);
+            assert_all_close(
+                &format!("300M softmax [{rows}, {cols}]"),
+                &out,
+                &want,
+                &[&x],
+                1e-6,
+                1e-5,
+            );
+        }
+        // Fused losses.
+        let (rows, cols) = (n / 1000, 1000);
+        let t: Vec<i64> = (0..rows as i64).map(|r| r % cols as i64).collect();
+        let ce = xt
+            .reshape(&[rows, cols])
+            .unwrap()
+            .cross_entropy(Targets::Indices(&t), &CrossEntropyOptions::default())
+            .unwrap();
+        let loss = ce.loss.to_vec().unwrap()[0];
+        assert!(loss.is_finite());
+        let y = Tensor::from_slice(ctx, &uniform(13, n, 0.0, 1.0), &[n]).unwrap();
+        let bce = xt.bce_with_logits(&y, &BceOptions::default()).unwrap();
+        assert!(bce.loss.to_vec().unwrap()[0].is_finite());
+        report(&format!(
+            "[reliability] {}: 300,000,000 elements through sigmoid, gelu backward, softmax (rows of 1000 and one row), cross-entropy and BCE in {:.0} s; peak resident {:.2} GiB",
+            label(ctx),
+            started.elapsed().as_secs_f64(),
+            peak_resident_bytes() as f64 / (1u64 << 30) as f64
+        ));
+    }
+}
