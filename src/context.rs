@@ -157,6 +157,8 @@ pub struct AdapterSummary {
     pub driver: String,
     /// Driver version information (may be empty).
     pub driver_info: String,
+    /// The adapter's optional features (`SUBGROUP`, `SHADER_F16`, …); empty for the CPU backend.
+    pub features: wgpu::Features,
 }
 
 impl AdapterSummary {
@@ -168,6 +170,7 @@ impl AdapterSummary {
             device_type: info.device_type,
             driver: info.driver,
             driver_info: info.driver_info,
+            features: adapter.features(),
         })
     }
 
@@ -178,6 +181,7 @@ impl AdapterSummary {
             device_type: wgpu::DeviceType::Cpu,
             driver: "gpu-activations".into(),
             driver_info: env!("CARGO_PKG_VERSION").into(),
+            features: wgpu::Features::empty(),
         }
     }
 

@@ -14,23 +14,29 @@ pub struct InfoArgs {
 }
 
 pub fn run(args: &InfoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use gpu_activations::wgpu::Features;
     println!("Adapters found:");
-    println!("  {:<8} {:<14} {:<40} driver", "backend", "type", "name");
+    println!(
+        "  {:<8} {:<14} {:<36} {:<10} {:<4} driver",
+        "backend", "type", "name", "subgroups", "f16"
+    );
+    let yes = |f: Features, which: Features| if f.contains(which) { "yes" } else { "no" };
     for a in Context::adapters() {
         println!(
-            "  {:<8} {:<14} {:<40} {} {}",
+            "  {:<8} {:<14} {:<36} {:<10} {:<4} {}",
             a.backend.name(),
             format!("{:?}", a.device_type),
             a.name,
-            a.driver,
-            a.driver_info
+            yes(a.features, Features::SUBGROUP),
+            yes(a.features, Features::SHADER_F16),
+            format!("{} {}", a.driver, a.driver_info).trim()
         );
     }
     let ctx = args.backend.context()?;
     println!();
     println!("Chosen: {}", ctx.adapter_info());
     println!("Why:    {}", ctx.selection_reason());
-    if let (Some(l), Some(f)) = (ctx.limits(), ctx.features()) {
+    if let Some(l) = ctx.limits() {
         println!();
         println!("Limits and features that matter:");
         let rows: [(&str, String); 8] = [
@@ -60,8 +66,10 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ctx.uses_subgroups().to_string(),
             ),
             (
-                "shader-f16 available",
-                f.contains(gpu_activations::wgpu::Features::SHADER_F16)
+                "shader-f16 (adapter)",
+                ctx.adapter_info()
+                    .features
+                    .contains(Features::SHADER_F16)
                     .to_string(),
             ),
         ];
