@@ -130,6 +130,10 @@ pub struct ContextOptions {
     pub row_strategy: RowStrategy,
     /// The longest a read-back or synchronize waits before failing with [`Error::Timeout`].
     pub readback_timeout: Duration,
+    /// A cap, in bytes, on any one buffer the context allocates, below the adapter's
+    /// `max_buffer_size` (`None`: the adapter's limit). Tensors larger than a buffer are split
+    /// into several buffers either way; a small cap exercises that path cheaply in tests.
+    pub max_buffer_bytes: Option<u64>,
 }
 
 impl Default for ContextOptions {
@@ -140,6 +144,7 @@ impl Default for ContextOptions {
             subgroups: Subgroups::Auto,
             row_strategy: RowStrategy::Auto,
             readback_timeout: Duration::from_secs(120),
+            max_buffer_bytes: None,
         }
     }
 }
@@ -404,6 +409,10 @@ impl Context {
 fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends &= !wgpu::Backends::BROWSER_WEBGPU;
+    // Where the driver reports a memory budget (Vulkan's VK_EXT_memory_budget), allocations
+    // past 90 % of it fail with an out-of-memory error (which this crate returns as
+    // Error::OutOfMemory) instead of pushing the system into swap or the OOM killer.
+    desc.memory_budget_thresholds.for_resource_creation = Some(90);
     wgpu::Instance::new(desc)
 }
 
@@ -451,7 +460,6 @@ fn open_device(
         queue,
         subgroups,
         summary.is_hardware(),
-        options.row_strategy,
-        options.readback_timeout,
+        options,
     ))
 }

@@ -28,8 +28,66 @@ impl DType {
 /// A tensor's data: on the device, or in host memory for the CPU backend.
 #[derive(Clone)]
 pub(crate) enum Storage {
-    Device(Arc<DeviceBuffer>),
+    Device(Arc<DeviceParts>),
     Host(Arc<RwLock<Vec<f32>>>),
+}
+
+/// A tensor's device storage: one buffer, or several when the tensor is larger than one
+/// buffer may be. Every part but the last holds `part_elems` elements; `part_elems` is a
+/// multiple of 64 (so every part boundary is a 256-byte-aligned offset in any other tensor)
+/// and, where it fits, of the last dimension the tensor was made with (so rows stay whole).
+pub(crate) struct DeviceParts {
+    parts: Vec<DeviceBuffer>,
+    part_elems: usize,
+}
+
+impl DeviceParts {
+    /// Allocates `n` elements laid out for rows of `cols`.
+    fn alloc(gpu: &crate::gpu::Gpu, n: usize, cols: usize, op: &'static str) -> Result<Self> {
+        let max_elems = (gpu.max_buffer / 16 * 4) as usize;
+        if n <= max_elems {
+            return Ok(DeviceParts {
+                parts: vec![gpu.alloc(byte_len(n), op)?],
+                part_elems: n.max(1),
+            });
+        }
+        gpu.check_fits(byte_len(n), op)?;
+        let unit = lcm(cols.max(1), 64);
+        let part_elems = if unit <= max_elems {
+            max_elems / unit * unit
+        } else {
+            max_elems / 64 * 64
+        };
+        let count = n.div_ceil(part_elems);
+        let parts = (0..count)
+            .map(|i| gpu.alloc(byte_len(part_elems.min(n - i * part_elems)), op))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DeviceParts { parts, part_elems })
+    }
+
+    fn single(buffer: DeviceBuffer, n: usize) -> Self {
+        DeviceParts {
+            parts: vec![buffer],
+            part_elems: n.max(1),
+        }
+    }
+
+    /// `(part, first element, elements)` of each part of a tensor of `n` elements.
+    fn spans(&self, n: usize) -> impl Iterator<Item = (&DeviceBuffer, usize, usize)> {
+        self.parts.iter().enumerate().map(move |(i, b)| {
+            let start = i * self.part_elems;
+            (b, start, self.part_elems.min(n.saturating_sub(start)))
+        })
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The least common multiple, saturating at `usize::MAX`.
+fn lcm(a: usize, b: usize) -> usize {
+    (a / gcd(a, b)).saturating_mul(b)
 }
 
 /// An n-dimensional array that lives where its [`Context`] computes.
@@ -83,9 +141,14 @@ impl Tensor {
         }
         let storage = match ctx.gpu() {
             Some(gpu) => {
-                let buffer = gpu.alloc(byte_len(expected), OP)?;
-                gpu.upload(buffer.raw(), bytemuck::cast_slice(data))?;
-                Storage::Device(Arc::new(buffer))
+                let parts = DeviceParts::alloc(gpu, expected, last_dim(shape), OP)?;
+                for (buffer, start, len) in parts.spans(expected) {
+                    gpu.upload(
+                        buffer.raw(),
+                        bytemuck::cast_slice(&data[start..start + len]),
+                    )?;
+                }
+                Storage::Device(Arc::new(parts))
             }
             None => Storage::Host(Arc::new(RwLock::new(data.to_vec()))),
         };
@@ -100,8 +163,10 @@ impl Tensor {
     /// A tensor of `shape` filled with zeros (on the device, without a host copy).
     pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
         let t = Tensor::uninit(ctx, shape, "zeros")?;
-        if let (Some(gpu), Storage::Device(buffer)) = (ctx.gpu(), &t.storage) {
-            gpu.clear(buffer.raw())?;
+        if let (Some(gpu), Storage::Device(parts)) = (ctx.gpu(), &t.storage) {
+            for buffer in &parts.parts {
+                gpu.clear(buffer.raw())?;
+            }
         }
         Ok(t)
     }
@@ -110,7 +175,9 @@ impl Tensor {
     pub(crate) fn uninit(ctx: &Context, shape: &[usize], op: &'static str) -> Result<Tensor> {
         let n = element_count(op, shape)?;
         let storage = match ctx.gpu() {
-            Some(gpu) => Storage::Device(Arc::new(gpu.alloc(byte_len(n), op)?)),
+            Some(gpu) => {
+                Storage::Device(Arc::new(DeviceParts::alloc(gpu, n, last_dim(shape), op)?))
+            }
             None => Storage::Host(Arc::new(RwLock::new(host_zeros(n, op)?))),
         };
         Ok(Tensor {
@@ -123,11 +190,12 @@ impl Tensor {
 
     /// Wraps a device buffer holding `shape`'s elements.
     pub(crate) fn from_device(ctx: &Context, buffer: DeviceBuffer, shape: &[usize]) -> Tensor {
+        let n = shape.iter().product();
         Tensor {
             ctx: ctx.clone(),
             shape: shape.to_vec(),
             dtype: DType::F32,
-            storage: Storage::Device(Arc::new(buffer)),
+            storage: Storage::Device(Arc::new(DeviceParts::single(buffer, n))),
         }
     }
 
@@ -161,9 +229,13 @@ impl Tensor {
             });
         }
         match &self.storage {
-            Storage::Device(buffer) => {
+            Storage::Device(parts) => {
                 let gpu = self.gpu_or_err("read-back")?;
-                gpu.read_into(buffer.raw(), 0, bytemuck::cast_slice_mut(dst))
+                for (buffer, start, len) in parts.spans(dst.len()) {
+                    let bytes = bytemuck::cast_slice_mut(&mut dst[start..start + len]);
+                    gpu.read_into(buffer.raw(), 0, bytes)?;
+                }
+                Ok(())
             }
             Storage::Host(data) => {
                 dst.copy_from_slice(&read_host(data)?);
@@ -240,17 +312,42 @@ impl Tensor {
     }
 
     /// A view of `len` elements starting at element `start`, for binding to a kernel of `op`.
+    /// The range must lie within one part (see [`Tensor::part_end`]).
     pub(crate) fn view(&self, start: usize, len: usize, op: &'static str) -> Result<View<'_>> {
         match &self.storage {
-            Storage::Device(b) => Ok(View {
-                buffer: b.raw(),
-                offset: (start * self.dtype.size()) as u64,
-                size: byte_len(len).min(b.capacity() - (start * self.dtype.size()) as u64),
-            }),
+            Storage::Device(parts) => {
+                let index = start / parts.part_elems;
+                let within = start - index * parts.part_elems;
+                let buffer = parts
+                    .parts
+                    .get(index)
+                    .filter(|_| within + len <= parts.part_elems.max(len))
+                    .ok_or(Error::Gpu {
+                        op,
+                        message: "a view crosses the tensor's buffers".into(),
+                    })?;
+                let offset = (within * self.dtype.size()) as u64;
+                Ok(View {
+                    buffer: buffer.raw(),
+                    offset,
+                    size: byte_len(len).min(buffer.capacity() - offset),
+                })
+            }
             Storage::Host(_) => Err(Error::Gpu {
                 op,
                 message: "a host tensor was mixed with device tensors".into(),
             }),
+        }
+    }
+
+    /// The end of the part holding element `start` (the tensor's length for host tensors and
+    /// single-buffer tensors): a launch must not bind across it.
+    pub(crate) fn part_end(&self, start: usize) -> usize {
+        match &self.storage {
+            Storage::Device(parts) => {
+                ((start / parts.part_elems + 1) * parts.part_elems).min(self.len())
+            }
+            Storage::Host(_) => self.len(),
         }
     }
 
@@ -260,6 +357,11 @@ impl Tensor {
             message: "tensor storage is on the device but the context has none".into(),
         })
     }
+}
+
+/// The last dimension of a shape (1 for a scalar): the row length parts are laid out for.
+fn last_dim(shape: &[usize]) -> usize {
+    shape.last().copied().unwrap_or(1)
 }
 
 /// `n` zeros in host memory, or a typed error if the allocation fails.

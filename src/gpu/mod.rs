@@ -55,6 +55,11 @@ pub(crate) struct Gpu {
     pub hardware: bool,
     /// Which kernel covers a row in row operations.
     pub row_strategy: crate::context::RowStrategy,
+    /// The largest buffer this context allocates, in bytes (the adapter's `max_buffer_size`,
+    /// or less if the options cap it); larger tensors are split into several buffers.
+    pub max_buffer: u64,
+    /// The largest storage binding, in bytes (never more than one buffer).
+    pub max_binding: u64,
     pipelines: PipelineCache,
     pool: BufferPool,
     recorder: Mutex<Recorder>,
@@ -86,8 +91,7 @@ impl Gpu {
         queue: wgpu::Queue,
         subgroups: bool,
         hardware: bool,
-        row_strategy: crate::context::RowStrategy,
-        readback_timeout: Duration,
+        options: &crate::context::ContextOptions,
     ) -> Self {
         let health = Arc::new(Health::default());
         let h = health.clone();
@@ -110,13 +114,26 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let limits = device.limits();
+        let max_buffer = options
+            .max_buffer_bytes
+            .map_or(limits.max_buffer_size, |cap| {
+                cap.min(limits.max_buffer_size)
+            })
+            .max(1024);
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(max_buffer)
+            .min(u64::from(u32::MAX));
+        let readback_timeout = options.readback_timeout;
         Gpu {
             device,
             queue,
             limits,
             subgroups,
             hardware,
-            row_strategy,
+            row_strategy: options.row_strategy,
+            max_buffer,
+            max_binding,
             pipelines: PipelineCache::default(),
             pool: BufferPool::new(POOL_IDLE_BYTES),
             recorder: Mutex::new(Recorder {
@@ -155,16 +172,29 @@ impl Gpu {
         Ok(())
     }
 
+    /// Fails with [`Error::TooLarge`] if a request of `bytes` in all cannot fit: on a software
+    /// adapter, whose device memory is host memory, more than the host has available. (A GPU
+    /// reports no such figure; its allocations fail with `OutOfMemory` instead.)
+    pub fn check_fits(&self, bytes: u64, op: &'static str) -> Result<()> {
+        if self.hardware {
+            return Ok(());
+        }
+        match host_available_bytes() {
+            Some(limit) if bytes > limit => Err(Error::TooLarge {
+                op,
+                requested: bytes,
+                limit,
+                what: "available host memory (a software adapter's device memory)",
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// A pooled storage buffer of at least `bytes` bytes.
     pub fn alloc(&self, bytes: u64, op: &'static str) -> Result<DeviceBuffer> {
         self.check(op)?;
-        self.pool.get(
-            &self.device,
-            bytes,
-            STORAGE_USAGE,
-            self.limits.max_buffer_size,
-            op,
-        )
+        self.pool
+            .get(&self.device, bytes, STORAGE_USAGE, self.max_buffer, op)
     }
 
     /// A pooled buffer holding `data` (padded to whole vec4s).
@@ -263,15 +293,6 @@ impl Gpu {
         Ok(())
     }
 
-    /// Records a buffer-to-buffer copy into the pending batch.
-    pub fn copy(&self, src: View<'_>, dst: View<'_>) -> Result<()> {
-        self.check("copy")?;
-        lock(&self.recorder)?
-            .encoder(&self.device)
-            .copy_buffer_to_buffer(src.buffer, src.offset, dst.buffer, dst.offset, src.size);
-        Ok(())
-    }
-
     /// Records filling `buffer` with zeros.
     pub fn clear(&self, buffer: &wgpu::Buffer) -> Result<()> {
         self.check("zeros")?;
@@ -357,13 +378,10 @@ impl Gpu {
         let staging_usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
         let mut staging = Vec::new();
         for _ in 0..chunks.min(2) {
-            staging.push(self.pool.get(
-                &self.device,
-                chunk,
-                staging_usage,
-                self.limits.max_buffer_size,
-                OP,
-            )?);
+            staging.push(
+                self.pool
+                    .get(&self.device, chunk, staging_usage, self.max_buffer, OP)?,
+            );
         }
         let mut pending = Some(self.start_read(buffer, offset, chunk.min(size), &staging[0])?);
         for k in 0..chunks {
@@ -458,6 +476,14 @@ impl Gpu {
         staging.raw().unmap();
         Ok(())
     }
+}
+
+/// `MemAvailable` from /proc/meminfo (Linux), in bytes.
+fn host_available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// A read-back chunk in flight: its submission and the map callback's answer.

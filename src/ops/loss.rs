@@ -348,7 +348,7 @@ impl FusedCrossEntropy<'_> {
     fn launch(&self, rows: usize, classes: usize, row_loss: &DeviceBuffer) -> Result<()> {
         let gpu = self.gpu;
         // Class indices and per-row losses are bound whole: one value per row in one binding.
-        let binding = gpu.limits.max_storage_buffer_binding_size;
+        let binding = gpu.max_binding;
         if (rows as u64) * 4 > binding {
             return Err(Error::TooLarge {
                 op: OP_CE,
@@ -400,7 +400,9 @@ impl FusedCrossEntropy<'_> {
             Some(c) => Some(gpu.upload_new(bytemuck::cast_slice(&c.index), OP_CE)?),
             None => None,
         };
-        for block in row_blocks(gpu, OP_CE, rows, classes, 0)? {
+        let mut tensors = vec![self.logits, self.grad];
+        tensors.extend(self.probabilities);
+        for block in row_blocks(gpu, OP_CE, rows, classes, 0, &tensors)? {
             let (start, len) = (block.bind_start, block.bind_len);
             let z = self.logits.view(start, len, OP_CE)?;
             let dz = self.grad.view(start, len, OP_CE)?;
@@ -593,13 +595,16 @@ fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> Result<LossA
             Slot::Read(6),
         ],
     };
-    // Chunks of whole vec4s that fit one binding; each launch's partial sums get their own
-    // run of the partials buffer (a multiple of WG values, so offsets stay aligned).
-    let chunk = super::elementwise_chunk(gpu);
-    let launches: Vec<(usize, usize, u64)> = (0..n)
-        .step_by(chunk.max(1))
-        .map(|start| {
-            let len = chunk.min(n - start);
+    // Runs that fit one binding and one buffer of every tensor; each launch's partial sums
+    // get their own run of the partials buffer (a multiple of WG values, so offsets stay
+    // aligned).
+    let mut tensors = vec![z, y, &grad];
+    if per_element {
+        tensors.push(&loss);
+    }
+    let launches: Vec<(usize, usize, u64)> = super::spans(gpu, &tensors, n)
+        .into_iter()
+        .map(|(start, len)| {
             let vec4s = len.div_ceil(4);
             let groups = (vec4s as u64)
                 .div_ceil(u64::from(BCE_WG) * BCE_VEC4_PER_INVOCATION as u64)

@@ -21,11 +21,24 @@ const ELEMENTWISE_VEC4_PER_INVOCATION: u64 = 4;
 /// Elements per elementwise launch: as many as one storage binding holds, keeping every
 /// chunk's byte offset a multiple of 256 (the largest offset alignment wgpu allows).
 pub(crate) fn elementwise_chunk(gpu: &Gpu) -> usize {
-    let binding = gpu
-        .limits
-        .max_storage_buffer_binding_size
-        .min(u64::from(u32::MAX));
-    ((binding / 256) * 256 / 4) as usize
+    ((gpu.max_binding / 256) * 256 / 4) as usize
+}
+
+/// Runs `(start, len)` covering `[0, n)`, each within one binding and within one buffer of
+/// every tensor (tensors larger than a buffer are split into several).
+pub(crate) fn spans(gpu: &Gpu, tensors: &[&Tensor], n: usize) -> Vec<(usize, usize)> {
+    let chunk = elementwise_chunk(gpu).max(64);
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = tensors
+            .iter()
+            .map(|t| t.part_end(start))
+            .fold((start + chunk).min(n), usize::min);
+        runs.push((start, end - start));
+        start = end;
+    }
+    runs
 }
 
 /// Workgroups for `vec4s` vec4 elements.
@@ -82,13 +95,9 @@ pub(crate) fn launch_elementwise(
         op: kernel.entry,
         message: "mixed host and device tensors".into(),
     })?;
-    let n = first.len();
-    let chunk = elementwise_chunk(gpu);
     let mut constants = constants.to_vec();
     constants.push(("WG", f64::from(ELEMENTWISE_WG)));
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
+    for (start, len) in spans(gpu, tensors, first.len()) {
         let views = tensors
             .iter()
             .map(|t| t.view(start, len, kernel.entry))
@@ -108,7 +117,6 @@ pub(crate) fn launch_elementwise(
             bytemuck::bytes_of(&params),
             groups,
         )?;
-        start += len;
     }
     Ok(())
 }

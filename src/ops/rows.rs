@@ -91,19 +91,18 @@ pub(crate) struct RowBlock {
     pub base: usize,
 }
 
-/// Splits `rows × cols` into blocks of whole rows, each within one storage binding of `gpu`.
-/// `per_row_extra` bounds rows further (e.g. per-row scratch that must fit a binding too).
+/// Splits `rows × cols` into blocks of whole rows, each within one storage binding of `gpu`
+/// and within one buffer of each of `tensors`. `per_row_extra` bounds rows further (e.g.
+/// per-row scratch that must fit a binding too).
 pub(crate) fn row_blocks(
     gpu: &Gpu,
     op: &'static str,
     rows: usize,
     cols: usize,
     per_row_extra: usize,
+    tensors: &[&crate::tensor::Tensor],
 ) -> Result<Vec<RowBlock>> {
-    let binding_bytes = gpu
-        .limits
-        .max_storage_buffer_binding_size
-        .min(u64::from(u32::MAX));
+    let binding_bytes = gpu.max_binding;
     let max_elems = ((binding_bytes / 16) * 4) as usize;
     let align = (gpu.limits.min_storage_buffer_offset_alignment.max(16) / 4) as usize;
     if cols + align > max_elems {
@@ -123,7 +122,21 @@ pub(crate) fn row_blocks(
         if let Some(cap) = max_elems.checked_div(per_row_extra) {
             n = n.min(cap);
         }
-        let n = n.max(1);
+        let part_end = tensors
+            .iter()
+            .map(|t| t.part_end(row0 * cols))
+            .min()
+            .unwrap_or(usize::MAX);
+        n = n.min(part_end.saturating_sub(row0 * cols) / cols.max(1));
+        if n == 0 {
+            return Err(Error::TooLarge {
+                op,
+                requested: (cols * 4) as u64,
+                limit: gpu.max_buffer,
+                what: "max_buffer_size (a row would cross two buffers of a tensor; tensors \
+                       split over buffers keep rows whole for the last dimension they were made with)",
+            });
+        }
         blocks.push(RowBlock {
             row0,
             rows: n,

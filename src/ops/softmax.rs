@@ -186,8 +186,7 @@ fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<
             // The kernels read their inputs after writing other rows; keep them apart.
             let tmp = out.uninit_like(name)?;
             row_op(op, x, grad, &tmp)?;
-            let gpu = gpu_of(x, name)?;
-            gpu.copy(tmp.view(0, tmp.len(), name)?, out.view(0, out.len(), name)?)
+            tmp.copy_into(out)
         }
         _ => {
             let gpu = gpu_of(x, name)?;
@@ -261,6 +260,21 @@ fn launch_rows(
         ("LOG", if op.log { 1.0 } else { 0.0 }),
     ];
     let windows: Vec<Window> = if long_rows {
+        // Each row must lie within one buffer of every tensor (it may span bindings).
+        for r in 0..rows {
+            let crossed = [Some(x), Some(out), grad]
+                .into_iter()
+                .flatten()
+                .any(|t| t.part_end(r * cols) < (r + 1) * cols);
+            if crossed {
+                return Err(Error::TooLarge {
+                    op: name,
+                    requested: (cols * 4) as u64,
+                    limit: gpu.max_buffer,
+                    what: "max_buffer_size (one row)",
+                });
+            }
+        }
         long_row_windows(rows, cols, seg_len, segs, max_elems, align)
     } else {
         let part = if matches!(plan, RowPlan::Segmented { .. }) {
@@ -268,7 +282,9 @@ fn launch_rows(
         } else {
             0
         };
-        row_blocks(gpu, name, rows, cols, part)?
+        let mut tensors = vec![x, out];
+        tensors.extend(grad);
+        row_blocks(gpu, name, rows, cols, part, &tensors)?
             .into_iter()
             .map(|b: RowBlock| Window {
                 bind_start: b.bind_start,
@@ -372,11 +388,7 @@ const MIN_LONG_SEGMENT: usize = 4096;
 
 /// Elements one storage binding holds (whole vec4s).
 fn max_binding_elems(gpu: &Gpu) -> usize {
-    let bytes = gpu
-        .limits
-        .max_storage_buffer_binding_size
-        .min(u64::from(u32::MAX));
-    ((bytes / 16) * 4) as usize
+    ((gpu.max_binding / 16) * 4) as usize
 }
 
 /// The binding offset alignment, in elements.
