@@ -19,6 +19,9 @@
 
 override WG: u32 = 64u;
 override LOG: bool = false;
+// vec4s per row for `forward_rows_cached` (cols / 4, at most ROW_CACHE).
+override ROW_VEC4S: u32 = 16u;
+const ROW_CACHE: u32 = 16u;
 
 struct Params {
     // Rows in this launch.
@@ -170,6 +173,45 @@ fn forward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let k = finish(st);
     for (var i = b; i < end; i++) {
         y4[i] = normalise(x4[i], k);
+    }
+}
+
+// One invocation per short row (cols ≤ 64, a multiple of 4), the row read from device memory
+// once into a private array with a trip count fixed at pipeline creation (so the compiler can
+// keep it in registers): max, then e = e^{x − M} and S, then the output. NaN, +∞ and all-−∞
+// rows come out NaN through the arithmetic, as in the online kernels.
+@compute @workgroup_size(WG)
+fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let r = invocation(wid, nwg, lid);
+    if r >= p.rows {
+        return;
+    }
+    let b = row_start(r) / 4u;
+    var row: array<vec4<f32>, ROW_CACHE>;
+    var m = neg_inf();
+    for (var j = 0u; j < ROW_VEC4S; j++) {
+        row[j] = x4[b + j];
+        m = max(m, hmax(row[j]));
+    }
+    var s = 0.0;
+    for (var j = 0u; j < ROW_VEC4S; j++) {
+        let e = exp(row[j] - m);
+        s += hsum(e);
+        if !LOG {
+            row[j] = e;
+        }
+    }
+    if LOG {
+        let shift = m + log(s);
+        for (var j = 0u; j < ROW_VEC4S; j++) {
+            y4[b + j] = row[j] - shift;
+        }
+    } else {
+        let inv = 1.0 / s;
+        for (var j = 0u; j < ROW_VEC4S; j++) {
+            y4[b + j] = row[j] * inv;
+        }
     }
 }
 

@@ -11,6 +11,9 @@ pub(crate) const ROW_WG: u32 = 64;
 /// Invocations a launch should have to keep a CPU-type adapter's threads and SIMD lanes busy.
 const CPU_PARALLEL_INVOCATIONS: usize = 1024;
 
+/// Longest row the cached per-row kernel holds (`ROW_CACHE` vec4s in softmax.wgsl).
+pub(crate) const CACHED_ROW_MAX: usize = 64;
+
 /// Shortest segment worth a separate invocation.
 const MIN_SEGMENT: usize = 1024;
 
@@ -19,6 +22,9 @@ const MIN_SEGMENT: usize = 1024;
 pub(crate) enum RowPlan {
     /// One invocation per row.
     PerRow,
+    /// One invocation per short row, read once into registers (vec4 rows of at most
+    /// `CACHED_ROW_MAX` elements; forward only).
+    PerRowCached,
     /// One invocation per `seg_len` elements of a row; a second launch combines and finishes.
     Segmented { seg_len: usize, segs: usize },
     /// One workgroup of `wg` invocations per row.

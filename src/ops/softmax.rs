@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::gpu::{Gpu, View};
 use crate::ops::activation::check_same;
-use crate::ops::rows::{ROW_WG, RowBlock, RowPlan, row_blocks};
+use crate::ops::rows::{CACHED_ROW_MAX, ROW_WG, RowBlock, RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
 
 /// Mirrors `Params` in `shaders/softmax.wgsl`.
@@ -60,6 +60,7 @@ impl RowOp {
             Slot::ReadWrite(4),
         ];
         let (entry, slots) = match (self.direction, plan, stage, vec4) {
+            (Forward, RowPlan::PerRowCached, _, _) => ("forward_rows_cached", FWD),
             (Forward, RowPlan::PerRow, _, false) => ("forward_rows", FWD),
             (Forward, RowPlan::PerRow, _, true) => ("forward_rows_vec4", FWD),
             (Forward, RowPlan::Segmented { .. }, 0, false) => ("forward_partials", FWD_PARTIALS),
@@ -69,8 +70,12 @@ impl RowOp {
             (Forward, RowPlan::Segmented { .. }, _, false) => ("forward_finish", FWD_FINISH),
             (Forward, RowPlan::Segmented { .. }, _, true) => ("forward_finish_vec4", FWD_FINISH),
             (Forward, RowPlan::Workgroup { .. }, _, _) => ("forward_workgroup", FWD),
-            (Backward, RowPlan::PerRow, _, false) => ("backward_rows", BWD),
-            (Backward, RowPlan::PerRow, _, true) => ("backward_rows_vec4", BWD),
+            (Backward, RowPlan::PerRow | RowPlan::PerRowCached, _, false) => {
+                ("backward_rows", BWD)
+            }
+            (Backward, RowPlan::PerRow | RowPlan::PerRowCached, _, true) => {
+                ("backward_rows_vec4", BWD)
+            }
             (Backward, RowPlan::Segmented { .. }, 0, false) => ("backward_partials", BWD_PARTIALS),
             (Backward, RowPlan::Segmented { .. }, 0, true) => {
                 ("backward_partials_vec4", BWD_PARTIALS)
@@ -240,7 +245,17 @@ fn launch_rows(
             segs: cols.div_ceil(seg_len),
         }
     } else {
-        RowPlan::choose(gpu, rows, cols)
+        match RowPlan::choose(gpu, rows, cols) {
+            // A short forward row fits in registers: read it once.
+            RowPlan::PerRow
+                if op.direction == Direction::Forward
+                    && cols.is_multiple_of(4)
+                    && cols <= CACHED_ROW_MAX =>
+            {
+                RowPlan::PerRowCached
+            }
+            plan => plan,
+        }
     };
     let (seg_len, segs) = match plan {
         RowPlan::Segmented { seg_len, segs } => (seg_len, segs),
@@ -255,10 +270,13 @@ fn launch_rows(
         RowPlan::Workgroup { wg } => wg,
         _ => ROW_WG,
     };
-    let constants = [
+    let mut constants = vec![
         ("WG", f64::from(wg)),
         ("LOG", if op.log { 1.0 } else { 0.0 }),
     ];
+    if plan == RowPlan::PerRowCached {
+        constants.push(("ROW_VEC4S", (cols / 4) as f64));
+    }
     let windows: Vec<Window> = if long_rows {
         // Each row must lie within one buffer of every tensor (it may span bindings).
         for r in 0..rows {
@@ -320,7 +338,7 @@ fn launch_rows(
         Ok(views)
     };
     match plan {
-        RowPlan::PerRow | RowPlan::Workgroup { .. } => {
+        RowPlan::PerRow | RowPlan::PerRowCached | RowPlan::Workgroup { .. } => {
             let k = op.kernel(plan, vec4, 0, gpu.subgroups);
             for w in &windows {
                 let views = io(w)?;
