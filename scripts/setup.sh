@@ -33,7 +33,8 @@ fi
 if command -v dpkg-query >/dev/null; then
   missing=()
   # A Vulkan driver: lavapipe when no other ICD is installed.
-  if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+  if ! compgen -G "/usr/share/vulkan/icd.d/*.json" >/dev/null &&
+     ! compgen -G "/etc/vulkan/icd.d/*.json" >/dev/null; then
     missing+=(mesa-vulkan-drivers)
   fi
   # The Vulkan loader and EGL/GL (llvmpipe) for the GL backend.

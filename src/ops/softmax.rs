@@ -70,9 +70,7 @@ impl RowOp {
             (Forward, RowPlan::Segmented { .. }, _, false) => ("forward_finish", FWD_FINISH),
             (Forward, RowPlan::Segmented { .. }, _, true) => ("forward_finish_vec4", FWD_FINISH),
             (Forward, RowPlan::Workgroup { .. }, _, _) => ("forward_workgroup", FWD),
-            (Backward, RowPlan::PerRow | RowPlan::PerRowCached, _, false) => {
-                ("backward_rows", BWD)
-            }
+            (Backward, RowPlan::PerRow | RowPlan::PerRowCached, _, false) => ("backward_rows", BWD),
             (Backward, RowPlan::PerRow | RowPlan::PerRowCached, _, true) => {
                 ("backward_rows_vec4", BWD)
             }
