@@ -27,6 +27,9 @@ struct Params {
     col0: u32,
     // Gradient scale.
     scale: f32,
+    // Invocations that take part (the grid may hold a few more, which return at once): the
+    // grid stride, and the number of partial sums written.
+    invocations: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -84,7 +87,7 @@ fn first_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn bce_none(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    for (var i = first_index(wid, nwg, lid); i < p.len; i += nwg.x * nwg.y * WG) {
+    for (var i = first_index(wid, nwg, lid); i < p.len; i += p.invocations) {
         loss4[i] = bce_element(i);
     }
 }
@@ -94,8 +97,11 @@ fn bce_none(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 fn bce_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let first = first_index(wid, nwg, lid);
+    if first >= p.invocations {
+        return;
+    }
     var partial = 0.0;
-    for (var i = first; i < p.len; i += nwg.x * nwg.y * WG) {
+    for (var i = first; i < p.len; i += p.invocations) {
         let l = bce_element(i);
         partial += (l.x + l.y) + (l.z + l.w);
     }

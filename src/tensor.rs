@@ -33,9 +33,10 @@ pub(crate) enum Storage {
 }
 
 /// A tensor's device storage: one buffer, or several when the tensor is larger than one
-/// buffer may be. Every part but the last holds `part_elems` elements; `part_elems` is a
-/// multiple of 64 (so every part boundary is a 256-byte-aligned offset in any other tensor)
-/// and, where it fits, of the last dimension the tensor was made with (so rows stay whole).
+/// buffer may be. Every part but the last holds `part_elems` elements. When there are several,
+/// `part_elems` is a multiple of 64 (so every part boundary is a 256-byte-aligned offset in any
+/// other tensor) and, where it fits, of the last dimension the tensor was made with (so rows
+/// stay whole); a single part holds the whole tensor.
 pub(crate) struct DeviceParts {
     parts: Vec<DeviceBuffer>,
     part_elems: usize,
@@ -321,7 +322,7 @@ impl Tensor {
                 let buffer = parts
                     .parts
                     .get(index)
-                    .filter(|_| within + len <= parts.part_elems.max(len))
+                    .filter(|_| within + len <= parts.part_elems)
                     .ok_or(Error::Gpu {
                         op,
                         message: "a view crosses the tensor's buffers".into(),

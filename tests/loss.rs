@@ -650,3 +650,77 @@ fn bce_bad_input_and_empty_batches() {
         assert_eq!(sum.loss.to_vec().unwrap(), vec![0.0], "{}", tag(ctx));
     }
 }
+
+#[test]
+fn a_zero_total_weight_mean_is_nan_on_every_backend_as_in_pytorch() {
+    // Both rows count (none is ignored) but their classes weigh 0: the mean divides by 0.
+    let logits = [1.0, 2.0, 3.0, 0.5, -0.5, 0.0];
+    let o = CrossEntropyOptions {
+        weight: Some(vec![0.0, 1.0, 0.0]),
+        ..Default::default()
+    };
+    for ctx in contexts() {
+        let z = Tensor::from_slice(ctx, &logits, &[2, 3]).unwrap();
+        let out = z.cross_entropy(Targets::Indices(&[0, 2]), &o).unwrap();
+        assert!(out.loss.to_vec().unwrap()[0].is_nan(), "{}", tag(ctx));
+        assert!(
+            out.grad.to_vec().unwrap().iter().all(|g| g.is_nan()),
+            "{}",
+            tag(ctx)
+        );
+        // An ignored row keeps a zero gradient beside them.
+        let out = z.cross_entropy(Targets::Indices(&[0, -100]), &o).unwrap();
+        let g = out.grad.to_vec().unwrap();
+        assert!(
+            g[..3].iter().all(|v| v.is_nan()) && g[3..] == [0.0; 3],
+            "{}: {g:?}",
+            tag(ctx)
+        );
+    }
+}
+
+#[test]
+fn probability_targets_may_share_storage_with_the_logits() {
+    let logits = uniform(30, 4 * 6, -2.0, 2.0);
+    for ctx in contexts() {
+        let z = Tensor::from_slice(ctx, &logits, &[4, 6]).unwrap();
+        let copy = Tensor::from_slice(ctx, &logits, &[4, 6]).unwrap();
+        let want = z
+            .cross_entropy(
+                Targets::Probabilities(&copy),
+                &CrossEntropyOptions::default(),
+            )
+            .unwrap();
+        let got = z
+            .cross_entropy(Targets::Probabilities(&z), &CrossEntropyOptions::default())
+            .unwrap();
+        assert_eq!(
+            got.loss.to_vec().unwrap(),
+            want.loss.to_vec().unwrap(),
+            "{}",
+            tag(ctx)
+        );
+        assert_eq!(
+            got.grad.to_vec().unwrap(),
+            want.grad.to_vec().unwrap(),
+            "{}",
+            tag(ctx)
+        );
+        // And in place, where the gradient overwrites the very targets.
+        let loss = z
+            .cross_entropy_in_place(Targets::Probabilities(&z), &CrossEntropyOptions::default())
+            .unwrap();
+        assert_eq!(
+            loss.to_vec().unwrap(),
+            want.loss.to_vec().unwrap(),
+            "{}",
+            tag(ctx)
+        );
+        assert_eq!(
+            z.to_vec().unwrap(),
+            want.grad.to_vec().unwrap(),
+            "{}",
+            tag(ctx)
+        );
+    }
+}

@@ -292,6 +292,13 @@ fn mixed_ops(ctx: &Context, seed: u64, steps: usize) -> Vec<Vec<f32>> {
 }
 
 #[test]
+fn contexts_and_tensors_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Context>();
+    assert_send_sync::<Tensor>();
+}
+
+#[test]
 fn eight_threads_on_one_context_get_exactly_the_single_thread_results() {
     for ctx in common::gpus() {
         let expected: Vec<Vec<Vec<f32>>> = (0..8).map(|s| mixed_ops(ctx, s, 1000)).collect();
@@ -603,27 +610,29 @@ fn three_hundred_million_elements() {
     }
 }
 
-/// Contexts whose buffers are capped at 1 MiB, so that every op meets tensors split over
-/// several buffers (as tensors beyond an adapter's `max_buffer_size` are).
-fn small_buffer_contexts() -> Vec<Context> {
-    common::gpus()
-        .iter()
-        .map(|c| {
-            Context::with_options(ContextOptions {
+/// Contexts whose buffers are capped at 1 MiB and at 64 KiB, so that every op meets tensors
+/// split over several buffers (as tensors beyond an adapter's `max_buffer_size` are), and the
+/// loss reductions meet inputs longer than one binding.
+fn small_buffer_contexts() -> Vec<(Context, u64)> {
+    let mut all = Vec::new();
+    for c in common::gpus() {
+        for cap in [1u64 << 20, 64 << 10] {
+            let options = ContextOptions {
                 backend: Some(c.backend()),
                 allow_cpu_fallback: false,
-                max_buffer_bytes: Some(1 << 20),
+                max_buffer_bytes: Some(cap),
                 ..Default::default()
-            })
-            .unwrap()
-        })
-        .collect()
+            };
+            all.push((Context::with_options(options).unwrap(), cap));
+        }
+    }
+    all
 }
 
 #[test]
 fn tensors_larger_than_one_buffer_are_split_over_several() {
-    for ctx in small_buffer_contexts() {
-        let tag = format!("{} (1 MiB buffers)", label(&ctx));
+    for (ctx, cap) in small_buffer_contexts() {
+        let tag = format!("{} ({} KiB buffers)", label(&ctx), cap >> 10);
         // Elementwise over 1,000,003 elements: four buffers and a tail.
         let n = 1_000_003;
         let x = uniform(20, n, -6.0, 6.0);
@@ -729,6 +738,20 @@ fn tensors_larger_than_one_buffer_are_split_over_several() {
             &[&x],
             1e-6,
             1e-5,
+        );
+        let bce = xt.bce_with_logits(&probs, &BceOptions::default()).unwrap();
+        let want = gpu_activations::cpu::loss::bce_with_logits(
+            &x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+            &vec![f64::from(1e-3f32); rows * cols],
+            None,
+            None,
+            gpu_activations::Reduction::Mean,
+        );
+        let loss = bce.loss.to_vec().unwrap()[0];
+        assert!(
+            (f64::from(loss) - want.loss[0]).abs() <= 1e-5 * want.loss[0].abs(),
+            "{tag}: bce mean {loss} vs {}",
+            want.loss[0]
         );
         // A row that cannot stay whole in a buffer is a typed error, before any work.
         let wide = Tensor::zeros(&ctx, &[2, 300_000]).unwrap();

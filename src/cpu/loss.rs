@@ -4,6 +4,8 @@
 //! Every function returns the loss (one value per row for `Reduction::None` in cross-entropy,
 //! one per element in BCE, else a single value) and the gradient of the loss's sum with respect
 //! to the logits (for `None`, the gradient of the summed per-row losses), as autograd gives it.
+//! Arguments are taken as the ops validate them (targets in range, tables of the right length);
+//! anything else gives NaN rows or defaults, never a panic.
 
 use crate::cpu::softmax::forward_row;
 use crate::ops::loss::Reduction;
@@ -39,13 +41,21 @@ pub fn cross_entropy(
     ignore_index: i64,
     label_smoothing: f64,
 ) -> LossReference {
+    if classes == 0 {
+        return LossReference {
+            loss: vec![f64::NAN],
+            grad: Vec::new(),
+        };
+    }
     let k = classes as f64;
     let eps = label_smoothing;
-    let w = |c: usize| weight.map_or(1.0, |w| w[c]);
+    let w = |c: usize| weight.and_then(|w| w.get(c)).copied().unwrap_or(1.0);
     let w_all: f64 = (0..classes).map(w).sum();
-    let rows = logits.len() / classes.max(1);
+    let rows = logits.len() / classes;
     let mut losses = vec![0.0; rows];
-    let mut grad = vec![0.0; logits.len()];
+    let mut grad = vec![0.0; rows * classes];
+    // Rows that count towards the mean (not ignored), and its denominator.
+    let mut counted = vec![false; rows];
     let mut denominator = 0.0;
     for r in 0..rows {
         let z = &logits[r * classes..(r + 1) * classes];
@@ -53,10 +63,21 @@ pub fn cross_entropy(
         let g = &mut grad[r * classes..(r + 1) * classes];
         match targets {
             CrossEntropyTargets::Indices(t) => {
-                if t[r] == ignore_index {
+                let target = t.get(r).copied();
+                if target == Some(ignore_index) {
                     continue;
                 }
-                let y = t[r] as usize;
+                counted[r] = true;
+                // A missing or out-of-range target (the ops validate; this is a reference)
+                // gives a NaN row rather than a panic.
+                let Some(y) = target
+                    .and_then(|t| usize::try_from(t).ok())
+                    .filter(|&y| y < classes)
+                else {
+                    losses[r] = f64::NAN;
+                    g.fill(f64::NAN);
+                    continue;
+                };
                 denominator += w(y);
                 let mut loss = (1.0 - eps) * (-w(y) * log_p[y]);
                 if eps > 0.0 {
@@ -73,8 +94,13 @@ pub fn cross_entropy(
                 }
             }
             CrossEntropyTargets::Probabilities(t) => {
+                counted[r] = true;
                 denominator += 1.0;
-                let t = &t[r * classes..(r + 1) * classes];
+                let Some(t) = t.get(r * classes..(r + 1) * classes) else {
+                    losses[r] = f64::NAN;
+                    g.fill(f64::NAN);
+                    continue;
+                };
                 let smooth = |c: usize| (1.0 - eps) * t[c] + eps / k;
                 let a: f64 = (0..classes).map(|c| w(c) * smooth(c)).sum();
                 losses[r] = (0..classes).map(|c| -w(c) * smooth(c) * log_p[c]).sum();
@@ -84,7 +110,26 @@ pub fn cross_entropy(
             }
         }
     }
-    reduce(losses, grad, reduction, denominator)
+    match reduction {
+        Reduction::None => LossReference { loss: losses, grad },
+        Reduction::Sum => LossReference {
+            loss: vec![losses.iter().sum()],
+            grad,
+        },
+        Reduction::Mean => {
+            // PyTorch divides the counted rows by Σ w_y, however small: a zero total weight
+            // gives NaN there (0/0), while ignored rows keep their zero gradient.
+            for (row, g) in grad.chunks_mut(classes).enumerate() {
+                if counted[row] {
+                    g.iter_mut().for_each(|v| *v /= denominator);
+                }
+            }
+            LossReference {
+                loss: vec![losses.iter().sum::<f64>() / denominator],
+                grad,
+            }
+        }
+    }
 }
 
 /// Sigmoid BCE with logits per element:
@@ -97,7 +142,11 @@ pub fn bce_with_logits(
     pos_weight: Option<&[f64]>,
     reduction: Reduction,
 ) -> LossReference {
-    let per_col = |table: Option<&[f64]>, i: usize| table.map_or(1.0, |t| t[i % t.len()]);
+    let per_col = |table: Option<&[f64]>, i: usize| {
+        table
+            .filter(|t| !t.is_empty())
+            .map_or(1.0, |t| t[i % t.len()])
+    };
     let mut losses = Vec::with_capacity(logits.len());
     let mut grad = Vec::with_capacity(logits.len());
     for (i, (&z, &y)) in logits.iter().zip(targets).enumerate() {
@@ -109,33 +158,16 @@ pub fn bce_with_logits(
         let sigma = 1.0 / (1.0 + (-z).exp());
         grad.push(w * (q * sigma - pw * y));
     }
-    let n = logits.len() as f64;
-    reduce(losses, grad, reduction, n)
-}
-
-fn reduce(
-    losses: Vec<f64>,
-    mut grad: Vec<f64>,
-    reduction: Reduction,
-    denominator: f64,
-) -> LossReference {
+    let n = losses.len() as f64;
     match reduction {
         Reduction::None => LossReference { loss: losses, grad },
         Reduction::Sum => LossReference {
             loss: vec![losses.iter().sum()],
             grad,
         },
-        Reduction::Mean => {
-            // With nothing to average (every row ignored) PyTorch's gradient stays zero.
-            if denominator != 0.0 {
-                for g in &mut grad {
-                    *g /= denominator;
-                }
-            }
-            LossReference {
-                loss: vec![losses.iter().sum::<f64>() / denominator],
-                grad,
-            }
-        }
+        Reduction::Mean => LossReference {
+            loss: vec![losses.iter().sum::<f64>() / n],
+            grad: grad.into_iter().map(|g| g / n).collect(),
+        },
     }
 }

@@ -172,6 +172,17 @@ impl Gpu {
         Ok(())
     }
 
+    /// The largest power-of-two workgroup size the device runs (the lesser of its invocation
+    /// and x-size limits); kernels that prefer 256 use this where the device offers less.
+    pub fn workgroup_cap(&self) -> u32 {
+        let limit = self
+            .limits
+            .max_compute_invocations_per_workgroup
+            .min(self.limits.max_compute_workgroup_size_x)
+            .max(1);
+        1 << (31 - limit.leading_zeros())
+    }
+
     /// Fails with [`Error::TooLarge`] if a request of `bytes` in all cannot fit: on a software
     /// adapter, whose device memory is host memory, more than the host has available. (A GPU
     /// reports no such figure; its allocations fail with `OutOfMemory` instead.)
@@ -216,18 +227,17 @@ impl Gpu {
 
     /// Writes `data` at the start of `buffer`. Recorded work is submitted first, so that the
     /// write cannot overtake a launch that still reads an earlier tenant of a pooled buffer.
+    /// Each 64 MiB chunk is staged and submitted on its own and counts as a submission in
+    /// flight, so a large upload holds a bounded amount of staging memory.
     pub fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) -> Result<()> {
         self.check("upload")?;
-        self.flush()?;
-        let chunks = data.chunks(TRANSFER_CHUNK as usize);
-        let last = chunks.len().saturating_sub(1);
-        for (i, chunk) in chunks.enumerate() {
+        let mut rec = lock(&self.recorder)?;
+        self.submit(&mut rec);
+        for (i, chunk) in data.chunks(TRANSFER_CHUNK as usize).enumerate() {
             self.queue
                 .write_buffer(buffer, i as u64 * TRANSFER_CHUNK, chunk);
-            if i < last {
-                // Hand each chunk to the device before staging the next one.
-                self.queue.submit(std::iter::empty());
-            }
+            let index = self.queue.submit(std::iter::empty());
+            self.track(&mut rec, index);
         }
         Ok(())
     }
@@ -325,9 +335,15 @@ impl Gpu {
             self.queue.write_buffer(&rec.arena, 0, &rec.params);
         }
         let index = self.queue.submit([encoder.finish()]);
-        rec.last_submission = Some(index.clone());
         rec.params.clear();
         rec.launches = 0;
+        self.track(rec, index);
+    }
+
+    /// Records a submission as the latest and in flight, lets wgpu reclaim what finished
+    /// submissions held, and waits for the oldest while too many are queued.
+    fn track(&self, rec: &mut Recorder, index: wgpu::SubmissionIndex) {
+        rec.last_submission = Some(index.clone());
         rec.in_flight.push_back(index);
         // Let wgpu reclaim what finished submissions held, and bound what is queued.
         let _ = self.device.poll(wgpu::PollType::Poll);

@@ -38,10 +38,17 @@ impl DeviceBuffer {
 
     /// A view of the first `elems` f32 values (rounded up to whole vec4s; at least one).
     pub fn view(&self, elems: usize) -> super::View<'_> {
+        self.view_at(0, elems)
+    }
+
+    /// A view of `elems` f32 values from element `start` (rounded up to whole vec4s, within
+    /// the buffer).
+    pub fn view_at(&self, start: usize, elems: usize) -> super::View<'_> {
+        let offset = start as u64 * 4;
         super::View {
             buffer: &self.buffer,
-            offset: 0,
-            size: (elems.max(1) as u64 * 4).div_ceil(16) * 16,
+            offset,
+            size: ((elems.max(1) as u64 * 4).div_ceil(16) * 16).min(self.capacity - offset),
         }
     }
 

@@ -295,15 +295,23 @@ fn cross_entropy_into(
                 _ => 1.0,
             };
             let row_loss = gpu.alloc((rows.max(1) * 4) as u64, OP_CE)?;
+            // Targets sharing storage with the logits or the gradient (bound read-write) are
+            // copied first: one buffer may not be bound both ways in a launch.
+            let probabilities = match targets {
+                Targets::Probabilities(p) if p.aliases(logits) || p.aliases(grad) => {
+                    let copy = p.uninit_like(OP_CE)?;
+                    p.copy_into(&copy)?;
+                    Some(copy)
+                }
+                Targets::Probabilities(p) => Some(p.clone()),
+                _ => None,
+            };
             let fused = FusedCrossEntropy {
                 gpu,
                 logits,
                 grad,
                 classes: classes_checked.as_ref(),
-                probabilities: match targets {
-                    Targets::Probabilities(p) => Some(p),
-                    _ => None,
-                },
+                probabilities: probabilities.as_ref(),
                 weight: options.weight.as_deref(),
                 eps,
                 scale,
@@ -358,7 +366,9 @@ impl FusedCrossEntropy<'_> {
             });
         }
         let plan = match RowPlan::choose(gpu, rows, classes) {
-            // Cross-entropy has no segment kernel: its rows are vocabulary-sized at most.
+            // Cross-entropy has no segment kernel (its rows are vocabulary-sized at most): few
+            // long rows take a workgroup each on a GPU, an invocation each on a CPU adapter.
+            RowPlan::Segmented { .. } if gpu.hardware => RowPlan::workgroup(gpu, classes),
             RowPlan::Segmented { .. } => RowPlan::PerRow,
             plan => plan,
         };
@@ -476,24 +486,46 @@ pub(crate) fn sum_to_scalar(
         let value = if scale.is_finite() { 0.0 } else { f32::NAN };
         return Tensor::from_slice(ctx, &[value], &[]);
     }
+    // Inputs longer than one binding are summed in windows: a multiple of 4096 values, so
+    // that both the window and its outputs start 256-byte aligned.
+    let window = ((gpu.max_binding / 4) as usize / 4096 * 4096).max(4096);
+    sum_in_windows(gpu, ctx, src, len, scale, window)
+}
+
+fn sum_in_windows(
+    gpu: &Gpu,
+    ctx: &crate::Context,
+    src: &DeviceBuffer,
+    len: usize,
+    scale: f32,
+    window: usize,
+) -> Result<Tensor> {
     let mut level: Option<DeviceBuffer> = None;
     let mut len = len;
     loop {
         let outputs = len.div_ceil(REDUCE_GROUP);
         let dst = gpu.alloc((outputs * 4) as u64, "loss reduction")?;
-        let params = ReduceParams {
-            len: len as u32,
-            group: REDUCE_GROUP as u32,
-            scale: if outputs == 1 { scale } else { 1.0 },
-        };
         let input = level.as_ref().unwrap_or(src);
-        gpu.launch(
-            &SUM_GROUPS,
-            &[("WG", 64.0)],
-            &[input.view(len), dst.view(outputs)],
-            bytemuck::bytes_of(&params),
-            (outputs as u64).div_ceil(64),
-        )?;
+        for start in (0..len).step_by(window) {
+            let part = window.min(len - start);
+            let part_outputs = part.div_ceil(REDUCE_GROUP);
+            let params = ReduceParams {
+                len: part as u32,
+                group: REDUCE_GROUP as u32,
+                scale: if outputs == 1 { scale } else { 1.0 },
+            };
+            let views = [
+                input.view_at(start, part),
+                dst.view_at(start / REDUCE_GROUP, part_outputs),
+            ];
+            gpu.launch(
+                &SUM_GROUPS,
+                &[("WG", 64.0)],
+                &views,
+                bytemuck::bytes_of(&params),
+                (part_outputs as u64).div_ceil(64),
+            )?;
+        }
         if outputs == 1 {
             return Ok(Tensor::from_device(ctx, dst, &[]));
         }
@@ -511,6 +543,7 @@ struct BceParams {
     cols: u32,
     col0: u32,
     scale: f32,
+    invocations: u32,
 }
 
 /// Invocations per workgroup, and vec4s per invocation, of the BCE kernel.
@@ -568,8 +601,9 @@ fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> Result<LossA
     };
     let (weight, weight_len) = table(&options.weight)?;
     let (pos_weight, pos_weight_len) = table(&options.pos_weight)?;
+    let wg = BCE_WG.min(gpu.workgroup_cap());
     let constants = [
-        ("WG", f64::from(BCE_WG)),
+        ("WG", f64::from(wg)),
         (
             "HAS_WEIGHT",
             if options.weight.is_some() { 1.0 } else { 0.0 },
@@ -602,17 +636,20 @@ fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> Result<LossA
     if per_element {
         tensors.push(&loss);
     }
-    let launches: Vec<(usize, usize, u64)> = super::spans(gpu, &tensors, n)
+    let spans = super::spans(gpu, &tensors, n);
+    // The partial sums share one buffer: beyond its size, invocations take more elements each.
+    let groups_cap = (gpu.max_buffer / 4 / u64::from(wg) / spans.len().max(1) as u64).max(1);
+    let launches: Vec<(usize, usize, u64)> = spans
         .into_iter()
         .map(|(start, len)| {
             let vec4s = len.div_ceil(4);
             let groups = (vec4s as u64)
-                .div_ceil(u64::from(BCE_WG) * BCE_VEC4_PER_INVOCATION as u64)
-                .max(1);
+                .div_ceil(u64::from(wg) * BCE_VEC4_PER_INVOCATION as u64)
+                .clamp(1, groups_cap);
             (start, len, groups)
         })
         .collect();
-    let partial_count: u64 = launches.iter().map(|l| l.2 * u64::from(BCE_WG)).sum();
+    let partial_count: u64 = launches.iter().map(|l| l.2 * u64::from(wg)).sum();
     let partials = if per_element {
         None
     } else {
@@ -626,8 +663,9 @@ fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> Result<LossA
             cols: cols as u32,
             col0: (start % cols.max(1)) as u32,
             scale,
+            invocations: (groups * u64::from(wg)) as u32,
         };
-        let count = groups * u64::from(BCE_WG);
+        let count = groups * u64::from(wg);
         let losses = match &partials {
             Some(p) => View {
                 buffer: p.raw(),
@@ -672,5 +710,40 @@ fn mixed(op: &'static str) -> Error {
     Error::Gpu {
         op,
         message: "mixed host and device tensors".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The windowed device sum against the host's, with windows far shorter than the input
+    /// (on real adapters only inputs beyond one binding, ~1e9 BCE elements, take this path).
+    #[test]
+    fn sums_longer_than_a_window_add_up() {
+        let Ok(ctx) = crate::Context::with_options(crate::ContextOptions {
+            allow_cpu_fallback: false,
+            ..Default::default()
+        }) else {
+            assert!(
+                std::env::var("GPU_ACTIVATIONS_REQUIRE_ADAPTER").map_or(true, |v| v != "1"),
+                "no GPU adapter and GPU_ACTIVATIONS_REQUIRE_ADAPTER=1"
+            );
+            return;
+        };
+        let Some(gpu) = ctx.gpu() else { return };
+        let values: Vec<f32> = (0..100_003).map(|i| (i % 97) as f32 * 0.25).collect();
+        let src = gpu
+            .upload_new(bytemuck::cast_slice(&values), "test")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let total = sum_in_windows(gpu, &ctx, &src, values.len(), 0.5, 4096)
+            .and_then(|t| t.to_vec())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let want: f64 = values.iter().map(|&v| f64::from(v)).sum::<f64>() * 0.5;
+        assert!(
+            (f64::from(total[0]) - want).abs() <= 1e-6 * want,
+            "{} vs {want}",
+            total[0]
+        );
     }
 }

@@ -41,9 +41,9 @@ pub(crate) fn spans(gpu: &Gpu, tensors: &[&Tensor], n: usize) -> Vec<(usize, usi
     runs
 }
 
-/// Workgroups for `vec4s` vec4 elements.
-pub(crate) fn elementwise_groups(vec4s: usize) -> u64 {
-    (vec4s as u64).div_ceil(u64::from(ELEMENTWISE_WG) * ELEMENTWISE_VEC4_PER_INVOCATION)
+/// Workgroups of `wg` invocations for `vec4s` vec4 elements.
+pub(crate) fn elementwise_groups(vec4s: usize, wg: u32) -> u64 {
+    (vec4s as u64).div_ceil(u64::from(wg) * ELEMENTWISE_VEC4_PER_INVOCATION)
 }
 
 /// Mirrors the `Params` of `shaders/activation.wgsl` (whose first field `copy.wgsl` shares).
@@ -95,8 +95,9 @@ pub(crate) fn launch_elementwise(
         op: kernel.entry,
         message: "mixed host and device tensors".into(),
     })?;
+    let wg = ELEMENTWISE_WG.min(gpu.workgroup_cap());
     let mut constants = constants.to_vec();
-    constants.push(("WG", f64::from(ELEMENTWISE_WG)));
+    constants.push(("WG", f64::from(wg)));
     for (start, len) in spans(gpu, tensors, first.len()) {
         let views = tensors
             .iter()
@@ -109,7 +110,7 @@ pub(crate) fn launch_elementwise(
             p1,
             p2,
         };
-        let groups = elementwise_groups(vec4s);
+        let groups = elementwise_groups(vec4s, wg);
         gpu.launch(
             kernel,
             &constants,

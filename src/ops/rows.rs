@@ -34,6 +34,15 @@ pub(crate) enum RowPlan {
 impl RowPlan {
     /// The plan for `rows × cols` on `gpu`, honouring a forced strategy.
     pub fn choose(gpu: &Gpu, rows: usize, cols: usize) -> RowPlan {
+        match RowPlan::choose_uncapped(gpu, rows, cols) {
+            RowPlan::Workgroup { wg } => RowPlan::Workgroup {
+                wg: wg.min(gpu.workgroup_cap()),
+            },
+            plan => plan,
+        }
+    }
+
+    fn choose_uncapped(gpu: &Gpu, rows: usize, cols: usize) -> RowPlan {
         match gpu.row_strategy {
             RowStrategy::PerRow => RowPlan::PerRow,
             RowStrategy::Segmented => RowPlan::segmented(cols, cols.div_ceil(4).clamp(1, 8)),
@@ -63,6 +72,13 @@ impl RowPlan {
                     RowPlan::segmented(cols, want_segs.min(max_segs))
                 }
             }
+        }
+    }
+
+    /// One workgroup per row, sized for `cols` and capped by the device.
+    pub fn workgroup(gpu: &Gpu, cols: usize) -> RowPlan {
+        RowPlan::Workgroup {
+            wg: workgroup_size(cols).min(gpu.workgroup_cap()),
         }
     }
 
