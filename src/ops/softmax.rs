@@ -361,34 +361,24 @@ fn launch_rows(
             let k1 = op.kernel(plan, vec4, 0, gpu.subgroups);
             let k2 = op.kernel(plan, vec4, 1, gpu.subgroups);
             let stages: [(&Kernel, bool); 2] = [(&k1, false), (&k2, true)];
+            let launch_stage = |kernel: &Kernel, w: &Window, part: View<'_>, writes_output| {
+                let views = stage_views(io(w)?, part, writes_output);
+                let params = bytemuck::bytes_of(&w.params);
+                gpu.launch(kernel, &constants, &views, params, groups(w.width))
+            };
             if long_rows {
+                // One partials buffer for every window of every row, stage by stage.
                 let part = gpu.alloc((part_len * 4) as u64, name)?;
-                let part_view = part.view(part_len);
                 for (kernel, writes_output) in stages {
                     for w in &windows {
-                        let views = stage_views(io(w)?, part_view, writes_output);
-                        gpu.launch(
-                            kernel,
-                            &constants,
-                            &views,
-                            bytemuck::bytes_of(&w.params),
-                            groups(w.width),
-                        )?;
+                        launch_stage(kernel, w, part.view(part_len), writes_output)?;
                     }
                 }
             } else {
                 for w in &windows {
                     let part = gpu.alloc((part_len * 4) as u64, name)?;
-                    let part_view = part.view(part_len);
                     for (kernel, writes_output) in stages {
-                        let views = stage_views(io(w)?, part_view, writes_output);
-                        gpu.launch(
-                            kernel,
-                            &constants,
-                            &views,
-                            bytemuck::bytes_of(&w.params),
-                            groups(w.width),
-                        )?;
+                        launch_stage(kernel, w, part.view(part_len), writes_output)?;
                     }
                 }
             }
