@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 
 use common::uniform;
 use gpu_activations::{
-    Activation, BceOptions, Context, ContextOptions, CrossEntropyOptions, Reduction, Targets,
-    Tensor,
+    Activation, BceOptions, Context, ContextOptions, CrossEntropyOptions, LossAndGrad, Reduction,
+    Targets, Tensor,
 };
 use npyz::WriterBuilder;
 
@@ -220,84 +220,44 @@ fn every_op_matches_the_library_bit_for_bit_on_every_backend() {
             ..Default::default()
         };
         let want = xt.cross_entropy(Targets::Indices(&labels), &o).unwrap();
-        let (dz, loss) = (f.path("dz.npy"), f.path("loss.npy"));
-        let out = run(&[
-            "run",
-            "cross-entropy",
-            "--input",
-            &f.s("x.npy"),
-            "--targets",
-            &f.s("labels.npy"),
-            "--reduction",
-            "none",
-            "--label-smoothing",
-            "0.1",
-            "--output",
-            &f.s("dz.npy"),
-            "--loss-output",
-            &f.s("loss.npy"),
-            "--backend",
+        run_loss(
+            &f,
             &b,
-        ]);
-        assert!(out.status.success(), "{b}: {}", stderr(&out));
-        assert_bits(
-            &format!("{b} ce grad"),
-            &read_f32(&dz).0,
-            &want.grad.to_vec().unwrap(),
+            &[
+                "cross-entropy",
+                "--targets",
+                &f.s("labels.npy"),
+                "--reduction",
+                "none",
+                "--label-smoothing",
+                "0.1",
+            ],
+            &want,
+            &[rows],
         );
-        let (l, shape) = read_f32(&loss);
-        assert_eq!(shape, vec![rows]);
-        assert_bits(&format!("{b} ce loss"), &l, &want.loss.to_vec().unwrap());
 
         let pt = Tensor::from_slice(&lib, &probs, &[rows, cols]).unwrap();
         let want = xt
             .cross_entropy(Targets::Probabilities(&pt), &CrossEntropyOptions::default())
             .unwrap();
-        let out = run(&[
-            "run",
-            "cross-entropy",
-            "--input",
-            &f.s("x.npy"),
-            "--targets",
-            &f.s("p.npy"),
-            "--output",
-            &f.s("dz.npy"),
-            "--loss-output",
-            &f.s("loss.npy"),
-            "--backend",
+        run_loss(
+            &f,
             &b,
-        ]);
-        assert!(out.status.success(), "{b}: {}", stderr(&out));
-        assert_bits(
-            &format!("{b} ce probs grad"),
-            &read_f32(&dz).0,
-            &want.grad.to_vec().unwrap(),
-        );
-        let (l, shape) = read_f32(&loss);
-        assert_eq!(shape, Vec::<usize>::new(), "mean loss has shape ()");
-        assert_bits(
-            &format!("{b} ce probs loss"),
-            &l,
-            &want.loss.to_vec().unwrap(),
+            &["cross-entropy", "--targets", &f.s("p.npy")],
+            &want,
+            &[],
         );
 
         let w: Vec<f32> = (0..cols).map(|c| 1.0 + c as f32 / 10.0).collect();
         write_f32(&f.path("w.npy"), &w, &[cols]);
-        let want = xt
-            .bce_with_logits(
-                &pt,
-                &BceOptions {
-                    reduction: Reduction::Sum,
-                    weight: Some(w.clone()),
-                    pos_weight: Some(w.clone()),
-                },
-            )
-            .unwrap();
-        let out = run(&[
-            "run",
+        let o = BceOptions {
+            reduction: Reduction::Sum,
+            weight: Some(w.clone()),
+            pos_weight: Some(w),
+        };
+        let want = xt.bce_with_logits(&pt, &o).unwrap();
+        let args = [
             "bce-with-logits",
-            "--input",
-            &f.s("x.npy"),
             "--targets",
             &f.s("p.npy"),
             "--reduction",
@@ -306,24 +266,8 @@ fn every_op_matches_the_library_bit_for_bit_on_every_backend() {
             &f.s("w.npy"),
             "--pos-weight",
             &f.s("w.npy"),
-            "--output",
-            &f.s("dz.npy"),
-            "--loss-output",
-            &f.s("loss.npy"),
-            "--backend",
-            &b,
-        ]);
-        assert!(out.status.success(), "{b}: {}", stderr(&out));
-        assert_bits(
-            &format!("{b} bce grad"),
-            &read_f32(&dz).0,
-            &want.grad.to_vec().unwrap(),
-        );
-        assert_bits(
-            &format!("{b} bce loss"),
-            &read_f32(&loss).0,
-            &want.loss.to_vec().unwrap(),
-        );
+        ];
+        run_loss(&f, &b, &args, &want, &[]);
     }
 }
 
@@ -389,6 +333,35 @@ fn every_input_dtype_is_accepted() {
         losses.iter().all(|&l| (l - want).abs() < 1e-6),
         "{losses:?} vs {want}"
     );
+}
+
+/// Runs a loss op (`args` = op and its options) on x.npy with --output dz.npy and
+/// --loss-output loss.npy, and checks both bit for bit against the library's `want`.
+fn run_loss(f: &Files, backend: &str, args: &[&str], want: &LossAndGrad, loss_shape: &[usize]) {
+    let (x, dz, loss) = (f.s("x.npy"), f.s("dz.npy"), f.s("loss.npy"));
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend([
+        "--input",
+        &x,
+        "--output",
+        &dz,
+        "--loss-output",
+        &loss,
+        "--backend",
+        backend,
+    ]);
+    let out = run(&all);
+    let case = format!("{backend} {}", args.join(" "));
+    assert!(out.status.success(), "{case}: {}", stderr(&out));
+    assert_bits(
+        &format!("{case} grad"),
+        &read_f32(&f.path("dz.npy")).0,
+        &want.grad.to_vec().unwrap(),
+    );
+    let (l, shape) = read_f32(&f.path("loss.npy"));
+    assert_eq!(shape, loss_shape, "{case}: loss shape");
+    assert_bits(&format!("{case} loss"), &l, &want.loss.to_vec().unwrap());
 }
 
 /// Runs `cross-entropy` on z.npy with the targets in t.npy (CPU backend) and returns the loss.
