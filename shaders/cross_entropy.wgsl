@@ -17,6 +17,9 @@
 
 override WG: u32 = 64u;
 override HAS_WEIGHT: bool = false;
+// Whether ε > 0. A constant rather than a test of p.eps: a branch on a uniform value is still
+// compiled as a masked branch on some adapters (lavapipe runs both sides for every element).
+override SMOOTHING: bool = false;
 
 const IGNORED: u32 = 0xffffffffu;
 
@@ -151,29 +154,37 @@ fn common_sums(d: vec4<f32>, e: vec4<f32>, valid: vec4<bool>) -> Sums {
     return Sums(rest, maxima, 0.0, 0.0);
 }
 
-// Class-index target y for four classes c with logits v; (M, 1/S) from the first pass.
-fn index_step(v: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32, w_y: f32, k: vec2<f32>) -> Step {
+// The loss sums of class-index target y over four classes c, with d = z − M and e = e^d.
+fn index_sums(d: vec4<f32>, e: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32) -> Sums {
     let valid = c < vec4(p.cols);
-    let d = v - k.x;
-    let e = exp(d);
-    let prob = e * k.y;
-    let hit = c == vec4(y);
-    var dz = (1.0 - p.eps) * w_y * (prob - select(vec4(0.0), vec4(1.0), hit));
-    if p.eps > 0.0 {
-        dz += p.eps / f32(p.cols) * (p.w_all * prob - w);
-    }
     var sums = common_sums(d, e, valid);
-    sums.hit = hsum(select(vec4(0.0), d, hit & valid));
-    if p.eps > 0.0 {
+    sums.hit = hsum(select(vec4(0.0), d, c == vec4(y) & valid));
+    if SMOOTHING {
         sums.weighted = hsum(select(vec4(0.0), w * d, valid));
     }
-    return Step(p.scale * dz, sums);
+    return sums;
+}
+
+// The gradient of four classes c with softmax probabilities `prob`, for class-index target y.
+fn index_grad(prob: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32, w_y: f32) -> vec4<f32> {
+    var dz = (1.0 - p.eps) * w_y * (prob - select(vec4(0.0), vec4(1.0), c == vec4(y)));
+    if SMOOTHING {
+        dz += p.eps / f32(p.cols) * (p.w_all * prob - w);
+    }
+    return p.scale * dz;
+}
+
+// Class-index target y for four classes c with logits v; (M, 1/S) from the first pass.
+fn index_step(v: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32, w_y: f32, k: vec2<f32>) -> Step {
+    let d = v - k.x;
+    let e = exp(d);
+    return Step(index_grad(e * k.y, c, w, y, w_y), index_sums(d, e, c, w, y));
 }
 
 fn index_loss(s: Sums, w_y: f32) -> f32 {
     let log_s = log1p_pos(s.rest + (s.maxima - 1.0));
     var loss = (1.0 - p.eps) * w_y * (log_s - s.hit);
-    if p.eps > 0.0 {
+    if SMOOTHING {
         loss += p.eps / f32(p.cols) * (p.w_all * log_s - s.weighted);
     }
     return loss;

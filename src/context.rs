@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, SubgroupSizes};
 
 /// Environment variable that picks the backend when the options leave it open.
 pub const BACKEND_ENV: &str = "GPU_ACTIVATIONS_BACKEND";
@@ -115,6 +115,9 @@ pub enum RowStrategy {
     Segmented,
     /// One workgroup per row, reducing through subgroups or workgroup memory.
     Workgroup,
+    /// One subgroup per row, the row held in registers, where the adapter has subgroups and
+    /// the row fits (forward softmax and class-index cross-entropy); otherwise as `Auto`.
+    Subgroup,
 }
 
 /// How to build a [`Context`].
@@ -455,10 +458,14 @@ fn open_device(
             adapter: summary.name.clone(),
             message: e.to_string(),
         })?;
+    let info = adapter.get_info();
     Ok(Gpu::new(
         device,
         queue,
-        subgroups,
+        subgroups.then_some(SubgroupSizes {
+            min: info.subgroup_min_size,
+            max: info.subgroup_max_size,
+        }),
         summary.is_hardware(),
         options,
     ))

@@ -15,24 +15,29 @@ use gpu_activations::{
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-/// Every GPU with its automatic kernel, each GPU with the workgroup kernel forced (subgroups on
-/// and off where it has them), and the CPU backend.
+/// Every GPU with its automatic kernel, each GPU with the per-row and the workgroup kernels
+/// forced (subgroups on and off where it has them) and one subgroup per row where it has
+/// subgroups, and the CPU backend.
 fn contexts() -> &'static [Context] {
     static ALL: OnceLock<Vec<Context>> = OnceLock::new();
     ALL.get_or_init(|| {
         let mut all = Vec::new();
         for ctx in common::gpus() {
             all.push(ctx.clone());
-            let mut paths = vec![Subgroups::Off];
+            let mut forced = vec![
+                (RowStrategy::PerRow, Subgroups::Auto),
+                (RowStrategy::Workgroup, Subgroups::Off),
+            ];
             if ctx.uses_subgroups() {
-                paths.push(Subgroups::Auto);
+                forced.push((RowStrategy::Workgroup, Subgroups::Auto));
+                forced.push((RowStrategy::Subgroup, Subgroups::Auto));
             }
-            for subgroups in paths {
+            for (row_strategy, subgroups) in forced {
                 let options = ContextOptions {
                     backend: Some(ctx.backend()),
                     allow_cpu_fallback: false,
                     subgroups,
-                    row_strategy: RowStrategy::Workgroup,
+                    row_strategy,
                     ..Default::default()
                 };
                 all.push(Context::with_options(options).expect("same adapter opens twice"));
@@ -193,7 +198,7 @@ fn cross_entropy_matches_pytorch_fixtures() {
 #[test]
 fn cross_entropy_options_alone_and_combined() {
     for ctx in contexts() {
-        for classes in [1, 2, 3, 8, 37, 1000] {
+        for classes in [1, 2, 3, 8, 37, 260, 1000, 1024] {
             let rows = 33;
             let logits = uniform(classes as u64, rows * classes, -6.0, 6.0);
             let t = random_classes(classes as u64 + 1, rows, classes);
@@ -295,38 +300,56 @@ fn cross_entropy_at_scale_vocabulary_and_many_rows() {
 
 #[test]
 fn cross_entropy_extreme_logits_and_ignored_batches() {
+    // Three classes, and four (which the vec4 and subgroup-per-row kernels take).
+    let three = vec![
+        1e4, -1e4, 0.0, -1e4, 1e4, 3.0, 3e4, 3e4, -3e4, 88.0, -88.0, 1.0,
+    ];
+    let four = vec![
+        1e4, -1e4, 0.0, 5.0, -1e4, 1e4, 3.0, 2.0, 3e4, 3e4, -3e4, 0.0, 88.0, -88.0, 1.0, 0.0,
+    ];
     for ctx in contexts() {
-        let logits = [
-            1e4, -1e4, 0.0, -1e4, 1e4, 3.0, 3e4, 3e4, -3e4, 88.0, -88.0, 1.0,
-        ];
-        let t = [1i64, 0, 2, 0];
-        for (name, o) in option_sets(3) {
-            check_indices(ctx, &logits, 3, &t, &o, &format!("extreme {name}"));
+        for (classes, logits) in [(3, &three), (4, &four)] {
+            let t = [1i64, 0, 2, 0];
+            for (name, o) in option_sets(classes) {
+                check_indices(
+                    ctx,
+                    logits,
+                    classes,
+                    &t,
+                    &o,
+                    &format!("extreme K={classes} {name}"),
+                );
+            }
+            // Every row ignored: the mean is NaN (0/0) as in PyTorch, the gradient zero.
+            let z = Tensor::from_slice(ctx, logits, &[4, classes]).unwrap();
+            let out = z
+                .cross_entropy(
+                    Targets::Indices(&[-100; 4]),
+                    &CrossEntropyOptions::default(),
+                )
+                .unwrap();
+            assert!(out.loss.to_vec().unwrap()[0].is_nan(), "{}", tag(ctx));
+            assert_eq!(
+                out.grad.to_vec().unwrap(),
+                vec![0.0; 4 * classes],
+                "{}",
+                tag(ctx)
+            );
+            let sum = CrossEntropyOptions {
+                reduction: Reduction::Sum,
+                ..Default::default()
+            };
+            let out = z
+                .cross_entropy(
+                    Targets::IndicesU32(&[7, 7, 7, 7]),
+                    &CrossEntropyOptions {
+                        ignore_index: 7,
+                        ..sum
+                    },
+                )
+                .unwrap();
+            assert_eq!(out.loss.to_vec().unwrap(), vec![0.0], "{}", tag(ctx));
         }
-        // Every row ignored: the mean is NaN (0/0) as in PyTorch, the gradient zero.
-        let z = Tensor::from_slice(ctx, &logits, &[4, 3]).unwrap();
-        let out = z
-            .cross_entropy(
-                Targets::Indices(&[-100; 4]),
-                &CrossEntropyOptions::default(),
-            )
-            .unwrap();
-        assert!(out.loss.to_vec().unwrap()[0].is_nan(), "{}", tag(ctx));
-        assert_eq!(out.grad.to_vec().unwrap(), vec![0.0; 12], "{}", tag(ctx));
-        let sum = CrossEntropyOptions {
-            reduction: Reduction::Sum,
-            ..Default::default()
-        };
-        let out = z
-            .cross_entropy(
-                Targets::IndicesU32(&[7, 7, 7, 7]),
-                &CrossEntropyOptions {
-                    ignore_index: 7,
-                    ..sum
-                },
-            )
-            .unwrap();
-        assert_eq!(out.loss.to_vec().unwrap(), vec![0.0], "{}", tag(ctx));
     }
 }
 

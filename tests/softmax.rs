@@ -10,8 +10,9 @@ use common::{assert_all_close, fixtures, label, npy, npy_f32, uniform};
 use gpu_activations::cpu::softmax as reference;
 use gpu_activations::{Context, ContextOptions, Error, RowStrategy, Subgroups, Tensor};
 
-/// Every GPU backend present with each row strategy forced, and the workgroup strategy with
-/// subgroups both on and off. The first context of each backend is the automatic one.
+/// Every GPU backend present with each row strategy forced, the workgroup strategy with
+/// subgroups both on and off, and one subgroup per row where the adapter has subgroups. The
+/// first context of each backend is the automatic one.
 fn strategies() -> &'static [Context] {
     static ALL: OnceLock<Vec<Context>> = OnceLock::new();
     ALL.get_or_init(|| {
@@ -23,9 +24,12 @@ fn strategies() -> &'static [Context] {
                 (RowStrategy::Segmented, Subgroups::Auto),
                 (RowStrategy::Workgroup, Subgroups::Auto),
                 (RowStrategy::Workgroup, Subgroups::Off),
+                (RowStrategy::Subgroup, Subgroups::Auto),
             ];
             for (row_strategy, subgroups) in forced {
-                if subgroups == Subgroups::Off && !ctx.uses_subgroups() {
+                let needs_subgroups =
+                    subgroups == Subgroups::Off || row_strategy == RowStrategy::Subgroup;
+                if needs_subgroups && !ctx.uses_subgroups() {
                     continue;
                 }
                 let options = ContextOptions {
@@ -156,6 +160,27 @@ fn every_row_kernel_and_reduction_path_agrees_with_the_reference() {
 }
 
 #[test]
+fn subgroup_rows_at_every_part_boundary() {
+    // A lane of the subgroup-per-row kernel holds up to 32 vec4s in four parts of 8: widths
+    // on both sides of each part boundary for 8-lane subgroups (lavapipe), the largest row
+    // it takes, and the first one it leaves to another kernel.
+    let widths = [
+        4, 12, 28, 32, 36, 60, 64, 68, 252, 256, 260, 508, 512, 516, 764, 768, 772, 1020, 1024,
+        1028,
+    ];
+    for ctx in strategies()
+        .iter()
+        .filter(|c| c.row_strategy() == RowStrategy::Subgroup)
+    {
+        for (i, &cols) in widths.iter().enumerate() {
+            for rows in [1, 9, 65] {
+                check_shape(ctx, rows, cols, 2200 + i as u64, 10.0);
+            }
+        }
+    }
+}
+
+#[test]
 fn rows_beyond_the_grid_limit_and_beyond_one_binding() {
     for ctx in common::gpus() {
         // 10,000,000 rows: far more than 65,535 workgroups in one dimension.
@@ -249,7 +274,7 @@ fn edge_rows_follow_pytorch() {
 fn nan_and_infinity_rows_at_every_width() {
     // The fixture's edge rows are 4 wide; repeat the cases at widths that take other paths.
     for ctx in strategies() {
-        for cols in [1, 3, 8, 37, 2048] {
+        for cols in [1, 3, 8, 37, 260, 1024, 2048] {
             let mut rows: Vec<Vec<f32>> = Vec::new();
             let base = uniform(cols as u64, cols, -2.0, 2.0);
             let with = |i: usize, v: f32| {

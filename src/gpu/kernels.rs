@@ -85,7 +85,9 @@ impl Shader {
             Shader::SoftmaxSubgroup => concat!(
                 include_str!("../../shaders/softmax.wgsl"),
                 include_str!("../../shaders/online_softmax.wgsl"),
-                include_str!("../../shaders/row_reduce_subgroup.wgsl")
+                include_str!("../../shaders/row_reduce_subgroup.wgsl"),
+                include_str!("../../shaders/softmax_subgroup_rows.wgsl"),
+                include_str!("../../shaders/row_cache.wgsl")
             ),
             Shader::CrossEntropy => concat!(
                 include_str!("../../shaders/cross_entropy.wgsl"),
@@ -95,7 +97,9 @@ impl Shader {
             Shader::CrossEntropySubgroup => concat!(
                 include_str!("../../shaders/cross_entropy.wgsl"),
                 include_str!("../../shaders/online_softmax.wgsl"),
-                include_str!("../../shaders/row_reduce_subgroup.wgsl")
+                include_str!("../../shaders/row_reduce_subgroup.wgsl"),
+                include_str!("../../shaders/cross_entropy_subgroup_rows.wgsl"),
+                include_str!("../../shaders/row_cache.wgsl")
             ),
             Shader::BceWithLogits => concat!(
                 include_str!("../../shaders/bce_with_logits.wgsl"),

@@ -44,6 +44,13 @@ pub(crate) struct View<'a> {
     pub size: u64,
 }
 
+/// The least and the most invocations a subgroup of the adapter has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SubgroupSizes {
+    pub min: u32,
+    pub max: u32,
+}
+
 /// Device state shared by every clone of a GPU `Context`.
 pub(crate) struct Gpu {
     pub device: wgpu::Device,
@@ -51,6 +58,8 @@ pub(crate) struct Gpu {
     pub limits: wgpu::Limits,
     /// Whether kernels may use subgroup operations.
     pub subgroups: bool,
+    /// The adapter's subgroup sizes, where kernels may use subgroups.
+    pub subgroup_sizes: Option<SubgroupSizes>,
     /// Whether the adapter is GPU hardware (not a software rasteriser on the CPU).
     pub hardware: bool,
     /// Which kernel covers a row in row operations.
@@ -89,7 +98,7 @@ impl Gpu {
     pub fn new(
         device: wgpu::Device,
         queue: wgpu::Queue,
-        subgroups: bool,
+        subgroup_sizes: Option<SubgroupSizes>,
         hardware: bool,
         options: &crate::context::ContextOptions,
     ) -> Self {
@@ -129,7 +138,8 @@ impl Gpu {
             device,
             queue,
             limits,
-            subgroups,
+            subgroups: subgroup_sizes.is_some(),
+            subgroup_sizes,
             hardware,
             row_strategy: options.row_strategy,
             max_buffer,

@@ -365,7 +365,12 @@ impl FusedCrossEntropy<'_> {
                 what: "max_storage_buffer_binding_size (one class index and one loss per row); split the batch",
             });
         }
-        let plan = match RowPlan::choose(gpu, rows, classes) {
+        let choice = if self.classes.is_some() {
+            RowPlan::choose_cached(gpu, rows, classes)
+        } else {
+            RowPlan::choose(gpu, rows, classes)
+        };
+        let plan = match choice {
             // Cross-entropy has no segment kernel (its rows are vocabulary-sized at most): few
             // long rows take a workgroup each on a GPU, an invocation each on a CPU adapter.
             RowPlan::Segmented { .. } if gpu.hardware => RowPlan::workgroup(gpu, classes),
@@ -374,6 +379,7 @@ impl FusedCrossEntropy<'_> {
         };
         let vec4 = classes.is_multiple_of(4);
         let (entry, wg) = match (self.classes.is_some(), plan, vec4) {
+            (true, RowPlan::SubgroupRows { wg, .. }, _) => ("index_subgroup_rows", wg),
             (true, RowPlan::Workgroup { wg }, _) => ("index_workgroup", wg),
             (false, RowPlan::Workgroup { wg }, _) => ("prob_workgroup", wg),
             (true, _, false) => ("index_rows", ROW_WG),
@@ -382,8 +388,16 @@ impl FusedCrossEntropy<'_> {
             (false, _, true) => ("prob_rows_vec4", ROW_WG),
         };
         let workgroup = matches!(plan, RowPlan::Workgroup { .. });
+        let subgroup_rows = match plan {
+            RowPlan::SubgroupRows {
+                lane_vec4s,
+                rows_per_wg,
+                ..
+            } => Some((lane_vec4s, rows_per_wg)),
+            _ => None,
+        };
         let kernel = Kernel {
-            shader: if workgroup && gpu.subgroups {
+            shader: if (workgroup || subgroup_rows.is_some()) && gpu.subgroups {
                 Shader::CrossEntropySubgroup
             } else {
                 Shader::CrossEntropy
@@ -398,10 +412,15 @@ impl FusedCrossEntropy<'_> {
             ],
         };
         let has_weight = self.weight.is_some();
-        let constants = [
+        let mut constants = vec![
             ("WG", f64::from(wg)),
             ("HAS_WEIGHT", if has_weight { 1.0 } else { 0.0 }),
+            ("SMOOTHING", if self.eps > 0.0 { 1.0 } else { 0.0 }),
         ];
+        if let Some((lane_vec4s, rows_per_wg)) = subgroup_rows {
+            constants.push(("LANE_VEC4S", f64::from(lane_vec4s)));
+            constants.push(("SUBGROUP_ROWS", f64::from(rows_per_wg)));
+        }
         let w_all = self
             .weight
             .map_or(classes as f64, |w| w.iter().map(|&v| f64::from(v)).sum());
@@ -439,6 +458,8 @@ impl FusedCrossEntropy<'_> {
             ];
             let groups = if workgroup {
                 block.rows as u64
+            } else if let Some((_, rows_per_wg)) = subgroup_rows {
+                (block.rows as u64).div_ceil(u64::from(rows_per_wg))
             } else {
                 (block.rows as u64).div_ceil(u64::from(wg))
             };

@@ -14,6 +14,12 @@ const CPU_PARALLEL_INVOCATIONS: usize = 1024;
 /// Longest row the cached per-row kernel holds (`ROW_CACHE` vec4s in softmax.wgsl).
 pub(crate) const CACHED_ROW_MAX: usize = 64;
 
+/// The most vec4s a lane of a subgroup-per-row kernel holds (`LANE_CACHE` in the
+/// `*_subgroup_rows.wgsl` files), and a tighter bound on GPUs, where registers are shared by
+/// the invocations resident on a core.
+const LANE_CACHE: usize = 32;
+const LANE_CACHE_HARDWARE: usize = 8;
+
 /// Shortest segment worth a separate invocation.
 const MIN_SEGMENT: usize = 1024;
 
@@ -29,6 +35,14 @@ pub(crate) enum RowPlan {
     Segmented { seg_len: usize, segs: usize },
     /// One workgroup of `wg` invocations per row.
     Workgroup { wg: u32 },
+    /// One subgroup per row, each lane holding `lane_vec4s` of the row's vec4s in registers;
+    /// `rows_per_wg` rows per workgroup of `wg` invocations (forward softmax and class-index
+    /// cross-entropy, vec4 rows only).
+    SubgroupRows {
+        lane_vec4s: u32,
+        rows_per_wg: u32,
+        wg: u32,
+    },
 }
 
 impl RowPlan {
@@ -49,7 +63,7 @@ impl RowPlan {
             RowStrategy::Workgroup => RowPlan::Workgroup {
                 wg: workgroup_size(cols),
             },
-            RowStrategy::Auto if gpu.hardware => {
+            RowStrategy::Auto | RowStrategy::Subgroup if gpu.hardware => {
                 if cols <= 32 {
                     RowPlan::PerRow
                 } else if rows < 256 && cols >= 16 * MIN_SEGMENT {
@@ -60,7 +74,7 @@ impl RowPlan {
                     }
                 }
             }
-            RowStrategy::Auto => {
+            RowStrategy::Auto | RowStrategy::Subgroup => {
                 // A CPU-type adapter: invocations are SIMD lanes and workgroups are tasks, so
                 // barriers are expensive and one invocation per row is best, split into
                 // segments only when there are too few rows to occupy every lane.
@@ -73,6 +87,42 @@ impl RowPlan {
                 }
             }
         }
+    }
+
+    /// The plan for an operation that can hold a row in registers (forward softmax,
+    /// class-index cross-entropy): one subgroup per row where the adapter has subgroups and
+    /// the row fits, otherwise as [`RowPlan::choose`].
+    pub fn choose_cached(gpu: &Gpu, rows: usize, cols: usize) -> RowPlan {
+        let plan = RowPlan::choose(gpu, rows, cols);
+        let subgroup_rows = RowPlan::subgroup_rows(gpu, cols);
+        match (gpu.row_strategy, subgroup_rows) {
+            (RowStrategy::Subgroup, Some(sub)) => sub,
+            // On a CPU-type adapter a row of at most CACHED_ROW_MAX floats is cheaper in one
+            // invocation's registers (no cross-lane reduction); longer ones take a subgroup.
+            (RowStrategy::Auto, Some(sub)) if gpu.hardware || cols > CACHED_ROW_MAX => sub,
+            _ => plan,
+        }
+    }
+
+    /// One subgroup per row, if the adapter has subgroups and a vec4 row fits in the lanes'
+    /// registers of the smallest subgroup.
+    fn subgroup_rows(gpu: &Gpu, cols: usize) -> Option<RowPlan> {
+        let sizes = gpu.subgroup_sizes?;
+        if !cols.is_multiple_of(4) || cols == 0 {
+            return None;
+        }
+        let lane_vec4s = (cols / 4).div_ceil(sizes.min as usize);
+        let cap = if gpu.hardware {
+            LANE_CACHE_HARDWARE
+        } else {
+            LANE_CACHE
+        };
+        let wg = (4 * sizes.max).clamp(ROW_WG, 256).min(gpu.workgroup_cap());
+        (lane_vec4s <= cap && wg >= sizes.max).then_some(RowPlan::SubgroupRows {
+            lane_vec4s: lane_vec4s as u32,
+            rows_per_wg: wg / sizes.max,
+            wg,
+        })
     }
 
     /// One workgroup per row, sized for `cols` and capped by the device.

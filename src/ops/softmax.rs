@@ -70,10 +70,19 @@ impl RowOp {
             (Forward, RowPlan::Segmented { .. }, _, false) => ("forward_finish", FWD_FINISH),
             (Forward, RowPlan::Segmented { .. }, _, true) => ("forward_finish_vec4", FWD_FINISH),
             (Forward, RowPlan::Workgroup { .. }, _, _) => ("forward_workgroup", FWD),
-            (Backward, RowPlan::PerRow | RowPlan::PerRowCached, _, false) => ("backward_rows", BWD),
-            (Backward, RowPlan::PerRow | RowPlan::PerRowCached, _, true) => {
-                ("backward_rows_vec4", BWD)
-            }
+            (Forward, RowPlan::SubgroupRows { .. }, _, _) => ("forward_subgroup_rows", FWD),
+            (
+                Backward,
+                RowPlan::PerRow | RowPlan::PerRowCached | RowPlan::SubgroupRows { .. },
+                _,
+                false,
+            ) => ("backward_rows", BWD),
+            (
+                Backward,
+                RowPlan::PerRow | RowPlan::PerRowCached | RowPlan::SubgroupRows { .. },
+                _,
+                true,
+            ) => ("backward_rows_vec4", BWD),
             (Backward, RowPlan::Segmented { .. }, 0, false) => ("backward_partials", BWD_PARTIALS),
             (Backward, RowPlan::Segmented { .. }, 0, true) => {
                 ("backward_partials_vec4", BWD_PARTIALS)
@@ -82,7 +91,10 @@ impl RowOp {
             (Backward, RowPlan::Segmented { .. }, _, true) => ("backward_finish_vec4", BWD_FINISH),
             (Backward, RowPlan::Workgroup { .. }, _, _) => ("backward_workgroup", BWD),
         };
-        let workgroup = matches!(plan, RowPlan::Workgroup { .. });
+        let workgroup = matches!(
+            plan,
+            RowPlan::Workgroup { .. } | RowPlan::SubgroupRows { .. }
+        );
         Kernel {
             shader: if workgroup && subgroups {
                 Shader::SoftmaxSubgroup
@@ -242,8 +254,8 @@ fn launch_rows(
             seg_len,
             segs: cols.div_ceil(seg_len),
         }
-    } else {
-        match RowPlan::choose(gpu, rows, cols) {
+    } else if op.direction == Direction::Forward {
+        match RowPlan::choose_cached(gpu, rows, cols) {
             // A short forward row fits in registers: read it once.
             RowPlan::PerRow
                 if op.direction == Direction::Forward
@@ -254,6 +266,8 @@ fn launch_rows(
             }
             plan => plan,
         }
+    } else {
+        RowPlan::choose(gpu, rows, cols)
     };
     let (seg_len, segs) = match plan {
         RowPlan::Segmented { seg_len, segs } => (seg_len, segs),
@@ -265,15 +279,24 @@ fn launch_rows(
     };
     let vec4 = cols.is_multiple_of(4);
     let wg = match plan {
-        RowPlan::Workgroup { wg } => wg,
+        RowPlan::Workgroup { wg } | RowPlan::SubgroupRows { wg, .. } => wg,
         _ => ROW_WG,
     };
     let mut constants = vec![
         ("WG", f64::from(wg)),
         ("LOG", if op.log { 1.0 } else { 0.0 }),
     ];
-    if plan == RowPlan::PerRowCached {
-        constants.push(("ROW_VEC4S", (cols / 4) as f64));
+    match plan {
+        RowPlan::PerRowCached => constants.push(("ROW_VEC4S", (cols / 4) as f64)),
+        RowPlan::SubgroupRows {
+            lane_vec4s,
+            rows_per_wg,
+            ..
+        } => {
+            constants.push(("LANE_VEC4S", f64::from(lane_vec4s)));
+            constants.push(("SUBGROUP_ROWS", f64::from(rows_per_wg)));
+        }
+        _ => {}
     }
     let windows: Vec<Window> = if long_rows {
         // Each row must lie within one buffer of every tensor (it may span bindings).
@@ -324,6 +347,9 @@ fn launch_rows(
     };
     let groups = |width: usize| match plan {
         RowPlan::Workgroup { .. } => width as u64,
+        RowPlan::SubgroupRows { rows_per_wg, .. } => {
+            (width as u64).div_ceil(u64::from(rows_per_wg))
+        }
         _ => (width as u64).div_ceil(u64::from(wg)),
     };
     let io = |w: &Window| -> Result<Vec<View<'_>>> {
@@ -336,7 +362,10 @@ fn launch_rows(
         Ok(views)
     };
     match plan {
-        RowPlan::PerRow | RowPlan::PerRowCached | RowPlan::Workgroup { .. } => {
+        RowPlan::PerRow
+        | RowPlan::PerRowCached
+        | RowPlan::Workgroup { .. }
+        | RowPlan::SubgroupRows { .. } => {
             let k = op.kernel(plan, vec4, 0, gpu.subgroups);
             for w in &windows {
                 let views = io(w)?;

@@ -11,7 +11,7 @@ mod run;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use gpu_activations::{Backend, Context, ContextOptions};
+use gpu_activations::{Backend, Context, ContextOptions, RowStrategy};
 
 #[derive(Parser)]
 #[command(name = "gpu-activations", version, about, long_about = None)]
@@ -54,6 +54,32 @@ pub struct BackendArg {
     /// auto, vulkan, metal, dx12, gl or cpu (auto: hardware first, then software, then CPU).
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendChoice,
+    /// Which kernel covers a row in softmax and cross-entropy (for tuning; auto chooses by
+    /// shape and adapter).
+    #[arg(long, value_enum, default_value_t = RowsArg::Auto)]
+    pub rows: RowsArg,
+}
+
+/// A `--rows` value: the row strategy, spelled for the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum RowsArg {
+    Auto,
+    PerRow,
+    Segmented,
+    Workgroup,
+    Subgroup,
+}
+
+impl From<RowsArg> for RowStrategy {
+    fn from(arg: RowsArg) -> RowStrategy {
+        match arg {
+            RowsArg::Auto => RowStrategy::Auto,
+            RowsArg::PerRow => RowStrategy::PerRow,
+            RowsArg::Segmented => RowStrategy::Segmented,
+            RowsArg::Workgroup => RowStrategy::Workgroup,
+            RowsArg::Subgroup => RowStrategy::Subgroup,
+        }
+    }
 }
 
 /// A parsed `--backend` value: `None` is auto.
@@ -71,6 +97,7 @@ impl BackendArg {
     pub fn context(&self) -> gpu_activations::Result<Context> {
         Context::with_options(ContextOptions {
             backend: self.backend.0,
+            row_strategy: self.rows.into(),
             ..Default::default()
         })
     }

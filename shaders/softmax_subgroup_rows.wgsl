@@ -1,0 +1,70 @@
+// Softmax and log-softmax forward with one subgroup per row, the row read from device memory
+// once and held in registers (row_cache.wgsl): M = subgroupMax of the lanes' maxima, then
+// e = e^{x − M} is computed once, kept and summed (S = subgroupAdd), and y = e / S (or
+// x − M − log S) written. Appended by the host to softmax.wgsl on adapters with SUBGROUP, for
+// rows of cols ≤ 4·S·LANE_VEC4S floats with cols and base divisible by 4. Slots past the row's
+// end hold −∞ and so add e = 0 whenever M is finite; NaN, +∞ and all-−∞ rows come out NaN
+// through the arithmetic, as in the online kernels.
+
+// vec4s each lane holds, and rows (subgroups) per workgroup: both fixed at pipeline creation.
+override LANE_VEC4S: u32 = 8u;
+override SUBGROUP_ROWS: u32 = 8u;
+
+// The vec4 row_cache.wgsl's `load_part` reads.
+fn row_load(i: u32) -> vec4<f32> {
+    return x4[i];
+}
+
+// Σ e^{x − M} over part h; keeps e in place of x for softmax.
+fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> f32 {
+    var s = 0.0;
+    for (var k = 0u; k < part_count(h); k++) {
+        let e = exp((*c)[k] - m);
+        s += hsum(e);
+        if !LOG {
+            (*c)[k] = e;
+        }
+    }
+    return s;
+}
+
+// Writes part h: e·(1/S) for softmax, x − (M + log S) for log-softmax (`k` from `finish`-like
+// terms: k.x the multiplier, k.y the shift).
+fn store_part(c: ptr<function, Part>, h: u32, b: u32, n: u32, lane: u32, size: u32, k: vec2<f32>) {
+    for (var i = 0u; i < part_count(h); i++) {
+        let j = cached_index(h, i, lane, size);
+        if j < n {
+            y4[b + j] = (*c)[i] * k.x - k.y;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(subgroup_id) sg: u32,
+                         @builtin(subgroup_invocation_id) lane: u32,
+                         @builtin(subgroup_size) size: u32) {
+    let r = (wid.y * nwg.x + wid.x) * SUBGROUP_ROWS + sg;
+    // Uniform over the subgroup, so the subgroup operations below see all its lanes.
+    if sg >= SUBGROUP_ROWS || r >= p.rows {
+        return;
+    }
+    let b = row_start(r) / 4u;
+    let n = p.cols / 4u;
+    var c0: Part;
+    var c1: Part;
+    var c2: Part;
+    var c3: Part;
+    let m = subgroupMax(max(max(load_part(&c0, 0u, b, n, lane, size), load_part(&c1, 1u, b, n, lane, size)),
+                            max(load_part(&c2, 2u, b, n, lane, size), load_part(&c3, 3u, b, n, lane, size))));
+    let s = subgroupAdd((exp_part(&c0, 0u, m) + exp_part(&c1, 1u, m)) + (exp_part(&c2, 2u, m) + exp_part(&c3, 3u, m)));
+    var k = vec2(1.0 / s, 0.0);
+    if LOG {
+        k = vec2(1.0, m + log(s));
+    }
+    store_part(&c0, 0u, b, n, lane, size, k);
+    store_part(&c1, 1u, b, n, lane, size, k);
+    store_part(&c2, 2u, b, n, lane, size, k);
+    store_part(&c3, 3u, b, n, lane, size, k);
+}
