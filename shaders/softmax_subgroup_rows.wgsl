@@ -1,7 +1,8 @@
-// Softmax and log-softmax forward with one subgroup per row, the row read from device memory
-// once and held in registers (row_cache.wgsl): M = subgroupMax of the lanes' maxima, then
-// e = e^{x − M} is computed once, kept and summed (S = subgroupAdd), and y = e / S (or
-// x − M − log S) written. Appended by the host to softmax.wgsl on adapters with SUBGROUP, for
+// Softmax and log-softmax with one subgroup per row, each input row read from device memory
+// once and held in registers (row_cache.wgsl). Forward: M = subgroupMax of the lanes' maxima,
+// then e = e^{x − M} is computed once, kept and summed (S = subgroupAdd), and y = e / S (or
+// x − M − log S) written. Backward: y and g are held, d = subgroupAdd of the row sum, and
+// dx = y ⊙ (g − d) (or g − e^y·d) written. Appended by the host to softmax.wgsl on adapters with SUBGROUP, for
 // rows of cols ≤ 4·S·LANE_VEC4S floats with cols and base divisible by 4. Slots past the row's
 // end hold −∞ and so add e = 0 whenever M is finite; NaN, +∞ and all-−∞ rows come out NaN
 // through the arithmetic, as in the online kernels.
@@ -67,4 +68,62 @@ fn forward_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
     store_part(&c1, 1u, b, n, lane, size, k);
     store_part(&c2, 2u, b, n, lane, size, k);
     store_part(&c3, 3u, b, n, lane, size, k);
+}
+
+// ---- backward: dx = y ⊙ (g − Σ g·y) (softmax) or g − e^y·Σ g (log-softmax) ----
+
+// Loads part h of the saved output y (bound as x4) and of the gradient g, 0 past the row's
+// end, and returns that part's share of the row sum (dot_term).
+fn load_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, b: u32, n: u32,
+                      lane: u32, size: u32) -> f32 {
+    var d = 0.0;
+    for (var k = 0u; k < part_count(h); k++) {
+        let j = cached_index(h, k, lane, size);
+        (*yc)[k] = vec4(0.0);
+        (*gc)[k] = vec4(0.0);
+        if j < n {
+            (*yc)[k] = x4[b + j];
+            (*gc)[k] = g4[b + j];
+        }
+        d += dot_term((*yc)[k], (*gc)[k]);
+    }
+    return d;
+}
+
+fn store_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, b: u32, n: u32,
+                       lane: u32, size: u32, d: f32) {
+    for (var k = 0u; k < part_count(h); k++) {
+        let j = cached_index(h, k, lane, size);
+        if j < n {
+            y4[b + j] = grad((*yc)[k], (*gc)[k], d);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(subgroup_id) sg: u32,
+                          @builtin(subgroup_invocation_id) lane: u32,
+                          @builtin(subgroup_size) size: u32) {
+    let r = (wid.y * nwg.x + wid.x) * SUBGROUP_ROWS + sg;
+    if sg >= SUBGROUP_ROWS || r >= p.rows {
+        return;
+    }
+    let b = row_start(r) / 4u;
+    let n = p.cols / 4u;
+    var y0: Part;
+    var y1: Part;
+    var y2: Part;
+    var y3: Part;
+    var g0: Part;
+    var g1: Part;
+    var g2: Part;
+    var g3: Part;
+    let d = subgroupAdd((load_backward_part(&y0, &g0, 0u, b, n, lane, size) + load_backward_part(&y1, &g1, 1u, b, n, lane, size))
+                        + (load_backward_part(&y2, &g2, 2u, b, n, lane, size) + load_backward_part(&y3, &g3, 3u, b, n, lane, size)));
+    store_backward_part(&y0, &g0, 0u, b, n, lane, size, d);
+    store_backward_part(&y1, &g1, 1u, b, n, lane, size, d);
+    store_backward_part(&y2, &g2, 2u, b, n, lane, size, d);
+    store_backward_part(&y3, &g3, 3u, b, n, lane, size, d);
 }

@@ -116,7 +116,7 @@ pub enum RowStrategy {
     /// One workgroup per row, reducing through subgroups or workgroup memory.
     Workgroup,
     /// One subgroup per row, the row held in registers, where the adapter has subgroups and
-    /// the row fits (forward softmax and class-index cross-entropy); otherwise as `Auto`.
+    /// the row fits (softmax, log-softmax and class-index cross-entropy); otherwise as `Auto`.
     Subgroup,
 }
 

@@ -36,7 +36,7 @@ pub(crate) enum RowPlan {
     /// One workgroup of `wg` invocations per row.
     Workgroup { wg: u32 },
     /// One subgroup per row, each lane holding `lane_vec4s` of the row's vec4s in registers;
-    /// `rows_per_wg` rows per workgroup of `wg` invocations (forward softmax and class-index
+    /// `rows_per_wg` rows per workgroup of `wg` invocations (softmax and class-index
     /// cross-entropy, vec4 rows only).
     SubgroupRows {
         lane_vec4s: u32,
@@ -89,8 +89,8 @@ impl RowPlan {
         }
     }
 
-    /// The plan for an operation that can hold a row in registers (forward softmax,
-    /// class-index cross-entropy): one subgroup per row where the adapter has subgroups and
+    /// The plan for an operation that can hold a row in registers (softmax, class-index
+    /// cross-entropy): one subgroup per row where the adapter has subgroups and
     /// the row fits, otherwise as [`RowPlan::choose`].
     pub fn choose_cached(gpu: &Gpu, rows: usize, cols: usize) -> RowPlan {
         let plan = RowPlan::choose(gpu, rows, cols);

@@ -71,18 +71,11 @@ impl RowOp {
             (Forward, RowPlan::Segmented { .. }, _, true) => ("forward_finish_vec4", FWD_FINISH),
             (Forward, RowPlan::Workgroup { .. }, _, _) => ("forward_workgroup", FWD),
             (Forward, RowPlan::SubgroupRows { .. }, _, _) => ("forward_subgroup_rows", FWD),
-            (
-                Backward,
-                RowPlan::PerRow | RowPlan::PerRowCached | RowPlan::SubgroupRows { .. },
-                _,
-                false,
-            ) => ("backward_rows", BWD),
-            (
-                Backward,
-                RowPlan::PerRow | RowPlan::PerRowCached | RowPlan::SubgroupRows { .. },
-                _,
-                true,
-            ) => ("backward_rows_vec4", BWD),
+            (Backward, RowPlan::SubgroupRows { .. }, _, _) => ("backward_subgroup_rows", BWD),
+            (Backward, RowPlan::PerRow | RowPlan::PerRowCached, _, false) => ("backward_rows", BWD),
+            (Backward, RowPlan::PerRow | RowPlan::PerRowCached, _, true) => {
+                ("backward_rows_vec4", BWD)
+            }
             (Backward, RowPlan::Segmented { .. }, 0, false) => ("backward_partials", BWD_PARTIALS),
             (Backward, RowPlan::Segmented { .. }, 0, true) => {
                 ("backward_partials_vec4", BWD_PARTIALS)
@@ -267,7 +260,7 @@ fn launch_rows(
             plan => plan,
         }
     } else {
-        RowPlan::choose(gpu, rows, cols)
+        RowPlan::choose_cached(gpu, rows, cols)
     };
     let (seg_len, segs) = match plan {
         RowPlan::Segmented { seg_len, segs } => (seg_len, segs),
