@@ -31,6 +31,9 @@ const POOL_IDLE_BYTES: u64 = 512 << 20;
 /// bounded however large a tensor is.
 const TRANSFER_CHUNK: u64 = 64 << 20;
 
+/// The smallest upload that goes through the context's own staging buffers.
+const STAGED_UPLOAD_MIN: u64 = 1 << 20;
+
 /// Usage of every tensor buffer.
 pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
@@ -72,6 +75,7 @@ pub(crate) struct Gpu {
     pipelines: PipelineCache,
     pool: BufferPool,
     recorder: Mutex<Recorder>,
+    upload_staging: Mutex<[UploadSlot; 2]>,
     health: Arc<Health>,
     readback_timeout: Duration,
 }
@@ -154,6 +158,7 @@ impl Gpu {
                 last_submission: None,
                 in_flight: std::collections::VecDeque::new(),
             }),
+            upload_staging: Mutex::new(Default::default()),
             health,
             readback_timeout,
         }
@@ -239,16 +244,131 @@ impl Gpu {
     /// write cannot overtake a launch that still reads an earlier tenant of a pooled buffer.
     /// Each 64 MiB chunk is staged and submitted on its own and counts as a submission in
     /// flight, so a large upload holds a bounded amount of staging memory.
+    ///
+    /// Uploads of at least `STAGED_UPLOAD_MIN` bytes go through two staging buffers that the
+    /// context keeps and maps again for each chunk (a fresh staging buffer per write, as
+    /// `Queue::write_buffer` makes, costs the host a page fault per page); smaller ones through
+    /// `write_buffer`.
     pub fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) -> Result<()> {
-        self.check("upload")?;
-        let mut rec = lock(&self.recorder)?;
-        self.submit(&mut rec);
-        for (i, chunk) in data.chunks(TRANSFER_CHUNK as usize).enumerate() {
-            self.queue
-                .write_buffer(buffer, i as u64 * TRANSFER_CHUNK, chunk);
-            let index = self.queue.submit(std::iter::empty());
-            self.track(&mut rec, index);
+        const OP: &str = "upload";
+        self.check(OP)?;
+        if (data.len() as u64) < STAGED_UPLOAD_MIN || !data.len().is_multiple_of(4) {
+            let mut rec = lock(&self.recorder)?;
+            self.submit(&mut rec);
+            for (i, chunk) in data.chunks(TRANSFER_CHUNK as usize).enumerate() {
+                self.queue
+                    .write_buffer(buffer, i as u64 * TRANSFER_CHUNK, chunk);
+                let index = self.queue.submit(std::iter::empty());
+                self.track(&mut rec, index);
+            }
+            return Ok(());
         }
+        let mut slots = lock(&self.upload_staging)?;
+        {
+            let mut rec = lock(&self.recorder)?;
+            self.submit(&mut rec);
+        }
+        for (i, chunk) in data.chunks(TRANSFER_CHUNK as usize).enumerate() {
+            let slot = &mut slots[i % 2];
+            self.upload_slot(slot, chunk.len() as u64)?;
+            let staging = slot.buffer.as_ref().ok_or(Error::Gpu {
+                op: OP,
+                message: "no staging buffer".into(),
+            })?;
+            self.write_mapped(staging, slot.last_copy.clone(), chunk)?;
+            let index = {
+                let mut rec = lock(&self.recorder)?;
+                rec.encoder(&self.device).copy_buffer_to_buffer(
+                    staging,
+                    0,
+                    buffer,
+                    i as u64 * TRANSFER_CHUNK,
+                    chunk.len() as u64,
+                );
+                self.submit(&mut rec);
+                rec.last_submission.clone()
+            };
+            slot.last_copy = index;
+        }
+        Ok(())
+    }
+
+    /// The slot's staging buffer, (re)made if it holds fewer than `bytes`.
+    fn upload_slot(&self, slot: &mut UploadSlot, bytes: u64) -> Result<()> {
+        let big_enough = slot.buffer.as_ref().is_some_and(|b| b.size() >= bytes);
+        if !big_enough {
+            let size = bytes
+                .next_power_of_two()
+                .clamp(STAGED_UPLOAD_MIN, TRANSFER_CHUNK);
+            let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("upload staging"),
+                size: size.max(bytes),
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            if pollster::block_on(scope.pop()).is_some() {
+                return Err(Error::OutOfMemory {
+                    op: "upload",
+                    bytes: size,
+                });
+            }
+            slot.buffer = Some(buffer);
+            slot.last_copy = None;
+        }
+        Ok(())
+    }
+
+    /// Maps `staging` once its last copy (`last_copy`) has run, writes `data` at its start and
+    /// unmaps it.
+    fn write_mapped(
+        &self,
+        staging: &wgpu::Buffer,
+        last_copy: Option<wgpu::SubmissionIndex>,
+        data: &[u8],
+    ) -> Result<()> {
+        const OP: &str = "upload";
+        let len = data.len() as u64;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging
+            .slice(0..len)
+            .map_async(wgpu::MapMode::Write, move |r| {
+                let _ = tx.send(r);
+            });
+        match last_copy {
+            Some(index) => self.wait(Some(index), OP)?,
+            None => {
+                let _ = self.device.poll(wgpu::PollType::Poll);
+            }
+        }
+        let mapped = match rx.try_recv() {
+            Ok(r) => r,
+            // Not mapped by the first poll: wait for the device, as a read-back does.
+            Err(_) => {
+                self.wait(None, OP)?;
+                rx.recv_timeout(self.readback_timeout)
+                    .map_err(|_| Error::Timeout {
+                        op: OP,
+                        seconds: self.readback_timeout.as_secs_f64(),
+                    })?
+            }
+        };
+        mapped.map_err(|e| Error::Gpu {
+            op: OP,
+            message: e.to_string(),
+        })?;
+        {
+            let mut view =
+                staging
+                    .slice(0..len)
+                    .get_mapped_range_mut()
+                    .map_err(|e| Error::Gpu {
+                        op: OP,
+                        message: e.to_string(),
+                    })?;
+            view.copy_from_slice(data);
+        }
+        staging.unmap();
         Ok(())
     }
 
@@ -510,6 +630,14 @@ fn host_available_bytes() -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// One of the two staging buffers of large uploads, and the submission that last copied out of
+/// it (which must finish before it is mapped again).
+#[derive(Default)]
+struct UploadSlot {
+    buffer: Option<wgpu::Buffer>,
+    last_copy: Option<wgpu::SubmissionIndex>,
 }
 
 /// A read-back chunk in flight: its submission and the map callback's answer.

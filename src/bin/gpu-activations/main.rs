@@ -56,13 +56,13 @@ pub struct BackendArg {
     pub backend: BackendChoice,
     /// Which kernel covers a row in softmax and cross-entropy (for tuning; auto chooses by
     /// shape and adapter).
-    #[arg(long, value_enum, default_value_t = RowsArg::Auto)]
-    pub rows: RowsArg,
+    #[arg(long, value_enum, default_value_t = RowKernelArg::Auto)]
+    pub row_kernel: RowKernelArg,
 }
 
-/// A `--rows` value: the row strategy, spelled for the command line.
+/// A `--row-kernel` value: the row strategy, spelled for the command line.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum RowsArg {
+pub enum RowKernelArg {
     Auto,
     PerRow,
     Segmented,
@@ -70,14 +70,14 @@ pub enum RowsArg {
     Subgroup,
 }
 
-impl From<RowsArg> for RowStrategy {
-    fn from(arg: RowsArg) -> RowStrategy {
+impl From<RowKernelArg> for RowStrategy {
+    fn from(arg: RowKernelArg) -> RowStrategy {
         match arg {
-            RowsArg::Auto => RowStrategy::Auto,
-            RowsArg::PerRow => RowStrategy::PerRow,
-            RowsArg::Segmented => RowStrategy::Segmented,
-            RowsArg::Workgroup => RowStrategy::Workgroup,
-            RowsArg::Subgroup => RowStrategy::Subgroup,
+            RowKernelArg::Auto => RowStrategy::Auto,
+            RowKernelArg::PerRow => RowStrategy::PerRow,
+            RowKernelArg::Segmented => RowStrategy::Segmented,
+            RowKernelArg::Workgroup => RowStrategy::Workgroup,
+            RowKernelArg::Subgroup => RowStrategy::Subgroup,
         }
     }
 }
@@ -97,7 +97,7 @@ impl BackendArg {
     pub fn context(&self) -> gpu_activations::Result<Context> {
         Context::with_options(ContextOptions {
             backend: self.backend.0,
-            row_strategy: self.rows.into(),
+            row_strategy: self.row_kernel.into(),
             ..Default::default()
         })
     }
