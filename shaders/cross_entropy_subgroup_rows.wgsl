@@ -5,10 +5,6 @@
 // index_loss), arranged so that the common case (no label smoothing) costs least per element. Appended by the host to cross_entropy.wgsl on adapters with
 // SUBGROUP, for K ≤ 4·S·LANE_VEC4S classes with K and base divisible by 4.
 
-// vec4s each lane holds, and rows (subgroups) per workgroup: both fixed at pipeline creation.
-override LANE_VEC4S: u32 = 8u;
-override SUBGROUP_ROWS: u32 = 8u;
-
 // The vec4 row_cache.wgsl's `load_part` reads.
 fn row_load(i: u32) -> vec4<f32> {
     return z4[i];
@@ -32,11 +28,11 @@ fn exp_sums_part(c: ptr<function, Part>, h: u32, m: f32) -> vec2<f32> {
 }
 
 // Σ_c w_c (z_c − M) over part h (label smoothing), before z is replaced by e.
-fn smoothing_sum_part(c: ptr<function, Part>, h: u32, m: f32, lane: u32, size: u32) -> f32 {
+fn smoothing_sum_part(c: ptr<function, Part>, h: u32, m: f32, s: LaneSpan) -> f32 {
     var weighted = vec4(0.0);
     for (var k = 0u; k < part_count(h); k++) {
-        let j = cached_index(h, k, lane, size);
-        weighted += select(vec4(0.0), weights_vec4(j) * ((*c)[k] - m), vec4(j < p.cols / 4u));
+        let j = cached_index(h, k, s);
+        weighted += select(vec4(0.0), weights_vec4(j) * ((*c)[k] - m), vec4(j < s.n));
     }
     return hsum(weighted);
 }
@@ -44,70 +40,62 @@ fn smoothing_sum_part(c: ptr<function, Part>, h: u32, m: f32, lane: u32, size: u
 // Writes the gradient of part h from e = e^{z − M} without label smoothing:
 // dz = a·e/S − a·[c = y] with a = scale·w_y (index_grad's formula with ε = 0), the one-hot
 // term added only in the vec4 that holds class y.
-fn store_grad_part(c: ptr<function, Part>, h: u32, b: u32, lane: u32, size: u32, y: u32,
-                   w_y: f32, inv_s: f32) {
+fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32, inv_s: f32) {
     let a = p.scale * w_y;
     let a_inv_s = a * inv_s;
     let hit = select(vec4(0.0), vec4(a), vec4(y % 4u) == vec4(0u, 1u, 2u, 3u));
     for (var k = 0u; k < part_count(h); k++) {
-        let j = cached_index(h, k, lane, size);
-        if j < p.cols / 4u {
-            dz4[b + j] = (*c)[k] * a_inv_s - select(vec4(0.0), hit, j == y / 4u);
+        let j = cached_index(h, k, s);
+        if j < s.n {
+            dz4[s.b + j] = (*c)[k] * a_inv_s - select(vec4(0.0), hit, j == y / 4u);
         }
     }
 }
 
 // The same with label smoothing, through index_grad.
-fn store_smoothed_grad_part(c: ptr<function, Part>, h: u32, b: u32, lane: u32, size: u32,
-                            y: u32, w_y: f32, inv_s: f32) {
+fn store_smoothed_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32,
+                            inv_s: f32) {
     for (var k = 0u; k < part_count(h); k++) {
-        let j = cached_index(h, k, lane, size);
-        if j < p.cols / 4u {
-            dz4[b + j] = index_grad((*c)[k] * inv_s, classes(4u * j), weights_vec4(j), y, w_y);
+        let j = cached_index(h, k, s);
+        if j < s.n {
+            dz4[s.b + j] = index_grad((*c)[k] * inv_s, classes(4u * j), weights_vec4(j), y, w_y);
         }
     }
 }
 
 // Zeros the gradient of an ignored row.
-fn store_zero(b: u32, lane: u32, size: u32) {
-    for (var j = lane; j < p.cols / 4u; j += size) {
-        dz4[b + j] = vec4(0.0);
+fn store_zero(s: LaneSpan) {
+    for (var j = s.lane; j < s.n; j += s.size) {
+        dz4[s.b + j] = vec4(0.0);
     }
 }
 
 @compute @workgroup_size(WG)
-fn index_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
-                       @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(subgroup_id) sg: u32,
-                       @builtin(subgroup_invocation_id) lane: u32,
-                       @builtin(subgroup_size) size: u32) {
-    let r = (wid.y * nwg.x + wid.x) * SUBGROUP_ROWS + sg;
-    // Uniform over the subgroup, so the subgroup operations below see all its lanes.
-    if sg >= SUBGROUP_ROWS || r >= p.rows {
+fn index_subgroup_rows(ids: SubgroupIds) {
+    let r = subgroup_row(ids);
+    if r == NO_ROW {
         return;
     }
-    let b = (p.base + r * p.cols) / 4u;
-    let n = p.cols / 4u;
+    let span = lane_span(ids, p.base + r * p.cols, p.cols);
     let y = class_index[p.row0 + r];
     var c0: Part;
     var c1: Part;
     var c2: Part;
     var c3: Part;
-    let m = subgroupMax(max(max(load_part(&c0, 0u, b, n, lane, size), load_part(&c1, 1u, b, n, lane, size)),
-                            max(load_part(&c2, 2u, b, n, lane, size), load_part(&c3, 3u, b, n, lane, size))));
+    let m = load_row(&c0, &c1, &c2, &c3, span);
     // z_y − M, read before the gradient may overwrite the logits (in place).
-    let z_y = z4[b + y / 4u][y % 4u];
+    let z_y = z4[span.b + y / 4u][y % 4u];
     var sums = Sums(0.0, 0.0, z_y - m, 0.0);
     if SMOOTHING {
-        sums.weighted = subgroupAdd((smoothing_sum_part(&c0, 0u, m, lane, size) + smoothing_sum_part(&c1, 1u, m, lane, size))
-                                    + (smoothing_sum_part(&c2, 2u, m, lane, size) + smoothing_sum_part(&c3, 3u, m, lane, size)));
+        sums.weighted = subgroupAdd((smoothing_sum_part(&c0, 0u, m, span) + smoothing_sum_part(&c1, 1u, m, span))
+                                    + (smoothing_sum_part(&c2, 2u, m, span) + smoothing_sum_part(&c3, 3u, m, span)));
     }
     let part = (exp_sums_part(&c0, 0u, m) + exp_sums_part(&c1, 1u, m)) + (exp_sums_part(&c2, 2u, m) + exp_sums_part(&c3, 3u, m));
     sums.rest = subgroupAdd(part.x);
     sums.maxima = subgroupAdd(part.y);
     if y == IGNORED {
-        store_zero(b, lane, size);
-        if lane == 0u {
+        store_zero(span);
+        if ids.lane == 0u {
             row_loss[p.row0 + r] = 0.0;
         }
         return;
@@ -115,17 +103,17 @@ fn index_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
     let w_y = weight_of_vec4(y);
     let inv_s = 1.0 / (sums.rest + sums.maxima);
     if SMOOTHING {
-        store_smoothed_grad_part(&c0, 0u, b, lane, size, y, w_y, inv_s);
-        store_smoothed_grad_part(&c1, 1u, b, lane, size, y, w_y, inv_s);
-        store_smoothed_grad_part(&c2, 2u, b, lane, size, y, w_y, inv_s);
-        store_smoothed_grad_part(&c3, 3u, b, lane, size, y, w_y, inv_s);
+        store_smoothed_grad_part(&c0, 0u, span, y, w_y, inv_s);
+        store_smoothed_grad_part(&c1, 1u, span, y, w_y, inv_s);
+        store_smoothed_grad_part(&c2, 2u, span, y, w_y, inv_s);
+        store_smoothed_grad_part(&c3, 3u, span, y, w_y, inv_s);
     } else {
-        store_grad_part(&c0, 0u, b, lane, size, y, w_y, inv_s);
-        store_grad_part(&c1, 1u, b, lane, size, y, w_y, inv_s);
-        store_grad_part(&c2, 2u, b, lane, size, y, w_y, inv_s);
-        store_grad_part(&c3, 3u, b, lane, size, y, w_y, inv_s);
+        store_grad_part(&c0, 0u, span, y, w_y, inv_s);
+        store_grad_part(&c1, 1u, span, y, w_y, inv_s);
+        store_grad_part(&c2, 2u, span, y, w_y, inv_s);
+        store_grad_part(&c3, 3u, span, y, w_y, inv_s);
     }
-    if lane == 0u {
+    if ids.lane == 0u {
         row_loss[p.row0 + r] = index_loss(sums, w_y);
     }
 }

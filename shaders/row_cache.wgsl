@@ -3,14 +3,51 @@
 // loop over them has a short trip count fixed at pipeline creation and unrolls (a compiler
 // leaves longer loops rolled, and a rolled loop indexes the array dynamically, out of
 // registers: lavapipe unrolls 24 iterations of softmax's loop body but not 16 of the
-// cross-entropy's).
-// Appended by the host to the `*_subgroup_rows.wgsl` kernels, which declare LANE_VEC4S (vec4s
-// per lane, at most PARTS·PART) and `row_load(i)`, the row's vec4 at index i of its binding.
+// cross-entropy's). Appended by the host to the `*_subgroup_rows.wgsl` kernels, which declare
+// `row_load(i)`, the row's vec4 at index i of its binding, and a `p.rows`.
+
+// vec4s each lane holds (at most PARTS·PART), and rows (subgroups) per workgroup: both fixed at
+// pipeline creation.
+override LANE_VEC4S: u32 = 8u;
+override SUBGROUP_ROWS: u32 = 8u;
 
 const PART: u32 = 8u;
 const PARTS: u32 = 4u;
 
 alias Part = array<vec4<f32>, PART>;
+
+// Where a lane's share lies: the row's first vec4 `b` in its binding, its `n` vec4s, the lane
+// and the subgroup size.
+struct LaneSpan {
+    b: u32,
+    n: u32,
+    lane: u32,
+    size: u32,
+}
+
+// The built-in inputs of every subgroup-per-row entry point.
+struct SubgroupIds {
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) size: u32,
+}
+
+const NO_ROW: u32 = 0xffffffffu;
+
+// The row of this subgroup, or NO_ROW for a subgroup past SUBGROUP_ROWS or past the launch's
+// rows. The same for every lane of a subgroup, so that returning on NO_ROW leaves the
+// subgroup operations of the others with all their lanes.
+fn subgroup_row(ids: SubgroupIds) -> u32 {
+    let r = (ids.wid.y * ids.nwg.x + ids.wid.x) * SUBGROUP_ROWS + ids.sg;
+    return select(r, NO_ROW, ids.sg >= SUBGROUP_ROWS | r >= p.rows);
+}
+
+// This lane's span of a row of `cols` floats starting at element `start` (both divisible by 4).
+fn lane_span(ids: SubgroupIds, start: u32, cols: u32) -> LaneSpan {
+    return LaneSpan(start / 4u, cols / 4u, ids.lane, ids.size);
+}
 
 // vec4s in part h of the lane's cache.
 fn part_count(h: u32) -> u32 {
@@ -18,21 +55,29 @@ fn part_count(h: u32) -> u32 {
 }
 
 // Index within the row (in vec4s) of slot k of part h of this lane.
-fn cached_index(h: u32, k: u32, lane: u32, size: u32) -> u32 {
-    return lane + (h * PART + k) * size;
+fn cached_index(h: u32, k: u32, s: LaneSpan) -> u32 {
+    return s.lane + (h * PART + k) * s.size;
 }
 
-// Loads part h of this lane's share of a row (first vec4 b, n vec4s; −∞ past the end) and
-// returns that part's maximum.
-fn load_part(c: ptr<function, Part>, h: u32, b: u32, n: u32, lane: u32, size: u32) -> f32 {
+// Loads part h of this lane's share of the row (−∞ past its end); returns that part's maximum.
+fn load_part(c: ptr<function, Part>, h: u32, s: LaneSpan) -> f32 {
     var m = neg_inf();
     for (var k = 0u; k < part_count(h); k++) {
-        let j = cached_index(h, k, lane, size);
+        let j = cached_index(h, k, s);
         (*c)[k] = vec4(neg_inf());
-        if j < n {
-            (*c)[k] = row_load(b + j);
+        if j < s.n {
+            (*c)[k] = row_load(s.b + j);
         }
         m = max(m, hmax((*c)[k]));
     }
     return m;
+}
+
+// Loads this lane's share of the row into its four parts and returns the row's maximum M (over
+// the subgroup). The parts are separate variables: naga cannot pass a pointer to a member of a
+// struct or array variable to a function when writing SPIR-V.
+fn load_row(c0: ptr<function, Part>, c1: ptr<function, Part>, c2: ptr<function, Part>,
+            c3: ptr<function, Part>, s: LaneSpan) -> f32 {
+    return subgroupMax(max(max(load_part(c0, 0u, s), load_part(c1, 1u, s)),
+                           max(load_part(c2, 2u, s), load_part(c3, 3u, s))));
 }

@@ -2,19 +2,17 @@
 // once and held in registers (row_cache.wgsl). Forward: M = subgroupMax of the lanes' maxima,
 // then e = e^{x − M} is computed once, kept and summed (S = subgroupAdd), and y = e / S (or
 // x − M − log S) written. Backward: y and g are held, d = subgroupAdd of the row sum, and
-// dx = y ⊙ (g − d) (or g − e^y·d) written. Appended by the host to softmax.wgsl on adapters with SUBGROUP, for
-// rows of cols ≤ 4·S·LANE_VEC4S floats with cols and base divisible by 4. Slots past the row's
-// end hold −∞ and so add e = 0 whenever M is finite; NaN, +∞ and all-−∞ rows come out NaN
-// through the arithmetic, as in the online kernels.
-
-// vec4s each lane holds, and rows (subgroups) per workgroup: both fixed at pipeline creation.
-override LANE_VEC4S: u32 = 8u;
-override SUBGROUP_ROWS: u32 = 8u;
+// dx = y ⊙ (g − d) (or g − e^y·d) written. Appended by the host to softmax.wgsl on adapters
+// with SUBGROUP, for rows of cols ≤ 4·S·LANE_VEC4S floats with cols and base divisible by 4.
+// Slots past the row's end hold −∞ and so add e = 0 whenever M is finite; NaN, +∞ and all-−∞
+// rows come out NaN through the arithmetic, as in the online kernels.
 
 // The vec4 row_cache.wgsl's `load_part` reads.
 fn row_load(i: u32) -> vec4<f32> {
     return x4[i];
 }
+
+// ---- forward ----
 
 // Σ e^{x − M} over part h; keeps e in place of x for softmax.
 fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> f32 {
@@ -29,89 +27,75 @@ fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> f32 {
     return s;
 }
 
-// Writes part h: e·(1/S) for softmax, x − (M + log S) for log-softmax (`k` from `finish`-like
-// terms: k.x the multiplier, k.y the shift).
-fn store_part(c: ptr<function, Part>, h: u32, b: u32, n: u32, lane: u32, size: u32, k: vec2<f32>) {
+// Writes part h as c·k.x − k.y: e·(1/S) for softmax, x − (M + log S) for log-softmax.
+fn store_part(c: ptr<function, Part>, h: u32, s: LaneSpan, k: vec2<f32>) {
     for (var i = 0u; i < part_count(h); i++) {
-        let j = cached_index(h, i, lane, size);
-        if j < n {
-            y4[b + j] = (*c)[i] * k.x - k.y;
+        let j = cached_index(h, i, s);
+        if j < s.n {
+            y4[s.b + j] = (*c)[i] * k.x - k.y;
         }
     }
 }
 
 @compute @workgroup_size(WG)
-fn forward_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
-                         @builtin(num_workgroups) nwg: vec3<u32>,
-                         @builtin(subgroup_id) sg: u32,
-                         @builtin(subgroup_invocation_id) lane: u32,
-                         @builtin(subgroup_size) size: u32) {
-    let r = (wid.y * nwg.x + wid.x) * SUBGROUP_ROWS + sg;
-    // Uniform over the subgroup, so the subgroup operations below see all its lanes.
-    if sg >= SUBGROUP_ROWS || r >= p.rows {
+fn forward_subgroup_rows(ids: SubgroupIds) {
+    let r = subgroup_row(ids);
+    if r == NO_ROW {
         return;
     }
-    let b = row_start(r) / 4u;
-    let n = p.cols / 4u;
+    let span = lane_span(ids, row_start(r), p.cols);
     var c0: Part;
     var c1: Part;
     var c2: Part;
     var c3: Part;
-    let m = subgroupMax(max(max(load_part(&c0, 0u, b, n, lane, size), load_part(&c1, 1u, b, n, lane, size)),
-                            max(load_part(&c2, 2u, b, n, lane, size), load_part(&c3, 3u, b, n, lane, size))));
-    let s = subgroupAdd((exp_part(&c0, 0u, m) + exp_part(&c1, 1u, m)) + (exp_part(&c2, 2u, m) + exp_part(&c3, 3u, m)));
+    let m = load_row(&c0, &c1, &c2, &c3, span);
+    let s = subgroupAdd((exp_part(&c0, 0u, m) + exp_part(&c1, 1u, m))
+                        + (exp_part(&c2, 2u, m) + exp_part(&c3, 3u, m)));
     var k = vec2(1.0 / s, 0.0);
     if LOG {
         k = vec2(1.0, m + log(s));
     }
-    store_part(&c0, 0u, b, n, lane, size, k);
-    store_part(&c1, 1u, b, n, lane, size, k);
-    store_part(&c2, 2u, b, n, lane, size, k);
-    store_part(&c3, 3u, b, n, lane, size, k);
+    store_part(&c0, 0u, span, k);
+    store_part(&c1, 1u, span, k);
+    store_part(&c2, 2u, span, k);
+    store_part(&c3, 3u, span, k);
 }
 
 // ---- backward: dx = y ⊙ (g − Σ g·y) (softmax) or g − e^y·Σ g (log-softmax) ----
 
 // Loads part h of the saved output y (bound as x4) and of the gradient g, 0 past the row's
 // end, and returns that part's share of the row sum (dot_term).
-fn load_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, b: u32, n: u32,
-                      lane: u32, size: u32) -> f32 {
+fn load_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, s: LaneSpan) -> f32 {
     var d = 0.0;
     for (var k = 0u; k < part_count(h); k++) {
-        let j = cached_index(h, k, lane, size);
+        let j = cached_index(h, k, s);
         (*yc)[k] = vec4(0.0);
         (*gc)[k] = vec4(0.0);
-        if j < n {
-            (*yc)[k] = x4[b + j];
-            (*gc)[k] = g4[b + j];
+        if j < s.n {
+            (*yc)[k] = x4[s.b + j];
+            (*gc)[k] = g4[s.b + j];
         }
         d += dot_term((*yc)[k], (*gc)[k]);
     }
     return d;
 }
 
-fn store_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, b: u32, n: u32,
-                       lane: u32, size: u32, d: f32) {
+fn store_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, s: LaneSpan, d: f32) {
     for (var k = 0u; k < part_count(h); k++) {
-        let j = cached_index(h, k, lane, size);
-        if j < n {
-            y4[b + j] = grad((*yc)[k], (*gc)[k], d);
+        let j = cached_index(h, k, s);
+        if j < s.n {
+            y4[s.b + j] = grad((*yc)[k], (*gc)[k], d);
         }
     }
 }
 
 @compute @workgroup_size(WG)
-fn backward_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
-                          @builtin(num_workgroups) nwg: vec3<u32>,
-                          @builtin(subgroup_id) sg: u32,
-                          @builtin(subgroup_invocation_id) lane: u32,
-                          @builtin(subgroup_size) size: u32) {
-    let r = (wid.y * nwg.x + wid.x) * SUBGROUP_ROWS + sg;
-    if sg >= SUBGROUP_ROWS || r >= p.rows {
+fn backward_subgroup_rows(ids: SubgroupIds) {
+    let r = subgroup_row(ids);
+    if r == NO_ROW {
         return;
     }
-    let b = row_start(r) / 4u;
-    let n = p.cols / 4u;
+    let span = lane_span(ids, row_start(r), p.cols);
     var y0: Part;
     var y1: Part;
     var y2: Part;
@@ -120,10 +104,10 @@ fn backward_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
     var g1: Part;
     var g2: Part;
     var g3: Part;
-    let d = subgroupAdd((load_backward_part(&y0, &g0, 0u, b, n, lane, size) + load_backward_part(&y1, &g1, 1u, b, n, lane, size))
-                        + (load_backward_part(&y2, &g2, 2u, b, n, lane, size) + load_backward_part(&y3, &g3, 3u, b, n, lane, size)));
-    store_backward_part(&y0, &g0, 0u, b, n, lane, size, d);
-    store_backward_part(&y1, &g1, 1u, b, n, lane, size, d);
-    store_backward_part(&y2, &g2, 2u, b, n, lane, size, d);
-    store_backward_part(&y3, &g3, 3u, b, n, lane, size, d);
+    let d = subgroupAdd((load_backward_part(&y0, &g0, 0u, span) + load_backward_part(&y1, &g1, 1u, span))
+                        + (load_backward_part(&y2, &g2, 2u, span) + load_backward_part(&y3, &g3, 3u, span)));
+    store_backward_part(&y0, &g0, 0u, span, d);
+    store_backward_part(&y1, &g1, 1u, span, d);
+    store_backward_part(&y2, &g2, 2u, span, d);
+    store_backward_part(&y3, &g3, 3u, span, d);
 }
