@@ -266,13 +266,43 @@ fn index_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
     let k = max_and_inverse(st);
     let w_y = weight_of_vec4(y);
-    var sums = sums_empty();
-    for (var i = b; i < end; i++) {
-        let step = index_step(z4[i], classes(4u * (i - b)), weights_vec4(i - b), y, w_y, k);
-        dz4[i] = select(step.dz, vec4(0.0), y == IGNORED);
-        sums = sums_add(sums, step.sums);
+    if y == IGNORED {
+        for (var i = b; i < end; i++) {
+            dz4[i] = vec4(0.0);
+        }
+        row_loss[p.row0 + r] = 0.0;
+        return;
     }
-    row_loss[p.row0 + r] = select(index_loss(sums, w_y), 0.0, y == IGNORED);
+    var sums = sums_empty();
+    if SMOOTHING {
+        for (var i = b; i < end; i++) {
+            let step = index_step(z4[i], classes(4u * (i - b)), weights_vec4(i - b), y, w_y, k);
+            dz4[i] = step.dz;
+            sums = sums_add(sums, step.sums);
+        }
+    } else {
+        // index_step with ε = 0, arranged to cost least per element: z_y − M read once (before
+        // an in-place gradient overwrites it), the one-hot term only in the vec4 holding y,
+        // the rest and maxima summed as vec4s.
+        sums.hit = z4[b + y / 4u][y % 4u] - k.x;
+        let a = p.scale * w_y;
+        let a_inv_s = a * k.y;
+        let one_hot = select(vec4(0.0), vec4(a), vec4(y % 4u) == vec4(0u, 1u, 2u, 3u));
+        let i_y = b + y / 4u;
+        var rest = vec4(0.0);
+        var maxima = vec4(0.0);
+        for (var i = b; i < end; i++) {
+            let d = z4[i] - k.x;
+            let e = exp(d);
+            let at_max = (bitcast<vec4<u32>>(d) & vec4(0x7fffffffu)) == vec4(0u);
+            rest += select(e, vec4(0.0), at_max);
+            maxima += select(vec4(0.0), vec4(1.0), at_max);
+            dz4[i] = e * a_inv_s - select(vec4(0.0), one_hot, i == i_y);
+        }
+        sums.rest = hsum(rest);
+        sums.maxima = hsum(maxima);
+    }
+    row_loss[p.row0 + r] = index_loss(sums, w_y);
 }
 
 // ---- probabilities, one invocation per row ----
