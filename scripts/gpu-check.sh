@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs on a lent machine with an NVIDIA GPU (see the device notes in ../shared/device/README.md):
 # unpacks the Vulkan loader carried in .gl/, points Vulkan at the NVIDIA driver, then runs
-# `info`, `check`, `bench --json` and the PyTorch comparison, writing every log under $OUT.
+# `info`, `check` (automatic and with each row kernel forced), `bench --json`, the row kernels
+# side by side (to tune the automatic choice on hardware) and the PyTorch comparison, writing
+# every log under $OUT.
 # Expects target/release/gpu-activations (built on the development machine) to travel along.
 set -uo pipefail
 OUT="${OUT:-out}"
@@ -17,6 +19,16 @@ export GPU_ACTIVATIONS_BACKEND="${GPU_ACTIVATIONS_BACKEND:-vulkan}"
 "$BIN" info > "$OUT/info.txt" 2>&1; echo "info: exit $?" | tee -a "$OUT/status.txt"
 "$BIN" check > "$OUT/check.txt" 2>&1; echo "check: exit $?" | tee -a "$OUT/status.txt"
 "$BIN" bench --json "$OUT/bench.json" > "$OUT/bench.txt" 2>&1; echo "bench: exit $?" | tee -a "$OUT/status.txt"
+for k in subgroup workgroup per-row segmented; do
+  "$BIN" check --row-kernel "$k" > "$OUT/check-$k.txt" 2>&1
+  echo "check --row-kernel $k: exit $?" | tee -a "$OUT/status.txt"
+done
+for k in subgroup workgroup per-row; do
+  "$BIN" bench --row-kernel "$k" --op softmax --op log-softmax --op softmax-backward \
+    --op cross-entropy --shape 4096,1024 --shape 65536,64 --shape 4096,1000 --shape 64,65536 \
+    --json "$OUT/bench-rows-$k.json" > "$OUT/bench-rows-$k.txt" 2>&1
+  echo "bench --row-kernel $k: exit $?" | tee -a "$OUT/status.txt"
+done
 python3 scripts/compare_torch.py "$OUT/bench.json" --out "$OUT/torch.json" > "$OUT/torch.txt" 2>&1
 echo "compare_torch: exit $?" | tee -a "$OUT/status.txt"
 tail -n 3 "$OUT/check.txt"
