@@ -24,7 +24,8 @@
 // small e; the saturating branches are selected rather than computed. NaN is detected by bits
 // (a compiler may fold `x != x` or a compare into min/max) and routed explicitly: NaN in gives
 // NaN out, except where PyTorch's backward defines otherwise (relu, leaky_relu, hardsigmoid,
-// relu6: see `backward_checked`).
+// relu6: see `backward_checked`); forward formulas that carry NaN by themselves skip the test
+// (`nan_by_formula`).
 
 override OP: u32 = 0u;
 override WG: u32 = 256u;
@@ -123,7 +124,7 @@ fn gelu_tanh_inner(v: V) -> V {
 }
 
 fn hardsigmoid(v: V) -> V {
-    let mid = (v + 3.0) / 6.0;
+    let mid = (v + 3.0) * (1.0 / 6.0);
     return select(select(mid, splat(1.0), v >= splat(3.0)), splat(0.0), v <= splat(-3.0));
 }
 
@@ -228,11 +229,11 @@ fn backward_op(v: V, g: V) -> V {
         }
         case 11u: {
             let inside = v > splat(-3.0) & v < splat(3.0);
-            return select(splat(0.0), g / 6.0, inside);
+            return select(splat(0.0), g * (1.0 / 6.0), inside);
         }
         case 12u: {
             // PyTorch's vectorised kernel: g at exactly 3, NaN at NaN.
-            let mid = g * (v / 3.0 + 0.5);
+            let mid = g * (v * (1.0 / 3.0) + 0.5);
             return select(select(mid, g, v >= splat(3.0)), splat(0.0), v < splat(-3.0));
         }
         case 13u: {
@@ -254,9 +255,20 @@ fn backward_op(v: V, g: V) -> V {
     }
 }
 
+// Whether f(NaN) is NaN by the formula alone, whatever a compiler makes of a comparison with
+// NaN: the v·h(v) forms (gelu, gelu_tanh, silu, mish, hardswish) and leaky_relu, whose select
+// chooses between two NaNs.
+fn nan_by_formula() -> bool {
+    return OP == 3u || OP == 6u || OP == 7u || OP == 8u || OP == 9u || OP == 12u;
+}
+
 // f(v), with NaN in giving NaN out. Comparisons with NaN are not reliable on every backend
-// (GLSL compilers fold `select(v, 0, v <= 0)` into `max`), so NaN is routed by its bits.
+// (GLSL compilers fold `select(v, 0, v <= 0)` into `max`), so NaN is routed by its bits where
+// the formula alone does not carry it.
 fn forward_checked(v: V) -> V {
+    if nan_by_formula() {
+        return forward_op(v);
+    }
     return select(forward_op(v), v, is_nan(v));
 }
 
