@@ -27,12 +27,16 @@ fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> f32 {
     return s;
 }
 
-// Writes part h as c·k.x − k.y: e·(1/S) for softmax, x − (M + log S) for log-softmax.
-fn store_part(c: ptr<function, Part>, h: u32, s: LaneSpan, k: vec2<f32>) {
+// Writes part h: e·k for softmax (k = 1/S), x − k for log-softmax (k = M + log S).
+fn store_part(c: ptr<function, Part>, h: u32, s: LaneSpan, k: f32) {
     for (var i = 0u; i < part_count(h); i++) {
         let j = cached_index(h, i, s);
         if j < s.n {
-            y4[s.b + j] = (*c)[i] * k.x - k.y;
+            if LOG {
+                y4[s.b + j] = (*c)[i] - k;
+            } else {
+                y4[s.b + j] = (*c)[i] * k;
+            }
         }
     }
 }
@@ -51,9 +55,9 @@ fn forward_subgroup_rows(ids: SubgroupIds) {
     let m = load_row(&c0, &c1, &c2, &c3, span);
     let s = subgroupAdd((exp_part(&c0, 0u, m) + exp_part(&c1, 1u, m))
                         + (exp_part(&c2, 2u, m) + exp_part(&c3, 3u, m)));
-    var k = vec2(1.0 / s, 0.0);
+    var k = 1.0 / s;
     if LOG {
-        k = vec2(1.0, m + log(s));
+        k = m + log(s);
     }
     store_part(&c0, 0u, span, k);
     store_part(&c1, 1u, span, k);
