@@ -374,12 +374,13 @@ impl Context {
         }
     }
 
-    /// Bytes held idle in the buffer pool (0 on the CPU backend).
+    /// Bytes held idle in the buffer pool and the upload staging buffers (0 on the CPU
+    /// backend).
     pub fn pooled_bytes(&self) -> u64 {
         self.inner.gpu.as_ref().map_or(0, Gpu::pool_idle_bytes)
     }
 
-    /// Releases the idle buffers of the pool.
+    /// Releases the idle buffers of the pool and the upload staging buffers.
     pub fn trim_pool(&self) {
         if let Some(gpu) = &self.inner.gpu {
             gpu.trim_pool();

@@ -446,6 +446,41 @@ fn dropping_tensors_while_their_work_is_queued_is_safe() {
 }
 
 #[test]
+fn staged_uploads_reuse_their_buffers_and_survive_a_trim() {
+    // Uploads of 1 MiB and more go through two staging buffers the context keeps: five
+    // different 3 MiB tensors uploaded back to back, with work queued between them, reuse each
+    // buffer while the copy out of it may still be in flight.
+    for ctx in common::gpus() {
+        let n = 3 << 18;
+        let inputs: Vec<Vec<f32>> = (0..5).map(|k| uniform(40 + k, n, -4.0, 4.0)).collect();
+        let mut outputs = Vec::new();
+        for x in &inputs {
+            let t = Tensor::from_slice(ctx, x, &[n]).unwrap();
+            outputs.push(t.tanh().unwrap());
+        }
+        for (x, y) in inputs.iter().zip(&outputs) {
+            let want: Vec<f64> = x
+                .iter()
+                .map(|&v| Activation::Tanh.reference(f64::from(v)))
+                .collect();
+            let case = format!("{} staged upload", label(ctx));
+            assert_all_close(&case, &y.to_vec().unwrap(), &want, &[x], 1e-6, 1e-5);
+        }
+        drop(outputs);
+        assert!(ctx.pooled_bytes() > 0, "{}: nothing pooled", label(ctx));
+        ctx.trim_pool();
+        assert_eq!(ctx.pooled_bytes(), 0, "{}: trim left bytes", label(ctx));
+        let again = Tensor::from_slice(ctx, &inputs[0], &[n]).unwrap();
+        assert_eq!(
+            again.to_vec().unwrap(),
+            inputs[0],
+            "{}: upload after trim",
+            label(ctx)
+        );
+    }
+}
+
+#[test]
 fn a_lost_device_is_a_typed_error_and_a_new_context_works() {
     for backend in common::gpus().iter().map(Context::backend) {
         let options = ContextOptions {

@@ -230,14 +230,24 @@ impl Gpu {
         Ok(buffer)
     }
 
-    /// Bytes idle in the buffer pool.
+    /// Bytes idle in the buffer pool and held by the upload staging buffers.
     pub fn pool_idle_bytes(&self) -> u64 {
-        self.pool.idle_bytes()
+        let staging: u64 = self.upload_staging.lock().map_or(0, |slots| {
+            slots
+                .iter()
+                .filter_map(|s| s.buffer.as_ref().map(wgpu::Buffer::size))
+                .sum()
+        });
+        self.pool.idle_bytes() + staging
     }
 
-    /// Releases the idle buffers of the pool.
+    /// Releases the idle buffers of the pool and the upload staging buffers (dropped, not
+    /// destroyed: a copy still in flight keeps its buffer alive until it finishes).
     pub fn trim_pool(&self) {
         self.pool.clear();
+        if let Ok(mut slots) = self.upload_staging.lock() {
+            *slots = Default::default();
+        }
     }
 
     /// Writes `data` at the start of `buffer`. Recorded work is submitted first, so that the
