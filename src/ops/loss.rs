@@ -8,7 +8,7 @@ use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::gpu::{Gpu, View};
 use crate::ops::activation::check_same;
-use crate::ops::rows::{ROW_WG, RowPlan, row_blocks};
+use crate::ops::rows::{RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
 
 /// How per-row (or per-element) losses are combined, as PyTorch's `reduction`.
@@ -378,26 +378,17 @@ impl FusedCrossEntropy<'_> {
             plan => plan,
         };
         let vec4 = classes.is_multiple_of(4);
-        let (entry, wg) = match (self.classes.is_some(), plan, vec4) {
-            (true, RowPlan::SubgroupRows { wg, .. }, _) => ("index_subgroup_rows", wg),
-            (true, RowPlan::Workgroup { wg }, _) => ("index_workgroup", wg),
-            (false, RowPlan::Workgroup { wg }, _) => ("prob_workgroup", wg),
-            (true, _, false) => ("index_rows", ROW_WG),
-            (true, _, true) => ("index_rows_vec4", ROW_WG),
-            (false, _, false) => ("prob_rows", ROW_WG),
-            (false, _, true) => ("prob_rows_vec4", ROW_WG),
-        };
-        let workgroup = matches!(plan, RowPlan::Workgroup { .. });
-        let subgroup_rows = match plan {
-            RowPlan::SubgroupRows {
-                lane_vec4s,
-                rows_per_wg,
-                ..
-            } => Some((lane_vec4s, rows_per_wg)),
-            _ => None,
+        let entry = match (self.classes.is_some(), plan, vec4) {
+            (true, RowPlan::SubgroupRows { .. }, _) => "index_subgroup_rows",
+            (true, RowPlan::Workgroup { .. }, _) => "index_workgroup",
+            (false, RowPlan::Workgroup { .. }, _) => "prob_workgroup",
+            (true, _, false) => "index_rows",
+            (true, _, true) => "index_rows_vec4",
+            (false, _, false) => "prob_rows",
+            (false, _, true) => "prob_rows_vec4",
         };
         let kernel = Kernel {
-            shader: if (workgroup || subgroup_rows.is_some()) && gpu.subgroups {
+            shader: if plan.uses_subgroups(gpu) {
                 Shader::CrossEntropySubgroup
             } else {
                 Shader::CrossEntropy
@@ -412,15 +403,9 @@ impl FusedCrossEntropy<'_> {
             ],
         };
         let has_weight = self.weight.is_some();
-        let mut constants = vec![
-            ("WG", f64::from(wg)),
-            ("HAS_WEIGHT", if has_weight { 1.0 } else { 0.0 }),
-            ("SMOOTHING", if self.eps > 0.0 { 1.0 } else { 0.0 }),
-        ];
-        if let Some((lane_vec4s, rows_per_wg)) = subgroup_rows {
-            constants.push(("LANE_VEC4S", f64::from(lane_vec4s)));
-            constants.push(("SUBGROUP_ROWS", f64::from(rows_per_wg)));
-        }
+        let mut constants = plan.constants(classes);
+        constants.push(("HAS_WEIGHT", if has_weight { 1.0 } else { 0.0 }));
+        constants.push(("SMOOTHING", if self.eps > 0.0 { 1.0 } else { 0.0 }));
         let w_all = self
             .weight
             .map_or(classes as f64, |w| w.iter().map(|&v| f64::from(v)).sum());
@@ -456,13 +441,7 @@ impl FusedCrossEntropy<'_> {
                 row_loss.view(rows),
                 weight.view(self.weight.map_or(1, <[f32]>::len)),
             ];
-            let groups = if workgroup {
-                block.rows as u64
-            } else if let Some((_, rows_per_wg)) = subgroup_rows {
-                (block.rows as u64).div_ceil(u64::from(rows_per_wg))
-            } else {
-                (block.rows as u64).div_ceil(u64::from(wg))
-            };
+            let groups = plan.groups(block.rows);
             gpu.launch(
                 &kernel,
                 &constants,

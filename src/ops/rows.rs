@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
 /// Invocations per workgroup of the per-row and segment kernels.
-pub(crate) const ROW_WG: u32 = 64;
+const ROW_WG: u32 = 64;
 
 /// Invocations a launch should have to keep a CPU-type adapter's threads and SIMD lanes busy.
 const CPU_PARALLEL_INVOCATIONS: usize = 1024;
@@ -123,6 +123,53 @@ impl RowPlan {
             rows_per_wg: wg / sizes.max,
             wg,
         })
+    }
+
+    /// Invocations per workgroup of the plan's kernels.
+    pub fn wg(self) -> u32 {
+        match self {
+            RowPlan::Workgroup { wg } | RowPlan::SubgroupRows { wg, .. } => wg,
+            _ => ROW_WG,
+        }
+    }
+
+    /// The override constants of the plan's kernels for rows of `cols` floats: `WG`, and the
+    /// register-cache sizes of the cached kernels.
+    pub fn constants(self, cols: usize) -> Vec<(&'static str, f64)> {
+        let mut constants = vec![("WG", f64::from(self.wg()))];
+        match self {
+            RowPlan::PerRowCached => constants.push(("ROW_VEC4S", (cols / 4) as f64)),
+            RowPlan::SubgroupRows {
+                lane_vec4s,
+                rows_per_wg,
+                ..
+            } => {
+                constants.push(("LANE_VEC4S", f64::from(lane_vec4s)));
+                constants.push(("SUBGROUP_ROWS", f64::from(rows_per_wg)));
+            }
+            _ => {}
+        }
+        constants
+    }
+
+    /// Workgroups a launch needs for `width` rows (or, for segments, row segments).
+    pub fn groups(self, width: usize) -> u64 {
+        let width = width as u64;
+        match self {
+            RowPlan::Workgroup { .. } => width,
+            RowPlan::SubgroupRows { rows_per_wg, .. } => width.div_ceil(u64::from(rows_per_wg)),
+            _ => width.div_ceil(u64::from(self.wg())),
+        }
+    }
+
+    /// Whether the plan's kernels are built with the subgroup reduction file appended (one
+    /// workgroup or one subgroup per row, on an adapter with subgroups).
+    pub fn uses_subgroups(self, gpu: &Gpu) -> bool {
+        gpu.subgroups
+            && matches!(
+                self,
+                RowPlan::Workgroup { .. } | RowPlan::SubgroupRows { .. }
+            )
     }
 
     /// One workgroup per row, sized for `cols` and capped by the device.

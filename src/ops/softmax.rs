@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::gpu::{Gpu, View};
 use crate::ops::activation::check_same;
-use crate::ops::rows::{CACHED_ROW_MAX, ROW_WG, RowBlock, RowPlan, row_blocks};
+use crate::ops::rows::{CACHED_ROW_MAX, RowBlock, RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
 
 /// Mirrors `Params` in `shaders/softmax.wgsl`.
@@ -45,7 +45,8 @@ impl RowOp {
         }
     }
 
-    /// The kernel for one stage of a plan (`stage` 0 or, for segments, 1).
+    /// The kernel for one stage of a plan (`stage` 0 or, for segments, 1), from the module
+    /// with the subgroup reduction file appended if `subgroups`.
     fn kernel(self, plan: RowPlan, vec4: bool, stage: usize, subgroups: bool) -> Kernel {
         use Direction::{Backward, Forward};
         const FWD: &[Slot] = &[Slot::Read(1), Slot::ReadWrite(3)];
@@ -84,12 +85,8 @@ impl RowOp {
             (Backward, RowPlan::Segmented { .. }, _, true) => ("backward_finish_vec4", BWD_FINISH),
             (Backward, RowPlan::Workgroup { .. }, _, _) => ("backward_workgroup", BWD),
         };
-        let workgroup = matches!(
-            plan,
-            RowPlan::Workgroup { .. } | RowPlan::SubgroupRows { .. }
-        );
         Kernel {
-            shader: if workgroup && subgroups {
+            shader: if subgroups {
                 Shader::SoftmaxSubgroup
             } else {
                 Shader::Softmax
@@ -271,26 +268,8 @@ fn launch_rows(
         Direction::Backward => 1,
     };
     let vec4 = cols.is_multiple_of(4);
-    let wg = match plan {
-        RowPlan::Workgroup { wg } | RowPlan::SubgroupRows { wg, .. } => wg,
-        _ => ROW_WG,
-    };
-    let mut constants = vec![
-        ("WG", f64::from(wg)),
-        ("LOG", if op.log { 1.0 } else { 0.0 }),
-    ];
-    match plan {
-        RowPlan::PerRowCached => constants.push(("ROW_VEC4S", (cols / 4) as f64)),
-        RowPlan::SubgroupRows {
-            lane_vec4s,
-            rows_per_wg,
-            ..
-        } => {
-            constants.push(("LANE_VEC4S", f64::from(lane_vec4s)));
-            constants.push(("SUBGROUP_ROWS", f64::from(rows_per_wg)));
-        }
-        _ => {}
-    }
+    let mut constants = plan.constants(cols);
+    constants.push(("LOG", if op.log { 1.0 } else { 0.0 }));
     let windows: Vec<Window> = if long_rows {
         // Each row must lie within one buffer of every tensor (it may span bindings).
         for r in 0..rows {
@@ -338,13 +317,6 @@ fn launch_rows(
             })
             .collect()
     };
-    let groups = |width: usize| match plan {
-        RowPlan::Workgroup { .. } => width as u64,
-        RowPlan::SubgroupRows { rows_per_wg, .. } => {
-            (width as u64).div_ceil(u64::from(rows_per_wg))
-        }
-        _ => (width as u64).div_ceil(u64::from(wg)),
-    };
     let io = |w: &Window| -> Result<Vec<View<'_>>> {
         let (start, len) = (w.bind_start, w.bind_len);
         let mut views = vec![x.view(start, len, name)?];
@@ -359,7 +331,7 @@ fn launch_rows(
         | RowPlan::PerRowCached
         | RowPlan::Workgroup { .. }
         | RowPlan::SubgroupRows { .. } => {
-            let k = op.kernel(plan, vec4, 0, gpu.subgroups);
+            let k = op.kernel(plan, vec4, 0, plan.uses_subgroups(gpu));
             for w in &windows {
                 let views = io(w)?;
                 gpu.launch(
@@ -367,7 +339,7 @@ fn launch_rows(
                     &constants,
                     &views,
                     bytemuck::bytes_of(&w.params),
-                    groups(w.width),
+                    plan.groups(w.width),
                 )?;
             }
         }
@@ -380,13 +352,13 @@ fn launch_rows(
             } else {
                 windows.iter().map(per_launch).max().unwrap_or(1) * part_per_segment
             };
-            let k1 = op.kernel(plan, vec4, 0, gpu.subgroups);
-            let k2 = op.kernel(plan, vec4, 1, gpu.subgroups);
+            let k1 = op.kernel(plan, vec4, 0, plan.uses_subgroups(gpu));
+            let k2 = op.kernel(plan, vec4, 1, plan.uses_subgroups(gpu));
             let stages: [(&Kernel, bool); 2] = [(&k1, false), (&k2, true)];
             let launch_stage = |kernel: &Kernel, w: &Window, part: View<'_>, writes_output| {
                 let views = stage_views(io(w)?, part, writes_output);
                 let params = bytemuck::bytes_of(&w.params);
-                gpu.launch(kernel, &constants, &views, params, groups(w.width))
+                gpu.launch(kernel, &constants, &views, params, plan.groups(w.width))
             };
             if long_rows {
                 // One partials buffer for every window of every row, stage by stage.
