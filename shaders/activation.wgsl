@@ -20,12 +20,12 @@
 //  15 sigmoid, from the saved output y                         g·y(1 − y)
 //  16 tanh, from the saved output y                            g·(1 − y²)
 //
-// Numerics: every exponential takes −|·| so nothing overflows; log(1 + e) is a polynomial in
-// e (never formed from 1 + e); the saturating branches are selected rather than computed. NaN is detected by bits
-// (a compiler may fold `x != x` or a compare into min/max) and routed explicitly: NaN in gives
-// NaN out, except where PyTorch's backward defines otherwise (relu, leaky_relu, hardsigmoid,
-// relu6: see `backward_checked`); forward formulas that carry NaN by themselves skip the test
-// (`nan_by_formula`).
+// Numerics: every exponential takes −|·| so nothing overflows; log(1 + e) is a polynomial in e
+// (never formed from 1 + e); the saturating branches are selected rather than computed. NaN is
+// detected by bits (a compiler may fold `x != x` or a compare into min/max) and routed explicitly:
+// NaN in gives NaN out, except where PyTorch's backward defines otherwise (relu, leaky_relu,
+// hardsigmoid, relu6: see `backward_checked`); forward formulas that carry NaN by themselves skip
+// the test (`nan_by_formula`).
 
 override OP: u32 = 0u;
 override WG: u32 = 256u;
