@@ -366,7 +366,7 @@ impl FusedCrossEntropy<'_> {
             });
         }
         let choice = if self.classes.is_some() {
-            RowPlan::choose_cached(gpu, rows, classes)
+            RowPlan::choose_cached(gpu, rows, classes, true)
         } else {
             RowPlan::choose(gpu, rows, classes)
         };
