@@ -285,7 +285,11 @@ impl Gpu {
                 op: OP,
                 message: "no staging buffer".into(),
             })?;
-            self.write_mapped(staging, slot.last_copy.clone(), chunk)?;
+            if let Err(e) = self.write_mapped(staging, slot.last_copy.clone(), chunk) {
+                // A map may still be pending on it: the next upload makes a new one.
+                *slot = UploadSlot::default();
+                return Err(e);
+            }
             let index = {
                 let mut rec = lock(&self.recorder)?;
                 rec.encoder(&self.device).copy_buffer_to_buffer(
