@@ -123,9 +123,10 @@ fn gelu_tanh_inner(v: V) -> V {
     return SQRT_2_OVER_PI * (v + GELU_TANH_K * v * v * v);
 }
 
+// (v + 3)/6 is exactly 0 at −3 and 1 at 3, so clamping it gives PyTorch's branches (NaN is
+// routed by the callers).
 fn hardsigmoid(v: V) -> V {
-    let mid = (v + 3.0) * (1.0 / 6.0);
-    return select(select(mid, splat(1.0), v >= splat(3.0)), splat(0.0), v <= splat(-3.0));
+    return clamp((v + 3.0) * (1.0 / 6.0), splat(0.0), splat(1.0));
 }
 
 fn forward_op(v: V) -> V {
