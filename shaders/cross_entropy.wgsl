@@ -146,9 +146,19 @@ struct Step {
     sums: Sums,
 }
 
+// Whether d = z − M is ±0, i.e. z is the row's maximum (tested by bits, which no compiler folds).
+fn at_row_max(d: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(d) & vec4(0x7fffffffu)) == vec4(0u);
+}
+
+// The one-hot term a·[c = y] of the vec4 of classes that holds class y.
+fn one_hot_term(y: u32, a: f32) -> vec4<f32> {
+    return select(vec4(0.0), vec4(a), vec4(y % 4u) == vec4(0u, 1u, 2u, 3u));
+}
+
 // e^{z − M} and the parts of the row sums common to both target kinds.
 fn common_sums(d: vec4<f32>, e: vec4<f32>, valid: vec4<bool>) -> Sums {
-    let at_max = (bitcast<vec4<u32>>(d) & vec4(0x7fffffffu)) == vec4(0u) & valid;
+    let at_max = at_row_max(d) & valid;
     let rest = hsum(select(e, vec4(0.0), at_max | !valid));
     let maxima = hsum(select(vec4(0.0), vec4(1.0), at_max));
     return Sums(rest, maxima, 0.0, 0.0);
@@ -287,14 +297,14 @@ fn index_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         sums.hit = z4[b + y / 4u][y % 4u] - k.x;
         let a = p.scale * w_y;
         let a_inv_s = a * k.y;
-        let one_hot = select(vec4(0.0), vec4(a), vec4(y % 4u) == vec4(0u, 1u, 2u, 3u));
+        let one_hot = one_hot_term(y, a);
         let i_y = b + y / 4u;
         var rest = vec4(0.0);
         var maxima = vec4(0.0);
         for (var i = b; i < end; i++) {
             let d = z4[i] - k.x;
             let e = exp(d);
-            let at_max = (bitcast<vec4<u32>>(d) & vec4(0x7fffffffu)) == vec4(0u);
+            let at_max = at_row_max(d);
             rest += select(e, vec4(0.0), at_max);
             maxima += select(vec4(0.0), vec4(1.0), at_max);
             dz4[i] = e * a_inv_s - select(vec4(0.0), one_hot, i == i_y);

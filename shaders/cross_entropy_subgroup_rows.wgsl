@@ -19,7 +19,7 @@ fn exp_sums_part(c: ptr<function, Part>, h: u32, m: f32) -> vec2<f32> {
     for (var k = 0u; k < part_count(h); k++) {
         let d = (*c)[k] - m;
         let e = exp(d);
-        let at_max = d == vec4(0.0);
+        let at_max = at_row_max(d);
         rest += select(e, vec4(0.0), at_max);
         maxima += select(vec4(0.0), vec4(1.0), at_max);
         (*c)[k] = e;
@@ -43,7 +43,7 @@ fn smoothing_sum_part(c: ptr<function, Part>, h: u32, m: f32, s: LaneSpan) -> f3
 fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32, inv_s: f32) {
     let a = p.scale * w_y;
     let a_inv_s = a * inv_s;
-    let hit = select(vec4(0.0), vec4(a), vec4(y % 4u) == vec4(0u, 1u, 2u, 3u));
+    let hit = one_hot_term(y, a);
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         if j < s.n {

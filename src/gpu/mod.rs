@@ -313,21 +313,10 @@ impl Gpu {
         if !big_enough {
             let size = bytes
                 .next_power_of_two()
-                .clamp(STAGED_UPLOAD_MIN, TRANSFER_CHUNK);
-            let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("upload staging"),
-                size: size.max(bytes),
-                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            if pollster::block_on(scope.pop()).is_some() {
-                return Err(Error::OutOfMemory {
-                    op: "upload",
-                    bytes: size,
-                });
-            }
-            slot.buffer = Some(buffer);
+                .clamp(STAGED_UPLOAD_MIN, TRANSFER_CHUNK)
+                .max(bytes);
+            let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
+            slot.buffer = Some(pool::create_buffer(&self.device, size, usage, "upload")?);
             slot.last_copy = None;
         }
         Ok(())

@@ -159,22 +159,7 @@ impl BufferPool {
         let reused = self.lock()?.take(capacity, usage);
         let buffer = match reused {
             Some(b) => b,
-            None => {
-                let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-                let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(op),
-                    size: capacity,
-                    usage,
-                    mapped_at_creation: false,
-                });
-                if pollster::block_on(scope.pop()).is_some() {
-                    return Err(Error::OutOfMemory {
-                        op,
-                        bytes: capacity,
-                    });
-                }
-                buffer
-            }
+            None => create_buffer(device, capacity, usage, op)?,
         };
         Ok(DeviceBuffer {
             buffer,
@@ -218,6 +203,27 @@ pub(crate) fn size_class(bytes: u64, max: u64) -> u64 {
     } else {
         class
     }
+}
+
+/// A new buffer of `size` bytes, or [`Error::OutOfMemory`] naming `op` if the device has no
+/// room for it.
+pub(crate) fn create_buffer(
+    device: &wgpu::Device,
+    size: u64,
+    usage: wgpu::BufferUsages,
+    op: &'static str,
+) -> Result<wgpu::Buffer> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(op),
+        size,
+        usage,
+        mapped_at_creation: false,
+    });
+    if pollster::block_on(scope.pop()).is_some() {
+        return Err(Error::OutOfMemory { op, bytes: size });
+    }
+    Ok(buffer)
 }
 
 #[cfg(test)]
