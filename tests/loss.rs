@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use common::{assert_all_close, fixtures, label, npy, npy_f32, uniform};
 use gpu_activations::cpu::loss::{self as reference, CrossEntropyTargets, LossReference};
 use gpu_activations::{
-    BceOptions, Context, ContextOptions, CrossEntropyOptions, Error, Reduction, RowStrategy,
-    Subgroups, Targets, Tensor, class_indices_from_floats,
+    BceOptions, Context, ContextOptions, CrossEntropyOptions, Error, LossAndGrad, Reduction,
+    RowStrategy, Subgroups, Targets, Tensor, class_indices_from_floats,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -64,6 +64,22 @@ fn assert_loss(case: &str, got: &[f32], want: &[f64]) {
         };
         assert!(ok, "{case}: loss[{i}] = {g:e}, want {w:e}");
     }
+}
+
+/// Asserts that a loss and a gradient equal `want`'s bit for bit.
+fn assert_same_result(ctx: &Context, loss: &Tensor, grad: &Tensor, want: &LossAndGrad) {
+    assert_eq!(
+        loss.to_vec().unwrap(),
+        want.loss.to_vec().unwrap(),
+        "{} loss",
+        tag(ctx)
+    );
+    assert_eq!(
+        grad.to_vec().unwrap(),
+        want.grad.to_vec().unwrap(),
+        "{} gradient",
+        tag(ctx)
+    );
 }
 
 fn widen(v: &[f32]) -> Vec<f64> {
@@ -367,18 +383,7 @@ fn cross_entropy_in_place_overwrites_the_logits_with_the_gradient() {
             let want = fresh.cross_entropy(Targets::Indices(&t), &o).unwrap();
             let z = Tensor::from_slice(ctx, &logits, &[20, classes]).unwrap();
             let loss = z.cross_entropy_in_place(Targets::Indices(&t), &o).unwrap();
-            assert_eq!(
-                loss.to_vec().unwrap(),
-                want.loss.to_vec().unwrap(),
-                "{}",
-                tag(ctx)
-            );
-            assert_eq!(
-                z.to_vec().unwrap(),
-                want.grad.to_vec().unwrap(),
-                "{}",
-                tag(ctx)
-            );
+            assert_same_result(ctx, &loss, &z, &want);
         }
     }
 }
@@ -717,33 +722,11 @@ fn probability_targets_may_share_storage_with_the_logits() {
         let got = z
             .cross_entropy(Targets::Probabilities(&z), &CrossEntropyOptions::default())
             .unwrap();
-        assert_eq!(
-            got.loss.to_vec().unwrap(),
-            want.loss.to_vec().unwrap(),
-            "{}",
-            tag(ctx)
-        );
-        assert_eq!(
-            got.grad.to_vec().unwrap(),
-            want.grad.to_vec().unwrap(),
-            "{}",
-            tag(ctx)
-        );
+        assert_same_result(ctx, &got.loss, &got.grad, &want);
         // And in place, where the gradient overwrites the very targets.
         let loss = z
             .cross_entropy_in_place(Targets::Probabilities(&z), &CrossEntropyOptions::default())
             .unwrap();
-        assert_eq!(
-            loss.to_vec().unwrap(),
-            want.loss.to_vec().unwrap(),
-            "{}",
-            tag(ctx)
-        );
-        assert_eq!(
-            z.to_vec().unwrap(),
-            want.grad.to_vec().unwrap(),
-            "{}",
-            tag(ctx)
-        );
+        assert_same_result(ctx, &loss, &z, &want);
     }
 }
