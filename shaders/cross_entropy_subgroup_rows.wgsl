@@ -78,6 +78,14 @@ fn index_subgroup_rows(ids: SubgroupIds) {
     }
     let span = lane_span(ids, p.base + r * p.cols, p.cols);
     let y = class_index[p.row0 + r];
+    // The same y for the whole subgroup, so an ignored row returns as one.
+    if y == IGNORED {
+        store_zero(span);
+        if ids.lane == 0u {
+            row_loss[p.row0 + r] = 0.0;
+        }
+        return;
+    }
     var c0: Part;
     var c1: Part;
     var c2: Part;
@@ -93,13 +101,6 @@ fn index_subgroup_rows(ids: SubgroupIds) {
     let part = (exp_sums_part(&c0, 0u, m) + exp_sums_part(&c1, 1u, m)) + (exp_sums_part(&c2, 2u, m) + exp_sums_part(&c3, 3u, m));
     sums.rest = subgroupAdd(part.x);
     sums.maxima = subgroupAdd(part.y);
-    if y == IGNORED {
-        store_zero(span);
-        if ids.lane == 0u {
-            row_loss[p.row0 + r] = 0.0;
-        }
-        return;
-    }
     let w_y = weight_of_vec4(y);
     let inv_s = 1.0 / (sums.rest + sums.maxima);
     if SMOOTHING {
