@@ -125,8 +125,9 @@ impl Activation {
         }
     }
 
-    /// The shader's `OP` code (see the table in `shaders/activation.wgsl`).
-    fn code(self) -> u32 {
+    /// The `OP` override constant that selects this function in `shaders/activation.wgsl`
+    /// ([`Shader::Activation`](crate::Shader::Activation)), for driving the kernel directly.
+    pub fn shader_code(self) -> u32 {
         match self {
             Activation::Sigmoid => 0,
             Activation::Tanh => 1,
@@ -146,8 +147,9 @@ impl Activation {
         }
     }
 
-    /// The shader's parameters `p0, p1, p2`.
-    fn params(self) -> [f32; 3] {
+    /// The kernel's uniform parameters `p0, p1, p2` for this function (see
+    /// [`Activation::shader_code`]).
+    pub fn shader_params(self) -> [f32; 3] {
         match self {
             Activation::LeakyRelu { negative_slope } => [negative_slope, 0.0, 0.0],
             Activation::Elu { alpha } => [alpha, 0.0, 0.0],
@@ -246,7 +248,7 @@ impl Derivative {
 
     fn code(self) -> u32 {
         match self {
-            Derivative::AtInput(a) => a.code(),
+            Derivative::AtInput(a) => a.shader_code(),
             Derivative::SigmoidAtOutput => 15,
             Derivative::TanhAtOutput => 16,
         }
@@ -254,7 +256,7 @@ impl Derivative {
 
     fn params(self) -> [f32; 3] {
         match self {
-            Derivative::AtInput(a) => a.params(),
+            Derivative::AtInput(a) => a.shader_params(),
             _ => [0.0; 3],
         }
     }
@@ -306,8 +308,8 @@ impl Tensor {
     pub fn activation_into(&self, act: Activation, out: &Tensor) -> Result<()> {
         act.validate()?;
         check_same(act.name(), "output", self, out)?;
-        let code = act.code();
-        let params = act.params();
+        let code = act.shader_code();
+        let params = act.shader_params();
         match (self.storage(), out.storage()) {
             (Storage::Host(x), Storage::Host(y)) => {
                 let result = cpu::activation::forward_slice(act, &read_host(x)?);
