@@ -87,30 +87,31 @@ fn softplus_raw(z: V) -> V {
     return select(splat(0.0), z, z > splat(0.0)) + log1p_unit(exp(-abs(z)));
 }
 
-// erfc(z) for z ≥ 0, relative error < 1.2e-7 (Chebyshev fit, Numerical Recipes §6.2).
-fn erfc_pos(z: V) -> V {
-    let t = 1.0 / (1.0 + 0.5 * z);
-    // Estrin's scheme: a short dependency chain instead of nine multiply-adds in a row.
+// erfc(z)·e^(z²)/t for z ≥ 0 as a polynomial in t = 1/(1 + z/2) ∈ (0, 1], fitted to 40-digit
+// values for the least relative error (1.1e-8 before rounding; erfc from it is within 7e-7 for
+// z ≤ 3.8, where gelu is above 1e-6, and 4e-6 beyond), evaluated by Estrin's scheme.
+fn erfcx_over_t(t: V) -> V {
     let t2 = t * t;
     let t4 = t2 * t2;
-    let b0 = -1.26551223 + 1.00002368 * t;
-    let b1 = 0.37409196 + 0.09678418 * t;
-    let b2 = -0.18628806 + 0.27886807 * t;
-    let b3 = -1.13520398 + 1.48851587 * t;
-    let b4 = -0.82215223 + 0.17087277 * t;
-    let poly = (b0 + b1 * t2) + (b2 + b3 * t2) * t4 + b4 * (t4 * t4);
-    return t * exp(-z * z + poly);
+    let q0 = (0.282094806 + 0.282093853 * t) + (0.246880546 + 0.17537719 * t) * t2;
+    let q1 = (0.0929984674 + -0.0572249517 * t) + (0.127072677 + -0.446953863 * t) * t2;
+    let q2 = (0.48615858 + -0.230847925 * t) + 0.0423505977 * t2;
+    return (q0 + q1 * t4) + q2 * (t4 * t4);
 }
 
-// Φ(v), the standard normal CDF, accurate in both tails.
-fn normal_cdf(v: V) -> V {
-    let half_c = 0.5 * erfc_pos(abs(v) * FRAC_1_SQRT_2);
-    return select(1.0 - half_c, half_c, v < splat(0.0));
+// Φ(v), the standard normal CDF, accurate in both tails, and φ(v), the density, sharing the
+// one exponential e^(−v²/2): Φ(−|v|) = ½ erfc(z) = ½·t·erfcx_over_t(t)·e^(−z²), z = |v|/√2.
+struct Normal {
+    cdf: V,
+    pdf: V,
 }
 
-// φ(v), the standard normal density.
-fn normal_pdf(v: V) -> V {
-    return FRAC_1_SQRT_2PI * exp(-0.5 * v * v);
+fn normal(v: V) -> Normal {
+    let z = abs(v) * FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let gauss = exp(-z * z);
+    let half_c = 0.5 * t * erfcx_over_t(t) * gauss;
+    return Normal(select(1.0 - half_c, half_c, v < splat(0.0)), FRAC_1_SQRT_2PI * gauss);
 }
 
 fn elu(v: V, alpha: f32) -> V {
@@ -173,7 +174,7 @@ fn forward_op(v: V) -> V {
             return SELU_SCALE * elu(v, SELU_ALPHA);
         }
         case 6u: {
-            return v * normal_cdf(v);
+            return v * normal(v).cdf;
         }
         case 7u: {
             return v * sigmoid(2.0 * gelu_tanh_inner(v));
@@ -230,7 +231,8 @@ fn backward_op(v: V, g: V) -> V {
             return g * (SELU_SCALE * elu_slope(v, SELU_ALPHA));
         }
         case 6u: {
-            return g * (normal_cdf(v) + v * normal_pdf(v));
+            let n = normal(v);
+            return g * (n.cdf + v * n.pdf);
         }
         case 7u: {
             let u2 = 2.0 * gelu_tanh_inner(v);
