@@ -4,7 +4,9 @@
 # `info`, `check` (automatic and with each row kernel forced), `bench --json`, the row kernels
 # side by side (to tune the automatic choice on hardware) and the PyTorch comparison, writing
 # every log under $OUT.
-# Expects target/release/gpu-activations (built on the development machine) to travel along.
+# Expects target/release/gpu-activations (built on the development machine) to travel along;
+# ARITH may name the built `cargo bench --bench arithmetic` binary (target/release/deps/
+# arithmetic-*) to split each activation's time into memory traffic and arithmetic there too.
 set -uo pipefail
 OUT="${OUT:-out}"
 mkdir -p "$OUT"
@@ -29,6 +31,9 @@ for k in subgroup workgroup per-row; do
     --json "$OUT/bench-rows-$k.json" > "$OUT/bench-rows-$k.txt" 2>&1
   echo "bench --row-kernel $k: exit $?" | tee -a "$OUT/status.txt"
 done
+if [ -n "${ARITH:-}" ]; then
+  "$ARITH" > "$OUT/arithmetic.txt" 2>&1; echo "arithmetic: exit $?" | tee -a "$OUT/status.txt"
+fi
 python3 scripts/compare_torch.py "$OUT/bench.json" --out "$OUT/torch.json" > "$OUT/torch.txt" 2>&1
 echo "compare_torch: exit $?" | tee -a "$OUT/status.txt"
 tail -n 3 "$OUT/check.txt"

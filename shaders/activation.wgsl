@@ -1,6 +1,7 @@
 // Elementwise activations, forward y = f(x) and backward dx = g ⊙ f'(x), with PyTorch's formulas.
 //
-// OP (override) selects the function; codes match `Activation::code` in src/ops/activation.rs.
+// OP (override) selects the function; codes match `Activation::shader_code`
+// (src/ops/activation.rs).
 //   0 sigmoid      σ(x) = 1 / (1 + e^−x)                      σ' = σ(1 − σ)
 //   1 tanh         tanh x                                      tanh' = 1 − tanh² x
 //   2 relu         max(x, 0)                                   relu'(x) = [x > 0]        (0 at 0)
@@ -20,8 +21,9 @@
 //  15 sigmoid, from the saved output y                         g·y(1 − y)
 //  16 tanh, from the saved output y                            g·(1 − y²)
 //
-// Numerics: every exponential takes −|·| so nothing overflows; log(1 + e) is a polynomial in e
-// (never formed from 1 + e); the saturating branches are selected rather than computed. NaN is
+// Numerics: exponentials take −|·| where an overflow would spoil the result (σ alone takes
+// e^−x, whose overflow to +∞ gives the right 0); log(1 + e) is a polynomial in e (never formed
+// from 1 + e); the saturating branches are selected rather than computed. NaN is
 // detected by bits (a compiler may fold `x != x` or a compare into min/max) and routed explicitly:
 // NaN in gives NaN out, except where PyTorch's backward defines otherwise (relu, leaky_relu,
 // hardsigmoid, relu6: see `backward_checked`); forward formulas that carry NaN by themselves skip
