@@ -1,5 +1,5 @@
 // Shared elementwise helpers, appended by the host to the elementwise kernel files:
-// σ(v) = 1/(1 + e^−v), log(1 + e) for 0 ≤ e ≤ 1 to 2 ulp, and NaN
+// σ(v) = 1/(1 + e^−v) evaluated without overflow, log(1 + e) for 0 ≤ e ≤ 1 to 2 ulp, and NaN
 // tests by bits.
 
 alias V = vec4<f32>;
@@ -20,10 +20,11 @@ fn nan() -> V {
     return bitcast<V>(vec4(0x7fc00000u));
 }
 
-// σ(v) = 1/(1 + e^−v): e^−v overflows to +∞ below v ≈ −88.7, giving 0 where σ is below
-// f32's normal range. A NaN v needs the caller's routing (the exponential may clamp it).
+// σ(v) from e = e^−|v|: 1/(1 + e) for v ≥ 0, e/(1 + e) otherwise.
 fn sigmoid(v: V) -> V {
-    return 1.0 / (1.0 + exp(-v));
+    let e = exp(-abs(v));
+    let r = 1.0 / (1.0 + e);
+    return select(e * r, r, v >= splat(0.0));
 }
 
 // log(1 + e) for 0 ≤ e ≤ 1 to 2 ulp, relative: e·P(e) with P a degree-9 polynomial fitted to
