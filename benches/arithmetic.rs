@@ -4,15 +4,21 @@
 //! For each op this times, alternating in one process on one adapter: the copy kernel, the
 //! op's real kernel, and two register-only kernels appended to the op's own shader that walk
 //! the same grid and run `forward_checked` (or `backward_checked`) on values made from the
-//! index, summing the results instead of storing them, minus the same walk summing the
-//! inputs. Their difference is the arithmetic alone; if the op costs the copy plus its
-//! arithmetic, the fraction of the copy it can reach is `copy / (copy + arithmetic)`.
+//! index, summing the results instead of storing them, and the same walk without the
+//! function. Their difference is the arithmetic alone; if the op costs the copy plus its
+//! arithmetic, the fraction of the copy it can reach is `copy / (copy + arithmetic)` (1.5
+//! copies for a backward, which moves three streams). The ms columns are medians over the runs,
+//! the fractions medians of each run's ratios, so the one need not follow from the other.
+//!
+//! Each timing is of back-to-back launches submitted together (enough of them to take 5 ms),
+//! so that submitting and waiting do not hide a fast adapter's kernels.
 //!
 //! Run with `cargo bench --bench arithmetic` (`GPU_ACTIVATIONS_BACKEND` picks the adapter;
 //! `ARITHMETIC_OPS=sigmoid,gelu` narrows the ops, `ARITHMETIC_RUNS` sets the pairs, 11).
 //! To weigh a shader edit on a noisy machine, point `ARITHMETIC_BASELINE` at a folder holding
 //! the other `activation.wgsl` and `math.wgsl`: both versions' arithmetic is then timed in
-//! alternation and the last column gives the median ratio, this tree's over the baseline's.
+//! alternation and the last column gives the median ratio, this tree's over the baseline's
+//! (a ratio of two differences: steady for the heavier ops, noisy for relu-like ones).
 
 use std::time::Instant;
 
@@ -22,9 +28,13 @@ use wgpu::util::DeviceExt;
 const ELEMENTS: usize = 16_777_216;
 const WG: u32 = 256;
 const VEC4S_PER_INVOCATION: u32 = 4;
+/// The least time one timing takes; launches are repeated to reach it.
+const MIN_TIMING_SECONDS: f64 = 0.005;
 
 /// Register-only twins of the elementwise entry points: inputs spread over [−8, 8) from the
-/// index, results summed and stored only under a condition the compiler cannot decide.
+/// index, results summed and stored only under a condition the compiler cannot decide. Each
+/// identity kernel is its probe without the function. `COPY_PARAMS` becomes the shader's own
+/// parameter copy where it has one.
 const PROBES: &str = r#"
 fn probe_input(i: u32) -> V {
     return V(f32(i & 0xffffu)) * (16.0 / 65536.0) + V(-8.0, -7.75, -7.5, -7.25);
@@ -39,7 +49,7 @@ fn probe_keep(acc: V, i: u32) {
 @compute @workgroup_size(WG)
 fn probe_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    p = params;
+    COPY_PARAMS
     var acc = splat(0.0);
     let first = first_index(wid, nwg, lid);
     for (var i = first; i < p.len; i += stride(nwg)) {
@@ -49,9 +59,21 @@ fn probe_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 }
 
 @compute @workgroup_size(WG)
+fn identity_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    COPY_PARAMS
+    var acc = splat(0.0);
+    let first = first_index(wid, nwg, lid);
+    for (var i = first; i < p.len; i += stride(nwg)) {
+        acc += probe_input(i);
+    }
+    probe_keep(acc, first);
+}
+
+@compute @workgroup_size(WG)
 fn probe_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    p = params;
+    COPY_PARAMS
     var acc = splat(0.0);
     let first = first_index(wid, nwg, lid);
     for (var i = first; i < p.len; i += stride(nwg)) {
@@ -62,18 +84,34 @@ fn probe_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 }
 
 @compute @workgroup_size(WG)
-fn probe_identity(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-    p = params;
+fn identity_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    COPY_PARAMS
     var acc = splat(0.0);
     let first = first_index(wid, nwg, lid);
     for (var i = first; i < p.len; i += stride(nwg)) {
-        let v = probe_input(i);
-        acc += v + (v * 0.5 + 1.0);
+        acc += probe_input(i) * 0.5 + 1.0;
     }
     probe_keep(acc, first);
 }
 "#;
+
+/// An activation shader's source with the probes appended.
+fn with_probes(shader: &str) -> String {
+    let copy = if shader.contains("var<private> p:") {
+        "p = params;"
+    } else {
+        ""
+    };
+    format!("{shader}{}", PROBES.replace("COPY_PARAMS", copy))
+}
+
+/// A pipeline with its bind group and the launches per timing.
+struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    bind: wgpu::BindGroup,
+    launches: u32,
+}
 
 struct Launcher<'a> {
     device: &'a wgpu::Device,
@@ -82,7 +120,15 @@ struct Launcher<'a> {
 }
 
 impl Launcher<'_> {
-    fn pipeline(&self, source: &str, entry: &str, op: u32) -> wgpu::ComputePipeline {
+    /// `entry` of `source` (with `OP = op` where the shader has it), bound to `buffers`, with
+    /// its launches per timing calibrated.
+    fn kernel(
+        &self,
+        source: &str,
+        entry: &str,
+        op: u32,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> Kernel {
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -93,7 +139,8 @@ impl Launcher<'_> {
         if source.contains("override OP") {
             constants.push(("OP", f64::from(op)));
         }
-        self.device
+        let pipeline = self
+            .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: None,
                 layout: None,
@@ -104,41 +151,50 @@ impl Launcher<'_> {
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,
-            })
-    }
-
-    fn bind(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        entries: &[(u32, &wgpu::Buffer)],
-    ) -> wgpu::BindGroup {
-        let entries: Vec<_> = entries
+            });
+        let entries: Vec<_> = buffers
             .iter()
             .map(|&(binding, buffer)| wgpu::BindGroupEntry {
                 binding,
                 resource: buffer.as_entire_binding(),
             })
             .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
-        })
+        });
+        let mut kernel = Kernel {
+            pipeline,
+            bind,
+            launches: 1,
+        };
+        self.time(&kernel);
+        let once = self.time(&kernel);
+        kernel.launches = (MIN_TIMING_SECONDS / once).ceil().clamp(1.0, 1000.0) as u32;
+        kernel
     }
 
-    /// Seconds for one launch, submitted alone and waited for.
-    fn time(&self, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup) -> f64 {
+    /// Seconds per launch of `k`, its launches submitted together and waited for.
+    fn time(&self, k: &Kernel) -> f64 {
         let t = Instant::now();
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, bind, &[]);
-            pass.dispatch_workgroups(self.groups, 1, 1);
+            pass.set_pipeline(&k.pipeline);
+            pass.set_bind_group(0, &k.bind, &[]);
+            for _ in 0..k.launches {
+                pass.dispatch_workgroups(self.groups, 1, 1);
+            }
         }
         self.queue.submit([encoder.finish()]);
         let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64() / f64::from(k.launches)
+    }
+
+    /// Seconds of arithmetic: a probe's time less its identity's.
+    fn arithmetic(&self, [probe, identity]: &[Kernel; 2]) -> f64 {
+        self.time(probe) - self.time(identity)
     }
 }
 
@@ -181,21 +237,28 @@ fn main() {
         })
     };
     let (x, g, out) = (storage(16.0), storage(2.0), storage(0.0));
+    let uniform = |words: [u32; 4]| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    };
 
-    let copy = launcher.pipeline(Shader::Copy.source(), "copy", 0);
-    let copy_params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: None,
-        contents: bytemuck::cast_slice(&[vec4s, 0, 0, 0]),
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
-    let copy_bind = launcher.bind(&copy, &[(0, &copy_params), (1, &x), (2, &out)]);
-    let source = format!("{}{PROBES}", Shader::Activation.source());
+    let copy_params = uniform([vec4s, 0, 0, 0]);
+    let copy = launcher.kernel(
+        Shader::Copy.source(),
+        "copy",
+        0,
+        &[(0, &copy_params), (1, &x), (2, &out)],
+    );
+    let source = with_probes(Shader::Activation.source());
     let baseline = std::env::var("ARITHMETIC_BASELINE").ok().map(|dir| {
         let read = |file: &str| {
             std::fs::read_to_string(std::path::Path::new(&dir).join(file))
                 .unwrap_or_else(|e| panic!("ARITHMETIC_BASELINE: {dir}/{file}: {e}"))
         };
-        format!("{}{}{PROBES}", read("activation.wgsl"), read("math.wgsl"))
+        with_probes(&format!("{}{}", read("activation.wgsl"), read("math.wgsl")))
     });
 
     println!(
@@ -209,56 +272,34 @@ fn main() {
                 continue;
             }
             let [p0, p1, p2] = act.shader_params();
-            let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(&[vec4s, p0.to_bits(), p1.to_bits(), p2.to_bits()]),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let params = uniform([vec4s, p0.to_bits(), p1.to_bits(), p2.to_bits()]);
             let code = act.shader_code();
-            let (entry, probe_entry) = if backward {
-                ("backward", "probe_backward")
+            let (entry, probes, inputs) = if backward {
+                (
+                    "backward",
+                    ["probe_backward", "identity_backward"],
+                    vec![(0, &params), (1, &x), (2, &g), (3, &out)],
+                )
             } else {
-                ("forward", "probe_forward")
+                (
+                    "forward",
+                    ["probe_forward", "identity_forward"],
+                    vec![(0, &params), (1, &x), (3, &out)],
+                )
             };
-            let real = launcher.pipeline(&source, entry, code);
-            let real_bind = if backward {
-                launcher.bind(&real, &[(0, &params), (1, &x), (2, &g), (3, &out)])
-            } else {
-                launcher.bind(&real, &[(0, &params), (1, &x), (3, &out)])
-            };
-            let probe = launcher.pipeline(&source, probe_entry, code);
-            let probe_bind = launcher.bind(&probe, &[(0, &params), (3, &out)]);
-            let identity = launcher.pipeline(&source, "probe_identity", code);
-            let identity_bind = launcher.bind(&identity, &[(0, &params), (3, &out)]);
-            // The baseline's probe and identity kernels, with their bind groups.
-            let base = baseline.as_ref().map(|base| {
-                let probe = launcher.pipeline(base, probe_entry, code);
-                let identity = launcher.pipeline(base, "probe_identity", code);
-                let probe_bind = launcher.bind(&probe, &[(0, &params), (3, &out)]);
-                let identity_bind = launcher.bind(&identity, &[(0, &params), (3, &out)]);
-                [(probe, probe_bind), (identity, identity_bind)]
-            });
-            let base_arith = || {
-                base.as_ref()
-                    .map(|[(probe, probe_bind), (identity, identity_bind)]| {
-                        launcher.time(probe, probe_bind) - launcher.time(identity, identity_bind)
-                    })
-            };
+            let real = launcher.kernel(&source, entry, code, &inputs);
+            let register_only = [(0, &params), (3, &out)];
+            let arithmetic = probes.map(|e| launcher.kernel(&source, e, code, &register_only));
+            let base = baseline
+                .as_ref()
+                .map(|base| probes.map(|e| launcher.kernel(base, e, code, &register_only)));
 
-            for _ in 0..2 {
-                launcher.time(&copy, &copy_bind);
-                launcher.time(&real, &real_bind);
-                launcher.time(&probe, &probe_bind);
-                launcher.time(&identity, &identity_bind);
-                base_arith();
-            }
             let (mut copies, mut ops, mut ariths, mut fractions, mut predicted, mut vs_base) =
                 (vec![], vec![], vec![], vec![], vec![], vec![]);
             for _ in 0..runs {
-                let c = launcher.time(&copy, &copy_bind);
-                let o = launcher.time(&real, &real_bind);
-                let a =
-                    launcher.time(&probe, &probe_bind) - launcher.time(&identity, &identity_bind);
+                let c = launcher.time(&copy);
+                let o = launcher.time(&real);
+                let a = launcher.arithmetic(&arithmetic);
                 // A backward reads two inputs: the copy moves 8 bytes per element, the op 12.
                 let bytes_ratio = if backward { 1.5 } else { 1.0 };
                 copies.push(c);
@@ -266,8 +307,8 @@ fn main() {
                 ariths.push(a);
                 fractions.push(c * bytes_ratio / o);
                 predicted.push(c * bytes_ratio / (c * bytes_ratio + a));
-                if let Some(b) = base_arith() {
-                    vs_base.push(a / b);
+                if let Some(base) = &base {
+                    vs_base.push(a / launcher.arithmetic(base));
                 }
             }
             let ms = |v: Vec<f64>| median(v) * 1e3;

@@ -98,6 +98,8 @@ struct ResultJson {
     copy_gbs: f64,
     fraction_of_copy: f64,
     cpu_speedup: f64,
+    /// Launches of the op per timed run (`median_ms` is per launch).
+    launches: usize,
 }
 
 #[derive(Serialize)]
@@ -150,9 +152,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     let info = ctx.adapter_info();
     println!("adapter: {info}");
     println!(
-        "method:  median of {} runs after {} warm-up runs, data resident on the device; each run \
-         is paired with a run of the copy kernel over as many elements, and `of copy` is the \
-         median of the pairs' ratios",
+        "method:  median of {} runs after {} warm-up runs, data resident on the device; a run \
+         repeats the op back to back for at least 5 ms (times are per launch), and each is \
+         paired with a run of the copy kernel over as many elements; `of copy` is the median of \
+         the pairs' ratios",
         args.runs, args.warmup
     );
     let progress = if std::io::stderr().is_terminal() {
@@ -336,18 +339,32 @@ impl<'a> Bench<'a> {
         Ok(())
     }
 
-    fn timed(&self, f: impl Fn() -> Result<(), BoxError>) -> Result<f64, BoxError> {
+    /// Seconds per launch of `launches` runs of `f` recorded back to back, then waited for.
+    fn timed(
+        &self,
+        launches: usize,
+        f: impl Fn() -> Result<(), BoxError>,
+    ) -> Result<f64, BoxError> {
         let t = Instant::now();
-        f()?;
+        for _ in 0..launches {
+            f()?;
+        }
         self.ctx.synchronize()?;
-        Ok(t.elapsed().as_secs_f64())
+        Ok(t.elapsed().as_secs_f64() / launches as f64)
+    }
+
+    fn copy(&self) -> Result<(), BoxError> {
+        Ok(self.xt.copy_into(&self.copy_dst)?)
     }
 
     fn measure(&self, warmup: usize, runs: usize) -> Result<ResultJson, BoxError> {
-        for _ in 0..warmup {
-            self.timed(|| self.record())?;
-            self.timed(|| Ok(self.xt.copy_into(&self.copy_dst)?))?;
+        let (mut op_once, mut copy_once) = (0.0, 0.0);
+        for _ in 0..warmup.max(1) {
+            op_once = self.timed(1, || self.record())?;
+            copy_once = self.timed(1, || self.copy())?;
         }
+        let op_launches = launches_per_run(op_once);
+        let copy_launches = launches_per_run(copy_once);
         let n: usize = self.shape.iter().product();
         let copy_bytes = (8 * n) as f64;
         let mut op_times = Vec::with_capacity(runs);
@@ -357,8 +374,8 @@ impl<'a> Bench<'a> {
         // medians.
         let mut ratios = Vec::with_capacity(runs);
         for _ in 0..runs {
-            let op = self.timed(|| self.record())?;
-            let copy = self.timed(|| Ok(self.xt.copy_into(&self.copy_dst)?))?;
+            let op = self.timed(op_launches, || self.record())?;
+            let copy = self.timed(copy_launches, || self.copy())?;
             ratios.push((self.bytes() / op) / (copy_bytes / copy));
             op_times.push(op);
             copy_times.push(copy);
@@ -377,6 +394,7 @@ impl<'a> Bench<'a> {
             copy_gbs,
             fraction_of_copy: median(&mut ratios),
             cpu_speedup: self.cpu_seconds() / op,
+            launches: op_launches,
         })
     }
 
@@ -433,6 +451,15 @@ impl<'a> Bench<'a> {
         }
         t.elapsed().as_secs_f64() * n as f64 / take.max(1) as f64
     }
+}
+
+/// The least time a timed run takes: it repeats its op back to back until it does, so that
+/// recording, submitting and waiting (tens of microseconds) do not hide a fast device's kernels.
+const MIN_RUN_SECONDS: f64 = 0.005;
+
+/// Launches per timed run of an op that took `once` seconds alone (at most 1,000).
+fn launches_per_run(once: f64) -> usize {
+    (MIN_RUN_SECONDS / once).ceil().clamp(1.0, 1000.0) as usize
 }
 
 fn median(v: &mut [f64]) -> f64 {
