@@ -2,9 +2,10 @@
 //! ceiling they are measured against, a chain of small ops against a raw wgpu loop, and an
 //! offload (upload, op, read back) against the transfers alone.
 //!
-//! Each op's iterations alternate with runs of the copy kernel over as many elements; after
-//! each benchmark a line gives its GB/s and the fraction of the copy's GB/s measured in those
-//! same alternations. Run with `cargo bench` (`GPU_ACTIVATIONS_BACKEND` picks the adapter).
+//! Each sample of an op's iterations alternates with as many runs of the copy kernel over as
+//! many elements; after each benchmark a line gives its GB/s and the fraction of the copy's
+//! GB/s measured in those same alternations. Run with `cargo bench` (`GPU_ACTIVATIONS_BACKEND`
+//! picks the adapter).
 
 use std::time::{Duration, Instant};
 
@@ -52,21 +53,23 @@ fn bench_against_copy(
         .measurement_time(Duration::from_secs(2))
         .throughput(Throughput::Bytes(bytes));
     g.bench_function(BenchmarkId::from_parameter(&id), |b| {
+        // A sample's iterations run back to back and are waited for once (so that submitting
+        // and waiting do not hide a fast device's kernels), then as many copies the same way.
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
+            let t = Instant::now();
             for _ in 0..iters {
-                let t = Instant::now();
                 op();
-                ctx.synchronize().expect("synchronize");
-                let dt = t.elapsed();
-                total += dt;
-                op_time += dt;
-                runs += 1;
-                let t = Instant::now();
-                src.copy_into(&dst).expect("copy");
-                ctx.synchronize().expect("synchronize");
-                copy_time += t.elapsed();
             }
+            ctx.synchronize().expect("synchronize");
+            let total = t.elapsed();
+            op_time += total;
+            runs += iters;
+            let t = Instant::now();
+            for _ in 0..iters {
+                src.copy_into(&dst).expect("copy");
+            }
+            ctx.synchronize().expect("synchronize");
+            copy_time += t.elapsed();
             total
         })
     });
