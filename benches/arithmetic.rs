@@ -31,75 +31,59 @@ const VEC4S_PER_INVOCATION: u32 = 4;
 /// The least time one timing takes; launches are repeated to reach it.
 const MIN_TIMING_SECONDS: f64 = 0.005;
 
-/// Register-only twins of the elementwise entry points: inputs spread over [−8, 8) from the
-/// index, results summed and stored only under a condition the compiler cannot decide. Each
-/// identity kernel is its probe without the function. `COPY_PARAMS` becomes the shader's own
-/// parameter copy where it has one.
+/// A register-only twin of the elementwise entry points: inputs spread over [−8, 8) from the
+/// index, results summed and stored only under a condition the compiler cannot decide. PROBE
+/// picks what is summed: the forward, the forward's identity (its input), the backward (with
+/// g = v/2 + 1), or the backward's identity (its g). `COPY_PARAMS` becomes the shader's own
+/// parameter load where it has one.
 const PROBES: &str = r#"
+override PROBE: u32 = 0u;
+
 fn probe_input(i: u32) -> V {
     return V(f32(i & 0xffffu)) * (16.0 / 65536.0) + V(-8.0, -7.75, -7.5, -7.25);
 }
 
-fn probe_keep(acc: V, i: u32) {
+fn probe_value(v: V) -> V {
+    let g = v * 0.5 + 1.0;
+    switch PROBE {
+        case 0u: {
+            return forward_checked(v);
+        }
+        case 1u: {
+            return v;
+        }
+        case 2u: {
+            return backward_checked(v, g);
+        }
+        default: {
+            return g;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn probe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    COPY_PARAMS
+    var acc = splat(0.0);
+    let first = first_index(wid, nwg, lid);
+    for (var i = first; i < p.len; i += stride(nwg)) {
+        acc += probe_value(probe_input(i));
+    }
     if all(acc == V(-1.2345e30)) {
-        out[i] = acc;
+        out[first] = acc;
     }
-}
-
-@compute @workgroup_size(WG)
-fn probe_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    COPY_PARAMS
-    var acc = splat(0.0);
-    let first = first_index(wid, nwg, lid);
-    for (var i = first; i < p.len; i += stride(nwg)) {
-        acc += forward_checked(probe_input(i));
-    }
-    probe_keep(acc, first);
-}
-
-@compute @workgroup_size(WG)
-fn identity_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_index) lid: u32) {
-    COPY_PARAMS
-    var acc = splat(0.0);
-    let first = first_index(wid, nwg, lid);
-    for (var i = first; i < p.len; i += stride(nwg)) {
-        acc += probe_input(i);
-    }
-    probe_keep(acc, first);
-}
-
-@compute @workgroup_size(WG)
-fn probe_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-    COPY_PARAMS
-    var acc = splat(0.0);
-    let first = first_index(wid, nwg, lid);
-    for (var i = first; i < p.len; i += stride(nwg)) {
-        let v = probe_input(i);
-        acc += backward_checked(v, v * 0.5 + 1.0);
-    }
-    probe_keep(acc, first);
-}
-
-@compute @workgroup_size(WG)
-fn identity_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                     @builtin(local_invocation_index) lid: u32) {
-    COPY_PARAMS
-    var acc = splat(0.0);
-    let first = first_index(wid, nwg, lid);
-    for (var i = first; i < p.len; i += stride(nwg)) {
-        acc += probe_input(i) * 0.5 + 1.0;
-    }
-    probe_keep(acc, first);
 }
 "#;
 
+/// `PROBE` values: the forward and its identity, the backward and its identity.
+const FORWARD_PROBES: [u32; 2] = [0, 1];
+const BACKWARD_PROBES: [u32; 2] = [2, 3];
+
 /// An activation shader's source with the probes appended.
 fn with_probes(shader: &str) -> String {
-    let copy = if shader.contains("var<private> p:") {
-        "p = params;"
+    let copy = if shader.contains("fn load_param()") {
+        "load_param();"
     } else {
         ""
     };
@@ -120,13 +104,13 @@ struct Launcher<'a> {
 }
 
 impl Launcher<'_> {
-    /// `entry` of `source` (with `OP = op` where the shader has it), bound to `buffers`, with
-    /// its launches per timing calibrated.
+    /// `entry` of `source` (with `OP = op` where the shader has it, and `PROBE = probe`), bound
+    /// to `buffers`, with its launches per timing calibrated.
     fn kernel(
         &self,
         source: &str,
         entry: &str,
-        op: u32,
+        (op, probe): (u32, Option<u32>),
         buffers: &[(u32, &wgpu::Buffer)],
     ) -> Kernel {
         let module = self
@@ -138,6 +122,9 @@ impl Launcher<'_> {
         let mut constants = vec![("WG", f64::from(WG))];
         if source.contains("override OP") {
             constants.push(("OP", f64::from(op)));
+        }
+        if let Some(probe) = probe {
+            constants.push(("PROBE", f64::from(probe)));
         }
         let pipeline = self
             .device
@@ -249,7 +236,7 @@ fn main() {
     let copy = launcher.kernel(
         Shader::Copy.source(),
         "copy",
-        0,
+        (0, None),
         &[(0, &copy_params), (1, &x), (2, &out)],
     );
     let source = with_probes(Shader::Activation.source());
@@ -277,22 +264,26 @@ fn main() {
             let (entry, probes, inputs) = if backward {
                 (
                     "backward",
-                    ["probe_backward", "identity_backward"],
+                    BACKWARD_PROBES,
                     vec![(0, &params), (1, &x), (2, &g), (3, &out)],
                 )
             } else {
                 (
                     "forward",
-                    ["probe_forward", "identity_forward"],
+                    FORWARD_PROBES,
                     vec![(0, &params), (1, &x), (3, &out)],
                 )
             };
-            let real = launcher.kernel(&source, entry, code, &inputs);
+            let real = launcher.kernel(&source, entry, (code, None), &inputs);
             let register_only = [(0, &params), (3, &out)];
-            let arithmetic = probes.map(|e| launcher.kernel(&source, e, code, &register_only));
-            let base = baseline
-                .as_ref()
-                .map(|base| probes.map(|e| launcher.kernel(base, e, code, &register_only)));
+            let arithmetic = probes.map(|probe| {
+                launcher.kernel(&source, "probe", (code, Some(probe)), &register_only)
+            });
+            let base = baseline.as_ref().map(|base| {
+                probes.map(|probe| {
+                    launcher.kernel(base, "probe", (code, Some(probe)), &register_only)
+                })
+            });
 
             let (mut copies, mut ops, mut ariths, mut fractions, mut predicted, mut vs_base) =
                 (vec![], vec![], vec![], vec![], vec![], vec![]);

@@ -41,13 +41,20 @@ struct Params {
     p2: f32,
 }
 
-@group(0) @binding(0) var<uniform> params: Params;
-// `params`, copied once by each entry point before its loop: on lavapipe, softplus reading its
-// three parameters from the uniform buffer inside the loop spent 40% more on arithmetic.
-var<private> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x_in: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> g_in: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+
+// The op's parameters (p0, p1, p2) as x, y, z, copied once by each entry point before its loop
+// (`load_param`): read from the uniform buffer inside the loop, softplus's three cost it 40 %
+// more arithmetic on lavapipe. (A copy of the whole block, loop bound included, cost the ops
+// without parameters about 10 %.)
+var<private> param: vec3<f32>;
+
+fn load_param() {
+    param = vec3(p.p0, p.p1, p.p2);
+}
 
 const SELU_ALPHA: f32 = 1.6732632423543772;
 const SELU_SCALE: f32 = 1.0507009873554805;
@@ -168,10 +175,10 @@ fn forward_op(v: V) -> V {
             return select(v, splat(0.0), v <= splat(0.0));
         }
         case 3u: {
-            return select(v * p.p0, v, v > splat(0.0));
+            return select(v * param.x, v, v > splat(0.0));
         }
         case 4u: {
-            return elu(v, p.p0);
+            return elu(v, param.x);
         }
         case 5u: {
             return SELU_SCALE * elu(v, SELU_ALPHA);
@@ -189,8 +196,8 @@ fn forward_op(v: V) -> V {
             return v * tanh_softplus(v);
         }
         case 10u: {
-            let z = p.p0 * v;
-            return select(softplus_raw(z) * p.p2, v, z > splat(p.p1));
+            let z = param.x * v;
+            return select(softplus_raw(z) * param.z, v, z > splat(param.y));
         }
         case 11u: {
             return hardsigmoid(v);
@@ -225,10 +232,10 @@ fn backward_op(v: V, g: V) -> V {
         }
         case 3u: {
             // x > 0 ? g : g·s, so the slope applies at 0 and at NaN.
-            return select(g * p.p0, g, v > splat(0.0));
+            return select(g * param.x, g, v > splat(0.0));
         }
         case 4u: {
-            return g * elu_slope(v, p.p0);
+            return g * elu_slope(v, param.x);
         }
         case 5u: {
             return g * (SELU_SCALE * elu_slope(v, SELU_ALPHA));
@@ -255,8 +262,8 @@ fn backward_op(v: V, g: V) -> V {
             return g * mish_slope(v);
         }
         case 10u: {
-            let z = p.p0 * v;
-            return select(g * sigmoid(z), g, z > splat(p.p1));
+            let z = param.x * v;
+            return select(g * sigmoid(z), g, z > splat(param.y));
         }
         case 11u: {
             let inside = v > splat(-3.0) & v < splat(3.0);
@@ -312,7 +319,7 @@ fn backward_checked(v: V, g: V) -> V {
             at_nan = g;
         }
         case 3u: {
-            at_nan = g * p.p0;
+            at_nan = g * param.x;
         }
         case 11u, 13u: {
             at_nan = splat(0.0);
@@ -334,7 +341,7 @@ fn stride(nwg: vec3<u32>) -> u32 {
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    p = params;
+    load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
         out[i] = forward_checked(x_in[i]);
     }
@@ -343,7 +350,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(WG)
 fn forward_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    p = params;
+    load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
         out[i] = forward_checked(out[i]);
     }
@@ -352,7 +359,7 @@ fn forward_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    p = params;
+    load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
         out[i] = backward_checked(x_in[i], g_in[i]);
     }
@@ -362,7 +369,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG)
 fn backward_over_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
-    p = params;
+    load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
         out[i] = backward_checked(x_in[i], out[i]);
     }
@@ -372,7 +379,7 @@ fn backward_over_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 @compute @workgroup_size(WG)
 fn backward_over_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
-    p = params;
+    load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
         out[i] = backward_checked(out[i], g_in[i]);
     }
