@@ -224,7 +224,19 @@ fn in_place_variants_match_out_of_place() {
     let x = uniform(21, 517, -6.0, 6.0);
     let g = uniform(22, 517, -2.0, 2.0);
     for ctx in common::all_backends() {
-        for act in [Activation::Gelu, Activation::Relu, Activation::Mish] {
+        // Ops with parameters too: each entry point loads them itself.
+        for act in [
+            Activation::Gelu,
+            Activation::Relu,
+            Activation::Mish,
+            Activation::LeakyRelu {
+                negative_slope: 0.2,
+            },
+            Activation::Softplus {
+                beta: 2.0,
+                threshold: 5.0,
+            },
+        ] {
             let xt = Tensor::from_slice(&ctx, &x, &[517]).unwrap();
             let gt = Tensor::from_slice(&ctx, &g, &[517]).unwrap();
             let want_y = xt.activation(act).unwrap().to_vec().unwrap();
