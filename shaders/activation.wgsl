@@ -77,10 +77,11 @@ fn logistic(v: V) -> Logistic {
     return Logistic(select(er, r, v >= splat(0.0)), er * r);
 }
 
-// tanh v = sign(v)(1 − e)/(1 + e) with e = e^−2|v|.
+// tanh v = sign(v)·(−m)/(2 + m) with m = e^−2|v| − 1 (`expm1`, so that a tiny v keeps its
+// digits: 1 − e^−2|v| would be 0 below |v| = 3e-8).
 fn tanh_stable(v: V) -> V {
-    let e = exp(-2.0 * abs(v));
-    let t = (1.0 - e) / (1.0 + e);
+    let m = expm1(-2.0 * abs(v));
+    let t = -m / (2.0 + m);
     return select(t, -t, v < splat(0.0));
 }
 
@@ -125,7 +126,7 @@ fn normal(v: V) -> Normal {
 }
 
 fn elu(v: V, alpha: f32) -> V {
-    return select(alpha * (exp(v) - 1.0), v, v > splat(0.0));
+    return select(alpha * expm1(v), v, v > splat(0.0));
 }
 
 fn elu_slope(v: V, alpha: f32) -> V {

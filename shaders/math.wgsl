@@ -1,6 +1,6 @@
 // Shared elementwise helpers, appended by the host to the elementwise kernel files:
-// σ(v) = 1/(1 + e^−v) evaluated without overflow, log(1 + e) for 0 ≤ e ≤ 1 to 2 ulp, and NaN
-// tests by bits.
+// σ(v) = 1/(1 + e^−v) evaluated without overflow, log(1 + e) for 0 ≤ e ≤ 1 to 2 ulp, e^v − 1 to
+// 4 ulp, and NaN tests by bits.
 
 alias V = vec4<f32>;
 
@@ -42,3 +42,15 @@ fn log1p_unit(e: V) -> V {
     let p = (a0 + a1 * e2) + (a2 + a3 * e2) * e4 - 0.00324366987 * (e4 * e4);
     return e * (1.0 + e * p);
 }
+
+// e^v − 1 to 4 ulp, relative, also where it is tiny: below |v| = 0.35 a polynomial (Taylor to
+// v⁸, whose remainder is under 1e-9 relative there), above it e^v − 1, which then cancels
+// less than a factor of 3.4. Forming e^v − 1 near 0 would lose every digit: e^(1e-8) is 1 in f32.
+fn expm1(v: V) -> V {
+    let v2 = v * v;
+    let v4 = v2 * v2;
+    let p = (0.5 + 0.166666672 * v) + (0.0416666679 + 0.00833333377 * v) * v2
+        + (0.00138888892 + 0.000198412701 * v) * v4;
+    return select(exp(v) - 1.0, v + v2 * p, abs(v) < splat(0.35));
+}
+

@@ -31,6 +31,19 @@ fn every_variant() -> Vec<Activation> {
 
 /// Runs forward and backward of `act` on `ctx` and checks both against the f64 reference.
 fn check_against_reference(ctx: &Context, act: Activation, x: &[f32], g: &[f32], case: &str) {
+    check_within(ctx, act, x, g, case, ATOL, RTOL);
+}
+
+/// The same within `atol + rtol·|want|`.
+fn check_within(
+    ctx: &Context,
+    act: Activation,
+    x: &[f32],
+    g: &[f32],
+    case: &str,
+    atol: f64,
+    rtol: f64,
+) {
     let shape = [x.len()];
     let xt = Tensor::from_slice(ctx, x, &shape).unwrap();
     let gt = Tensor::from_slice(ctx, g, &shape).unwrap();
@@ -48,16 +61,16 @@ fn check_against_reference(ctx: &Context, act: Activation, x: &[f32], g: &[f32],
         &y.to_vec().unwrap(),
         &want_y,
         &[x],
-        ATOL,
-        RTOL,
+        atol,
+        rtol,
     );
     assert_all_close(
         &format!("{tag} backward"),
         &dx.to_vec().unwrap(),
         &want_dx,
         &[x, g],
-        ATOL,
-        RTOL,
+        atol,
+        rtol,
     );
 }
 
@@ -102,6 +115,22 @@ fn ten_million_elements_match_the_reference() {
     for ctx in common::gpus() {
         for act in Activation::ALL {
             check_against_reference(ctx, act, &x, &g, "n=10,000,000");
+        }
+    }
+}
+
+/// Inputs near 0 keep their relative accuracy, as in PyTorch: formed directly, 1 − e^−2|x| and
+/// e^x − 1 round tanh(1e-8) and elu(−1e-8) to 0.
+#[test]
+fn tiny_inputs_keep_their_relative_accuracy() {
+    let magnitudes: Vec<f32> = (0..=56)
+        .map(|k| 10f32.powf(-30.0 + 0.5 * k as f32))
+        .collect();
+    let x: Vec<f32> = magnitudes.iter().flat_map(|&m| [m, -m]).collect();
+    let g = vec![1.0; x.len()];
+    for ctx in common::all_backends() {
+        for act in every_variant() {
+            check_within(&ctx, act, &x, &g, "tiny inputs", 0.0, RTOL);
         }
     }
 }
