@@ -77,8 +77,8 @@ fn logistic(v: V) -> Logistic {
     return Logistic(select(er, r, v >= splat(0.0)), er * r);
 }
 
-// tanh v = sign(v)·(−m)/(2 + m) with m = e^−2|v| − 1 (`expm1`, so that a tiny v keeps its
-// digits: 1 − e^−2|v| would be 0 below |v| = 3e-8).
+// tanh v = sign(v)·(−m)/(2 + m) with m = e^−2|v| − 1 (`expm1`, so that a small v keeps its
+// digits: 1 − e^−2|v| is off by up to an ulp of 1, which is all of tanh v below |v| ≈ 1e-8).
 fn tanh_stable(v: V) -> V {
     let m = expm1(-2.0 * abs(v));
     let t = -m / (2.0 + m);
