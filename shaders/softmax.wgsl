@@ -194,18 +194,24 @@ fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         row[j] = x4[b + j];
         m = max(m, hmax(row[j]));
     }
+    // Keeps x − M (exact for the row's values near M) for log-softmax, e for softmax: the
+    // output is then (x − M) − log S, never x − (M + log S), whose sum would round to the
+    // ulp of M (1e-3 at M = 1e4).
     var s = 0.0;
     for (var j = 0u; j < ROW_VEC4S; j++) {
-        let e = exp(row[j] - m);
+        let d = row[j] - m;
+        let e = exp(d);
         s += hsum(e);
-        if !LOG {
+        if LOG {
+            row[j] = d;
+        } else {
             row[j] = e;
         }
     }
     if LOG {
-        let shift = m + log(s);
+        let log_s = log(s);
         for (var j = 0u; j < ROW_VEC4S; j++) {
-            y4[b + j] = row[j] - shift;
+            y4[b + j] = row[j] - log_s;
         }
     } else {
         let inv = 1.0 / s;

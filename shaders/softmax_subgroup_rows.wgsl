@@ -1,7 +1,7 @@
 // Softmax and log-softmax with one subgroup per row, each input row read from device memory
 // once and held in registers (row_cache.wgsl). Forward: M = subgroupMax of the lanes' maxima,
 // then e = e^{x − M} is computed once, kept and summed (S = subgroupAdd), and y = e / S (or
-// x − M − log S) written. Backward: y and g are held, d = subgroupAdd of the row sum, and
+// (x − M) − log S) written. Backward: y and g are held, d = subgroupAdd of the row sum, and
 // dx = y ⊙ (g − d) (or g − e^y·d) written. Appended by the host to softmax.wgsl on adapters
 // with SUBGROUP, for rows of cols ≤ 4·S·LANE_VEC4S floats with cols and base divisible by 4.
 // Slots past the row's end hold −∞ and so add e = 0 whenever M is finite; NaN, +∞ and all-−∞
@@ -14,20 +14,25 @@ fn row_load(i: u32) -> vec4<f32> {
 
 // ---- forward ----
 
-// Σ e^{x − M} over part h; keeps e in place of x for softmax.
+// Σ e^{x − M} over part h; keeps e in place of x for softmax, x − M for log-softmax (so that
+// its output is (x − M) − log S: x − (M + log S) would round the sum to the ulp of M, 1e-3 at
+// M = 1e4).
 fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> f32 {
     var s = 0.0;
     for (var k = 0u; k < part_count(h); k++) {
-        let e = exp((*c)[k] - m);
+        let d = (*c)[k] - m;
+        let e = exp(d);
         s += hsum(e);
-        if !LOG {
+        if LOG {
+            (*c)[k] = d;
+        } else {
             (*c)[k] = e;
         }
     }
     return s;
 }
 
-// Writes part h: e·k for softmax (k = 1/S), x − k for log-softmax (k = M + log S).
+// Writes part h: e·k for softmax (k = 1/S), (x − M) − k for log-softmax (k = log S).
 fn store_part(c: ptr<function, Part>, h: u32, s: LaneSpan, k: f32) {
     for (var i = 0u; i < part_count(h); i++) {
         let j = cached_index(h, i, s);
@@ -57,7 +62,7 @@ fn forward_subgroup_rows(ids: SubgroupIds) {
                         + (exp_part(&c2, 2u, m) + exp_part(&c3, 3u, m)));
     var k = 1.0 / s;
     if LOG {
-        k = m + log(s);
+        k = log(s);
     }
     store_part(&c0, 0u, span, k);
     store_part(&c1, 1u, span, k);

@@ -6,7 +6,10 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{assert_all_close, fixtures, label, npy, npy_f32, uniform};
+use common::{
+    OFFSET_WIDTHS, OFFSETS, assert_all_close, fixtures, label, npy, npy_f32, offset_uniform,
+    uniform,
+};
 use gpu_activations::cpu::loss::{self as reference, CrossEntropyTargets, LossReference};
 use gpu_activations::{
     BceOptions, Context, ContextOptions, CrossEntropyOptions, Error, LossAndGrad, Reduction,
@@ -123,6 +126,42 @@ fn check_indices(
         &[]
     };
     assert_eq!(out.loss.shape(), expected_shape, "{case}: loss shape");
+    assert_loss(&case, &out.loss.to_vec().unwrap(), &want.loss);
+    assert_all_close(
+        &format!("{case} grad"),
+        &out.grad.to_vec().unwrap(),
+        &want.grad,
+        &[logits],
+        1e-6,
+        1e-5,
+    );
+}
+
+/// Runs cross-entropy with probability targets on `ctx` and checks loss and gradient against
+/// the f64 reference.
+fn check_probabilities(
+    ctx: &Context,
+    logits: &[f32],
+    probs: &[f32],
+    classes: usize,
+    o: &CrossEntropyOptions,
+    case: &str,
+) {
+    let shape = [logits.len() / classes, classes];
+    let z = Tensor::from_slice(ctx, logits, &shape).unwrap();
+    let p = Tensor::from_slice(ctx, probs, &shape).unwrap();
+    let out = z.cross_entropy(Targets::Probabilities(&p), o).unwrap();
+    let w = o.weight.as_ref().map(|w| widen(w));
+    let want = reference::cross_entropy(
+        &widen(logits),
+        classes,
+        CrossEntropyTargets::Probabilities(&widen(probs)),
+        w.as_deref(),
+        o.reduction,
+        o.ignore_index,
+        f64::from(o.label_smoothing),
+    );
+    let case = format!("{} probabilities {case}", tag(ctx));
     assert_loss(&case, &out.loss.to_vec().unwrap(), &want.loss);
     assert_all_close(
         &format!("{case} grad"),
@@ -257,32 +296,52 @@ fn cross_entropy_with_probability_targets() {
                     weight: weighted.then(|| weight.clone()),
                     ..Default::default()
                 };
-                let z = Tensor::from_slice(ctx, &logits, &[rows, classes]).unwrap();
-                let p = Tensor::from_slice(ctx, &probs, &[rows, classes]).unwrap();
-                let out = z.cross_entropy(Targets::Probabilities(&p), &o).unwrap();
-                let w = o.weight.as_ref().map(|w| widen(w));
-                let want = reference::cross_entropy(
-                    &widen(&logits),
-                    classes,
-                    CrossEntropyTargets::Probabilities(&widen(&probs)),
-                    w.as_deref(),
-                    reduction,
-                    -100,
-                    f64::from(eps),
-                );
-                let case = format!(
-                    "{} probabilities K={classes} {reduction:?} eps={eps} w={weighted}",
-                    tag(ctx)
-                );
-                assert_loss(&case, &out.loss.to_vec().unwrap(), &want.loss);
-                assert_all_close(
-                    &format!("{case} grad"),
-                    &out.grad.to_vec().unwrap(),
-                    &want.grad,
-                    &[&logits],
-                    1e-6,
-                    1e-5,
-                );
+                let case = format!("K={classes} {reduction:?} eps={eps} w={weighted}");
+                check_probabilities(ctx, &logits, &probs, classes, &o, &case);
+            }
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_on_logits_with_a_large_common_offset_on_every_row_kernel() {
+    // The loss is log S + M − z_y: formed from M itself it would round to the ulp of M.
+    // Widths on both sides of each kernel's range (the cached per-row kernels' 64 floats, the
+    // subgroup-per-row kernel's 1,024 on 8-lane subgroups), offsets up to 1e6, small spreads.
+    let smoothed = CrossEntropyOptions {
+        label_smoothing: 0.1,
+        weight: None,
+        ..Default::default()
+    };
+    let per_row = CrossEntropyOptions {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    for ctx in contexts() {
+        for (i, &classes) in OFFSET_WIDTHS.iter().enumerate() {
+            let rows = 3;
+            let t = random_classes(5000 + i as u64, rows, classes);
+            let mut probs = uniform(5100 + i as u64, rows * classes, 0.0, 1.0);
+            for row in probs.chunks_mut(classes) {
+                let s: f32 = row.iter().sum();
+                row.iter_mut().for_each(|v| *v /= s);
+            }
+            for offset in OFFSETS {
+                for spread in [1.0, 10.0] {
+                    let logits = offset_uniform(5200 + i as u64, rows * classes, offset, spread);
+                    let case = format!("K={classes} offset {offset:e} spread {spread}");
+                    for (name, o) in [("none", &per_row), ("smoothed", &smoothed)] {
+                        check_indices(ctx, &logits, classes, &t, o, &format!("{case} {name}"));
+                        check_probabilities(
+                            ctx,
+                            &logits,
+                            &probs,
+                            classes,
+                            o,
+                            &format!("{case} {name}"),
+                        );
+                    }
+                }
             }
         }
     }
@@ -573,6 +632,30 @@ fn bce_matches_pytorch_fixtures() {
                 1e-6,
                 1e-5,
             );
+        }
+    }
+}
+
+#[test]
+fn bce_on_logits_with_a_large_common_offset() {
+    for ctx in contexts() {
+        let (rows, cols) = (3, 1025);
+        let n = rows * cols;
+        let y = uniform(5300, n, 0.0, 1.0);
+        let pw: Vec<f32> = (0..cols).map(|c| 1.0 + (c % 3) as f32).collect();
+        for offset in [0.0, 1e2, 1e4, 1e6, -1e2, -1e4, -1e6] {
+            for spread in [1.0, 10.0] {
+                let z = offset_uniform(5301, n, offset, spread);
+                for positive in [false, true] {
+                    let o = BceOptions {
+                        reduction: Reduction::None,
+                        weight: None,
+                        pos_weight: positive.then(|| pw.clone()),
+                    };
+                    let case = format!("offset {offset:e} spread {spread} pw={positive}");
+                    check_bce(ctx, &z, &y, &[rows, cols], &o, &case);
+                }
+            }
         }
     }
 }

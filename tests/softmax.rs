@@ -6,7 +6,10 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{assert_all_close, fixtures, label, npy, npy_f32, uniform};
+use common::{
+    OFFSET_WIDTHS, OFFSETS, assert_all_close, fixtures, label, npy, npy_f32, offset_uniform,
+    uniform,
+};
 use gpu_activations::cpu::softmax as reference;
 use gpu_activations::{Context, ContextOptions, Error, RowStrategy, Subgroups, Tensor};
 
@@ -73,11 +76,27 @@ fn expected_backward(y: &[f32], g: &[f32], cols: usize, log: bool) -> Vec<f64> {
 
 /// Checks softmax and log-softmax forward (and the row sums) and both backwards on one shape.
 fn check_shape(ctx: &Context, rows: usize, cols: usize, seed: u64, spread: f32) {
+    check_offset_shape(ctx, rows, cols, seed, 0.0, spread);
+}
+
+/// [`check_shape`] on values within ±`spread` of `offset`, every element of every output held
+/// to 1e-6 + 1e-5·|ref| against the f64 reference of the same f32 inputs.
+fn check_offset_shape(
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    seed: u64,
+    offset: f32,
+    spread: f32,
+) {
     let n = rows * cols;
-    let x = uniform(seed, n, -spread, spread);
+    let x = offset_uniform(seed, n, offset, spread);
     let g = uniform(seed + 1, n, -1.0, 1.0);
     let shape = [rows, cols];
-    let case = format!("{} [{rows}, {cols}]", tag(ctx));
+    let case = format!(
+        "{} [{rows}, {cols}] offset {offset:e} spread {spread}",
+        tag(ctx)
+    );
     let xt = Tensor::from_slice(ctx, &x, &shape).unwrap();
     let gt = Tensor::from_slice(ctx, &g, &shape).unwrap();
 
@@ -95,13 +114,14 @@ fn check_shape(ctx: &Context, rows: usize, cols: usize, seed: u64, spread: f32) 
         assert!((sum - 1.0).abs() <= 1e-5, "{case}: row {r} sums to {sum}");
     }
     let ly = xt.log_softmax().unwrap().to_vec().unwrap();
-    let want = expected(&x, cols, true);
-    for (i, (&got, &w)) in ly.iter().zip(&want).enumerate() {
-        assert!(
-            (f64::from(got) - w).abs() <= 1e-5 * w.abs().max(1.0),
-            "{case} log_softmax at {i}: got {got}, want {w}"
-        );
-    }
+    assert_all_close(
+        &format!("{case} log_softmax"),
+        &ly,
+        &expected(&x, cols, true),
+        &[&x],
+        1e-6,
+        1e-5,
+    );
 
     // Backward from the saved outputs (as a framework would save them).
     let yt = Tensor::from_slice(ctx, &y, &shape).unwrap();
@@ -175,6 +195,30 @@ fn subgroup_rows_at_every_part_boundary() {
         for (i, &cols) in widths.iter().enumerate() {
             for rows in [1, 9, 65] {
                 check_shape(ctx, rows, cols, 2200 + i as u64, 10.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn rows_with_a_large_common_offset_on_every_row_kernel() {
+    // log-softmax is x − M − log S: formed as x − (M + log S), the sum rounds to the ulp of M
+    // (1e-3 at M = 1e4) and the answer loses that much. Every kernel, forward and backward,
+    // must keep PyTorch's accuracy whatever the rows' common offset.
+    let mut contexts = strategies().to_vec();
+    contexts.push(Context::cpu());
+    for ctx in &contexts {
+        // ONNX's conformance row; the exact answer is −3.4401897, −2.4401897, −1.4401897, −0.4401897.
+        let x = Tensor::from_slice(ctx, &[10000.0, 10001.0, 10002.0, 10003.0], &[1, 4]).unwrap();
+        let want = [-3.440_189_7, -2.440_189_7, -1.440_189_7, -0.440_189_7];
+        let got = x.log_softmax().unwrap().to_vec().unwrap();
+        assert_all_close(&tag(ctx), &got, &want, &[&[0.0; 4]], 1e-6, 1e-5);
+        for (i, &cols) in OFFSET_WIDTHS.iter().enumerate() {
+            for (j, offset) in OFFSETS.into_iter().enumerate() {
+                for spread in [1.0, 10.0] {
+                    let seed = 4000 + 10 * i as u64 + j as u64;
+                    check_offset_shape(ctx, 3, cols, seed, offset, spread);
+                }
             }
         }
     }

@@ -127,6 +127,22 @@ pub fn uniform(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
 
+/// `n` values uniform in `[offset − spread, offset + spread)` (rounded to f32 after the
+/// offset is added), reproducible from `seed`: rows with a large common offset.
+pub fn offset_uniform(seed: u64, n: usize, offset: f32, spread: f32) -> Vec<f32> {
+    uniform(seed, n, -spread, spread)
+        .into_iter()
+        .map(|v| v + offset)
+        .collect()
+}
+
+/// Row widths on both sides of each row kernel's range: the cached per-row kernels' 64 floats,
+/// the subgroup-per-row kernels' 1,024 (on 8-lane subgroups), and longer rows.
+pub const OFFSET_WIDTHS: [usize; 9] = [1, 4, 63, 64, 65, 1000, 1024, 1025, 5000];
+
+/// The common offsets that rows are tested at: where `x − (M + log S)` would lose digits.
+pub const OFFSETS: [f32; 4] = [0.0, 1e2, 1e4, 1e6];
+
 /// Values that stress activations: zeros, tiny, kinks, saturation points, huge, non-finite.
 pub const SPECIAL: &[f32] = &[
     0.0,
