@@ -21,12 +21,15 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
 )]
 #![warn(missing_docs)]
+// wgpu's WebGPU objects are neither Send nor Sync; a browser runs the library on one thread.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod accuracy;
 mod context;
 pub mod cpu;
 mod error;
 mod gpu;
+#[cfg(feature = "npy")]
 pub mod npy;
 mod ops;
 mod tensor;
