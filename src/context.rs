@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, SubgroupSizes};
+use crate::gpu::{DeviceOwner, Gpu, SubgroupSizes};
 
 /// Environment variable that picks the backend when the options leave it open.
 pub const BACKEND_ENV: &str = "GPU_ACTIVATIONS_BACKEND";
@@ -22,17 +22,20 @@ pub enum Backend {
     Dx12,
     /// OpenGL / OpenGL ES (compute shaders need GL 4.3 / ES 3.1).
     Gl,
+    /// A browser's WebGPU (wasm32 only).
+    WebGpu,
     /// No GPU: the f64 CPU reference in [`crate::cpu`].
     Cpu,
 }
 
 impl Backend {
     /// Every backend, in the order `auto` prefers among equally capable adapters.
-    pub const ALL: [Backend; 5] = [
+    pub const ALL: [Backend; 6] = [
         Backend::Vulkan,
         Backend::Metal,
         Backend::Dx12,
         Backend::Gl,
+        Backend::WebGpu,
         Backend::Cpu,
     ];
 
@@ -43,6 +46,7 @@ impl Backend {
             Backend::Metal => "metal",
             Backend::Dx12 => "dx12",
             Backend::Gl => "gl",
+            Backend::WebGpu => "webgpu",
             Backend::Cpu => "cpu",
         }
     }
@@ -61,6 +65,7 @@ impl Backend {
             Backend::Metal => wgpu::Backends::METAL,
             Backend::Dx12 => wgpu::Backends::DX12,
             Backend::Gl => wgpu::Backends::GL,
+            Backend::WebGpu => wgpu::Backends::BROWSER_WEBGPU,
             Backend::Cpu => wgpu::Backends::empty(),
         }
     }
@@ -71,6 +76,7 @@ impl Backend {
             wgpu::Backend::Metal => Some(Backend::Metal),
             wgpu::Backend::Dx12 => Some(Backend::Dx12),
             wgpu::Backend::Gl => Some(Backend::Gl),
+            wgpu::Backend::BrowserWebGpu => Some(Backend::WebGpu),
             _ => None,
         }
     }
@@ -300,6 +306,80 @@ impl Context {
         }))
     }
 
+    /// A context on a device the caller already runs (their adapter's facts, device and
+    /// queue; modelled on cubecl's `WgpuSetup`), with the default options.
+    /// See [`Context::from_wgpu_with_options`].
+    pub fn from_wgpu(setup: WgpuSetup) -> Result<Context> {
+        Context::from_wgpu_with_options(setup, &ContextOptions::default())
+    }
+
+    /// A context on the caller's device. It requests nothing: it checks that the device has
+    /// the limits the kernels need ([`Error::DeviceUnsuitable`] lists each one missing), uses
+    /// subgroup kernels only where `SUBGROUP` is enabled on that device (and `options` allow
+    /// them), and leaves the device's device-lost and uncaptured-error handlers as they are:
+    /// its own work runs inside validation error scopes and reports through [`Result`]s.
+    /// [`Context::destroy_device`] is refused. Of `options`, the backend and the CPU fallback
+    /// do not apply.
+    ///
+    /// Ordering with the caller's work on the same queue: ops record into the context's own
+    /// command encoder and are submitted in batches, at a read-back, or by
+    /// [`Context::flush`]. Work the caller submitted before an op is recorded runs before it;
+    /// work the caller submits after `flush` runs after everything recorded until then.
+    pub fn from_wgpu_with_options(setup: WgpuSetup, options: &ContextOptions) -> Result<Context> {
+        let WgpuSetup {
+            adapter_info: info,
+            device,
+            queue,
+        } = setup;
+        let name = info.name.clone();
+        let missing = missing_requirements(&device.limits());
+        if !missing.is_empty() {
+            return Err(Error::DeviceUnsuitable {
+                adapter: name,
+                missing,
+            });
+        }
+        let backend = Backend::from_wgpu(info.backend).ok_or_else(|| Error::DeviceUnsuitable {
+            adapter: name.clone(),
+            missing: vec![format!(
+                "backend {:?} is not one this crate runs on",
+                info.backend
+            )],
+        })?;
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            backend,
+            device_type: info.device_type,
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            features: device.features(),
+        };
+        let subgroups = options.subgroups == Subgroups::Auto
+            && device.features().contains(wgpu::Features::SUBGROUP);
+        let gpu = Gpu::new(
+            device,
+            queue,
+            subgroups.then_some(SubgroupSizes {
+                min: info.subgroup_min_size,
+                max: info.subgroup_max_size,
+            }),
+            summary.is_hardware(),
+            options,
+            DeviceOwner::Caller,
+        );
+        Ok(Context::from_inner(Inner {
+            summary,
+            why: "the caller's device (Context::from_wgpu)".into(),
+            gpu: Some(gpu),
+        }))
+    }
+
+    /// Whether the context opened its device itself (false for [`Context::from_wgpu`] and the
+    /// CPU backend).
+    pub fn owns_device(&self) -> bool {
+        self.gpu().is_some_and(|g| g.owner == DeviceOwner::Crate)
+    }
+
     /// Every adapter wgpu can see on this machine (compute-capable or not), plus the CPU backend.
     pub fn adapters() -> Vec<AdapterSummary> {
         let instance = instance();
@@ -388,10 +468,18 @@ impl Context {
     }
 
     /// Destroys the device, as a driver reset would; later calls fail with
-    /// [`Error::DeviceLost`]. Meant for testing fault handling.
-    pub fn destroy_device(&self) {
-        if let Some(gpu) = &self.inner.gpu {
-            gpu.destroy();
+    /// [`Error::DeviceLost`]. Meant for testing fault handling. Refused with
+    /// [`Error::NotOwner`] on a device the crate does not own ([`Context::from_wgpu`]).
+    pub fn destroy_device(&self) -> Result<()> {
+        match &self.inner.gpu {
+            Some(gpu) if gpu.owner == DeviceOwner::Caller => Err(Error::NotOwner {
+                op: "destroy_device",
+            }),
+            Some(gpu) => {
+                gpu.destroy();
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -408,6 +496,63 @@ impl Context {
             inner: Arc::new(inner),
         }
     }
+}
+
+/// The caller's device for [`Context::from_wgpu`]: the facts of the adapter it was made from
+/// (`adapter.get_info()`: its name, backend, device type and subgroup sizes), the device and
+/// its queue.
+#[derive(Clone, Debug)]
+pub struct WgpuSetup {
+    /// What the adapter is.
+    pub adapter_info: wgpu::AdapterInfo,
+    /// The device (kept as a clone of the handle; the crate never destroys it).
+    pub device: wgpu::Device,
+    /// Its queue, which the crate submits to.
+    pub queue: wgpu::Queue,
+}
+
+/// The limits every kernel needs, each as (name, value on the device, value needed).
+fn missing_requirements(limits: &wgpu::Limits) -> Vec<String> {
+    let needs = [
+        // The losses bind six storage buffers (logits, targets, gradient, losses, weights).
+        (
+            "max_storage_buffers_per_shader_stage",
+            limits.max_storage_buffers_per_shader_stage,
+            6,
+        ),
+        (
+            "max_uniform_buffers_per_shader_stage",
+            limits.max_uniform_buffers_per_shader_stage,
+            1,
+        ),
+        ("max_bind_groups", limits.max_bind_groups, 1),
+        // Elementwise kernels run 256 invocations per workgroup.
+        (
+            "max_compute_invocations_per_workgroup",
+            limits.max_compute_invocations_per_workgroup,
+            256,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            limits.max_compute_workgroup_size_x,
+            256,
+        ),
+        (
+            "max_compute_workgroups_per_dimension",
+            limits.max_compute_workgroups_per_dimension,
+            1,
+        ),
+        (
+            "max_dynamic_uniform_buffers_per_pipeline_layout",
+            limits.max_dynamic_uniform_buffers_per_pipeline_layout,
+            1,
+        ),
+    ];
+    needs
+        .into_iter()
+        .filter(|&(_, have, need)| have < need)
+        .map(|(name, have, need)| format!("{name} is {have}, the kernels need {need}"))
+        .collect()
 }
 
 fn instance() -> wgpu::Instance {
@@ -469,5 +614,6 @@ fn open_device(
         }),
         summary.is_hardware(),
         options,
+        DeviceOwner::Crate,
     ))
 }

@@ -79,7 +79,7 @@ pub enum Error {
     #[error("unknown activation {0:?}")]
     UnknownActivation(String),
     /// The requested backend name is not one this crate knows.
-    #[error("unknown backend {0:?}; expected one of auto, vulkan, metal, dx12, gl, cpu")]
+    #[error("unknown backend {0:?}; expected one of auto, vulkan, metal, dx12, gl, webgpu, cpu")]
     UnknownBackend(String),
 
     // === Shapes ===
@@ -172,6 +172,30 @@ pub enum Error {
         row: usize,
         /// Its value.
         value: f64,
+    },
+    /// A caller's device lacks a feature or limit the kernels need ([`crate::Context::from_wgpu`]).
+    #[error("the device of {adapter} cannot run these kernels: {}", missing.join("; "))]
+    DeviceUnsuitable {
+        /// The adapter the device was made from.
+        adapter: String,
+        /// Each missing feature or limit, with the value found and the value needed.
+        missing: Vec<String>,
+    },
+    /// A caller's buffer cannot be viewed as a tensor ([`crate::Tensor::from_wgpu_buffer`]), or a
+    /// tensor cannot be handed out as one buffer ([`crate::Tensor::as_wgpu_buffer`]).
+    #[error("{op}: {rule}")]
+    ExternalBuffer {
+        /// The operation.
+        op: &'static str,
+        /// The rule the buffer, offset or shape breaks, with the values involved.
+        rule: String,
+    },
+    /// An operation that only the owner of the device may perform (e.g. destroying it) was
+    /// asked of a context built on the caller's device.
+    #[error("{op}: the device belongs to the caller ({})", "Context::from_wgpu")]
+    NotOwner {
+        /// The operation refused.
+        op: &'static str,
     },
 }
 

@@ -36,6 +36,7 @@ mod tensor;
 
 pub use context::{
     AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, RowStrategy, Subgroups,
+    WgpuSetup,
 };
 pub use error::{Error, Result};
 pub use gpu::kernels::Shader;

@@ -32,13 +32,52 @@ pub(crate) enum Storage {
     Host(Arc<RwLock<Vec<f32>>>),
 }
 
+/// One buffer of a tensor's device storage, and who owns it.
+pub(crate) enum Part {
+    /// Ours, on loan from the pool: it returns there when the last tensor sharing it drops.
+    Pooled(DeviceBuffer),
+    /// The caller's ([`Tensor::from_wgpu_buffer`]): `size` bytes from `offset`. Never returned
+    /// to the pool and never destroyed by this crate; the clone of the handle keeps the buffer
+    /// alive while a tensor or recorded work refers to it.
+    External {
+        buffer: wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    },
+}
+
+impl Part {
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        match self {
+            Part::Pooled(b) => b.raw(),
+            Part::External { buffer, .. } => buffer,
+        }
+    }
+
+    /// Byte offset of the part's first element in its buffer.
+    pub fn offset(&self) -> u64 {
+        match self {
+            Part::Pooled(_) => 0,
+            Part::External { offset, .. } => *offset,
+        }
+    }
+
+    /// Bytes the part may use from its offset.
+    pub fn size(&self) -> u64 {
+        match self {
+            Part::Pooled(b) => b.capacity(),
+            Part::External { size, .. } => *size,
+        }
+    }
+}
+
 /// A tensor's device storage: one buffer, or several when the tensor is larger than one
 /// buffer may be. Every part but the last holds `part_elems` elements. When there are several,
 /// `part_elems` is a multiple of 64 (so every part boundary is a 256-byte-aligned offset in any
 /// other tensor) and, where it fits, of the last dimension the tensor was made with (so rows
 /// stay whole); a single part holds the whole tensor.
 pub(crate) struct DeviceParts {
-    parts: Vec<DeviceBuffer>,
+    parts: Vec<Part>,
     part_elems: usize,
 }
 
@@ -47,10 +86,7 @@ impl DeviceParts {
     fn alloc(gpu: &crate::gpu::Gpu, n: usize, cols: usize, op: &'static str) -> Result<Self> {
         let max_elems = (gpu.max_buffer / 16 * 4) as usize;
         if n <= max_elems {
-            return Ok(DeviceParts {
-                parts: vec![gpu.alloc(byte_len(n), op)?],
-                part_elems: n.max(1),
-            });
+            return Ok(DeviceParts::single(gpu.alloc(byte_len(n), op)?, n));
         }
         gpu.check_fits(byte_len(n), op)?;
         let unit = lcm(cols.max(1), 64);
@@ -61,20 +97,31 @@ impl DeviceParts {
         };
         let count = n.div_ceil(part_elems);
         let parts = (0..count)
-            .map(|i| gpu.alloc(byte_len(part_elems.min(n - i * part_elems)), op))
+            .map(|i| {
+                let buffer = gpu.alloc(byte_len(part_elems.min(n - i * part_elems)), op)?;
+                Ok(Part::Pooled(buffer))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(DeviceParts { parts, part_elems })
     }
 
     fn single(buffer: DeviceBuffer, n: usize) -> Self {
         DeviceParts {
-            parts: vec![buffer],
+            parts: vec![Part::Pooled(buffer)],
             part_elems: n.max(1),
         }
     }
 
+    /// `(buffer, first byte, bytes)` of the storage when it is one buffer.
+    fn one_range(&self) -> Option<(&wgpu::Buffer, u64, u64)> {
+        match self.parts.as_slice() {
+            [part] => Some((part.buffer(), part.offset(), part.size())),
+            _ => None,
+        }
+    }
+
     /// `(part, first element, elements)` of each part of a tensor of `n` elements.
-    fn spans(&self, n: usize) -> impl Iterator<Item = (&DeviceBuffer, usize, usize)> {
+    fn spans(&self, n: usize) -> impl Iterator<Item = (&Part, usize, usize)> {
         self.parts.iter().enumerate().map(move |(i, b)| {
             let start = i * self.part_elems;
             (b, start, self.part_elems.min(n.saturating_sub(start)))
@@ -143,9 +190,9 @@ impl Tensor {
         let storage = match ctx.gpu() {
             Some(gpu) => {
                 let parts = DeviceParts::alloc(gpu, expected, last_dim(shape), OP)?;
-                for (buffer, start, len) in parts.spans(expected) {
+                for (part, start, len) in parts.spans(expected) {
                     gpu.upload(
-                        buffer.raw(),
+                        part.buffer(),
                         bytemuck::cast_slice(&data[start..start + len]),
                     )?;
                 }
@@ -161,12 +208,118 @@ impl Tensor {
         })
     }
 
+    /// A zero-copy view of the caller's `buffer`: `shape`'s f32 elements (row-major) from byte
+    /// `offset_bytes`. Ops read the view and write into it (the `_into` variants, in place
+    /// included), and their results are in the buffer for the caller's next pipeline once
+    /// [`Context::flush`] has submitted them. The tensor keeps a clone of the handle, so the
+    /// caller may drop theirs while work is queued; the crate never pools or destroys it.
+    ///
+    /// Rules, each a typed [`Error::ExternalBuffer`] naming it: the buffer has `STORAGE` usage
+    /// (and `COPY_SRC` for [`Tensor::to_vec`]); `offset_bytes` is a multiple of the device's
+    /// `min_storage_buffer_offset_alignment` (at least 16); the view holds a positive multiple
+    /// of 4 elements (kernels write whole vec4s, and would write past a shorter view); it lies
+    /// inside the buffer, within one storage binding; and the buffer belongs to the context's
+    /// device.
+    pub fn from_wgpu_buffer(
+        ctx: &Context,
+        buffer: &wgpu::Buffer,
+        offset_bytes: u64,
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        const OP: &str = "from_wgpu_buffer";
+        let broken = |rule: String| Error::ExternalBuffer { op: OP, rule };
+        let gpu = ctx
+            .gpu()
+            .ok_or_else(|| broken("the context is the CPU backend, which has no device".into()))?;
+        let n = element_count(OP, shape)?;
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(broken(format!(
+                "the buffer's usage {:?} lacks STORAGE",
+                buffer.usage()
+            )));
+        }
+        let align = u64::from(gpu.limits.min_storage_buffer_offset_alignment).max(16);
+        if !offset_bytes.is_multiple_of(align) {
+            return Err(broken(format!(
+                "offset {offset_bytes} is not a multiple of {align} bytes \
+                 (min_storage_buffer_offset_alignment)"
+            )));
+        }
+        if n == 0 || !n.is_multiple_of(4) {
+            return Err(broken(format!(
+                "shape {shape:?} holds {n} elements; a view of a caller's buffer holds a positive \
+                 multiple of 4 (kernels write whole vec4s)"
+            )));
+        }
+        let size = n as u64 * 4;
+        let end = offset_bytes
+            .checked_add(size)
+            .filter(|&e| e <= buffer.size());
+        if end.is_none() {
+            return Err(broken(format!(
+                "bytes {offset_bytes}..{} run past the end of the buffer ({} bytes)",
+                offset_bytes.saturating_add(size),
+                buffer.size()
+            )));
+        }
+        if size > gpu.max_binding {
+            return Err(broken(format!(
+                "{size} bytes is more than one storage binding may hold ({} bytes, \
+                 max_storage_buffer_binding_size)",
+                gpu.max_binding
+            )));
+        }
+        if let Err(message) = gpu.check_own_buffer(buffer) {
+            return Err(broken(format!(
+                "the buffer cannot be bound on this context's device (a buffer of another \
+                 device?): {message}"
+            )));
+        }
+        Ok(Tensor {
+            ctx: ctx.clone(),
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+            storage: Storage::Device(Arc::new(DeviceParts {
+                parts: vec![Part::External {
+                    buffer: buffer.clone(),
+                    offset: offset_bytes,
+                    size,
+                }],
+                part_elems: n,
+            })),
+        })
+    }
+
+    /// `(buffer, byte offset, bytes)` of a tensor stored in one buffer, for the caller's next
+    /// pipeline to read (after [`Context::flush`]). Keep the tensor alive while that work is
+    /// queued: once the last tensor sharing a pooled buffer drops, the pool may hand the buffer
+    /// to the next op. A CPU-backend tensor, or one split over several buffers, is an
+    /// [`Error::ExternalBuffer`].
+    pub fn as_wgpu_buffer(&self) -> Result<(wgpu::Buffer, u64, u64)> {
+        const OP: &str = "as_wgpu_buffer";
+        let broken = |rule: &str| Error::ExternalBuffer {
+            op: OP,
+            rule: rule.into(),
+        };
+        match &self.storage {
+            Storage::Device(parts) => match parts.one_range() {
+                Some((buffer, offset, _)) => Ok((buffer.clone(), offset, self.len() as u64 * 4)),
+                None => Err(broken(
+                    "the tensor is split over several buffers (it is larger than one buffer may be)",
+                )),
+            },
+            Storage::Host(_) => Err(broken(
+                "the tensor lives in host memory (CPU backend); it has no wgpu buffer",
+            )),
+        }
+    }
+
     /// A tensor of `shape` filled with zeros (on the device, without a host copy).
     pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
         let t = Tensor::uninit(ctx, shape, "zeros")?;
         if let (Some(gpu), Storage::Device(parts)) = (ctx.gpu(), &t.storage) {
-            for buffer in &parts.parts {
-                gpu.clear(buffer.raw())?;
+            for part in &parts.parts {
+                gpu.clear(part.buffer())?;
             }
         }
         Ok(t)
@@ -232,9 +385,17 @@ impl Tensor {
         match &self.storage {
             Storage::Device(parts) => {
                 let gpu = self.gpu_or_err("read-back")?;
-                for (buffer, start, len) in parts.spans(dst.len()) {
+                for (part, start, len) in parts.spans(dst.len()) {
+                    if !part.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC) {
+                        return Err(Error::ExternalBuffer {
+                            op: "read-back",
+                            rule: "the buffer was made without COPY_SRC usage, which a \
+                                   read-back copies from"
+                                .into(),
+                        });
+                    }
                     let bytes = bytemuck::cast_slice_mut(&mut dst[start..start + len]);
-                    gpu.read_into(buffer.raw(), 0, bytes)?;
+                    gpu.read_into(part.buffer(), part.offset(), bytes)?;
                 }
                 Ok(())
             }
@@ -303,13 +464,29 @@ impl Tensor {
         &self.storage
     }
 
-    /// Whether `self` and `other` share storage.
+    /// Whether `self` and `other` share storage: the same tensor storage, or views of the same
+    /// range of a caller's buffer.
     pub(crate) fn aliases(&self, other: &Tensor) -> bool {
         match (&self.storage, &other.storage) {
-            (Storage::Device(a), Storage::Device(b)) => Arc::ptr_eq(a, b),
+            (Storage::Device(a), Storage::Device(b)) => {
+                Arc::ptr_eq(a, b) || a.one_range().is_some_and(|r| b.one_range() == Some(r))
+            }
             (Storage::Host(a), Storage::Host(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
+    }
+
+    /// Whether `self` and `other` are different ranges of one buffer (views of a caller's
+    /// buffer), which one launch cannot bind: wgpu tracks a buffer's usage as a whole, so it
+    /// cannot be read-only in one binding and writable in another.
+    pub(crate) fn shares_a_buffer_apart(&self, other: &Tensor) -> bool {
+        let (Storage::Device(a), Storage::Device(b)) = (&self.storage, &other.storage) else {
+            return false;
+        };
+        !self.aliases(other)
+            && a.parts
+                .iter()
+                .any(|p| b.parts.iter().any(|q| p.buffer() == q.buffer()))
     }
 
     /// A view of `len` elements starting at element `start`, for binding to a kernel of `op`.
@@ -319,7 +496,7 @@ impl Tensor {
             Storage::Device(parts) => {
                 let index = start / parts.part_elems;
                 let within = start - index * parts.part_elems;
-                let buffer = parts
+                let part = parts
                     .parts
                     .get(index)
                     .filter(|_| within + len <= parts.part_elems)
@@ -329,9 +506,9 @@ impl Tensor {
                     })?;
                 let offset = (within * self.dtype.size()) as u64;
                 Ok(View {
-                    buffer: buffer.raw(),
-                    offset,
-                    size: byte_len(len).min(buffer.capacity() - offset),
+                    buffer: part.buffer(),
+                    offset: part.offset() + offset,
+                    size: byte_len(len).min(part.size() - offset),
                 })
             }
             Storage::Host(_) => Err(Error::Gpu {

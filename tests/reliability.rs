@@ -490,7 +490,7 @@ fn a_lost_device_is_a_typed_error_and_a_new_context_works() {
         };
         let ctx = Context::with_options(options.clone()).unwrap();
         let x = Tensor::from_slice(&ctx, &[1.0, 2.0], &[2]).unwrap();
-        ctx.destroy_device();
+        ctx.destroy_device().unwrap();
         // The callback may arrive on the next poll; every path must answer with an error.
         let result = x.relu().and_then(|y| y.to_vec());
         match result {

@@ -47,6 +47,16 @@ pub(crate) struct View<'a> {
     pub size: u64,
 }
 
+/// Who owns the device, and so who handles its errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeviceOwner {
+    /// The crate opened it: its device-lost and uncaptured-error callbacks are the crate's.
+    Crate,
+    /// The caller's ([`crate::Context::from_wgpu`]): their callbacks stay as they are, and the
+    /// crate's work runs inside validation error scopes whose errors it keeps for itself.
+    Caller,
+}
+
 /// The least and the most invocations a subgroup of the adapter has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SubgroupSizes {
@@ -72,6 +82,8 @@ pub(crate) struct Gpu {
     pub max_buffer: u64,
     /// The largest storage binding, in bytes (never more than one buffer).
     pub max_binding: u64,
+    /// Whose device this is.
+    pub owner: DeviceOwner,
     pipelines: PipelineCache,
     pool: BufferPool,
     recorder: Mutex<Recorder>,
@@ -105,21 +117,24 @@ impl Gpu {
         subgroup_sizes: Option<SubgroupSizes>,
         hardware: bool,
         options: &crate::context::ContextOptions,
+        owner: DeviceOwner,
     ) -> Self {
         let health = Arc::new(Health::default());
-        let h = health.clone();
-        device.set_device_lost_callback(move |reason, message| {
-            h.lost.store(true, Ordering::SeqCst);
-            if let Ok(mut r) = h.lost_reason.lock() {
-                *r = Some(format!("{reason:?}: {message}"));
-            }
-        });
-        let h = health.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            if let Ok(mut slot) = h.error.lock() {
-                slot.get_or_insert_with(|| e.to_string());
-            }
-        }));
+        if owner == DeviceOwner::Crate {
+            let h = health.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                h.lost.store(true, Ordering::SeqCst);
+                if let Ok(mut r) = h.lost_reason.lock() {
+                    *r = Some(format!("{reason:?}: {message}"));
+                }
+            });
+            let h = health.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut slot) = h.error.lock() {
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+            }));
+        }
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params arena"),
             size: BATCH_LAUNCHES * PARAMS_SLOT,
@@ -148,6 +163,7 @@ impl Gpu {
             row_strategy: options.row_strategy,
             max_buffer,
             max_binding,
+            owner,
             pipelines: PipelineCache::default(),
             pool: BufferPool::new(POOL_IDLE_BYTES),
             recorder: Mutex::new(Recorder {
@@ -164,6 +180,66 @@ impl Gpu {
         }
     }
 
+    /// Runs `f`, and on the caller's device inside a validation error scope: an error it
+    /// raises is kept for the next [`Gpu::check`] instead of reaching the caller's handler.
+    /// (On wasm32 the scope's result cannot be waited for; it is dropped there.)
+    fn scoped<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.owner == DeviceOwner::Crate {
+            return f();
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop())
+            && let Ok(mut slot) = self.health.error.lock()
+        {
+            slot.get_or_insert_with(|| e.to_string());
+        }
+        #[cfg(target_arch = "wasm32")]
+        drop(scope);
+        out
+    }
+
+    /// Whether `buffer` can be bound on this device as storage (it fails for a buffer of
+    /// another device), tried on a one-binding bind group inside a validation error scope.
+    pub fn check_own_buffer(&self, buffer: &wgpu::Buffer) -> std::result::Result<(), String> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("external buffer check"),
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }],
+            });
+        let _ = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("external buffer check"),
+            layout: &layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(buffer.size().min(16)),
+                }),
+            }],
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(e.to_string());
+        }
+        #[cfg(target_arch = "wasm32")]
+        drop(scope);
+        Ok(())
+    }
+
     /// Destroys the device and marks the context lost (for testing fault handling).
     pub fn destroy(&self) {
         self.health.lost.store(true, Ordering::SeqCst);
@@ -171,6 +247,10 @@ impl Gpu {
             r.get_or_insert_with(|| "destroyed by Context::destroy_device".into());
         }
         self.device.destroy();
+    }
+
+    fn has_kept_error(&self) -> bool {
+        self.health.error.lock().is_ok_and(|e| e.is_some())
     }
 
     /// Fails with the device-lost or captured GPU error, if one occurred.
@@ -388,8 +468,20 @@ impl Gpu {
         if groups == 0 {
             return Ok(());
         }
-        let pipeline = self.pipelines.get(&self.device, kernel, constants)?;
         let grid = dispatch::grid(groups, self.limits.max_compute_workgroups_per_dimension)?;
+        self.scoped(|| self.record(kernel, constants, views, params, grid))?;
+        self.check(kernel.entry)
+    }
+
+    fn record(
+        &self,
+        kernel: &Kernel,
+        constants: &[(&'static str, f64)],
+        views: &[View<'_>],
+        params: &[u8],
+        grid: [u32; 2],
+    ) -> Result<()> {
+        let pipeline = self.pipelines.get(&self.device, kernel, constants)?;
         let mut rec = lock(&self.recorder)?;
         if rec.launches == BATCH_LAUNCHES {
             self.submit(&mut rec);
@@ -467,7 +559,7 @@ impl Gpu {
         if !rec.params.is_empty() {
             self.queue.write_buffer(&rec.arena, 0, &rec.params);
         }
-        let index = self.queue.submit([encoder.finish()]);
+        let index = self.scoped(|| self.queue.submit([encoder.finish()]));
         rec.params.clear();
         rec.launches = 0;
         self.track(rec, index);
@@ -503,6 +595,11 @@ impl Gpu {
                 _ if self.health.lost.load(Ordering::SeqCst) => {
                     Error::DeviceLost("the device was lost while waiting".into())
                 }
+                // A submission that failed validation (its error kept by a scope) says why.
+                _ if self.has_kept_error() => self.check(op).err().unwrap_or(Error::Gpu {
+                    op,
+                    message: e.to_string(),
+                }),
                 wgpu::PollError::Timeout => Error::Timeout { op, seconds },
                 other => Error::Gpu {
                     op,

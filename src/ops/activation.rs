@@ -490,5 +490,15 @@ pub(crate) fn check_same(
             expected: x.shape().to_vec(),
         });
     }
+    if x.shares_a_buffer_apart(other) {
+        return Err(Error::ExternalBuffer {
+            op,
+            rule: format!(
+                "the {what} and the input are different ranges of one buffer, which one launch \
+                 cannot bind (wgpu tracks a buffer's usage as a whole): use the same range (in \
+                 place) or separate buffers"
+            ),
+        });
+    }
     Ok(())
 }

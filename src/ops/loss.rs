@@ -118,6 +118,18 @@ impl Tensor {
         Ok(LossAndGrad { loss, grad })
     }
 
+    /// As [`Tensor::cross_entropy`], writing the gradient into `grad` (a tensor of the logits'
+    /// shape on the same context: a view of a caller's buffer, say, or the logits themselves
+    /// for in place). Returns the loss.
+    pub fn cross_entropy_into(
+        &self,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions,
+        grad: &Tensor,
+    ) -> Result<Tensor> {
+        cross_entropy_into(self, targets, options, grad)
+    }
+
     /// As [`Tensor::cross_entropy`], but the gradient overwrites the logits, so a large
     /// vocabulary needs no second buffer of the logits' size. Returns the loss.
     pub fn cross_entropy_in_place(

@@ -1,0 +1,344 @@
+//! Embedding in a wgpu program on every adapter present: the caller's device
+//! (`Context::from_wgpu`), the caller's buffers (`Tensor::from_wgpu_buffer`, `as_wgpu_buffer`),
+//! the ordering of the crate's work with the caller's on one queue, and every rule an external
+//! buffer can break, each a typed error that never reaches the caller's error handler.
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/interop.rs"]
+mod interop;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use common::assert_all_close;
+use gpu_activations::cpu::softmax as softmax_ref;
+use gpu_activations::{Activation, Context, Error, Tensor, WgpuSetup, wgpu};
+
+/// A device of the caller's on `backend`, made with wgpu alone (with `SUBGROUP` when asked for
+/// and offered), whose uncaptured errors are counted in `errors`.
+fn caller_device(
+    backend: wgpu::Backends,
+    subgroups: bool,
+    limits: Option<wgpu::Limits>,
+) -> Option<(WgpuSetup, Arc<AtomicUsize>)> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backend;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = pollster::block_on(instance.enumerate_adapters(backend))
+        .into_iter()
+        .next()?;
+    let features = if subgroups {
+        adapter.features() & wgpu::Features::SUBGROUP
+    } else {
+        wgpu::Features::empty()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("the caller's device"),
+        required_features: features,
+        required_limits: limits.unwrap_or_else(|| adapter.limits()),
+        ..Default::default()
+    }))
+    .ok()?;
+    let errors = Arc::new(AtomicUsize::new(0));
+    let counter = errors.clone();
+    device.on_uncaptured_error(Arc::new(move |_e: wgpu::Error| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    let setup = WgpuSetup {
+        adapter_info: adapter.get_info(),
+        device,
+        queue,
+    };
+    Some((setup, errors))
+}
+
+fn backends() -> Vec<wgpu::Backends> {
+    common::gpus()
+        .iter()
+        .map(|ctx| match ctx.backend() {
+            gpu_activations::Backend::Gl => wgpu::Backends::GL,
+            gpu_activations::Backend::Metal => wgpu::Backends::METAL,
+            gpu_activations::Backend::Dx12 => wgpu::Backends::DX12,
+            _ => wgpu::Backends::VULKAN,
+        })
+        .collect()
+}
+
+/// One context per caller device (with and without subgroups where the adapter has them), made
+/// once per binary, and the counter of errors that reached the caller's handler.
+fn embedded() -> &'static [(Context, WgpuSetup, Arc<AtomicUsize>)] {
+    static ALL: OnceLock<Vec<(Context, WgpuSetup, Arc<AtomicUsize>)>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all = Vec::new();
+        for backend in backends() {
+            for subgroups in [true, false] {
+                let (setup, errors) =
+                    caller_device(backend, subgroups, None).expect("the adapter opens a device");
+                if subgroups && !setup.device.features().contains(wgpu::Features::SUBGROUP) {
+                    continue;
+                }
+                let ctx = Context::from_wgpu(setup.clone()).expect("a full device is suitable");
+                assert_eq!(ctx.uses_subgroups(), subgroups, "{}", ctx.adapter_info());
+                all.push((ctx, setup, errors));
+            }
+        }
+        all
+    })
+}
+
+fn storage_buffer(device: &wgpu::Device, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("caller's buffer"),
+        size: bytes,
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+const ALL_USES: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+#[test]
+fn caller_pipeline_then_fused_cross_entropy_then_caller_pipeline_without_a_host_round_trip() {
+    for backend in backends() {
+        for subgroups in [true, false] {
+            let (setup, errors) = caller_device(backend, subgroups, None).unwrap();
+            let name = format!("{} subgroups={subgroups}", setup.adapter_info.name);
+            let outcome = interop::run(setup).unwrap();
+            let (loss, doubled) = interop::expected(&outcome);
+            assert!(
+                (f64::from(outcome.loss) - loss).abs() <= 1e-5 * loss.abs(),
+                "{name}: loss {} against {loss}",
+                outcome.loss
+            );
+            assert_all_close(
+                &format!("{name} doubled gradient"),
+                &outcome.doubled_grad,
+                &doubled,
+                &[&outcome.logits],
+                2e-6,
+                1e-5,
+            );
+            // Not a constant: the gradient carries every row's −1/N at its label.
+            assert!(outcome.doubled_grad.iter().any(|&g| g < -0.03));
+            assert_eq!(errors.load(Ordering::SeqCst), 0, "{name}: handler called");
+        }
+    }
+}
+
+#[test]
+fn ops_read_and_write_views_of_caller_buffers_in_place_included() {
+    for (ctx, setup, errors) in embedded() {
+        let (rows, cols) = (7, 260);
+        let n = rows * cols;
+        let x = common::uniform(11, n, -5.0, 5.0);
+        let input = storage_buffer(&setup.device, 512 + 4 * n as u64, ALL_USES);
+        let output = storage_buffer(&setup.device, 256 + 4 * n as u64, ALL_USES);
+        setup
+            .queue
+            .write_buffer(&input, 512, bytemuck::cast_slice(&x));
+        let xv = Tensor::from_wgpu_buffer(ctx, &input, 512, &[rows, cols]).unwrap();
+        let yv = Tensor::from_wgpu_buffer(ctx, &output, 256, &[rows, cols]).unwrap();
+        // From a view into another caller buffer, then in place over the output.
+        xv.softmax_into(&yv).unwrap();
+        let want: Vec<f64> = x
+            .chunks(cols)
+            .flat_map(|r| {
+                softmax_ref::forward_row(
+                    &r.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+                    false,
+                )
+            })
+            .collect();
+        assert_all_close(
+            "softmax into a view",
+            &yv.to_vec().unwrap(),
+            &want,
+            &[&x],
+            1e-6,
+            1e-5,
+        );
+        yv.activation_into(Activation::Sigmoid, &yv).unwrap();
+        let want_sig: Vec<f64> = want
+            .iter()
+            .map(|&s| Activation::Sigmoid.reference(s))
+            .collect();
+        let y = yv.to_vec().unwrap();
+        assert_all_close(
+            "sigmoid in place in a view",
+            &y,
+            &want_sig,
+            &[&x],
+            1e-6,
+            1e-5,
+        );
+        // The input view was only read.
+        assert_eq!(xv.to_vec().unwrap(), x);
+
+        // An output of the crate's, handed to the caller as (buffer, offset, size).
+        let ours = xv.relu().unwrap();
+        let (b, offset, size) = ours.as_wgpu_buffer().unwrap();
+        assert_eq!(size, 4 * n as u64);
+        let back = Tensor::from_wgpu_buffer(ctx, &b, offset, &[n]).unwrap();
+        let relu: Vec<f32> = x.iter().map(|&v| v.max(0.0)).collect();
+        assert_eq!(back.to_vec().unwrap(), relu);
+        assert_eq!(
+            errors.load(Ordering::SeqCst),
+            0,
+            "{}: handler called",
+            ctx.adapter_info()
+        );
+    }
+}
+
+#[test]
+fn a_view_and_the_callers_handle_may_drop_while_work_is_queued() {
+    for (ctx, setup, _) in embedded() {
+        let n = 1 << 16;
+        let x = common::uniform(12, n, -3.0, 3.0);
+        let src = storage_buffer(&setup.device, 4 * n as u64, ALL_USES);
+        setup.queue.write_buffer(&src, 0, bytemuck::cast_slice(&x));
+        let y = {
+            let view = Tensor::from_wgpu_buffer(ctx, &src, 0, &[n]).unwrap();
+            view.tanh().unwrap()
+        };
+        drop(src); // the caller's handle and the view are gone; the recorded work is not
+        let want: Vec<f64> = x.iter().map(|&v| f64::from(v).tanh()).collect();
+        assert_all_close(
+            "tanh of a dropped view",
+            &y.to_vec().unwrap(),
+            &want,
+            &[&x],
+            1e-6,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn external_buffers_that_break_a_rule_are_typed_errors_naming_it() {
+    for (ctx, setup, errors) in embedded() {
+        let device = &setup.device;
+        let rule = |r: gpu_activations::Result<Tensor>| match r {
+            Err(Error::ExternalBuffer { rule, .. }) => rule,
+            other => panic!("expected ExternalBuffer, got {other:?}"),
+        };
+        let ok = storage_buffer(device, 4096, ALL_USES);
+        let no_storage = storage_buffer(
+            device,
+            4096,
+            wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        );
+        assert!(rule(Tensor::from_wgpu_buffer(ctx, &no_storage, 0, &[16])).contains("STORAGE"));
+        assert!(rule(Tensor::from_wgpu_buffer(ctx, &ok, 4, &[16])).contains("multiple of"));
+        assert!(rule(Tensor::from_wgpu_buffer(ctx, &ok, 0, &[1028])).contains("past the end"));
+        assert!(rule(Tensor::from_wgpu_buffer(ctx, &ok, 0, &[3, 5])).contains("multiple of 4"));
+        assert!(rule(Tensor::from_wgpu_buffer(ctx, &ok, 0, &[0])).contains("multiple of 4"));
+        assert!(
+            rule(Tensor::from_wgpu_buffer(ctx, &ok, 4096 - 256, &[256])).contains("past the end")
+        );
+        let cpu = Context::cpu();
+        assert!(rule(Tensor::from_wgpu_buffer(&cpu, &ok, 0, &[16])).contains("CPU backend"));
+
+        // Larger than one storage binding.
+        let binding = ctx.limits().unwrap().max_storage_buffer_binding_size;
+        let big = storage_buffer(device, binding + 256, ALL_USES);
+        let over = (binding / 4 + 4) as usize;
+        assert!(rule(Tensor::from_wgpu_buffer(ctx, &big, 0, &[over])).contains("binding"));
+        drop(big);
+
+        // A buffer of another device.
+        let (other, _) = caller_device(wgpu::Backends::all(), false, None).unwrap();
+        let foreign = storage_buffer(&other.device, 4096, ALL_USES);
+        assert!(rule(Tensor::from_wgpu_buffer(ctx, &foreign, 0, &[16])).contains("another device"));
+
+        // No COPY_SRC: ops run, but a read-back names the missing usage.
+        let storage_only = storage_buffer(device, 4096, wgpu::BufferUsages::STORAGE);
+        let v = Tensor::from_wgpu_buffer(ctx, &storage_only, 0, &[16]).unwrap();
+        match v.to_vec() {
+            Err(Error::ExternalBuffer { rule, .. }) => assert!(rule.contains("COPY_SRC")),
+            other => panic!("expected ExternalBuffer, got {other:?}"),
+        }
+
+        // Different ranges of one buffer, overlapping or not, in one launch.
+        let a = Tensor::from_wgpu_buffer(ctx, &ok, 0, &[64]).unwrap();
+        for offset in [128, 256] {
+            let b = Tensor::from_wgpu_buffer(ctx, &ok, offset, &[64]).unwrap();
+            match a.activation_into(Activation::Relu, &b) {
+                Err(Error::ExternalBuffer { rule, .. }) => assert!(rule.contains("one buffer")),
+                other => panic!("expected ExternalBuffer, got {other:?}"),
+            }
+        }
+        // A shape that does not match the op's input.
+        let c = Tensor::from_wgpu_buffer(ctx, &ok, 1024, &[32]).unwrap();
+        assert!(matches!(
+            a.activation_into(Activation::Relu, &c),
+            Err(Error::ShapeMismatch { .. })
+        ));
+
+        // A device the crate does not own is never destroyed by it.
+        assert!(!ctx.owns_device());
+        assert!(matches!(ctx.destroy_device(), Err(Error::NotOwner { .. })));
+        assert_eq!(a.relu().unwrap().to_vec().unwrap(), vec![0.0; 64]);
+
+        assert_eq!(
+            errors.load(Ordering::SeqCst),
+            0,
+            "{}: handler called",
+            ctx.adapter_info()
+        );
+    }
+}
+
+#[test]
+fn the_callers_error_handler_stays_in_place() {
+    for backend in backends() {
+        // A device of its own: the other tests assert that their handlers are never called.
+        let (setup, errors) = caller_device(backend, false, None).unwrap();
+        let ctx = Context::from_wgpu(setup.clone()).unwrap();
+        let x = Tensor::from_slice(&ctx, &[1.0, -2.0, 3.0, -4.0], &[4]).unwrap();
+        assert_eq!(x.relu().unwrap().to_vec().unwrap(), [1.0, 0.0, 3.0, 0.0]);
+        let before = errors.load(Ordering::SeqCst);
+        // A mistake of the caller's own: MAP_READ may only go with COPY_DST.
+        let _ = setup.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("invalid"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        assert_eq!(
+            errors.load(Ordering::SeqCst),
+            before + 1,
+            "{}: the caller's handler no longer receives the caller's errors",
+            ctx.adapter_info()
+        );
+    }
+}
+
+#[test]
+fn a_device_without_the_needed_limits_is_refused_naming_each() {
+    for backend in backends() {
+        let limits = wgpu::Limits::downlevel_webgl2_defaults();
+        let Some((setup, _)) = caller_device(backend, false, Some(limits)) else {
+            continue;
+        };
+        match Context::from_wgpu(setup) {
+            Err(Error::DeviceUnsuitable { missing, .. }) => {
+                assert!(
+                    missing
+                        .iter()
+                        .any(|m| m.contains("max_storage_buffers_per_shader_stage"))
+                );
+                assert!(
+                    missing
+                        .iter()
+                        .any(|m| m.contains("max_compute_invocations_per_workgroup"))
+                );
+            }
+            other => panic!("expected DeviceUnsuitable, got {other:?}"),
+        }
+    }
+}
