@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::gpu::{DeviceOwner, Gpu, SubgroupSizes};
+use crate::gpu::{DeviceFacts, DeviceOwner, Gpu, SubgroupSizes};
 
 /// Environment variable that picks the backend when the options leave it open.
 pub const BACKEND_ENV: &str = "GPU_ACTIVATIONS_BACKEND";
@@ -229,6 +229,8 @@ pub(crate) struct Inner {
     pub summary: AdapterSummary,
     pub why: String,
     pub gpu: Option<Gpu>,
+    /// Which kernel row operations use.
+    pub row_strategy: RowStrategy,
 }
 
 impl fmt::Debug for Context {
@@ -252,11 +254,22 @@ impl Context {
             summary: AdapterSummary::cpu(),
             why: "the CPU backend was requested".into(),
             gpu: None,
+            row_strategy: RowStrategy::Auto,
         })
     }
 
     /// A context on the backend and with the policies in `options`.
     pub fn with_options(options: ContextOptions) -> Result<Context> {
+        pollster::block_on(Context::with_options_async(options))
+    }
+
+    /// [`Context::new`] without blocking, for a browser (wasm32 and WebGPU) or an async runtime.
+    pub async fn new_async() -> Result<Context> {
+        Context::with_options_async(ContextOptions::default()).await
+    }
+
+    /// [`Context::with_options`] without blocking.
+    pub async fn with_options_async(options: ContextOptions) -> Result<Context> {
         let requested = match options.backend {
             Some(b) => Some(b),
             None => match std::env::var(BACKEND_ENV) {
@@ -269,7 +282,7 @@ impl Context {
         }
         let instance = instance();
         let backends = requested.map_or(wgpu::Backends::all(), Backend::wgpu_backends);
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let adapters = instance.enumerate_adapters(backends).await;
         let best = adapters
             .into_iter()
             .filter_map(|a| {
@@ -287,6 +300,7 @@ impl Context {
                     summary: AdapterSummary::cpu(),
                     why: "no GPU adapter was found; using the CPU reference".into(),
                     gpu: None,
+                    row_strategy: RowStrategy::Auto,
                 }));
             }
             return Err(Error::NoAdapter {
@@ -298,11 +312,12 @@ impl Context {
             None if summary.is_hardware() => "the best hardware adapter found".into(),
             None => "no hardware adapter was found; this is the best software adapter".into(),
         };
-        let gpu = open_device(adapter, &summary, &options)?;
+        let gpu = open_device(adapter, &summary, &options).await?;
         Ok(Context::from_inner(Inner {
             summary,
             why,
             gpu: Some(gpu),
+            row_strategy: options.row_strategy,
         }))
     }
 
@@ -356,21 +371,21 @@ impl Context {
         };
         let subgroups = options.subgroups == Subgroups::Auto
             && device.features().contains(wgpu::Features::SUBGROUP);
-        let gpu = Gpu::new(
-            device,
-            queue,
-            subgroups.then_some(SubgroupSizes {
+        let facts = DeviceFacts {
+            subgroup_sizes: subgroups.then_some(SubgroupSizes {
                 min: info.subgroup_min_size,
                 max: info.subgroup_max_size,
             }),
-            summary.is_hardware(),
-            options,
-            DeviceOwner::Caller,
-        );
+            hardware: summary.is_hardware(),
+            owner: DeviceOwner::Caller,
+            max_buffer_bytes: options.max_buffer_bytes,
+            readback_timeout: options.readback_timeout,
+        };
         Ok(Context::from_inner(Inner {
             summary,
             why: "the caller's device (Context::from_wgpu)".into(),
-            gpu: Some(gpu),
+            gpu: Some(Gpu::new(device, queue, facts)),
+            row_strategy: options.row_strategy,
         }))
     }
 
@@ -432,10 +447,7 @@ impl Context {
 
     /// Which kernel row operations use (`Auto` unless the options forced one).
     pub fn row_strategy(&self) -> RowStrategy {
-        self.inner
-            .gpu
-            .as_ref()
-            .map_or(RowStrategy::Auto, |g| g.row_strategy)
+        self.inner.row_strategy
     }
 
     /// Submits all recorded work and waits for the device to finish it.
@@ -557,7 +569,11 @@ fn missing_requirements(limits: &wgpu::Limits) -> Vec<String> {
 
 fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends &= !wgpu::Backends::BROWSER_WEBGPU;
+    // A browser's WebGPU exists only on wasm32.
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        desc.backends &= !wgpu::Backends::BROWSER_WEBGPU;
+    }
     // Where the driver reports a memory budget (Vulkan's VK_EXT_memory_budget), allocations
     // past 90 % of it fail with an out-of-memory error (which this crate returns as
     // Error::OutOfMemory) instead of pushing the system into swap or the OOM killer.
@@ -581,7 +597,7 @@ fn rank(s: &AdapterSummary) -> (u8, u8) {
     (device, api)
 }
 
-fn open_device(
+async fn open_device(
     adapter: wgpu::Adapter,
     summary: &AdapterSummary,
     options: &ContextOptions,
@@ -600,20 +616,23 @@ fn open_device(
         ..Default::default()
     };
     let (device, queue) =
-        pollster::block_on(adapter.request_device(&request)).map_err(|e| Error::DeviceRequest {
-            adapter: summary.name.clone(),
-            message: e.to_string(),
-        })?;
+        adapter
+            .request_device(&request)
+            .await
+            .map_err(|e| Error::DeviceRequest {
+                adapter: summary.name.clone(),
+                message: e.to_string(),
+            })?;
     let info = adapter.get_info();
-    Ok(Gpu::new(
-        device,
-        queue,
-        subgroups.then_some(SubgroupSizes {
+    let facts = DeviceFacts {
+        subgroup_sizes: subgroups.then_some(SubgroupSizes {
             min: info.subgroup_min_size,
             max: info.subgroup_max_size,
         }),
-        summary.is_hardware(),
-        options,
-        DeviceOwner::Crate,
-    ))
+        hardware: summary.is_hardware(),
+        owner: DeviceOwner::Crate,
+        max_buffer_bytes: options.max_buffer_bytes,
+        readback_timeout: options.readback_timeout,
+    };
+    Ok(Gpu::new(device, queue, facts))
 }

@@ -27,6 +27,7 @@
 pub mod accuracy;
 mod context;
 pub mod cpu;
+mod definitions;
 mod error;
 mod gpu;
 #[cfg(feature = "npy")]
@@ -38,11 +39,10 @@ pub use context::{
     AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, RowStrategy, Subgroups,
     WgpuSetup,
 };
+pub use definitions::activation::Activation;
+pub use definitions::loss::{BceOptions, CrossEntropyOptions, Reduction};
 pub use error::{Error, Result};
 pub use gpu::kernels::Shader;
-pub use ops::activation::Activation;
-pub use ops::loss::{
-    BceOptions, CrossEntropyOptions, LossAndGrad, Reduction, Targets, class_indices_from_floats,
-};
+pub use ops::loss::{LossAndGrad, Targets, class_indices_from_floats};
 pub use tensor::{DType, Tensor};
 pub use wgpu;

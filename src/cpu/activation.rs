@@ -6,7 +6,7 @@
 //! NaN through as g and g·slope, relu6' and hardsigmoid' give 0 at NaN; every other function
 //! gives NaN for NaN.
 
-use crate::ops::activation::Activation;
+use crate::definitions::activation::Activation;
 
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
@@ -214,4 +214,16 @@ pub fn backward_slice(act: Activation, x: &[f32], g: &[f32]) -> Vec<f32> {
         .zip(g)
         .map(|(&v, &d)| backward(act, f64::from(v), f64::from(d)) as f32)
         .collect()
+}
+
+impl Activation {
+    /// `f(x)` in f64 (the CPU reference).
+    pub fn reference(self, x: f64) -> f64 {
+        forward(self, x)
+    }
+
+    /// `g·f'(x)` in f64 (the CPU reference).
+    pub fn reference_backward(self, x: f64, g: f64) -> f64 {
+        backward(self, x, g)
+    }
 }

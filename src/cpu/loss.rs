@@ -8,7 +8,7 @@
 //! anything else gives NaN rows or defaults, never a panic.
 
 use crate::cpu::softmax::forward_row;
-use crate::ops::loss::Reduction;
+use crate::definitions::loss::Reduction;
 
 /// Loss values and the gradient with respect to the logits, in f64.
 #[derive(Clone, Debug, PartialEq)]

@@ -75,8 +75,6 @@ pub(crate) struct Gpu {
     pub subgroup_sizes: Option<SubgroupSizes>,
     /// Whether the adapter is GPU hardware (not a software rasteriser on the CPU).
     pub hardware: bool,
-    /// Which kernel covers a row in row operations.
-    pub row_strategy: crate::context::RowStrategy,
     /// The largest buffer this context allocates, in bytes (the adapter's `max_buffer_size`,
     /// or less if the options cap it); larger tensors are split into several buffers.
     pub max_buffer: u64,
@@ -110,15 +108,30 @@ struct Recorder {
     in_flight: std::collections::VecDeque<wgpu::SubmissionIndex>,
 }
 
+/// What the device layer is told with its device and queue: the adapter's facts, whose the
+/// device is, and two settings of the caller's.
+pub(crate) struct DeviceFacts {
+    /// The adapter's subgroup sizes, where kernels may use subgroups (`SUBGROUP` enabled).
+    pub subgroup_sizes: Option<SubgroupSizes>,
+    /// Whether the adapter is GPU hardware.
+    pub hardware: bool,
+    /// Whose device it is.
+    pub owner: DeviceOwner,
+    /// A cap on the size of one buffer below the device's `max_buffer_size`.
+    pub max_buffer_bytes: Option<u64>,
+    /// How long a read-back waits for the device.
+    pub readback_timeout: Duration,
+}
+
 impl Gpu {
-    pub fn new(
-        device: wgpu::Device,
-        queue: wgpu::Queue,
-        subgroup_sizes: Option<SubgroupSizes>,
-        hardware: bool,
-        options: &crate::context::ContextOptions,
-        owner: DeviceOwner,
-    ) -> Self {
+    pub fn new(device: wgpu::Device, queue: wgpu::Queue, facts: DeviceFacts) -> Self {
+        let DeviceFacts {
+            subgroup_sizes,
+            hardware,
+            owner,
+            max_buffer_bytes,
+            readback_timeout,
+        } = facts;
         let health = Arc::new(Health::default());
         if owner == DeviceOwner::Crate {
             let h = health.clone();
@@ -142,8 +155,7 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let limits = device.limits();
-        let max_buffer = options
-            .max_buffer_bytes
+        let max_buffer = max_buffer_bytes
             .map_or(limits.max_buffer_size, |cap| {
                 cap.min(limits.max_buffer_size)
             })
@@ -152,7 +164,6 @@ impl Gpu {
             .max_storage_buffer_binding_size
             .min(max_buffer)
             .min(u64::from(u32::MAX));
-        let readback_timeout = options.readback_timeout;
         Gpu {
             device,
             queue,
@@ -160,7 +171,6 @@ impl Gpu {
             subgroups: subgroup_sizes.is_some(),
             subgroup_sizes,
             hardware,
-            row_strategy: options.row_strategy,
             max_buffer,
             max_binding,
             owner,

@@ -3,6 +3,7 @@
 
 use crate::cpu;
 use crate::cpu::loss::CrossEntropyTargets;
+use crate::definitions::loss::{BceOptions, CrossEntropyOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::gpu::pool::DeviceBuffer;
@@ -10,55 +11,6 @@ use crate::gpu::{Gpu, View};
 use crate::ops::activation::check_same;
 use crate::ops::rows::{RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
-
-/// How per-row (or per-element) losses are combined, as PyTorch's `reduction`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Reduction {
-    /// The weighted mean (PyTorch's default).
-    #[default]
-    Mean,
-    /// The sum.
-    Sum,
-    /// No reduction: one loss per row (cross-entropy) or per element (BCE).
-    None,
-}
-
-impl Reduction {
-    /// Parses `mean`, `sum` or `none`.
-    pub fn parse(s: &str) -> Option<Reduction> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "mean" => Some(Reduction::Mean),
-            "sum" => Some(Reduction::Sum),
-            "none" => Some(Reduction::None),
-            _ => None,
-        }
-    }
-}
-
-/// Options of [`Tensor::cross_entropy`], as `torch.nn.functional.cross_entropy`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CrossEntropyOptions {
-    /// How the per-row losses combine.
-    pub reduction: Reduction,
-    /// Rows whose class index equals this get zero loss and gradient and leave the mean's
-    /// denominator (PyTorch's default −100).
-    pub ignore_index: i64,
-    /// ε in `[0, 1]`: the target becomes `(1 − ε)·onehot + ε/K`.
-    pub label_smoothing: f32,
-    /// Per-class weights (length K); the mean divides by the sum of the targets' weights.
-    pub weight: Option<Vec<f32>>,
-}
-
-impl Default for CrossEntropyOptions {
-    fn default() -> Self {
-        CrossEntropyOptions {
-            reduction: Reduction::Mean,
-            ignore_index: -100,
-            label_smoothing: 0.0,
-            weight: None,
-        }
-    }
-}
 
 /// The targets of a cross-entropy.
 #[derive(Clone, Copy, Debug)]
@@ -69,17 +21,6 @@ pub enum Targets<'a> {
     IndicesU32(&'a [u32]),
     /// Class probabilities, a tensor of the logits' shape.
     Probabilities(&'a Tensor),
-}
-
-/// Options of [`Tensor::bce_with_logits`], as `binary_cross_entropy_with_logits`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct BceOptions {
-    /// How the per-element losses combine.
-    pub reduction: Reduction,
-    /// A weight per column (length = last dim), broadcast over rows.
-    pub weight: Option<Vec<f32>>,
-    /// The positive-class weight per column (length = last dim).
-    pub pos_weight: Option<Vec<f32>>,
 }
 
 /// A loss and the gradient of the (summed, for `None`) loss with respect to the logits.
@@ -377,10 +318,11 @@ impl FusedCrossEntropy<'_> {
                 what: "max_storage_buffer_binding_size (one class index and one loss per row); split the batch",
             });
         }
+        let strategy = self.logits.context().row_strategy();
         let choice = if self.classes.is_some() {
-            RowPlan::choose_cached(gpu, rows, classes, true)
+            RowPlan::choose_cached(gpu, strategy, rows, classes, true)
         } else {
-            RowPlan::choose(gpu, rows, classes)
+            RowPlan::choose(gpu, strategy, rows, classes)
         };
         let plan = match choice {
             // Cross-entropy has no segment kernel (its rows are vocabulary-sized at most): few

@@ -46,9 +46,9 @@ pub(crate) enum RowPlan {
 }
 
 impl RowPlan {
-    /// The plan for `rows × cols` on `gpu`, honouring a forced strategy.
-    pub fn choose(gpu: &Gpu, rows: usize, cols: usize) -> RowPlan {
-        match RowPlan::choose_uncapped(gpu, rows, cols) {
+    /// The plan for `rows × cols` on `gpu`, honouring a forced `strategy`.
+    pub fn choose(gpu: &Gpu, strategy: RowStrategy, rows: usize, cols: usize) -> RowPlan {
+        match RowPlan::choose_uncapped(gpu, strategy, rows, cols) {
             RowPlan::Workgroup { wg } => RowPlan::Workgroup {
                 wg: wg.min(gpu.workgroup_cap()),
             },
@@ -56,8 +56,8 @@ impl RowPlan {
         }
     }
 
-    fn choose_uncapped(gpu: &Gpu, rows: usize, cols: usize) -> RowPlan {
-        match gpu.row_strategy {
+    fn choose_uncapped(gpu: &Gpu, strategy: RowStrategy, rows: usize, cols: usize) -> RowPlan {
+        match strategy {
             RowStrategy::PerRow => RowPlan::PerRow,
             RowStrategy::Segmented => RowPlan::segmented(cols, cols.div_ceil(4).clamp(1, 8)),
             RowStrategy::Workgroup => RowPlan::Workgroup {
@@ -99,13 +99,14 @@ impl RowPlan {
     /// 64–74 % per invocation (which reads y and g twice) against 88–93 % per subgroup.
     pub fn choose_cached(
         gpu: &Gpu,
+        strategy: RowStrategy,
         rows: usize,
         cols: usize,
         short_rows_per_invocation: bool,
     ) -> RowPlan {
-        let plan = RowPlan::choose(gpu, rows, cols);
+        let plan = RowPlan::choose(gpu, strategy, rows, cols);
         let short = short_rows_per_invocation && !gpu.hardware && cols <= CACHED_ROW_MAX;
-        match (gpu.row_strategy, RowPlan::subgroup_rows(gpu, cols)) {
+        match (strategy, RowPlan::subgroup_rows(gpu, cols)) {
             (RowStrategy::Subgroup, Some(sub)) => sub,
             (RowStrategy::Auto, Some(sub)) if !short => sub,
             _ => plan,

@@ -245,7 +245,7 @@ fn launch_rows(
             segs: cols.div_ceil(seg_len),
         }
     } else if op.direction == Direction::Forward {
-        match RowPlan::choose_cached(gpu, rows, cols, true) {
+        match RowPlan::choose_cached(gpu, x.context().row_strategy(), rows, cols, true) {
             // A short forward row fits in registers: read it once.
             RowPlan::PerRow
                 if op.direction == Direction::Forward
@@ -257,7 +257,7 @@ fn launch_rows(
             plan => plan,
         }
     } else {
-        RowPlan::choose_cached(gpu, rows, cols, false)
+        RowPlan::choose_cached(gpu, x.context().row_strategy(), rows, cols, false)
     };
     let (seg_len, segs) = match plan {
         RowPlan::Segmented { seg_len, segs } => (seg_len, segs),
