@@ -30,6 +30,7 @@ pub mod cpu;
 mod definitions;
 mod error;
 mod gpu;
+mod layout;
 #[cfg(feature = "npy")]
 pub mod npy;
 mod ops;
@@ -43,6 +44,7 @@ pub use definitions::activation::Activation;
 pub use definitions::loss::{BceOptions, CrossEntropyOptions, Reduction};
 pub use error::{Error, Result};
 pub use gpu::kernels::Shader;
+pub use layout::DType;
 pub use ops::loss::{LossAndGrad, Targets, class_indices_from_floats};
-pub use tensor::{DType, Tensor};
+pub use tensor::Tensor;
 pub use wgpu;

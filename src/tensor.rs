@@ -6,24 +6,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::gpu::View;
 use crate::gpu::pool::DeviceBuffer;
-
-/// Element type of a tensor's storage. Only `F32` exists today; the enum leaves room for
-/// half-precision storage without changing the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DType {
-    /// IEEE 754 binary32.
-    F32,
-}
-
-impl DType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DType::F32 => 4,
-        }
-    }
-}
+use crate::layout::{self, DType, storage_bytes};
 
 /// A tensor's data: on the device, or in host memory for the CPU backend.
 #[derive(Clone)]
@@ -84,11 +67,11 @@ pub(crate) struct DeviceParts {
 impl DeviceParts {
     /// Allocates `n` elements laid out for rows of `cols`.
     fn alloc(gpu: &crate::gpu::Gpu, n: usize, cols: usize, op: &'static str) -> Result<Self> {
-        let max_elems = (gpu.max_buffer / 16 * 4) as usize;
+        let max_elems = layout::elements_in(gpu.max_buffer);
         if n <= max_elems {
-            return Ok(DeviceParts::single(gpu.alloc(byte_len(n), op)?, n));
+            return Ok(DeviceParts::single(gpu.alloc(storage_bytes(n), op)?, n));
         }
-        gpu.check_fits(byte_len(n), op)?;
+        gpu.check_fits(storage_bytes(n), op)?;
         let unit = lcm(cols.max(1), 64);
         let part_elems = if unit <= max_elems {
             max_elems / unit * unit
@@ -98,7 +81,7 @@ impl DeviceParts {
         let count = n.div_ceil(part_elems);
         let parts = (0..count)
             .map(|i| {
-                let buffer = gpu.alloc(byte_len(part_elems.min(n - i * part_elems)), op)?;
+                let buffer = gpu.alloc(storage_bytes(part_elems.min(n - i * part_elems)), op)?;
                 Ok(Part::Pooled(buffer))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -166,7 +149,10 @@ pub(crate) fn element_count(op: &'static str, shape: &[usize]) -> Result<usize> 
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n.checked_mul(4).is_some_and(|b| u64::try_from(b).is_ok()))
+        .filter(|&n| {
+            n.checked_mul(DType::F32.size())
+                .is_some_and(|b| u64::try_from(b).is_ok())
+        })
         .ok_or_else(|| Error::ShapeOverflow {
             op,
             shape: shape.to_vec(),
@@ -238,20 +224,20 @@ impl Tensor {
                 buffer.usage()
             )));
         }
-        let align = u64::from(gpu.limits.min_storage_buffer_offset_alignment).max(16);
+        let align = layout::bytes(layout::offset_alignment_elements(&gpu.limits));
         if !offset_bytes.is_multiple_of(align) {
             return Err(broken(format!(
                 "offset {offset_bytes} is not a multiple of {align} bytes \
                  (min_storage_buffer_offset_alignment)"
             )));
         }
-        if n == 0 || !n.is_multiple_of(4) {
+        if n == 0 || !n.is_multiple_of(layout::VEC4) {
             return Err(broken(format!(
                 "shape {shape:?} holds {n} elements; a view of a caller's buffer holds a positive \
                  multiple of 4 (kernels write whole vec4s)"
             )));
         }
-        let size = n as u64 * 4;
+        let size = layout::bytes(n);
         let end = offset_bytes
             .checked_add(size)
             .filter(|&e| e <= buffer.size());
@@ -303,7 +289,9 @@ impl Tensor {
         };
         match &self.storage {
             Storage::Device(parts) => match parts.one_range() {
-                Some((buffer, offset, _)) => Ok((buffer.clone(), offset, self.len() as u64 * 4)),
+                Some((buffer, offset, _)) => {
+                    Ok((buffer.clone(), offset, layout::bytes(self.len())))
+                }
                 None => Err(broken(
                     "the tensor is split over several buffers (it is larger than one buffer may be)",
                 )),
@@ -508,7 +496,7 @@ impl Tensor {
                 Ok(View {
                     buffer: part.buffer(),
                     offset: part.offset() + offset,
-                    size: byte_len(len).min(part.size() - offset),
+                    size: storage_bytes(len).min(part.size() - offset),
                 })
             }
             Storage::Host(_) => Err(Error::Gpu {
@@ -551,11 +539,6 @@ fn host_zeros(n: usize, op: &'static str) -> Result<Vec<f32>> {
     })?;
     v.resize(n, 0.0);
     Ok(v)
-}
-
-/// Bytes a tensor of `n` f32 elements occupies on the device: rounded up to whole vec4s.
-pub(crate) fn byte_len(n: usize) -> u64 {
-    (n.max(1) as u64).div_ceil(4) * 16
 }
 
 pub(crate) fn read_host(

@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::layout;
 
 /// Smallest buffer the pool hands out; also keeps every size a multiple of 16 bytes (a vec4).
 const MIN_CAPACITY: u64 = 256;
@@ -44,11 +45,11 @@ impl DeviceBuffer {
     /// A view of `elems` f32 values from element `start` (rounded up to whole vec4s, within
     /// the buffer).
     pub fn view_at(&self, start: usize, elems: usize) -> super::View<'_> {
-        let offset = start as u64 * 4;
+        let offset = layout::bytes(start);
         super::View {
             buffer: &self.buffer,
             offset,
-            size: ((elems.max(1) as u64 * 4).div_ceil(16) * 16).min(self.capacity - offset),
+            size: layout::storage_bytes(elems).min(self.capacity - offset),
         }
     }
 

@@ -112,6 +112,21 @@ const BACKWARD_OVER_INPUT: Kernel = Kernel {
     slots: &[Slot::Read(2), Slot::ReadWrite(3)],
 };
 
+/// Every kernel of the activations, with its parameter block's size.
+#[cfg(test)]
+pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+    let size = size_of::<crate::ops::ElementwiseParams>();
+    [
+        FORWARD,
+        FORWARD_INPLACE,
+        BACKWARD,
+        BACKWARD_OVER_GRAD,
+        BACKWARD_OVER_INPUT,
+    ]
+    .map(|k| (k, size))
+    .to_vec()
+}
+
 impl Tensor {
     /// `f(self)` as a new tensor.
     pub fn activation(&self, act: Activation) -> Result<Tensor> {

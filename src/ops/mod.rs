@@ -1,6 +1,8 @@
 //! Host-side launches of every op family, and the launch geometry they share.
 
 pub mod activation;
+#[cfg(test)]
+mod bindings;
 pub mod loss;
 pub(crate) mod rows;
 pub mod softmax;
@@ -8,6 +10,7 @@ pub mod softmax;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::layout;
 use crate::tensor::Tensor;
 
 /// Invocations per workgroup of the elementwise kernels.
@@ -21,7 +24,7 @@ const ELEMENTWISE_VEC4_PER_INVOCATION: u64 = 4;
 /// Elements per elementwise launch: as many as one storage binding holds, keeping every
 /// chunk's byte offset a multiple of 256 (the largest offset alignment wgpu allows).
 pub(crate) fn elementwise_chunk(gpu: &Gpu) -> usize {
-    ((gpu.max_binding / 256) * 256 / 4) as usize
+    layout::aligned_elements_in(gpu.max_binding)
 }
 
 /// Runs `(start, len)` covering `[0, n)`, each within one binding and within one buffer of
@@ -49,11 +52,21 @@ pub(crate) fn elementwise_groups(vec4s: usize, wg: u32) -> u64 {
 /// Mirrors the `Params` of `shaders/activation.wgsl` (whose first field `copy.wgsl` shares).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ElementwiseParams {
+pub(crate) struct ElementwiseParams {
     len: u32,
     p0: f32,
     p1: f32,
     p2: f32,
+}
+
+/// Every kernel an op may launch, with the size of the parameter block the host writes for it.
+#[cfg(test)]
+pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+    let mut all = vec![(COPY, size_of::<ElementwiseParams>())];
+    all.extend(activation::launched_kernels());
+    all.extend(softmax::launched_kernels());
+    all.extend(loss::launched_kernels());
+    all
 }
 
 const COPY: Kernel = Kernel {
@@ -103,7 +116,7 @@ pub(crate) fn launch_elementwise(
             .iter()
             .map(|t| t.view(start, len, kernel.entry))
             .collect::<Result<Vec<_>>>()?;
-        let vec4s = len.div_ceil(4);
+        let vec4s = layout::vec4s(len);
         let params = ElementwiseParams {
             len: vec4s as u32,
             p0,

@@ -4,6 +4,7 @@
 use crate::context::RowStrategy;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::layout::{self, VEC4, vec4s};
 
 /// Invocations per workgroup of the per-row and segment kernels.
 const ROW_WG: u32 = 64;
@@ -59,7 +60,7 @@ impl RowPlan {
     fn choose_uncapped(gpu: &Gpu, strategy: RowStrategy, rows: usize, cols: usize) -> RowPlan {
         match strategy {
             RowStrategy::PerRow => RowPlan::PerRow,
-            RowStrategy::Segmented => RowPlan::segmented(cols, cols.div_ceil(4).clamp(1, 8)),
+            RowStrategy::Segmented => RowPlan::segmented(cols, vec4s(cols).clamp(1, 8)),
             RowStrategy::Workgroup => RowPlan::Workgroup {
                 wg: workgroup_size(cols),
             },
@@ -120,7 +121,7 @@ impl RowPlan {
         if !cols.is_multiple_of(4) || cols == 0 {
             return None;
         }
-        let lane_vec4s = (cols / 4).div_ceil(sizes.min as usize);
+        let lane_vec4s = vec4s(cols).div_ceil(sizes.min as usize);
         let cap = if gpu.hardware {
             LANE_CACHE_HARDWARE
         } else {
@@ -147,7 +148,7 @@ impl RowPlan {
     pub fn constants(self, cols: usize) -> Vec<(&'static str, f64)> {
         let mut constants = vec![("WG", f64::from(self.wg()))];
         match self {
-            RowPlan::PerRowCached => constants.push(("ROW_VEC4S", (cols / 4) as f64)),
+            RowPlan::PerRowCached => constants.push(("ROW_VEC4S", vec4s(cols) as f64)),
             RowPlan::SubgroupRows {
                 lane_vec4s,
                 rows_per_wg,
@@ -181,6 +182,25 @@ impl RowPlan {
             )
     }
 
+    /// One plan of each kind (for tests that enumerate kernels).
+    #[cfg(test)]
+    pub fn examples() -> [RowPlan; 5] {
+        [
+            RowPlan::PerRow,
+            RowPlan::PerRowCached,
+            RowPlan::Segmented {
+                seg_len: 1024,
+                segs: 2,
+            },
+            RowPlan::Workgroup { wg: 64 },
+            RowPlan::SubgroupRows {
+                lane_vec4s: 8,
+                rows_per_wg: 8,
+                wg: 64,
+            },
+        ]
+    }
+
     /// One workgroup per row, sized for `cols` and capped by the device.
     pub fn workgroup(gpu: &Gpu, cols: usize) -> RowPlan {
         RowPlan::Workgroup {
@@ -190,8 +210,7 @@ impl RowPlan {
 
     /// About `segs` segments per row, each a multiple of 4 elements long.
     fn segmented(cols: usize, segs: usize) -> RowPlan {
-        let seg_len = (cols.div_ceil(segs.max(1))).div_ceil(4) * 4;
-        let seg_len = seg_len.max(4);
+        let seg_len = (vec4s(cols.div_ceil(segs.max(1))) * VEC4).max(VEC4);
         RowPlan::Segmented {
             seg_len,
             segs: cols.div_ceil(seg_len).max(1),
@@ -201,7 +220,7 @@ impl RowPlan {
 
 /// A power of two between 32 and 256, about a quarter of the row (each invocation takes 4).
 fn workgroup_size(cols: usize) -> u32 {
-    (cols.div_ceil(4).next_power_of_two()).clamp(32, 256) as u32
+    (vec4s(cols).next_power_of_two()).clamp(32, 256) as u32
 }
 
 /// A run of whole rows that fits one storage binding.
@@ -231,12 +250,12 @@ pub(crate) fn row_blocks(
     tensors: &[&crate::tensor::Tensor],
 ) -> Result<Vec<RowBlock>> {
     let binding_bytes = gpu.max_binding;
-    let max_elems = ((binding_bytes / 16) * 4) as usize;
-    let align = (gpu.limits.min_storage_buffer_offset_alignment.max(16) / 4) as usize;
+    let max_elems = layout::elements_in(binding_bytes);
+    let align = layout::offset_alignment_elements(&gpu.limits);
     if cols + align > max_elems {
         return Err(Error::TooLarge {
             op,
-            requested: (cols * 4) as u64,
+            requested: layout::bytes(cols),
             limit: binding_bytes,
             what: "max_storage_buffer_binding_size (one row)",
         });
@@ -259,7 +278,7 @@ pub(crate) fn row_blocks(
         if n == 0 {
             return Err(Error::TooLarge {
                 op,
-                requested: (cols * 4) as u64,
+                requested: layout::bytes(cols),
                 limit: gpu.max_buffer,
                 what: "max_buffer_size (a row would cross two buffers of a tensor; tensors \
                        split over buffers keep rows whole for the last dimension they were made with)",

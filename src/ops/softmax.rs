@@ -4,6 +4,7 @@ use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::gpu::{Gpu, View};
+use crate::layout;
 use crate::ops::activation::check_same;
 use crate::ops::rows::{CACHED_ROW_MAX, RowBlock, RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
@@ -164,6 +165,26 @@ impl RowOp {
     }
 }
 
+/// Every kernel the softmax family may launch, with its parameter block's size.
+#[cfg(test)]
+pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+    let mut all = Vec::new();
+    for direction in [Direction::Forward, Direction::Backward] {
+        for plan in RowPlan::examples() {
+            for (log, vec4, subgroups) in crate::ops::loss::flag_triples() {
+                if matches!(plan, RowPlan::SubgroupRows { .. }) && !(subgroups && vec4) {
+                    continue;
+                }
+                for stage in [0, 1] {
+                    let op = RowOp { log, direction };
+                    all.push((op.kernel(plan, vec4, stage, subgroups), size_of::<Params>()));
+                }
+            }
+        }
+    }
+    all
+}
+
 fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<()> {
     let name = op.name();
     let (rows, cols) = x.rows_cols(name)?;
@@ -230,8 +251,8 @@ fn launch_rows(
     cols: usize,
 ) -> Result<()> {
     let name = op.name();
-    let max_elems = max_binding_elems(gpu);
-    let align = binding_align_elems(gpu);
+    let max_elems = layout::elements_in(gpu.max_binding);
+    let align = layout::offset_alignment_elements(&gpu.limits);
     let long_rows = cols + align > max_elems;
     let plan = if long_rows {
         // A row longer than one binding: segments, bound a window of them at a time.
@@ -280,7 +301,7 @@ fn launch_rows(
             if crossed {
                 return Err(Error::TooLarge {
                     op: name,
-                    requested: (cols * 4) as u64,
+                    requested: layout::bytes(cols),
                     limit: gpu.max_buffer,
                     what: "max_buffer_size (one row)",
                 });
@@ -362,7 +383,7 @@ fn launch_rows(
             };
             if long_rows {
                 // One partials buffer for every window of every row, stage by stage.
-                let part = gpu.alloc((part_len * 4) as u64, name)?;
+                let part = gpu.alloc(layout::bytes(part_len), name)?;
                 for (kernel, writes_output) in stages {
                     for w in &windows {
                         launch_stage(kernel, w, part.view(part_len), writes_output)?;
@@ -370,7 +391,7 @@ fn launch_rows(
                 }
             } else {
                 for w in &windows {
-                    let part = gpu.alloc((part_len * 4) as u64, name)?;
+                    let part = gpu.alloc(layout::bytes(part_len), name)?;
                     for (kernel, writes_output) in stages {
                         launch_stage(kernel, w, part.view(part_len), writes_output)?;
                     }
@@ -385,16 +406,6 @@ fn launch_rows(
 /// segment worth an invocation.
 const LONG_ROW_SEGMENTS: usize = 1024;
 const MIN_LONG_SEGMENT: usize = 4096;
-
-/// Elements one storage binding holds (whole vec4s).
-fn max_binding_elems(gpu: &Gpu) -> usize {
-    ((gpu.max_binding / 16) * 4) as usize
-}
-
-/// The binding offset alignment, in elements.
-fn binding_align_elems(gpu: &Gpu) -> usize {
-    (gpu.limits.min_storage_buffer_offset_alignment.max(16) / 4) as usize
-}
 
 /// Windows of whole segments of each row, each within one binding.
 fn long_row_windows(

@@ -1,0 +1,135 @@
+//! Device health: device loss and GPU errors, reported through the device's callbacks on a
+//! device the crate owns, or kept by validation error scopes on the caller's device.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::{DeviceOwner, Gpu};
+use crate::error::{Error, Result};
+use crate::gpu::kernels::lock;
+
+/// What the device's callbacks report, read by every launch.
+#[derive(Default)]
+pub(super) struct Health {
+    lost: AtomicBool,
+    lost_reason: Mutex<Option<String>>,
+    error: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// A fresh record, filled by the device's callbacks where the crate owns the device (the
+    /// caller's callbacks are left in place on theirs).
+    pub fn watch(device: &wgpu::Device, owner: DeviceOwner) -> Arc<Health> {
+        let health = Arc::new(Health::default());
+        if owner == DeviceOwner::Crate {
+            let h = health.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                h.lost.store(true, Ordering::SeqCst);
+                if let Ok(mut r) = h.lost_reason.lock() {
+                    *r = Some(format!("{reason:?}: {message}"));
+                }
+            });
+            let h = health.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut slot) = h.error.lock() {
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+            }));
+        }
+        health
+    }
+}
+
+impl Gpu {
+    /// Runs `f`, and on the caller's device inside a validation error scope: an error it
+    /// raises is kept for the next [`Gpu::check`] instead of reaching the caller's handler.
+    /// (On wasm32 the scope's result cannot be waited for; it is dropped there.)
+    pub(super) fn scoped<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.owner == DeviceOwner::Crate {
+            return f();
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop())
+            && let Ok(mut slot) = self.health.error.lock()
+        {
+            slot.get_or_insert_with(|| e.to_string());
+        }
+        #[cfg(target_arch = "wasm32")]
+        drop(scope);
+        out
+    }
+
+    /// Whether `buffer` can be bound on this device as storage (it fails for a buffer of
+    /// another device), tried on a one-binding bind group inside a validation error scope.
+    pub fn check_own_buffer(&self, buffer: &wgpu::Buffer) -> std::result::Result<(), String> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("external buffer check"),
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }],
+            });
+        let _ = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("external buffer check"),
+            layout: &layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(buffer.size().min(16)),
+                }),
+            }],
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(e.to_string());
+        }
+        #[cfg(target_arch = "wasm32")]
+        drop(scope);
+        Ok(())
+    }
+
+    /// Destroys the device and marks the context lost (for testing fault handling).
+    pub fn destroy(&self) {
+        self.health.lost.store(true, Ordering::SeqCst);
+        if let Ok(mut r) = self.health.lost_reason.lock() {
+            r.get_or_insert_with(|| "destroyed by Context::destroy_device".into());
+        }
+        self.device.destroy();
+    }
+
+    pub(super) fn has_kept_error(&self) -> bool {
+        self.health.error.lock().is_ok_and(|e| e.is_some())
+    }
+
+    /// Fails with the device-lost or captured GPU error, if one occurred.
+    pub fn check(&self, op: &'static str) -> Result<()> {
+        if self.health.lost.load(Ordering::SeqCst) {
+            let reason = lock(&self.health.lost_reason)?
+                .clone()
+                .unwrap_or_else(|| "unknown reason".into());
+            return Err(Error::DeviceLost(reason));
+        }
+        if let Some(message) = lock(&self.health.error)?.take() {
+            return Err(Error::Gpu { op, message });
+        }
+        Ok(())
+    }
+
+    /// Whether the device was lost (by the callback, or by [`Gpu::destroy`]).
+    pub(super) fn is_lost(&self) -> bool {
+        self.health.lost.load(Ordering::SeqCst)
+    }
+}

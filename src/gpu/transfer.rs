@@ -1,0 +1,278 @@
+//! Uploads and read-backs: host data to a device buffer and back, in bounded chunks, through
+//! staging buffers the context keeps (uploads) or borrows from the pool (read-backs).
+
+use super::Gpu;
+use super::pool::{self, DeviceBuffer};
+use crate::error::{Error, Result};
+use crate::gpu::kernels::lock;
+
+/// Bytes moved per staging step of an upload or read-back, so that staging memory stays
+/// bounded however large a tensor is.
+const TRANSFER_CHUNK: u64 = 64 << 20;
+
+/// The smallest upload that goes through the context's own staging buffers.
+const STAGED_UPLOAD_MIN: u64 = 1 << 20;
+
+/// One of the two staging buffers of large uploads, and the submission that last copied out of
+/// it (which must finish before it is mapped again).
+#[derive(Default)]
+pub(super) struct UploadSlot {
+    pub buffer: Option<wgpu::Buffer>,
+    last_copy: Option<wgpu::SubmissionIndex>,
+}
+
+/// A read-back chunk in flight: its submission and the map callback's answer.
+struct PendingRead {
+    index: Option<wgpu::SubmissionIndex>,
+    len: u64,
+    rx: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+impl Gpu {
+    /// A pooled buffer holding `data` (padded to whole vec4s).
+    pub fn upload_new(&self, data: &[u8], op: &'static str) -> Result<DeviceBuffer> {
+        let buffer = self.alloc(data.len() as u64, op)?;
+        self.upload(buffer.raw(), data)?;
+        Ok(buffer)
+    }
+
+    /// Writes `data` at the start of `buffer`. Recorded work is submitted first, so that the
+    /// write cannot overtake a launch that still reads an earlier tenant of a pooled buffer.
+    /// Each 64 MiB chunk is staged and submitted on its own and counts as a submission in
+    /// flight, so a large upload holds a bounded amount of staging memory.
+    ///
+    /// Uploads of at least `STAGED_UPLOAD_MIN` bytes go through two staging buffers that the
+    /// context keeps and maps again for each chunk (a fresh staging buffer per write, as
+    /// `Queue::write_buffer` makes, costs the host a page fault per page); smaller ones through
+    /// `write_buffer`.
+    pub fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) -> Result<()> {
+        const OP: &str = "upload";
+        self.check(OP)?;
+        if (data.len() as u64) < STAGED_UPLOAD_MIN || !data.len().is_multiple_of(4) {
+            let mut rec = lock(&self.recorder)?;
+            self.submit(&mut rec);
+            for (i, chunk) in data.chunks(TRANSFER_CHUNK as usize).enumerate() {
+                self.queue
+                    .write_buffer(buffer, i as u64 * TRANSFER_CHUNK, chunk);
+                let index = self.queue.submit(std::iter::empty());
+                self.track(&mut rec, index);
+            }
+            return Ok(());
+        }
+        let mut slots = lock(&self.upload_staging)?;
+        {
+            let mut rec = lock(&self.recorder)?;
+            self.submit(&mut rec);
+        }
+        for (i, chunk) in data.chunks(TRANSFER_CHUNK as usize).enumerate() {
+            let slot = &mut slots[i % 2];
+            self.upload_slot(slot, chunk.len() as u64)?;
+            let staging = slot.buffer.as_ref().ok_or(Error::Gpu {
+                op: OP,
+                message: "no staging buffer".into(),
+            })?;
+            if let Err(e) = self.write_mapped(staging, slot.last_copy.clone(), chunk) {
+                // A map may still be pending on it: the next upload makes a new one.
+                *slot = UploadSlot::default();
+                return Err(e);
+            }
+            let index = {
+                let mut rec = lock(&self.recorder)?;
+                rec.encoder(&self.device).copy_buffer_to_buffer(
+                    staging,
+                    0,
+                    buffer,
+                    i as u64 * TRANSFER_CHUNK,
+                    chunk.len() as u64,
+                );
+                self.submit(&mut rec);
+                rec.last_submission.clone()
+            };
+            slot.last_copy = index;
+        }
+        Ok(())
+    }
+
+    /// The slot's staging buffer, (re)made if it holds fewer than `bytes`.
+    fn upload_slot(&self, slot: &mut UploadSlot, bytes: u64) -> Result<()> {
+        let big_enough = slot.buffer.as_ref().is_some_and(|b| b.size() >= bytes);
+        if !big_enough {
+            let size = bytes
+                .next_power_of_two()
+                .clamp(STAGED_UPLOAD_MIN, TRANSFER_CHUNK)
+                .max(bytes);
+            let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
+            slot.buffer = Some(pool::create_buffer(&self.device, size, usage, "upload")?);
+            slot.last_copy = None;
+        }
+        Ok(())
+    }
+
+    /// Maps `staging` once its last copy (`last_copy`) has run, writes `data` at its start and
+    /// unmaps it.
+    fn write_mapped(
+        &self,
+        staging: &wgpu::Buffer,
+        last_copy: Option<wgpu::SubmissionIndex>,
+        data: &[u8],
+    ) -> Result<()> {
+        const OP: &str = "upload";
+        let len = data.len() as u64;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging
+            .slice(0..len)
+            .map_async(wgpu::MapMode::Write, move |r| {
+                let _ = tx.send(r);
+            });
+        match last_copy {
+            Some(index) => self.wait(Some(index), OP)?,
+            None => {
+                let _ = self.device.poll(wgpu::PollType::Poll);
+            }
+        }
+        let mapped = match rx.try_recv() {
+            Ok(r) => r,
+            // Not mapped by the first poll: wait for the device, as a read-back does.
+            Err(_) => {
+                self.wait(None, OP)?;
+                rx.recv_timeout(self.readback_timeout)
+                    .map_err(|_| Error::Timeout {
+                        op: OP,
+                        seconds: self.readback_timeout.as_secs_f64(),
+                    })?
+            }
+        };
+        mapped.map_err(|e| Error::Gpu {
+            op: OP,
+            message: e.to_string(),
+        })?;
+        {
+            let mut view =
+                staging
+                    .slice(0..len)
+                    .get_mapped_range_mut()
+                    .map_err(|e| Error::Gpu {
+                        op: OP,
+                        message: e.to_string(),
+                    })?;
+            view.copy_from_slice(data);
+        }
+        staging.unmap();
+        Ok(())
+    }
+
+    /// Copies `dst.len()` bytes at `offset` of `buffer` into `dst`, waiting for all work
+    /// recorded so far. Large reads go through two pooled staging buffers of at most
+    /// `TRANSFER_CHUNK` bytes in turn: the device copies one chunk while the host copies the
+    /// other out, and staging memory stays bounded whatever the tensor's size.
+    pub fn read_into(&self, buffer: &wgpu::Buffer, offset: u64, dst: &mut [u8]) -> Result<()> {
+        const OP: &str = "read-back";
+        self.check(OP)?;
+        let size = dst.len() as u64;
+        if size == 0 {
+            return Ok(());
+        }
+        let chunk = TRANSFER_CHUNK.min(size);
+        let chunks = size.div_ceil(chunk);
+        let staging_usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let mut staging = Vec::new();
+        for _ in 0..chunks.min(2) {
+            staging.push(
+                self.pool
+                    .get(&self.device, chunk, staging_usage, self.max_buffer, OP)?,
+            );
+        }
+        let mut pending = Some(self.start_read(buffer, offset, chunk.min(size), &staging[0])?);
+        for k in 0..chunks {
+            let start = k * chunk;
+            let len = chunk.min(size - start);
+            let next = if k + 1 < chunks {
+                let next_start = start + chunk;
+                let next_len = chunk.min(size - next_start);
+                Some(self.start_read(
+                    buffer,
+                    offset + next_start,
+                    next_len,
+                    &staging[((k + 1) % 2) as usize],
+                )?)
+            } else {
+                None
+            };
+            let Some(read) = pending.take() else {
+                break;
+            };
+            let buf = &staging[(k % 2) as usize];
+            if let Err(e) =
+                self.finish_read(read, buf, &mut dst[start as usize..(start + len) as usize])
+            {
+                // A map may still complete later: these staging buffers must not be reused.
+                for s in staging {
+                    s.discard();
+                }
+                return Err(e);
+            }
+            pending = next;
+        }
+        Ok(())
+    }
+
+    /// Records a copy of `len` bytes into `staging`, submits it and asks for the map.
+    fn start_read(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        len: u64,
+        staging: &DeviceBuffer,
+    ) -> Result<PendingRead> {
+        let index = {
+            let mut rec = lock(&self.recorder)?;
+            rec.encoder(&self.device)
+                .copy_buffer_to_buffer(buffer, offset, staging.raw(), 0, len);
+            self.submit(&mut rec);
+            rec.last_submission.clone()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging
+            .raw()
+            .slice(0..len)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        Ok(PendingRead { index, len, rx })
+    }
+
+    /// Waits for a started read and copies it out of its staging buffer into `dst`.
+    fn finish_read(&self, read: PendingRead, staging: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
+        const OP: &str = "read-back";
+        self.wait(read.index, OP)?;
+        self.check(OP)?;
+        match read.rx.recv_timeout(self.readback_timeout) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(Error::Gpu {
+                    op: OP,
+                    message: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(Error::Timeout {
+                    op: OP,
+                    seconds: self.readback_timeout.as_secs_f64(),
+                });
+            }
+        }
+        {
+            let view = staging
+                .raw()
+                .slice(0..read.len)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu {
+                    op: OP,
+                    message: e.to_string(),
+                })?;
+            dst.copy_from_slice(&view);
+        }
+        staging.raw().unmap();
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! The host's bindings checked against the shaders: for every kernel an op may launch, naga reads
+//! the entry point's WGSL and lists the buffers it uses. Each must be declared by the host with
+//! the same access (binding 0 the uniform `Params`, storage buffers read-only or read-write as
+//! the shader declares them), and the host's parameter block must hold the whole of the
+//! shader's `Params` struct (within one arena slot). A mismatch fails here instead of as a GPU validation error at run time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+use crate::gpu::kernels::{Kernel, Shader, Slot};
+
+/// How the shader uses one binding of group 0.
+#[derive(Debug, PartialEq, Eq)]
+enum Use {
+    Uniform { bytes: u32 },
+    Storage { writable: bool },
+}
+
+fn parse(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module = naga::front::wgsl::parse_str(shader.source())
+        .unwrap_or_else(|e| panic!("{}: {e}", shader.name()));
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}: {e}", shader.name()));
+    (module, info)
+}
+
+/// The bindings of group 0 that `entry` uses, by binding number.
+fn used_bindings(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    entry: &str,
+) -> BTreeMap<u32, Use> {
+    let index = module
+        .entry_points
+        .iter()
+        .position(|ep| ep.name == entry)
+        .unwrap_or_else(|| panic!("no entry point {entry}"));
+    let function = info.get_entry_point(index);
+    let mut used = BTreeMap::new();
+    for (handle, var) in module.global_variables.iter() {
+        let Some(binding) = &var.binding else {
+            continue;
+        };
+        if function[handle].is_empty() {
+            continue;
+        }
+        assert_eq!(binding.group, 0, "{entry}: only group 0 is bound");
+        let what = match var.space {
+            naga::AddressSpace::Uniform => Use::Uniform {
+                bytes: module.types[var.ty].inner.size(module.to_ctx()),
+            },
+            naga::AddressSpace::Storage { access } => Use::Storage {
+                writable: access.contains(naga::StorageAccess::STORE),
+            },
+            other => panic!("{entry}: binding {} in {other:?}", binding.binding),
+        };
+        // Two views of one binding (e.g. `x1` and `x4`) must agree on the access.
+        if let Some(before) = used.insert(binding.binding, what) {
+            assert_eq!(
+                Some(&before),
+                used.get(&binding.binding),
+                "{entry}: binding {} is declared twice with different access",
+                binding.binding
+            );
+        }
+    }
+    used
+}
+
+#[test]
+fn every_launched_kernel_binds_what_its_shader_declares() {
+    let mut modules = HashMap::new();
+    let kernels = super::launched_kernels();
+    assert!(kernels.len() > 60, "{} kernels", kernels.len());
+    for (kernel, params_bytes) in kernels {
+        let Kernel {
+            shader,
+            entry,
+            slots,
+        } = kernel;
+        let (module, info) = modules.entry(shader).or_insert_with(|| parse(shader));
+        let used = used_bindings(module, info, entry);
+        let name = format!("{}::{entry}", shader.name());
+        for (&binding, what) in &used {
+            match what {
+                Use::Uniform { bytes } => {
+                    assert_eq!(binding, 0, "{name}: the uniform block is binding 0");
+                    // The copy kernel reads only the first field of the elementwise block.
+                    assert!(
+                        *bytes as usize <= params_bytes
+                            && params_bytes as u64 <= crate::gpu::kernels::PARAMS_SLOT,
+                        "{name}: the shader's Params is {bytes} bytes, the host writes {params_bytes}"
+                    );
+                }
+                Use::Storage { writable } => {
+                    let declared = slots.iter().find(|s| match s {
+                        Slot::Read(b) | Slot::ReadWrite(b) => *b == binding,
+                    });
+                    match declared {
+                        Some(Slot::ReadWrite(_)) => assert!(
+                            *writable,
+                            "{name}: binding {binding} is read_write on the host, read-only in WGSL"
+                        ),
+                        Some(Slot::Read(_)) => assert!(
+                            !writable,
+                            "{name}: binding {binding} is read-only on the host, read_write in WGSL"
+                        ),
+                        None => {
+                            panic!("{name}: uses binding {binding}, which the host never binds")
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            used.contains_key(&0),
+            "{name}: reads no Params block, but the host binds one"
+        );
+    }
+}
+
+/// The test above must be able to fail: a host slot of the wrong access, and a params block
+/// of the wrong size, are both caught.
+#[test]
+fn a_wrong_binding_or_params_size_is_caught() {
+    let (module, info) = parse(Shader::Activation);
+    let used = used_bindings(&module, &info, "forward");
+    assert_eq!(used.get(&1), Some(&Use::Storage { writable: false }));
+    assert_eq!(used.get(&3), Some(&Use::Storage { writable: true }));
+    assert_eq!(
+        used.get(&0),
+        Some(&Use::Uniform {
+            bytes: size_of::<super::ElementwiseParams>() as u32
+        })
+    );
+    // The softmax block is larger than the elementwise one: a host that wrote the elementwise
+    // block for a softmax kernel would fail the size check.
+    let (module, info) = parse(Shader::Softmax);
+    let Some(Use::Uniform { bytes }) = used_bindings(&module, &info, "forward_rows").remove(&0)
+    else {
+        panic!("forward_rows reads its Params");
+    };
+    assert!(bytes as usize > size_of::<super::ElementwiseParams>());
+}

@@ -1,0 +1,339 @@
+//! The fused softmax cross-entropy launch (`shaders/cross_entropy.wgsl`): class indices
+//! checked and converted on the host, one kernel for the loss and the gradient, the row losses
+//! reduced on the device.
+
+use crate::cpu;
+use crate::cpu::loss::CrossEntropyTargets;
+use crate::definitions::loss::{CrossEntropyOptions, Reduction};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pool::DeviceBuffer;
+use crate::layout;
+use crate::ops::activation::check_same;
+use crate::ops::rows::{RowPlan, row_blocks};
+use crate::tensor::{Storage, Tensor, write_host};
+
+use super::sum::sum_to_scalar;
+use super::{OP_CE, Targets, check_weight, mixed, narrow, widen};
+
+/// Class indices as the kernel reads them: u32, with ignored rows marked.
+const IGNORED: u32 = u32::MAX;
+
+/// Validated class-index targets.
+struct Classes {
+    /// Per row: the class, or `IGNORED`.
+    index: Vec<u32>,
+    /// The mean's denominator: Σ w_y over the rows not ignored.
+    weight_sum: f64,
+}
+
+fn validate_classes(
+    targets: &[i64],
+    rows: usize,
+    classes: usize,
+    options: &CrossEntropyOptions,
+) -> Result<Classes> {
+    if targets.len() != rows {
+        return Err(Error::ShapeMismatch {
+            op: OP_CE,
+            what: "class-index targets",
+            got: vec![targets.len()],
+            expected: vec![rows],
+        });
+    }
+    let mut index = Vec::with_capacity(rows);
+    let mut weight_sum = 0.0;
+    for (row, &t) in targets.iter().enumerate() {
+        if t == options.ignore_index {
+            index.push(IGNORED);
+            continue;
+        }
+        if t < 0 || t as u64 >= classes as u64 {
+            return Err(Error::TargetOutOfRange {
+                op: OP_CE,
+                row,
+                value: t,
+                classes,
+                ignore_index: options.ignore_index,
+            });
+        }
+        index.push(t as u32);
+        weight_sum += options
+            .weight
+            .as_ref()
+            .map_or(1.0, |w| f64::from(w[t as usize]));
+    }
+    Ok(Classes { index, weight_sum })
+}
+
+pub(super) fn cross_entropy_into(
+    logits: &Tensor,
+    targets: Targets<'_>,
+    options: &CrossEntropyOptions,
+    grad: &Tensor,
+) -> Result<Tensor> {
+    let (rows, classes) = logits.rows_cols(OP_CE)?;
+    if classes == 0 {
+        return Err(Error::invalid_shape(
+            OP_CE,
+            logits.shape(),
+            "cross-entropy needs at least one class",
+        ));
+    }
+    let eps = options.label_smoothing;
+    if !(0.0..=1.0).contains(&eps) {
+        return Err(Error::InvalidParameter {
+            op: OP_CE,
+            name: "label_smoothing",
+            value: f64::from(eps),
+            reason: "must lie in [0, 1]",
+        });
+    }
+    check_weight(OP_CE, "weight", &options.weight, classes)?;
+    check_same(OP_CE, "gradient", logits, grad)?;
+    let loss_shape: Vec<usize> = match options.reduction {
+        Reduction::None => logits.shape()[..logits.shape().len() - 1].to_vec(),
+        _ => Vec::new(),
+    };
+    // Validate (and convert) the targets before any work starts.
+    let widened;
+    let indices: Option<&[i64]> = match targets {
+        Targets::Indices(t) => Some(t),
+        Targets::IndicesU32(t) => {
+            widened = t.iter().map(|&v| i64::from(v)).collect::<Vec<_>>();
+            Some(&widened)
+        }
+        Targets::Probabilities(t) => {
+            check_same(OP_CE, "probability targets", logits, t)?;
+            None
+        }
+    };
+    let classes_checked = indices
+        .map(|t| validate_classes(t, rows, classes, options))
+        .transpose()?;
+    let denominator = classes_checked
+        .as_ref()
+        .map_or(rows as f64, |c| c.weight_sum);
+
+    match (logits.storage(), grad.storage()) {
+        (Storage::Host(_), Storage::Host(g)) => {
+            let z: Vec<f64> = widen(&logits.to_vec()?);
+            let probs;
+            let t = match (indices, targets) {
+                (Some(i), _) => CrossEntropyTargets::Indices(i),
+                (None, Targets::Probabilities(p)) => {
+                    probs = widen(&p.to_vec()?);
+                    CrossEntropyTargets::Probabilities(&probs)
+                }
+                _ => return Err(mixed(OP_CE)),
+            };
+            let weight = options.weight.as_ref().map(|w| widen(w));
+            let r = cpu::loss::cross_entropy(
+                &z,
+                classes,
+                t,
+                weight.as_deref(),
+                options.reduction,
+                options.ignore_index,
+                f64::from(eps),
+            );
+            *write_host(g)? = narrow(&r.grad);
+            Tensor::from_slice(logits.context(), &narrow(&r.loss), &loss_shape)
+        }
+        _ => {
+            let gpu = logits.context().gpu().ok_or_else(|| mixed(OP_CE))?;
+            let scale = match options.reduction {
+                Reduction::Mean => (1.0 / denominator) as f32,
+                _ => 1.0,
+            };
+            let row_loss = gpu.alloc(layout::bytes(rows.max(1)), OP_CE)?;
+            // Targets sharing storage with the logits or the gradient (bound read-write) are
+            // copied first: one buffer may not be bound both ways in a launch.
+            let probabilities = match targets {
+                Targets::Probabilities(p) if p.aliases(logits) || p.aliases(grad) => {
+                    let copy = p.uninit_like(OP_CE)?;
+                    p.copy_into(&copy)?;
+                    Some(copy)
+                }
+                Targets::Probabilities(p) => Some(p.clone()),
+                _ => None,
+            };
+            let fused = FusedCrossEntropy {
+                gpu,
+                logits,
+                grad,
+                classes: classes_checked.as_ref(),
+                probabilities: probabilities.as_ref(),
+                weight: options.weight.as_deref(),
+                eps,
+                scale,
+            };
+            fused.launch(rows, classes, &row_loss)?;
+            let ctx = logits.context();
+            match options.reduction {
+                Reduction::None => Ok(Tensor::from_device(ctx, row_loss, &loss_shape)),
+                Reduction::Sum => sum_to_scalar(gpu, ctx, &row_loss, rows, 1.0),
+                Reduction::Mean => sum_to_scalar(gpu, ctx, &row_loss, rows, scale),
+            }
+        }
+    }
+}
+
+/// The kernel for class-index (`indices`) or probability targets under `plan`, from the module
+/// with the subgroup reduction file appended if `subgroups`.
+fn kernel(indices: bool, plan: RowPlan, vec4: bool, subgroups: bool) -> Kernel {
+    let entry = match (indices, plan, vec4) {
+        (true, RowPlan::SubgroupRows { .. }, _) => "index_subgroup_rows",
+        (true, RowPlan::Workgroup { .. }, _) => "index_workgroup",
+        (false, RowPlan::Workgroup { .. }, _) => "prob_workgroup",
+        (true, _, false) => "index_rows",
+        (true, _, true) => "index_rows_vec4",
+        (false, _, false) => "prob_rows",
+        (false, _, true) => "prob_rows_vec4",
+    };
+    Kernel {
+        shader: if subgroups {
+            Shader::CrossEntropySubgroup
+        } else {
+            Shader::CrossEntropy
+        },
+        entry,
+        slots: &[
+            Slot::ReadWrite(1),
+            Slot::Read(2),
+            Slot::ReadWrite(3),
+            Slot::ReadWrite(4),
+            Slot::Read(5),
+        ],
+    }
+}
+
+/// Every kernel the cross-entropy may launch, with its parameter block's size.
+#[cfg(test)]
+pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
+    let mut all = Vec::new();
+    for plan in crate::ops::rows::RowPlan::examples() {
+        for (indices, vec4, subgroups) in flag_triples() {
+            if matches!(plan, RowPlan::SubgroupRows { .. }) && !(subgroups && vec4) {
+                continue;
+            }
+            all.push((
+                kernel(indices, plan, vec4, subgroups),
+                size_of::<CrossEntropyParams>(),
+            ));
+        }
+    }
+    all
+}
+
+/// Every combination of three flags.
+#[cfg(test)]
+pub(crate) fn flag_triples() -> impl Iterator<Item = (bool, bool, bool)> {
+    (0..8).map(|i| (i & 1 != 0, i & 2 != 0, i & 4 != 0))
+}
+
+/// One fused cross-entropy launch's inputs.
+struct FusedCrossEntropy<'a> {
+    gpu: &'a Gpu,
+    logits: &'a Tensor,
+    grad: &'a Tensor,
+    classes: Option<&'a Classes>,
+    probabilities: Option<&'a Tensor>,
+    weight: Option<&'a [f32]>,
+    eps: f32,
+    scale: f32,
+}
+
+/// Mirrors `Params` in `shaders/cross_entropy.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CrossEntropyParams {
+    rows: u32,
+    cols: u32,
+    base: u32,
+    row0: u32,
+    eps: f32,
+    scale: f32,
+    w_all: f32,
+}
+
+impl FusedCrossEntropy<'_> {
+    fn launch(&self, rows: usize, classes: usize, row_loss: &DeviceBuffer) -> Result<()> {
+        let gpu = self.gpu;
+        // Class indices and per-row losses are bound whole: one value per row in one binding.
+        let binding = gpu.max_binding;
+        if layout::bytes(rows) > binding {
+            return Err(Error::TooLarge {
+                op: OP_CE,
+                requested: layout::bytes(rows),
+                limit: binding,
+                what: "max_storage_buffer_binding_size (one class index and one loss per row); split the batch",
+            });
+        }
+        let strategy = self.logits.context().row_strategy();
+        let choice = if self.classes.is_some() {
+            RowPlan::choose_cached(gpu, strategy, rows, classes, true)
+        } else {
+            RowPlan::choose(gpu, strategy, rows, classes)
+        };
+        let plan = match choice {
+            // Cross-entropy has no segment kernel (its rows are vocabulary-sized at most): few
+            // long rows take a workgroup each on a GPU, an invocation each on a CPU adapter.
+            RowPlan::Segmented { .. } if gpu.hardware => RowPlan::workgroup(gpu, classes),
+            RowPlan::Segmented { .. } => RowPlan::PerRow,
+            plan => plan,
+        };
+        let vec4 = classes.is_multiple_of(layout::VEC4);
+        let kernel = kernel(self.classes.is_some(), plan, vec4, plan.uses_subgroups(gpu));
+        let has_weight = self.weight.is_some();
+        let mut constants = plan.constants(classes);
+        constants.push(("HAS_WEIGHT", if has_weight { 1.0 } else { 0.0 }));
+        constants.push(("SMOOTHING", if self.eps > 0.0 { 1.0 } else { 0.0 }));
+        let w_all = self
+            .weight
+            .map_or(classes as f64, |w| w.iter().map(|&v| f64::from(v)).sum());
+        let weight = gpu.upload_new(bytemuck::cast_slice(self.weight.unwrap_or(&[0.0])), OP_CE)?;
+        let index = match self.classes {
+            Some(c) => Some(gpu.upload_new(bytemuck::cast_slice(&c.index), OP_CE)?),
+            None => None,
+        };
+        let mut tensors = vec![self.logits, self.grad];
+        tensors.extend(self.probabilities);
+        for block in row_blocks(gpu, OP_CE, rows, classes, 0, &tensors)? {
+            let (start, len) = (block.bind_start, block.bind_len);
+            let z = self.logits.view(start, len, OP_CE)?;
+            let dz = self.grad.view(start, len, OP_CE)?;
+            let targets = match (&index, self.probabilities) {
+                (Some(i), _) => i.view(rows),
+                (None, Some(p)) => p.view(start, len, OP_CE)?,
+                (None, None) => return Err(mixed(OP_CE)),
+            };
+            let params = CrossEntropyParams {
+                rows: block.rows as u32,
+                cols: classes as u32,
+                base: block.base as u32,
+                row0: block.row0 as u32,
+                eps: self.eps,
+                scale: self.scale,
+                w_all: w_all as f32,
+            };
+            let views = [
+                z,
+                targets,
+                dz,
+                row_loss.view(rows),
+                weight.view(self.weight.map_or(1, <[f32]>::len)),
+            ];
+            let groups = plan.groups(block.rows);
+            gpu.launch(
+                &kernel,
+                &constants,
+                &views,
+                bytemuck::bytes_of(&params),
+                groups,
+            )?;
+        }
+        Ok(())
+    }
+}
