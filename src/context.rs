@@ -371,16 +371,7 @@ impl Context {
         };
         let subgroups = options.subgroups == Subgroups::Auto
             && device.features().contains(wgpu::Features::SUBGROUP);
-        let facts = DeviceFacts {
-            subgroup_sizes: subgroups.then_some(SubgroupSizes {
-                min: info.subgroup_min_size,
-                max: info.subgroup_max_size,
-            }),
-            hardware: summary.is_hardware(),
-            owner: DeviceOwner::Caller,
-            max_buffer_bytes: options.max_buffer_bytes,
-            readback_timeout: options.readback_timeout,
-        };
+        let facts = device_facts(&info, subgroups, &summary, DeviceOwner::Caller, options);
         Ok(Context::from_inner(Inner {
             summary,
             why: "the caller's device (Context::from_wgpu)".into(),
@@ -523,6 +514,27 @@ pub struct WgpuSetup {
     pub queue: wgpu::Queue,
 }
 
+/// What the device layer is told of a device: the adapter's subgroup sizes where `subgroups`
+/// are enabled, whether it is hardware, whose it is, and the options' buffer cap and timeout.
+fn device_facts(
+    info: &wgpu::AdapterInfo,
+    subgroups: bool,
+    summary: &AdapterSummary,
+    owner: DeviceOwner,
+    options: &ContextOptions,
+) -> DeviceFacts {
+    DeviceFacts {
+        subgroup_sizes: subgroups.then_some(SubgroupSizes {
+            min: info.subgroup_min_size,
+            max: info.subgroup_max_size,
+        }),
+        hardware: summary.is_hardware(),
+        owner,
+        max_buffer_bytes: options.max_buffer_bytes,
+        readback_timeout: options.readback_timeout,
+    }
+}
+
 /// The limits every kernel needs, each as (name, value on the device, value needed).
 fn missing_requirements(limits: &wgpu::Limits) -> Vec<String> {
     let needs = [
@@ -623,16 +635,12 @@ async fn open_device(
                 adapter: summary.name.clone(),
                 message: e.to_string(),
             })?;
-    let info = adapter.get_info();
-    let facts = DeviceFacts {
-        subgroup_sizes: subgroups.then_some(SubgroupSizes {
-            min: info.subgroup_min_size,
-            max: info.subgroup_max_size,
-        }),
-        hardware: summary.is_hardware(),
-        owner: DeviceOwner::Crate,
-        max_buffer_bytes: options.max_buffer_bytes,
-        readback_timeout: options.readback_timeout,
-    };
+    let facts = device_facts(
+        &adapter.get_info(),
+        subgroups,
+        summary,
+        DeviceOwner::Crate,
+        options,
+    );
     Ok(Gpu::new(device, queue, facts))
 }

@@ -163,6 +163,18 @@ pub enum Error {
         /// The ignore index in force.
         ignore_index: i64,
     },
+    /// A tensor of another element type than the operation takes.
+    #[error("{op}: {what} holds {got:?} elements; it takes {expected}")]
+    DTypeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// Which argument.
+        what: &'static str,
+        /// Its element type.
+        got: crate::DType,
+        /// What the operation takes, in words.
+        expected: &'static str,
+    },
     /// A class-index target that is not an integer (NaN, infinite or fractional).
     #[error("{op}: target at row {row} is {value}, not an integer class index")]
     TargetNotInteger {

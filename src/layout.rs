@@ -8,21 +8,33 @@
 
 use crate::error::{Error, Result};
 
-/// Element type of a tensor's storage. Only `F32` exists today; the enum leaves room for
-/// half-precision storage without changing the API.
+/// Element type of a tensor's storage. Every op computes on `F32` tensors; the integer types
+/// hold class indices that live on the device ([`crate::Targets::Device`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DType {
     /// IEEE 754 binary32.
     F32,
+    /// Unsigned 32-bit integers.
+    U32,
+    /// Signed 32-bit integers.
+    I32,
+    /// Signed 64-bit integers (PyTorch's `long`), little-endian.
+    I64,
 }
 
 impl DType {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            DType::F32 => 4,
+            DType::F32 | DType::U32 | DType::I32 => 4,
+            DType::I64 => 8,
         }
+    }
+
+    /// Whether the type holds integers.
+    pub fn is_integer(self) -> bool {
+        !matches!(self, DType::F32)
     }
 }
 

@@ -45,6 +45,18 @@ impl Part {
         }
     }
 
+    /// A read-back copies from the buffer: it needs `COPY_SRC` (which a caller's may lack).
+    fn check_readable(&self) -> Result<()> {
+        if self.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            return Ok(());
+        }
+        Err(Error::ExternalBuffer {
+            op: "read-back",
+            rule: "the buffer was made without COPY_SRC usage, which a read-back copies from"
+                .into(),
+        })
+    }
+
     /// Bytes the part may use from its offset.
     pub fn size(&self) -> u64 {
         match self {
@@ -212,6 +224,19 @@ impl Tensor {
         offset_bytes: u64,
         shape: &[usize],
     ) -> Result<Tensor> {
+        Tensor::from_wgpu_buffer_as(ctx, buffer, offset_bytes, shape, DType::F32)
+    }
+
+    /// [`Tensor::from_wgpu_buffer`] for elements of `dtype`: `F32`, or the integer class
+    /// indices of [`crate::Targets::Device`] (`U32`, `I32`, `I64`), which kernels only read
+    /// and which therefore may hold any number of elements.
+    pub fn from_wgpu_buffer_as(
+        ctx: &Context,
+        buffer: &wgpu::Buffer,
+        offset_bytes: u64,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
         const OP: &str = "from_wgpu_buffer";
         let broken = |rule: String| Error::ExternalBuffer { op: OP, rule };
         let gpu = ctx
@@ -231,13 +256,13 @@ impl Tensor {
                  (min_storage_buffer_offset_alignment)"
             )));
         }
-        if n == 0 || !n.is_multiple_of(layout::VEC4) {
+        if n == 0 || (dtype == DType::F32 && !n.is_multiple_of(layout::VEC4)) {
             return Err(broken(format!(
                 "shape {shape:?} holds {n} elements; a view of a caller's buffer holds a positive \
                  multiple of 4 (kernels write whole vec4s)"
             )));
         }
-        let size = layout::bytes(n);
+        let size = n as u64 * dtype.size() as u64;
         let end = offset_bytes
             .checked_add(size)
             .filter(|&e| e <= buffer.size());
@@ -264,7 +289,7 @@ impl Tensor {
         Ok(Tensor {
             ctx: ctx.clone(),
             shape: shape.to_vec(),
-            dtype: DType::F32,
+            dtype,
             storage: Storage::Device(Arc::new(DeviceParts {
                 parts: vec![Part::External {
                     buffer: buffer.clone(),
@@ -289,9 +314,11 @@ impl Tensor {
         };
         match &self.storage {
             Storage::Device(parts) => match parts.one_range() {
-                Some((buffer, offset, _)) => {
-                    Ok((buffer.clone(), offset, layout::bytes(self.len())))
-                }
+                Some((buffer, offset, _)) => Ok((
+                    buffer.clone(),
+                    offset,
+                    (self.len() * self.dtype.size()) as u64,
+                )),
                 None => Err(broken(
                     "the tensor is split over several buffers (it is larger than one buffer may be)",
                 )),
@@ -358,10 +385,31 @@ impl Tensor {
         }
     }
 
+    /// [`Tensor::to_vec`] without blocking, for a browser (wasm32 and WebGPU) or an async
+    /// runtime: the read-back's maps are awaited instead of waited for.
+    pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        self.expect_f32("to_vec_async", "the tensor")?;
+        match &self.storage {
+            Storage::Device(parts) => {
+                let gpu = self.gpu_or_err("read-back")?;
+                let mut values = vec![0.0f32; self.len()];
+                for (part, start, len) in parts.spans(values.len()) {
+                    part.check_readable()?;
+                    let bytes = bytemuck::cast_slice_mut(&mut values[start..start + len]);
+                    gpu.read_into_async(part.buffer(), part.offset(), bytes)
+                        .await?;
+                }
+                Ok(values)
+            }
+            Storage::Host(data) => Ok(read_host(data)?.clone()),
+        }
+    }
+
     /// Copies the tensor into `dst` (of exactly `len()` elements), waiting for the work that
     /// produces it. Reusing one host buffer this way avoids allocating (and first-touching)
     /// a new one per read-back.
     pub fn read_into(&self, dst: &mut [f32]) -> Result<()> {
+        self.expect_f32("read_into", "the tensor")?;
         if dst.len() != self.len() {
             return Err(Error::LengthMismatch {
                 op: "read_into",
@@ -374,14 +422,7 @@ impl Tensor {
             Storage::Device(parts) => {
                 let gpu = self.gpu_or_err("read-back")?;
                 for (part, start, len) in parts.spans(dst.len()) {
-                    if !part.buffer().usage().contains(wgpu::BufferUsages::COPY_SRC) {
-                        return Err(Error::ExternalBuffer {
-                            op: "read-back",
-                            rule: "the buffer was made without COPY_SRC usage, which a \
-                                   read-back copies from"
-                                .into(),
-                        });
-                    }
+                    part.check_readable()?;
                     let bytes = bytemuck::cast_slice_mut(&mut dst[start..start + len]);
                     gpu.read_into(part.buffer(), part.offset(), bytes)?;
                 }
@@ -408,6 +449,19 @@ impl Tensor {
         Ok(Tensor {
             shape: shape.to_vec(),
             ..self.clone()
+        })
+    }
+
+    /// Fails with [`Error::DTypeMismatch`] unless the tensor holds f32 elements.
+    pub(crate) fn expect_f32(&self, op: &'static str, what: &'static str) -> Result<()> {
+        if self.dtype == DType::F32 {
+            return Ok(());
+        }
+        Err(Error::DTypeMismatch {
+            op,
+            what,
+            got: self.dtype,
+            expected: "f32 elements",
         })
     }
 
@@ -493,10 +547,12 @@ impl Tensor {
                         message: "a view crosses the tensor's buffers".into(),
                     })?;
                 let offset = (within * self.dtype.size()) as u64;
+                // In f32 words: an i64 element is two.
+                let words = len * self.dtype.size() / DType::F32.size();
                 Ok(View {
                     buffer: part.buffer(),
                     offset: part.offset() + offset,
-                    size: storage_bytes(len).min(part.size() - offset),
+                    size: storage_bytes(words).min(part.size() - offset),
                 })
             }
             Storage::Host(_) => Err(Error::Gpu {

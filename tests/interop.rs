@@ -14,7 +14,10 @@ use std::sync::{Arc, OnceLock};
 
 use common::assert_all_close;
 use gpu_activations::cpu::softmax as softmax_ref;
-use gpu_activations::{Activation, Context, Error, Tensor, WgpuSetup, wgpu};
+use gpu_activations::{
+    Activation, Context, CrossEntropyOptions, DType, Error, Reduction, Targets, Tensor, WgpuSetup,
+    wgpu,
+};
 
 /// A device of the caller's on `backend`, made with wgpu alone (with `SUBGROUP` when asked for
 /// and offered), whose uncaptured errors are counted in `errors`.
@@ -86,6 +89,17 @@ fn embedded() -> &'static [(Context, WgpuSetup, Arc<AtomicUsize>)] {
         }
         all
     })
+}
+
+/// No validation error of the crate's reached the caller's handler.
+fn assert_handler_never_called(ctx: &Context, errors: &AtomicUsize) {
+    let seen = errors.load(Ordering::SeqCst);
+    assert_eq!(
+        seen,
+        0,
+        "{}: the caller's handler was called",
+        ctx.adapter_info()
+    );
 }
 
 fn storage_buffer(device: &wgpu::Device, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -185,12 +199,7 @@ fn ops_read_and_write_views_of_caller_buffers_in_place_included() {
         let back = Tensor::from_wgpu_buffer(ctx, &b, offset, &[n]).unwrap();
         let relu: Vec<f32> = x.iter().map(|&v| v.max(0.0)).collect();
         assert_eq!(back.to_vec().unwrap(), relu);
-        assert_eq!(
-            errors.load(Ordering::SeqCst),
-            0,
-            "{}: handler called",
-            ctx.adapter_info()
-        );
+        assert_handler_never_called(ctx, errors);
     }
 }
 
@@ -284,12 +293,7 @@ fn external_buffers_that_break_a_rule_are_typed_errors_naming_it() {
         assert!(matches!(ctx.destroy_device(), Err(Error::NotOwner { .. })));
         assert_eq!(a.relu().unwrap().to_vec().unwrap(), vec![0.0; 64]);
 
-        assert_eq!(
-            errors.load(Ordering::SeqCst),
-            0,
-            "{}: handler called",
-            ctx.adapter_info()
-        );
+        assert_handler_never_called(ctx, errors);
     }
 }
 
@@ -340,5 +344,178 @@ fn a_device_without_the_needed_limits_is_refused_naming_each() {
             }
             other => panic!("expected DeviceUnsuitable, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn the_async_twins_give_what_the_blocking_calls_give() {
+    let best = pollster::block_on(Context::new_async()).unwrap();
+    let blocking = Context::new().unwrap();
+    assert_eq!(best.adapter_info(), blocking.adapter_info());
+    for ctx in common::all_backends() {
+        let options = gpu_activations::ContextOptions {
+            backend: Some(ctx.backend()),
+            allow_cpu_fallback: false,
+            ..Default::default()
+        };
+        let again = pollster::block_on(Context::with_options_async(options)).unwrap();
+        assert_eq!(again.adapter_info(), ctx.adapter_info());
+        // 17,000,000 floats: more than one 64 MiB staging chunk.
+        let n = if ctx.backend() == gpu_activations::Backend::Cpu {
+            1000
+        } else {
+            17_000_000
+        };
+        let x = common::uniform(13, n, -4.0, 4.0);
+        let y = Tensor::from_slice(&ctx, &x, &[n])
+            .unwrap()
+            .sigmoid()
+            .unwrap();
+        let got = pollster::block_on(y.to_vec_async()).unwrap();
+        assert!(got == y.to_vec().unwrap(), "{}", ctx.adapter_info());
+        assert!((f64::from(got[7]) - Activation::Sigmoid.reference(f64::from(x[7]))).abs() < 1e-6);
+    }
+    for (ctx, setup, _) in embedded() {
+        let storage_only = storage_buffer(&setup.device, 256, wgpu::BufferUsages::STORAGE);
+        let v = Tensor::from_wgpu_buffer(ctx, &storage_only, 0, &[64]).unwrap();
+        assert!(matches!(
+            pollster::block_on(v.to_vec_async()),
+            Err(Error::ExternalBuffer { .. })
+        ));
+    }
+}
+
+/// `labels` as the caller would store them in `dtype` (little-endian words).
+fn label_bytes(labels: &[i64], dtype: DType) -> Vec<u8> {
+    labels
+        .iter()
+        .flat_map(|&v| match dtype {
+            DType::I64 => v.to_le_bytes().to_vec(),
+            DType::I32 => (v as i32).to_le_bytes().to_vec(),
+            _ => (v as u32).to_le_bytes().to_vec(),
+        })
+        .collect()
+}
+
+fn device_labels(ctx: &Context, setup: &WgpuSetup, labels: &[i64], dtype: DType) -> Tensor {
+    let bytes = label_bytes(labels, dtype);
+    let buffer = storage_buffer(&setup.device, bytes.len().max(16) as u64, ALL_USES);
+    setup.queue.write_buffer(&buffer, 0, &bytes);
+    Tensor::from_wgpu_buffer_as(ctx, &buffer, 0, &[labels.len()], dtype).unwrap()
+}
+
+#[test]
+fn class_indices_on_the_device_in_every_integer_type_match_host_indices() {
+    for (ctx, setup, errors) in embedded() {
+        let (rows, classes) = (37, 1000);
+        let logits = common::uniform(21, rows * classes, -5.0, 5.0);
+        let z = Tensor::from_slice(ctx, &logits, &[rows, classes]).unwrap();
+        let weight: Vec<f32> = (0..classes).map(|c| 0.5 + (c % 5) as f32 * 0.25).collect();
+        let option_sets = [
+            CrossEntropyOptions::default(),
+            CrossEntropyOptions {
+                reduction: Reduction::Sum,
+                label_smoothing: 0.1,
+                weight: Some(weight.clone()),
+                ..Default::default()
+            },
+            CrossEntropyOptions {
+                reduction: Reduction::Mean,
+                weight: Some(weight),
+                ignore_index: 7,
+                ..Default::default()
+            },
+            CrossEntropyOptions {
+                reduction: Reduction::None,
+                ..Default::default()
+            },
+        ];
+        for dtype in [DType::I64, DType::I32, DType::U32] {
+            for o in &option_sets {
+                let mut labels: Vec<i64> =
+                    (0..rows).map(|r| ((r * 131) % classes) as i64).collect();
+                labels[3] = 7; // ignored where the ignore index is 7
+                if dtype != DType::U32 && o.ignore_index == -100 {
+                    labels[5] = -100; // the default ignore index
+                }
+                let t = device_labels(ctx, setup, &labels, dtype);
+                let want = z.cross_entropy(Targets::Indices(&labels), o).unwrap();
+                let got = z.cross_entropy(Targets::Device(&t), o).unwrap();
+                let case = format!("{} {dtype:?} {o:?}", ctx.adapter_info());
+                let close = |what: &str, got: &Tensor, want: &Tensor, atol: f64| {
+                    let want: Vec<f64> = want
+                        .to_vec()
+                        .unwrap()
+                        .iter()
+                        .map(|&v| f64::from(v))
+                        .collect();
+                    let got = got.to_vec().unwrap();
+                    assert_all_close(&format!("{case} {what}"), &got, &want, &[], atol, 1e-6);
+                };
+                close("loss", &got.loss, &want.loss, 1e-7);
+                close("grad", &got.grad, &want.grad, 1e-9);
+            }
+        }
+        assert_handler_never_called(ctx, errors);
+    }
+}
+
+#[test]
+fn device_class_indices_out_of_range_are_typed_errors_naming_row_and_value() {
+    for (ctx, setup, errors) in embedded() {
+        let classes = 10;
+        let z = Tensor::from_slice(ctx, &[0.5; 50], &[5, classes]).unwrap();
+        let o = CrossEntropyOptions::default();
+        let cases: [(&[i64], DType, usize, i64); 5] = [
+            (&[0, 5, 10, -1, 1 << 40], DType::I64, 2, 10),
+            (&[0, 5, 9, 1 << 40, -1], DType::I64, 3, 1 << 40),
+            (&[1, -7, 3, 4, 12], DType::I32, 1, -7),
+            (&[15, 1, 2, 3, 4], DType::U32, 0, 15),
+            // −100 is not the ignore index of a u32 label: it reads as 4294967196.
+            (&[1, 2, -100, 3, 4], DType::U32, 2, 4_294_967_196),
+        ];
+        for (labels, dtype, row, value) in cases {
+            let t = device_labels(ctx, setup, labels, dtype);
+            match z.cross_entropy(Targets::Device(&t), &o) {
+                Err(Error::TargetOutOfRange {
+                    row: r,
+                    value: v,
+                    classes: k,
+                    ..
+                }) => {
+                    assert_eq!((r, v, k), (row, value, classes), "{labels:?} as {dtype:?}")
+                }
+                other => {
+                    panic!("{labels:?} as {dtype:?}: expected TargetOutOfRange, got {other:?}")
+                }
+            }
+        }
+        // The same labels with −1 as the ignore index: row 2 (10) is still out of range.
+        let ignoring = CrossEntropyOptions {
+            ignore_index: -1,
+            ..Default::default()
+        };
+        let t = device_labels(ctx, setup, &[0, -1, 10, 2, 3], DType::I64);
+        assert!(matches!(
+            z.cross_entropy(Targets::Device(&t), &ignoring),
+            Err(Error::TargetOutOfRange { row: 2, .. })
+        ));
+        // Wrong element type, wrong length, an integer tensor where f32 is taken.
+        let floats = Tensor::from_slice(ctx, &[0.0; 8], &[8]).unwrap();
+        assert!(matches!(
+            z.cross_entropy(Targets::Device(&floats), &o),
+            Err(Error::DTypeMismatch { .. })
+        ));
+        let short = device_labels(ctx, setup, &[1, 2, 3], DType::I64);
+        assert!(matches!(
+            z.cross_entropy(Targets::Device(&short), &o),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert!(matches!(short.relu(), Err(Error::DTypeMismatch { .. })));
+        assert!(matches!(short.to_vec(), Err(Error::DTypeMismatch { .. })));
+        // After the errors the context still works.
+        let t = device_labels(ctx, setup, &[0, 1, 2, 3, 4], DType::I64);
+        assert!(z.cross_entropy(Targets::Device(&t), &o).is_ok());
+        assert_handler_never_called(ctx, errors);
     }
 }

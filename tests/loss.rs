@@ -69,6 +69,19 @@ fn assert_loss(case: &str, got: &[f32], want: &[f64]) {
     }
 }
 
+/// Asserts a loss within 1e-5 relative and a gradient within 1e-6 + 1e-5·|ref| of `want`.
+fn assert_loss_and_grad(case: &str, out: &LossAndGrad, want: &LossReference, logits: &[f32]) {
+    assert_loss(case, &out.loss.to_vec().unwrap(), &want.loss);
+    assert_all_close(
+        &format!("{case} grad"),
+        &out.grad.to_vec().unwrap(),
+        &want.grad,
+        &[logits],
+        1e-6,
+        1e-5,
+    );
+}
+
 /// Asserts that a loss and a gradient equal `want`'s bit for bit.
 fn assert_same_result(ctx: &Context, loss: &Tensor, grad: &Tensor, want: &LossAndGrad) {
     assert_eq!(
@@ -126,15 +139,7 @@ fn check_indices(
         &[]
     };
     assert_eq!(out.loss.shape(), expected_shape, "{case}: loss shape");
-    assert_loss(&case, &out.loss.to_vec().unwrap(), &want.loss);
-    assert_all_close(
-        &format!("{case} grad"),
-        &out.grad.to_vec().unwrap(),
-        &want.grad,
-        &[logits],
-        1e-6,
-        1e-5,
-    );
+    assert_loss_and_grad(&case, &out, &want, logits);
 }
 
 /// Runs cross-entropy with probability targets on `ctx` and checks loss and gradient against
@@ -162,15 +167,7 @@ fn check_probabilities(
         f64::from(o.label_smoothing),
     );
     let case = format!("{} probabilities {case}", tag(ctx));
-    assert_loss(&case, &out.loss.to_vec().unwrap(), &want.loss);
-    assert_all_close(
-        &format!("{case} grad"),
-        &out.grad.to_vec().unwrap(),
-        &want.grad,
-        &[logits],
-        1e-6,
-        1e-5,
-    );
+    assert_loss_and_grad(&case, &out, &want, logits);
 }
 
 fn option_sets(classes: usize) -> Vec<(String, CrossEntropyOptions)> {

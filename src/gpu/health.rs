@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{DeviceOwner, Gpu};
+use super::{DeviceOwner, Gpu, pop_now};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::lock;
 
@@ -43,21 +43,17 @@ impl Health {
 impl Gpu {
     /// Runs `f`, and on the caller's device inside a validation error scope: an error it
     /// raises is kept for the next [`Gpu::check`] instead of reaching the caller's handler.
-    /// (On wasm32 the scope's result cannot be waited for; it is dropped there.)
     pub(super) fn scoped<T>(&self, f: impl FnOnce() -> T) -> T {
         if self.owner == DeviceOwner::Crate {
             return f();
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
-        #[cfg(not(target_arch = "wasm32"))]
-        if let Some(e) = pollster::block_on(scope.pop())
+        if let Some(e) = pop_now(scope)
             && let Ok(mut slot) = self.health.error.lock()
         {
             slot.get_or_insert_with(|| e.to_string());
         }
-        #[cfg(target_arch = "wasm32")]
-        drop(scope);
         out
     }
 
@@ -92,13 +88,10 @@ impl Gpu {
                 }),
             }],
         });
-        #[cfg(not(target_arch = "wasm32"))]
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(e.to_string());
+        match pop_now(scope) {
+            Some(e) => Err(e.to_string()),
+            None => Ok(()),
         }
-        #[cfg(target_arch = "wasm32")]
-        drop(scope);
-        Ok(())
     }
 
     /// Destroys the device and marks the context lost (for testing fault handling).

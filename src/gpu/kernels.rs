@@ -33,11 +33,13 @@ pub enum Shader {
     Reduce,
     /// A plain vec4 copy: the bandwidth ceiling every benchmark is measured against.
     Copy,
+    /// Class indices stored on the device, converted and checked for the cross-entropy.
+    ClassIndex,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -46,6 +48,7 @@ impl Shader {
         Shader::BceWithLogits,
         Shader::Reduce,
         Shader::Copy,
+        Shader::ClassIndex,
     ];
 
     /// The family's file name (without `.wgsl`).
@@ -59,6 +62,7 @@ impl Shader {
             Shader::BceWithLogits => "bce_with_logits",
             Shader::Reduce => "reduce",
             Shader::Copy => "copy",
+            Shader::ClassIndex => "class_index",
         }
     }
 
@@ -107,6 +111,7 @@ impl Shader {
             ),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
+            Shader::ClassIndex => include_str!("../../shaders/class_index.wgsl"),
         }
     }
 }
@@ -182,7 +187,7 @@ impl PipelineCache {
             label: Some(shader.name()),
             source: wgpu::ShaderSource::Wgsl(shader.source().into()),
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = super::pop_now(scope) {
             return Err(Error::Shader {
                 shader: shader.name(),
                 entry: "(module)",
@@ -243,7 +248,7 @@ fn build_pipeline(
         },
         cache: None,
     });
-    if let Some(e) = pollster::block_on(scope.pop()) {
+    if let Some(e) = super::pop_now(scope) {
         return Err(Error::Shader {
             shader: kernel.shader.name(),
             entry: kernel.entry,

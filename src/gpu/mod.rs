@@ -28,6 +28,21 @@ use transfer::UploadSlot;
 /// Idle bytes the buffer pool may keep.
 const POOL_IDLE_BYTES: u64 = 512 << 20;
 
+/// Pops an error scope and returns what it caught. Natively the answer is ready at once; in a
+/// browser (wasm32) it arrives later and cannot be waited for, so it is dropped there: the
+/// browser still validates, and reports on its console.
+pub(crate) fn pop_now(scope: wgpu::ErrorScopeGuard) -> Option<wgpu::Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        pollster::block_on(scope.pop())
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        drop(scope.pop());
+        None
+    }
+}
+
 /// Usage of every tensor buffer.
 pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)

@@ -221,7 +221,7 @@ pub(crate) fn create_buffer(
         usage,
         mapped_at_creation: false,
     });
-    if pollster::block_on(scope.pop()).is_some() {
+    if super::pop_now(scope).is_some() {
         return Err(Error::OutOfMemory { op, bytes: size });
     }
     Ok(buffer)

@@ -21,11 +21,15 @@ pub(super) struct UploadSlot {
     last_copy: Option<wgpu::SubmissionIndex>,
 }
 
-/// A read-back chunk in flight: its submission and the map callback's answer.
+/// The map callback's answer.
+type MapAnswer = std::result::Result<(), wgpu::BufferAsyncError>;
+
+/// A read-back chunk in flight: its submission and the map callback's answer, which a
+/// blocking read takes after polling the device and an async one awaits.
 struct PendingRead {
     index: Option<wgpu::SubmissionIndex>,
     len: u64,
-    rx: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+    rx: futures_channel::oneshot::Receiver<MapAnswer>,
 }
 
 impl Gpu {
@@ -44,11 +48,12 @@ impl Gpu {
     /// Uploads of at least `STAGED_UPLOAD_MIN` bytes go through two staging buffers that the
     /// context keeps and maps again for each chunk (a fresh staging buffer per write, as
     /// `Queue::write_buffer` makes, costs the host a page fault per page); smaller ones through
-    /// `write_buffer`.
+    /// `write_buffer`, and so do all of them in a browser, where a map cannot be waited for.
     pub fn upload(&self, buffer: &wgpu::Buffer, data: &[u8]) -> Result<()> {
         const OP: &str = "upload";
         self.check(OP)?;
-        if (data.len() as u64) < STAGED_UPLOAD_MIN || !data.len().is_multiple_of(4) {
+        let small = (data.len() as u64) < STAGED_UPLOAD_MIN || !data.len().is_multiple_of(4);
+        if small || cfg!(target_arch = "wasm32") {
             let mut rec = lock(&self.recorder)?;
             self.submit(&mut rec);
             for (i, chunk) in data.chunks(TRANSFER_CHUNK as usize).enumerate() {
@@ -231,7 +236,7 @@ impl Gpu {
             self.submit(&mut rec);
             rec.last_submission.clone()
         };
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         staging
             .raw()
             .slice(0..len)
@@ -242,25 +247,113 @@ impl Gpu {
     }
 
     /// Waits for a started read and copies it out of its staging buffer into `dst`.
-    fn finish_read(&self, read: PendingRead, staging: &DeviceBuffer, dst: &mut [u8]) -> Result<()> {
+    fn finish_read(
+        &self,
+        mut read: PendingRead,
+        staging: &DeviceBuffer,
+        dst: &mut [u8],
+    ) -> Result<()> {
         const OP: &str = "read-back";
-        self.wait(read.index, OP)?;
+        self.wait(read.index.clone(), OP)?;
         self.check(OP)?;
-        match read.rx.recv_timeout(self.readback_timeout) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(Error::Gpu {
-                    op: OP,
-                    message: e.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(Error::Timeout {
-                    op: OP,
-                    seconds: self.readback_timeout.as_secs_f64(),
-                });
+        let answer = self.map_answer(&mut read.rx)?;
+        self.copy_out(answer, &read, staging, dst)
+    }
+
+    /// The map callback's answer, once the copy has finished. The callback runs inside a
+    /// device poll, which may be another thread's, still running: poll and yield until it
+    /// has answered, within the read-back timeout.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn map_answer(
+        &self,
+        rx: &mut futures_channel::oneshot::Receiver<MapAnswer>,
+    ) -> Result<MapAnswer> {
+        let deadline = std::time::Instant::now() + self.readback_timeout;
+        loop {
+            match rx.try_recv() {
+                Ok(Some(answer)) => return Ok(answer),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    let _ = self.device.poll(wgpu::PollType::Poll);
+                    std::thread::yield_now();
+                }
+                _ => {
+                    return Err(Error::Timeout {
+                        op: "read-back",
+                        seconds: self.readback_timeout.as_secs_f64(),
+                    });
+                }
             }
         }
+    }
+
+    /// In a browser the answer comes from its event loop, which a blocking call never lets
+    /// run: only [`Gpu::read_into_async`] reads back there.
+    #[cfg(target_arch = "wasm32")]
+    fn map_answer(
+        &self,
+        rx: &mut futures_channel::oneshot::Receiver<MapAnswer>,
+    ) -> Result<MapAnswer> {
+        rx.try_recv().ok().flatten().ok_or(Error::Gpu {
+            op: "read-back",
+            message: "a blocking read-back cannot wait in a browser; use Tensor::to_vec_async"
+                .into(),
+        })
+    }
+
+    /// [`Gpu::read_into`] without blocking: one chunk at a time, each map awaited (in a
+    /// browser the callback comes from its event loop; natively the device is polled first).
+    pub async fn read_into_async(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        const OP: &str = "read-back";
+        self.check(OP)?;
+        let size = dst.len() as u64;
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let mut start = 0;
+        while start < size {
+            let len = TRANSFER_CHUNK.min(size - start);
+            let staging = self
+                .pool
+                .get(&self.device, len, usage, self.max_buffer, OP)?;
+            let mut read = self.start_read(buffer, offset + start, len, &staging)?;
+            #[cfg(not(target_arch = "wasm32"))]
+            self.wait(read.index.clone(), OP)?;
+            let answer = match (&mut read.rx).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    staging.discard();
+                    return Err(Error::Gpu {
+                        op: OP,
+                        message: "the map callback was dropped".into(),
+                    });
+                }
+            };
+            let range = start as usize..(start + len) as usize;
+            if let Err(e) = self.copy_out(answer, &read, &staging, &mut dst[range]) {
+                staging.discard();
+                return Err(e);
+            }
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// Copies a mapped chunk out of `staging` into `dst` and unmaps it.
+    fn copy_out(
+        &self,
+        answer: MapAnswer,
+        read: &PendingRead,
+        staging: &DeviceBuffer,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        const OP: &str = "read-back";
+        answer.map_err(|e| Error::Gpu {
+            op: OP,
+            message: e.to_string(),
+        })?;
         {
             let view = staging
                 .raw()

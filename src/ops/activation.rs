@@ -313,6 +313,8 @@ pub(crate) fn check_same(
     if !x.context().same(other.context()) {
         return Err(Error::ContextMismatch { op });
     }
+    x.expect_f32(op, "the input")?;
+    other.expect_f32(op, what)?;
     if x.shape() != other.shape() {
         return Err(Error::ShapeMismatch {
             op,

@@ -14,6 +14,7 @@ use crate::ops::activation::check_same;
 use crate::ops::rows::{RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
 
+use super::class_index::device_classes;
 use super::sum::sum_to_scalar;
 use super::{OP_CE, Targets, check_weight, mixed, narrow, widen};
 
@@ -23,9 +24,16 @@ const IGNORED: u32 = u32::MAX;
 /// Validated class-index targets.
 struct Classes {
     /// Per row: the class, or `IGNORED`.
-    index: Vec<u32>,
+    index: ClassIndex,
     /// The mean's denominator: Σ w_y over the rows not ignored.
     weight_sum: f64,
+}
+
+/// Where the checked indices are: still on the host (uploaded at launch), or already on the
+/// device (converted there from the caller's labels).
+enum ClassIndex {
+    Host(Vec<u32>),
+    Device(DeviceBuffer),
 }
 
 fn validate_classes(
@@ -64,7 +72,10 @@ fn validate_classes(
             .as_ref()
             .map_or(1.0, |w| f64::from(w[t as usize]));
     }
-    Ok(Classes { index, weight_sum })
+    Ok(Classes {
+        index: ClassIndex::Host(index),
+        weight_sum,
+    })
 }
 
 pub(super) fn cross_entropy_into(
@@ -108,10 +119,25 @@ pub(super) fn cross_entropy_into(
             check_same(OP_CE, "probability targets", logits, t)?;
             None
         }
+        Targets::Device(t) => {
+            if !t.context().same(logits.context()) {
+                return Err(Error::ContextMismatch { op: OP_CE });
+            }
+            None
+        }
     };
-    let classes_checked = indices
-        .map(|t| validate_classes(t, rows, classes, options))
-        .transpose()?;
+    let classes_checked = match (indices, targets) {
+        (Some(t), _) => Some(validate_classes(t, rows, classes, options)?),
+        (None, Targets::Device(t)) => {
+            let gpu = logits.context().gpu().ok_or_else(|| mixed(OP_CE))?;
+            let checked = device_classes(gpu, t, rows, classes, options)?;
+            Some(Classes {
+                index: ClassIndex::Device(checked.index),
+                weight_sum: checked.weight_sum,
+            })
+        }
+        _ => None,
+    };
     let denominator = classes_checked
         .as_ref()
         .map_or(rows as f64, |c| c.weight_sum);
@@ -294,8 +320,13 @@ impl FusedCrossEntropy<'_> {
             .weight
             .map_or(classes as f64, |w| w.iter().map(|&v| f64::from(v)).sum());
         let weight = gpu.upload_new(bytemuck::cast_slice(self.weight.unwrap_or(&[0.0])), OP_CE)?;
-        let index = match self.classes {
-            Some(c) => Some(gpu.upload_new(bytemuck::cast_slice(&c.index), OP_CE)?),
+        let uploaded;
+        let index = match self.classes.map(|c| &c.index) {
+            Some(ClassIndex::Host(host)) => {
+                uploaded = gpu.upload_new(bytemuck::cast_slice(host), OP_CE)?;
+                Some(&uploaded)
+            }
+            Some(ClassIndex::Device(device)) => Some(device),
             None => None,
         };
         let mut tensors = vec![self.logits, self.grad];
@@ -304,7 +335,7 @@ impl FusedCrossEntropy<'_> {
             let (start, len) = (block.bind_start, block.bind_len);
             let z = self.logits.view(start, len, OP_CE)?;
             let dz = self.grad.view(start, len, OP_CE)?;
-            let targets = match (&index, self.probabilities) {
+            let targets = match (index, self.probabilities) {
                 (Some(i), _) => i.view(rows),
                 (None, Some(p)) => p.view(start, len, OP_CE)?,
                 (None, None) => return Err(mixed(OP_CE)),

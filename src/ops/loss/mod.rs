@@ -3,6 +3,7 @@
 //! launches are in `cross_entropy` and `bce`; both reduce their losses with `sum`.
 
 mod bce;
+mod class_index;
 mod cross_entropy;
 mod sum;
 
@@ -15,6 +16,7 @@ pub(crate) use cross_entropy::flag_triples;
 #[cfg(test)]
 pub(crate) fn launched_kernels() -> Vec<(crate::gpu::kernels::Kernel, usize)> {
     let mut all = cross_entropy::launched_kernels();
+    all.extend(class_index::launched_kernels());
     all.extend(bce::launched_kernels());
     all.push(sum::launched_kernel());
     all
@@ -32,6 +34,12 @@ pub enum Targets<'a> {
     Indices(&'a [i64]),
     /// One class index per row, unsigned.
     IndicesU32(&'a [u32]),
+    /// One class index per row in a tensor on the device (`U32`, `I32` or `I64`, e.g. a view
+    /// of the caller's buffer from [`Tensor::from_wgpu_buffer_as`]), converted and checked on
+    /// the device: a label that is neither in `[0, K)` nor the ignore index is
+    /// [`Error::TargetOutOfRange`] (its row and value) before any result of the call can be
+    /// read, and never indexes out of bounds. Costs one small read-back per call.
+    Device(&'a Tensor),
     /// Class probabilities, a tensor of the logits' shape.
     Probabilities(&'a Tensor),
 }
