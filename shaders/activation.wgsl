@@ -20,6 +20,18 @@
 //  backward only:
 //  15 sigmoid, from the saved output y                         g·y(1 − y)
 //  16 tanh, from the saved output y                            g·(1 − y²)
+//  the rest of torch.nn's family and ONNX's parameterisations (rrelu in eval mode is code 3):
+//  17 celu         x > 0 ? x : α(e^{x/α} − 1) (p0 = α, p1 = 1/α)  x > 0 ? 1 : e^{x/α}
+//  18 hardtanh     clamp(x, a, b)           (p0 = a, p1 = b)   1 on (a, b), else 0
+//  19 softsign     x/(1 + |x|)                                 1/(1 + |x|)²   (NaN at ±∞)
+//  20 tanhshrink   x − tanh x                                  tanh² x
+//  21 threshold    x ≤ θ ? v : x            (p0 = θ, p1 = v)   x ≤ θ ? 0 : 1
+//  22 hardshrink   |x| ≤ λ ? 0 : x          (p0 = λ)           |x| ≤ λ ? 0 : 1
+//  23 softshrink   |x| ≤ λ ? 0 : x − λ·sign x (p0 = λ)         |x| ≤ λ ? 0 : 1
+//  24 onnx_hardsigmoid clamp(αx + β, 0, 1)  (p0 = α, p1 = β)   α on 0 < αx + β < 1
+//  25 onnx_selu    γ·elu(x, α)              (p0 = α, p1 = γ)   γ·elu'(x, α), 0 at x = 0
+//  26 onnx_thresholded_relu x > α ? x : 0   (p0 = α)           x > α ? 1 : 0
+//  27 onnx_swish   x σ(αx)                  (p0 = α)           σ(αx)(1 + αx(1 − σ(αx)))
 //
 // Numerics: every exponential whose result is used takes −|·| or a bounded argument, so nothing
 // overflows (WGSL lets a compiler assume it does not); log(1 + e) is a polynomial in e (never
@@ -58,24 +70,6 @@ fn load_param() {
 
 const SELU_ALPHA: f32 = 1.6732632423543772;
 const SELU_SCALE: f32 = 1.0507009873554805;
-const FRAC_1_SQRT_2: f32 = 0.7071067811865476;
-const FRAC_1_SQRT_2PI: f32 = 0.3989422804014327;
-const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
-const GELU_TANH_K: f32 = 0.044715;
-
-// σ(v) and σ'(v) = σ(1 − σ) from one exponential e = e^−|v| and r = 1/(1 + e): σ is r for
-// v ≥ 0 and e·r below (as `sigmoid`), σ' = e·r², exact in both tails.
-struct Logistic {
-    value: V,
-    slope: V,
-}
-
-fn logistic(v: V) -> Logistic {
-    let e = exp(-abs(v));
-    let r = 1.0 / (1.0 + e);
-    let er = e * r;
-    return Logistic(select(er, r, v >= splat(0.0)), er * r);
-}
 
 // tanh v = sign(v)·(−m)/(2 + m) with m = e^−2|v| − 1 (`expm1`, so that a small v keeps its
 // digits: 1 − e^−2|v| is off by up to an ulp of 1, which is all of tanh v below |v| ≈ 1e-8).
@@ -95,34 +89,6 @@ fn tanh_slope(v: V) -> V {
 // log(1 + e^z) = max(z, 0) + log(1 + e^−|z|).
 fn softplus_raw(z: V) -> V {
     return select(splat(0.0), z, z > splat(0.0)) + log1p_unit(exp(-abs(z)));
-}
-
-// erfc(z)·e^(z²)/t for z ≥ 0 as a polynomial in t = 1/(1 + z/2) ∈ (0, 1], fitted to 40-digit
-// values for the least relative error (1.1e-8, 4e-8 with its coefficients rounded to f32;
-// erfc from it is within 7e-7 for z ≤ 3.8, where gelu is above 1e-6, and 4e-6 beyond),
-// evaluated by Estrin's scheme.
-fn erfcx_over_t(t: V) -> V {
-    let t2 = t * t;
-    let t4 = t2 * t2;
-    let q0 = (0.282094806 + 0.282093853 * t) + (0.246880546 + 0.17537719 * t) * t2;
-    let q1 = (0.0929984674 + -0.0572249517 * t) + (0.127072677 + -0.446953863 * t) * t2;
-    let q2 = (0.48615858 + -0.230847925 * t) + 0.0423505977 * t2;
-    return (q0 + q1 * t4) + q2 * (t4 * t4);
-}
-
-// Φ(v), the standard normal CDF, accurate in both tails, and φ(v), the density, sharing the
-// one exponential e^(−v²/2): Φ(−|v|) = ½ erfc(z) = ½·t·erfcx_over_t(t)·e^(−z²), z = |v|/√2.
-struct Normal {
-    cdf: V,
-    pdf: V,
-}
-
-fn normal(v: V) -> Normal {
-    let z = abs(v) * FRAC_1_SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let gauss = exp(-z * z);
-    let half_c = 0.5 * t * erfcx_over_t(t) * gauss;
-    return Normal(select(1.0 - half_c, half_c, v < splat(0.0)), FRAC_1_SQRT_2PI * gauss);
 }
 
 fn elu(v: V, alpha: f32) -> V {
@@ -154,8 +120,13 @@ fn mish_slope(v: V) -> V {
     return select(d, nan(), is_inf(v));
 }
 
-fn gelu_tanh_inner(v: V) -> V {
-    return SQRT_2_OVER_PI * (v + GELU_TANH_K * v * v * v);
+// v − tanh v; below |v| = 0.5 its Taylor series v³(1/3 − 2v²/15 + 17v⁴/315 − …) to v¹⁵
+// (relative error under 1e-6 there), since forming v − tanh v near 0 cancels all of v's digits.
+fn tanhshrink(v: V) -> V {
+    let u = v * v;
+    let p = 0.333333343 + u * (-0.13333334 + u * (0.053968254 + u * (-0.021869488
+        + u * (0.0088632355 + u * (-0.003592128 + u * 0.0014558344)))));
+    return select(v - tanh_stable(v), v * u * p, abs(v) < splat(0.5));
 }
 
 // (v + 3)/6 is exactly 0 at −3 and 1 at 3, so clamping it gives PyTorch's branches (NaN is
@@ -211,6 +182,40 @@ fn forward_op(v: V) -> V {
         }
         case 14u: {
             return select(v, splat(0.0), v > splat(0.0)) - log1p_unit(exp(-abs(v)));
+        }
+        case 17u: {
+            return select(param.x * expm1(min(v, splat(0.0)) * param.y), v, v > splat(0.0));
+        }
+        case 18u: {
+            return clamp(v, splat(param.x), splat(param.y));
+        }
+        case 19u: {
+            return select(v / (1.0 + abs(v)), nan(), is_inf(v));
+        }
+        case 20u: {
+            return tanhshrink(v);
+        }
+        case 21u: {
+            return select(v, splat(param.y), v <= splat(param.x));
+        }
+        case 22u: {
+            return select(v, splat(0.0), abs(v) <= splat(param.x));
+        }
+        case 23u: {
+            let shrunk = v - select(splat(-param.x), splat(param.x), v > splat(0.0));
+            return select(shrunk, splat(0.0), abs(v) <= splat(param.x));
+        }
+        case 24u: {
+            return clamp(param.x * v + param.y, splat(0.0), splat(1.0));
+        }
+        case 25u: {
+            return param.y * elu(v, param.x);
+        }
+        case 26u: {
+            return select(splat(0.0), v, v > splat(param.x));
+        }
+        case 27u: {
+            return v * sigmoid(param.x * v);
         }
         default: {
             return nan();
@@ -288,6 +293,44 @@ fn backward_op(v: V, g: V) -> V {
         case 16u: {
             return g * (1.0 - v * v);
         }
+        case 17u: {
+            return select(g * exp(min(v, splat(0.0)) * param.y), g, v > splat(0.0));
+        }
+        case 18u: {
+            return select(splat(0.0), g, v > splat(param.x) & v < splat(param.y));
+        }
+        case 19u: {
+            let d = 1.0 + abs(v);
+            return select(g / (d * d), nan(), is_inf(v));
+        }
+        case 20u: {
+            let t = tanh_stable(v);
+            return g * (t * t);
+        }
+        case 21u: {
+            return select(g, splat(0.0), v <= splat(param.x));
+        }
+        case 22u, 23u: {
+            return select(g, splat(0.0), abs(v) <= splat(param.x));
+        }
+        case 24u: {
+            let u = param.x * v + param.y;
+            return select(splat(0.0), g * param.x, u > splat(0.0) & u < splat(1.0));
+        }
+        case 25u: {
+            let d = select(param.x * exp(min(v, splat(0.0))), splat(1.0), v > splat(0.0));
+            return select(g * (param.y * d), splat(0.0), v == splat(0.0));
+        }
+        case 26u: {
+            return select(splat(0.0), g, v > splat(param.x));
+        }
+        case 27u: {
+            let l = logistic(param.x * v);
+            // Where σ(αv) saturates the second term is exactly 0 (αv may overflow there);
+            // at ±∞ PyTorch's product gives ∞·0 = NaN.
+            let d = select(l.value + param.x * v * l.slope, l.value, l.slope == splat(0.0));
+            return g * select(d, nan(), is_inf(v));
+        }
         default: {
             return nan();
         }
@@ -298,7 +341,7 @@ fn backward_op(v: V, g: V) -> V {
 // NaN: the v·h(v) forms (gelu, gelu_tanh, silu, mish, hardswish) and leaky_relu, whose select
 // chooses between two NaNs.
 fn nan_by_formula() -> bool {
-    return OP == 3u || OP == 6u || OP == 7u || OP == 8u || OP == 9u || OP == 12u;
+    return OP == 3u || OP == 6u || OP == 7u || OP == 8u || OP == 9u || OP == 12u || OP == 27u;
 }
 
 // f(v), with NaN in giving NaN out. Comparisons with NaN are not reliable on every backend
@@ -308,21 +351,24 @@ fn forward_checked(v: V) -> V {
     if nan_by_formula() {
         return forward_op(v);
     }
-    return select(forward_op(v), v, is_nan(v));
+    // onnx_thresholded_relu: NaN > α is false, so NaN gives 0 (as PyTorch's where).
+    let at_nan = select(v, splat(0.0), OP == 26u);
+    return select(forward_op(v), at_nan, is_nan(v));
 }
 
-// g·f'(v), with PyTorch's answer at NaN: relu passes g, leaky_relu gives g·s, hardsigmoid
-// and relu6 give 0, the rest NaN.
+// g·f'(v), with PyTorch's answer at NaN: relu and threshold pass g, leaky_relu (and rrelu)
+// gives g·s, hardsigmoid, relu6, hardtanh, the shrinks and the ONNX clamps and thresholds give
+// 0, the rest NaN.
 fn backward_checked(v: V, g: V) -> V {
     var at_nan = nan();
     switch OP {
-        case 2u: {
+        case 2u, 21u: {
             at_nan = g;
         }
         case 3u: {
             at_nan = g * param.x;
         }
-        case 11u, 13u: {
+        case 11u, 13u, 18u, 22u, 23u, 24u, 25u, 26u: {
             at_nan = splat(0.0);
         }
         default: {}

@@ -41,6 +41,7 @@ pub use context::{
     WgpuSetup,
 };
 pub use definitions::activation::Activation;
+pub use definitions::gated::Gate;
 pub use definitions::loss::{BceOptions, CrossEntropyOptions, Reduction};
 pub use error::{Error, Result};
 pub use gpu::kernels::Shader;

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{SPECIAL, assert_all_close, fixtures, label, npy, npy_f32, uniform};
+use common::{
+    SPECIAL, assert_all_close, fixture_activation, fixtures, label, npy, npy_f32, uniform,
+};
 use gpu_activations::{Activation, Context, Error, Tensor};
 
 const ATOL: f64 = 1e-6;
@@ -25,6 +27,23 @@ fn every_variant() -> Vec<Activation> {
             beta: 0.5,
             threshold: 5.0,
         },
+        Activation::Celu { alpha: 0.7 },
+        Activation::Hardtanh {
+            min_val: -2.0,
+            max_val: 3.0,
+        },
+        Activation::Threshold {
+            threshold: 0.5,
+            value: -2.0,
+        },
+        Activation::Hardshrink { lambd: 1.5 },
+        Activation::Softshrink { lambd: 1.5 },
+        Activation::OnnxSelu {
+            alpha: 2.0,
+            gamma: 3.0,
+        },
+        Activation::OnnxThresholdedRelu { alpha: 0.25 },
+        Activation::OnnxSwish { alpha: 1.5 },
     ]);
     all
 }
@@ -148,25 +167,39 @@ fn pytorch_fixtures_match_on_every_backend() {
         let xt = Tensor::from_slice(&ctx, &x, &[x.len()]).unwrap();
         let gt = Tensor::from_slice(&ctx, &g, &[g.len()]).unwrap();
         for (case, p) in cases {
-            let name = case.split('.').next().unwrap();
-            let f = |k: &str, default: f32| {
-                p.get(k)
-                    .and_then(|v| v.as_f64())
-                    .map_or(default, |v| v as f32)
-            };
-            let act = match name {
-                "leaky_relu" => Activation::LeakyRelu {
-                    negative_slope: f("negative_slope", 0.01),
-                },
-                "elu" => Activation::Elu {
-                    alpha: f("alpha", 1.0),
-                },
-                "softplus" => Activation::Softplus {
-                    beta: f("beta", 1.0),
-                    threshold: f("threshold", 20.0),
-                },
-                other => other.parse().unwrap(),
-            };
+            let act = fixture_activation(case.split('.').next().unwrap(), p);
+            let (want_y, _) = npy(&dir.join(format!("{case}.forward.npy")));
+            let (want_dx, _) = npy(&dir.join(format!("{case}.backward.npy")));
+            let y = xt.activation(act).unwrap().to_vec().unwrap();
+            let dx = xt.activation_backward(act, &gt).unwrap().to_vec().unwrap();
+            let tag = format!("{} PyTorch {case}", label(&ctx));
+            assert_all_close(&format!("{tag} forward"), &y, &want_y, &[&x], ATOL, RTOL);
+            assert_all_close(
+                &format!("{tag} backward"),
+                &dx,
+                &want_dx,
+                &[&x, &g],
+                ATOL,
+                RTOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn the_second_waves_activations_match_pytorch_fixtures_on_every_backend() {
+    let dir = fixtures().join("family/activations");
+    let (x, _) = npy_f32(&dir.join("x.npy"));
+    let (g, _) = npy_f32(&dir.join("g.npy"));
+    let params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("params.json")).unwrap()).unwrap();
+    let cases = params.as_object().unwrap();
+    assert_eq!(cases.len(), 16, "every fixture case is covered");
+    for ctx in common::all_backends() {
+        let xt = Tensor::from_slice(&ctx, &x, &[x.len()]).unwrap();
+        let gt = Tensor::from_slice(&ctx, &g, &[g.len()]).unwrap();
+        for (case, p) in cases {
+            let act = fixture_activation(case.split('.').next().unwrap(), p);
             let (want_y, _) = npy(&dir.join(format!("{case}.forward.npy")));
             let (want_dx, _) = npy(&dir.join(format!("{case}.backward.npy")));
             let y = xt.activation(act).unwrap().to_vec().unwrap();
@@ -205,7 +238,13 @@ fn extremes_saturate_exactly_and_nan_propagates() {
         }
         for act in Activation::ALL {
             let y = t.activation(act).unwrap().to_vec().unwrap();
-            assert!(y[4].is_nan(), "{tag} {act}(NaN) = {} should be NaN", y[4]);
+            // ONNX's ThresholdedRelu is x > α ? x : 0, and NaN > α is false (as in PyTorch).
+            let at_nan_is_zero = matches!(act, Activation::OnnxThresholdedRelu { .. });
+            if at_nan_is_zero {
+                assert_eq!(y[4], 0.0, "{tag} {act}(NaN)");
+            } else {
+                assert!(y[4].is_nan(), "{tag} {act}(NaN) = {} should be NaN", y[4]);
+            }
             assert!(
                 y[..4].iter().all(|v| !v.is_nan()),
                 "{tag} {act} gave NaN on a finite input: {y:?}"

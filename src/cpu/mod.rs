@@ -6,5 +6,6 @@
 //! exact answer for its f32 input; the slice helpers round once to f32 at the end.
 
 pub mod activation;
+pub mod gated;
 pub mod loss;
 pub mod softmax;

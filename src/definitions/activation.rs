@@ -31,6 +31,22 @@ use crate::error::{Error, Result};
 /// | hardswish | x·clamp((x+3)/6, 0, 1) | x < −3 ? 0 : x ≥ 3 ? 1 : x/3 + ½ |
 /// | relu6 | clamp(x, 0, 6) | 1 on (0, 6) |
 /// | logsigmoid | log σ(x) | σ(−x) |
+/// | celu(α) | x > 0 ? x : α(e^{x/α} − 1) | x > 0 ? 1 : e^{x/α} |
+/// | hardtanh(a, b) | clamp(x, a, b) | 1 on (a, b) |
+/// | softsign | x/(1 + \|x\|) | 1/(1 + \|x\|)² |
+/// | tanhshrink | x − tanh x | tanh² x |
+/// | threshold(θ, v) | x ≤ θ ? v : x | x ≤ θ ? 0 : 1 |
+/// | hardshrink(λ) | \|x\| ≤ λ ? 0 : x | \|x\| ≤ λ ? 0 : 1 |
+/// | softshrink(λ) | \|x\| ≤ λ ? 0 : x − λ·sign x | \|x\| ≤ λ ? 0 : 1 |
+/// | rrelu_eval(l, u) | leaky_relu(x, (l + u)/2) | (its derivative) |
+/// | onnx_hardsigmoid(α, β) | clamp(αx + β, 0, 1) | α on 0 < αx + β < 1 |
+/// | onnx_selu(α, γ) | γ·elu(x, α) | γ·elu'(x, α), 0 at x = 0 |
+/// | onnx_thresholded_relu(α) | x > α ? x : 0 | x > α ? 1 : 0 |
+/// | onnx_swish(α) | x·σ(αx) | σ(αx)(1 + αx(1 − σ(αx))) |
+///
+/// ONNX's `Celu(α)` is `celu(α)`. At NaN the backward follows PyTorch's answers: hardtanh,
+/// hardshrink, softshrink and the ONNX clamps and thresholds give 0, threshold passes g, and
+/// onnx_thresholded_relu's forward gives 0.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
     /// Logistic sigmoid.
@@ -74,11 +90,77 @@ pub enum Activation {
     Relu6,
     /// log σ(x).
     Logsigmoid,
+    /// Continuously differentiable ELU (PyTorch's default α = 1; also ONNX's `Celu`).
+    Celu {
+        /// Saturation value for x → −∞ is −α; non-zero.
+        alpha: f32,
+    },
+    /// x clamped to [min_val, max_val] (PyTorch's defaults −1, 1).
+    Hardtanh {
+        /// Lower end.
+        min_val: f32,
+        /// Upper end (at least `min_val`).
+        max_val: f32,
+    },
+    /// x/(1 + |x|).
+    Softsign,
+    /// x − tanh x.
+    Tanhshrink,
+    /// `value` where x ≤ threshold, else x. PyTorch has no defaults; `threshold` parses as
+    /// θ = 0, value = 0.
+    Threshold {
+        /// θ.
+        threshold: f32,
+        /// What replaces x ≤ θ.
+        value: f32,
+    },
+    /// 0 on [−λ, λ], else x (PyTorch's default λ = 0.5).
+    Hardshrink {
+        /// λ ≥ 0.
+        lambd: f32,
+    },
+    /// 0 on [−λ, λ], else x shrunk towards 0 by λ (PyTorch's default λ = 0.5).
+    Softshrink {
+        /// λ ≥ 0.
+        lambd: f32,
+    },
+    /// Randomized leaky ReLU in eval mode: the fixed slope (lower + upper)/2 below 0
+    /// (PyTorch's defaults 1/8 and 1/3).
+    RreluEval {
+        /// Lower bound of the training-time slope.
+        lower: f32,
+        /// Upper bound (at least `lower`).
+        upper: f32,
+    },
+    /// ONNX `HardSigmoid`: clamp(αx + β, 0, 1) (ONNX's defaults α = 0.2, β = 0.5).
+    OnnxHardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// ONNX `Selu`: γ·elu(x, α) (ONNX's defaults α ≈ 1.67326, γ ≈ 1.0507).
+    OnnxSelu {
+        /// ELU's α.
+        alpha: f32,
+        /// Scale γ.
+        gamma: f32,
+    },
+    /// ONNX `ThresholdedRelu`: x where x > α, else 0 (ONNX's default α = 1).
+    OnnxThresholdedRelu {
+        /// The threshold.
+        alpha: f32,
+    },
+    /// ONNX `Swish`: x·σ(αx) (α = 1 is silu).
+    OnnxSwish {
+        /// The gate's slope.
+        alpha: f32,
+    },
 }
 
 impl Activation {
     /// Every activation with PyTorch's default parameters.
-    pub const ALL: [Activation; 15] = [
+    pub const ALL: [Activation; 27] = [
         Activation::Sigmoid,
         Activation::Tanh,
         Activation::Relu,
@@ -99,6 +181,33 @@ impl Activation {
         Activation::Hardswish,
         Activation::Relu6,
         Activation::Logsigmoid,
+        Activation::Celu { alpha: 1.0 },
+        Activation::Hardtanh {
+            min_val: -1.0,
+            max_val: 1.0,
+        },
+        Activation::Softsign,
+        Activation::Tanhshrink,
+        Activation::Threshold {
+            threshold: 0.0,
+            value: 0.0,
+        },
+        Activation::Hardshrink { lambd: 0.5 },
+        Activation::Softshrink { lambd: 0.5 },
+        Activation::RreluEval {
+            lower: 1.0 / 8.0,
+            upper: 1.0 / 3.0,
+        },
+        Activation::OnnxHardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        Activation::OnnxSelu {
+            alpha: 1.673_263_2,
+            gamma: 1.050_701,
+        },
+        Activation::OnnxThresholdedRelu { alpha: 1.0 },
+        Activation::OnnxSwish { alpha: 1.0 },
     ];
 
     /// The snake_case name (as in PyTorch and the fixtures): `leaky_relu`, `gelu_tanh`, ….
@@ -119,10 +228,24 @@ impl Activation {
             Activation::Hardswish => "hardswish",
             Activation::Relu6 => "relu6",
             Activation::Logsigmoid => "logsigmoid",
+            Activation::Celu { .. } => "celu",
+            Activation::Hardtanh { .. } => "hardtanh",
+            Activation::Softsign => "softsign",
+            Activation::Tanhshrink => "tanhshrink",
+            Activation::Threshold { .. } => "threshold",
+            Activation::Hardshrink { .. } => "hardshrink",
+            Activation::Softshrink { .. } => "softshrink",
+            Activation::RreluEval { .. } => "rrelu_eval",
+            Activation::OnnxHardSigmoid { .. } => "onnx_hardsigmoid",
+            Activation::OnnxSelu { .. } => "onnx_selu",
+            Activation::OnnxThresholdedRelu { .. } => "onnx_thresholded_relu",
+            Activation::OnnxSwish { .. } => "onnx_swish",
         }
     }
 
-    /// Checks the parameters: every one must be finite, and softplus's β non-zero.
+    /// Checks the parameters: every one must be finite (threshold's θ and softplus's τ may be
+    /// infinite, not NaN), softplus's β and celu's α non-zero, λ non-negative, and each
+    /// range's ends in order.
     pub fn validate(self) -> Result<()> {
         let check = |name: &'static str, value: f32, ok: bool, reason: &'static str| {
             if ok {
@@ -135,6 +258,9 @@ impl Activation {
                     reason,
                 })
             }
+        };
+        let finite = |name: &'static str, value: f32| {
+            check(name, value, value.is_finite(), "must be finite")
         };
         match self {
             Activation::LeakyRelu { negative_slope } => check(
@@ -158,6 +284,54 @@ impl Activation {
                     "must not be NaN",
                 )
             }
+            Activation::Celu { alpha } => check(
+                "alpha",
+                alpha,
+                alpha.is_finite() && alpha != 0.0,
+                "must be finite and non-zero",
+            ),
+            Activation::Hardtanh { min_val, max_val } => {
+                finite("min_val", min_val)?;
+                finite("max_val", max_val)?;
+                check(
+                    "max_val",
+                    max_val,
+                    max_val >= min_val,
+                    "must be at least min_val",
+                )
+            }
+            Activation::Threshold { threshold, value } => {
+                check(
+                    "threshold",
+                    threshold,
+                    !threshold.is_nan(),
+                    "must not be NaN",
+                )?;
+                check("value", value, !value.is_nan(), "must not be NaN")
+            }
+            Activation::Hardshrink { lambd } | Activation::Softshrink { lambd } => check(
+                "lambd",
+                lambd,
+                lambd.is_finite() && lambd >= 0.0,
+                "must be finite and non-negative",
+            ),
+            Activation::RreluEval { lower, upper } => {
+                finite("lower", lower)?;
+                finite("upper", upper)?;
+                check("upper", upper, upper >= lower, "must be at least lower")
+            }
+            Activation::OnnxHardSigmoid { alpha, beta } => {
+                finite("alpha", alpha)?;
+                finite("beta", beta)
+            }
+            Activation::OnnxSelu { alpha, gamma } => {
+                finite("alpha", alpha)?;
+                finite("gamma", gamma)
+            }
+            Activation::OnnxThresholdedRelu { alpha } => {
+                check("alpha", alpha, !alpha.is_nan(), "must not be NaN")
+            }
+            Activation::OnnxSwish { alpha } => finite("alpha", alpha),
             _ => Ok(()),
         }
     }

@@ -3,4 +3,5 @@
 //! build on these; this module depends on neither.
 
 pub mod activation;
+pub mod gated;
 pub mod loss;

@@ -35,11 +35,13 @@ pub enum Shader {
     Copy,
     /// Class indices stored on the device, converted and checked for the cross-entropy.
     ClassIndex,
+    /// Gated activations (GLU, SwiGLU, GeGLU), forward and both gradients.
+    Gated,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -49,6 +51,7 @@ impl Shader {
         Shader::Reduce,
         Shader::Copy,
         Shader::ClassIndex,
+        Shader::Gated,
     ];
 
     /// The family's file name (without `.wgsl`).
@@ -63,6 +66,7 @@ impl Shader {
             Shader::Reduce => "reduce",
             Shader::Copy => "copy",
             Shader::ClassIndex => "class_index",
+            Shader::Gated => "gated",
         }
     }
 
@@ -112,6 +116,10 @@ impl Shader {
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
             Shader::ClassIndex => include_str!("../../shaders/class_index.wgsl"),
+            Shader::Gated => concat!(
+                include_str!("../../shaders/gated.wgsl"),
+                include_str!("../../shaders/math.wgsl")
+            ),
         }
     }
 }

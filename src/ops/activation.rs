@@ -29,6 +29,20 @@ impl Activation {
             Activation::Hardswish => 12,
             Activation::Relu6 => 13,
             Activation::Logsigmoid => 14,
+            // 15 and 16 are the backward from the saved output of sigmoid and tanh.
+            Activation::Celu { .. } => 17,
+            Activation::Hardtanh { .. } => 18,
+            Activation::Softsign => 19,
+            Activation::Tanhshrink => 20,
+            Activation::Threshold { .. } => 21,
+            Activation::Hardshrink { .. } => 22,
+            Activation::Softshrink { .. } => 23,
+            // A leaky ReLU with its fixed slope.
+            Activation::RreluEval { .. } => 3,
+            Activation::OnnxHardSigmoid { .. } => 24,
+            Activation::OnnxSelu { .. } => 25,
+            Activation::OnnxThresholdedRelu { .. } => 26,
+            Activation::OnnxSwish { .. } => 27,
         }
     }
 
@@ -39,6 +53,18 @@ impl Activation {
             Activation::LeakyRelu { negative_slope } => [negative_slope, 0.0, 0.0],
             Activation::Elu { alpha } => [alpha, 0.0, 0.0],
             Activation::Softplus { beta, threshold } => [beta, threshold, 1.0 / beta],
+            Activation::Celu { alpha } => [alpha, 1.0 / alpha, 0.0],
+            Activation::Hardtanh { min_val, max_val } => [min_val, max_val, 0.0],
+            Activation::Threshold { threshold, value } => [threshold, value, 0.0],
+            Activation::Hardshrink { lambd } | Activation::Softshrink { lambd } => {
+                [lambd, 0.0, 0.0]
+            }
+            Activation::RreluEval { lower, upper } => [(lower + upper) / 2.0, 0.0, 0.0],
+            Activation::OnnxHardSigmoid { alpha, beta } => [alpha, beta, 0.0],
+            Activation::OnnxSelu { alpha, gamma } => [alpha, gamma, 0.0],
+            Activation::OnnxThresholdedRelu { alpha } | Activation::OnnxSwish { alpha } => {
+                [alpha, 0.0, 0.0]
+            }
             _ => [0.0; 3],
         }
     }

@@ -3,6 +3,7 @@
 pub mod activation;
 #[cfg(test)]
 mod bindings;
+pub mod gated;
 pub mod loss;
 pub(crate) mod rows;
 pub mod softmax;
@@ -64,6 +65,7 @@ pub(crate) struct ElementwiseParams {
 pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
     let mut all = vec![(COPY, size_of::<ElementwiseParams>())];
     all.extend(activation::launched_kernels());
+    all.extend(gated::launched_kernels());
     all.extend(softmax::launched_kernels());
     all.extend(loss::launched_kernels());
     all

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use gpu_activations::{Backend, Context, ContextOptions, Subgroups};
+use gpu_activations::{Activation, Backend, Context, ContextOptions, Subgroups};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -252,4 +252,63 @@ pub fn npy(path: &Path) -> (Vec<f64>, Vec<usize>) {
 pub fn npy_f32(path: &Path) -> (Vec<f32>, Vec<usize>) {
     let (v, s) = npy(path);
     (v.into_iter().map(|x| x as f32).collect(), s)
+}
+
+/// The activation a fixture case names, with its parameters from `params.json` and the op's
+/// defaults for the rest.
+pub fn fixture_activation(name: &str, p: &serde_json::Value) -> Activation {
+    let f = |k: &str, default: f32| {
+        p.get(k)
+            .and_then(|v| v.as_f64())
+            .map_or(default, |v| v as f32)
+    };
+    let default: Activation = name.parse().unwrap();
+    match default {
+        Activation::LeakyRelu { negative_slope } => Activation::LeakyRelu {
+            negative_slope: f("negative_slope", negative_slope),
+        },
+        Activation::Elu { alpha } => Activation::Elu {
+            alpha: f("alpha", alpha),
+        },
+        Activation::Softplus { beta, threshold } => Activation::Softplus {
+            beta: f("beta", beta),
+            threshold: f("threshold", threshold),
+        },
+        Activation::Celu { alpha } => Activation::Celu {
+            alpha: f("alpha", alpha),
+        },
+        Activation::Hardtanh { min_val, max_val } => Activation::Hardtanh {
+            min_val: f("min_val", min_val),
+            max_val: f("max_val", max_val),
+        },
+        Activation::Threshold { threshold, value } => Activation::Threshold {
+            threshold: f("threshold", threshold),
+            value: f("value", value),
+        },
+        Activation::Hardshrink { lambd } => Activation::Hardshrink {
+            lambd: f("lambd", lambd),
+        },
+        Activation::Softshrink { lambd } => Activation::Softshrink {
+            lambd: f("lambd", lambd),
+        },
+        Activation::RreluEval { lower, upper } => Activation::RreluEval {
+            lower: f("lower", lower),
+            upper: f("upper", upper),
+        },
+        Activation::OnnxHardSigmoid { alpha, beta } => Activation::OnnxHardSigmoid {
+            alpha: f("alpha", alpha),
+            beta: f("beta", beta),
+        },
+        Activation::OnnxSelu { alpha, gamma } => Activation::OnnxSelu {
+            alpha: f("alpha", alpha),
+            gamma: f("gamma", gamma),
+        },
+        Activation::OnnxThresholdedRelu { alpha } => Activation::OnnxThresholdedRelu {
+            alpha: f("alpha", alpha),
+        },
+        Activation::OnnxSwish { alpha } => Activation::OnnxSwish {
+            alpha: f("alpha", alpha),
+        },
+        other => other,
+    }
 }

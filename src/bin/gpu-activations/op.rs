@@ -15,36 +15,94 @@ pub enum CliOp {
     BceWithLogits,
 }
 
-/// The activation parameters given on the command line.
-#[derive(Clone, Copy, Debug)]
+/// The activation parameters given on the command line; each applies to the ops that have
+/// it, and an op keeps its own default for any not given.
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
 pub struct ActivationParams {
-    pub negative_slope: f32,
-    pub alpha: f32,
-    pub beta: f32,
-    pub threshold: f32,
-}
-
-impl Default for ActivationParams {
-    fn default() -> Self {
-        ActivationParams {
-            negative_slope: 0.01,
-            alpha: 1.0,
-            beta: 1.0,
-            threshold: 20.0,
-        }
-    }
+    /// leaky-relu's slope below zero (0.01).
+    #[arg(long, allow_hyphen_values = true)]
+    pub negative_slope: Option<f32>,
+    /// α of elu (1), celu (1), onnx-hardsigmoid (0.2), onnx-selu (1.67326),
+    /// onnx-thresholded-relu (1) and onnx-swish (1).
+    #[arg(long, allow_hyphen_values = true)]
+    pub alpha: Option<f32>,
+    /// softplus's β (1) and onnx-hardsigmoid's β (0.5).
+    #[arg(long, allow_hyphen_values = true)]
+    pub beta: Option<f32>,
+    /// softplus's threshold (20: linear where βx > threshold) and threshold's θ (0).
+    #[arg(long, allow_hyphen_values = true)]
+    pub threshold: Option<f32>,
+    /// threshold's replacement value (0).
+    #[arg(long, allow_hyphen_values = true)]
+    pub value: Option<f32>,
+    /// hardtanh's lower end (−1).
+    #[arg(long, allow_hyphen_values = true)]
+    pub min_val: Option<f32>,
+    /// hardtanh's upper end (1).
+    #[arg(long, allow_hyphen_values = true)]
+    pub max_val: Option<f32>,
+    /// hardshrink's and softshrink's λ (0.5).
+    #[arg(long, allow_hyphen_values = true)]
+    pub lambd: Option<f32>,
+    /// rrelu-eval's lower slope bound (1/8).
+    #[arg(long, allow_hyphen_values = true)]
+    pub lower: Option<f32>,
+    /// rrelu-eval's upper slope bound (1/3).
+    #[arg(long, allow_hyphen_values = true)]
+    pub upper: Option<f32>,
+    /// onnx-selu's γ (1.0507).
+    #[arg(long, allow_hyphen_values = true)]
+    pub gamma: Option<f32>,
 }
 
 impl ActivationParams {
     fn apply(self, a: Activation) -> Activation {
+        let or = |given: Option<f32>, default: f32| given.unwrap_or(default);
         match a {
-            Activation::LeakyRelu { .. } => Activation::LeakyRelu {
-                negative_slope: self.negative_slope,
+            Activation::LeakyRelu { negative_slope } => Activation::LeakyRelu {
+                negative_slope: or(self.negative_slope, negative_slope),
             },
-            Activation::Elu { .. } => Activation::Elu { alpha: self.alpha },
-            Activation::Softplus { .. } => Activation::Softplus {
-                beta: self.beta,
-                threshold: self.threshold,
+            Activation::Elu { alpha } => Activation::Elu {
+                alpha: or(self.alpha, alpha),
+            },
+            Activation::Softplus { beta, threshold } => Activation::Softplus {
+                beta: or(self.beta, beta),
+                threshold: or(self.threshold, threshold),
+            },
+            Activation::Celu { alpha } => Activation::Celu {
+                alpha: or(self.alpha, alpha),
+            },
+            Activation::Hardtanh { min_val, max_val } => Activation::Hardtanh {
+                min_val: or(self.min_val, min_val),
+                max_val: or(self.max_val, max_val),
+            },
+            Activation::Threshold { threshold, value } => Activation::Threshold {
+                threshold: or(self.threshold, threshold),
+                value: or(self.value, value),
+            },
+            Activation::Hardshrink { lambd } => Activation::Hardshrink {
+                lambd: or(self.lambd, lambd),
+            },
+            Activation::Softshrink { lambd } => Activation::Softshrink {
+                lambd: or(self.lambd, lambd),
+            },
+            Activation::RreluEval { lower, upper } => Activation::RreluEval {
+                lower: or(self.lower, lower),
+                upper: or(self.upper, upper),
+            },
+            Activation::OnnxHardSigmoid { alpha, beta } => Activation::OnnxHardSigmoid {
+                alpha: or(self.alpha, alpha),
+                beta: or(self.beta, beta),
+            },
+            Activation::OnnxSelu { alpha, gamma } => Activation::OnnxSelu {
+                alpha: or(self.alpha, alpha),
+                gamma: or(self.gamma, gamma),
+            },
+            Activation::OnnxThresholdedRelu { alpha } => Activation::OnnxThresholdedRelu {
+                alpha: or(self.alpha, alpha),
+            },
+            Activation::OnnxSwish { alpha } => Activation::OnnxSwish {
+                alpha: or(self.alpha, alpha),
             },
             other => other,
         }

@@ -44,18 +44,8 @@ pub struct RunArgs {
     /// The upstream gradient G (X's shape), for the -backward ops.
     #[arg(long)]
     grad_output: Option<PathBuf>,
-    /// leaky-relu's slope below zero.
-    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
-    negative_slope: f32,
-    /// elu's α.
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
-    alpha: f32,
-    /// softplus's β.
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
-    beta: f32,
-    /// softplus's threshold (linear where βx > threshold).
-    #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]
-    threshold: f32,
+    #[command(flatten)]
+    params: ActivationParams,
     /// Loss targets: for cross-entropy one integer class index per row, or probabilities of
     /// X's shape; for bce-with-logits floats of X's shape.
     #[arg(long)]
@@ -91,13 +81,7 @@ struct Produced {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
-    let params = ActivationParams {
-        negative_slope: args.negative_slope,
-        alpha: args.alpha,
-        beta: args.beta,
-        threshold: args.threshold,
-    };
-    let op = CliOp::parse(&args.op, params)?;
+    let op = CliOp::parse(&args.op, args.params)?;
     if args.loss_output.is_some() && !op.is_loss() {
         return Err(format!(
             "--loss-output applies to cross-entropy and bce-with-logits, not {op}"

@@ -1,0 +1,187 @@
+// Gated activations, forward y = f(a)·m(b) and both gradients in one pass, with a the value and
+// b the gate (GATE, override, selects the pair):
+//   0 glu         a·σ(b)          ∂a = g·σ(b)             ∂b = g·a·σ(b)(1 − σ(b))
+//   1 swiglu      silu(a)·b       ∂a = g·b·silu'(a)       ∂b = g·silu(a)
+//   2 geglu       gelu(a)·b       ∂a = g·b·gelu'(a)       ∂b = g·gelu(a)
+//   3 geglu_tanh  gelu_tanh(a)·b  ∂a = g·b·gelu_tanh'(a)  ∂b = g·gelu_tanh(a)
+// with silu' = σ(1 + a(1 − σ)), gelu' = Φ + aφ, gelu_tanh(a) = a·σ(2u), u = √(2/π)(a + 0.044715a³).
+//
+// Two layouts: `*_split` takes one tensor whose rows of 2H hold the value in their first half
+// and the gate in their second (PyTorch's glu(dim = −1)), and writes its gradient into the same
+// layout; `*_pair` takes a and b as two tensors of one shape and writes ∂a and ∂b apart.
+// Elements are walked four at a time (masked at the end) with a grid stride.
+
+override GATE: u32 = 0u;
+override WG: u32 = 256u;
+
+struct Params {
+    // Outputs y (rows × H).
+    len: u32,
+    // H: the gated width (half a split row).
+    half: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// The split input, or the values a.
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// The gates b (pair layout).
+@group(0) @binding(2) var<storage, read> gate: array<f32>;
+// The upstream gradient g (backward).
+@group(0) @binding(3) var<storage, read> g_in: array<f32>;
+// y (forward), the split gradient or ∂a (backward).
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// ∂b (pair backward).
+@group(0) @binding(5) var<storage, read_write> out_gate: array<f32>;
+
+// f(a)·m(b) and its two partial derivatives.
+struct Gated {
+    y: V,
+    da: V,
+    db: V,
+}
+
+fn gated(a: V, b: V) -> Gated {
+    switch GATE {
+        case 0u: {
+            let l = logistic(b);
+            return Gated(a * l.value, l.value, a * l.slope);
+        }
+        case 1u: {
+            let l = logistic(a);
+            let silu = a * l.value;
+            return Gated(silu * b, b * (l.value + a * l.slope), silu);
+        }
+        case 2u: {
+            let n = normal(a);
+            let gelu = a * n.cdf;
+            return Gated(gelu * b, b * (n.cdf + a * n.pdf), gelu);
+        }
+        default: {
+            let u2 = 2.0 * gelu_tanh_inner(a);
+            let l = logistic(u2);
+            let gelu = a * l.value;
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_K * a * a);
+            // Where σ(2u) saturates the second term is exactly 0 (a·u' may overflow there).
+            let slope = select(l.value + 2.0 * a * l.slope * du, l.value, l.slope == splat(0.0));
+            return Gated(gelu * b, b * slope, gelu);
+        }
+    }
+}
+
+// Output j of a split row: its value and gate indices in x.
+fn value_index(j: u32) -> u32 {
+    let r = j / p.half;
+    return j + r * p.half;
+}
+
+// Four values (or, with `from_gate`, gates) of split rows, from output j on; 0 past the end.
+fn load_split(j: u32, from_gate: bool) -> V {
+    var v = vec4(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        if j + k < p.len {
+            v[k] = x[value_index(j + k) + select(0u, p.half, from_gate)];
+        }
+    }
+    return v;
+}
+
+// Four values a of the pair layout.
+fn load_values(j: u32) -> V {
+    var v = vec4(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        if j + k < p.len {
+            v[k] = x[j + k];
+        }
+    }
+    return v;
+}
+
+// Four gates b of the pair layout.
+fn load_gates(j: u32) -> V {
+    var v = vec4(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        if j + k < p.len {
+            v[k] = gate[j + k];
+        }
+    }
+    return v;
+}
+
+fn load_g(j: u32) -> V {
+    var v = vec4(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        if j + k < p.len {
+            v[k] = g_in[j + k];
+        }
+    }
+    return v;
+}
+
+fn first(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return 4u * ((wid.y * nwg.x + wid.x) * WG + lid);
+}
+
+fn stride(nwg: vec3<u32>) -> u32 {
+    return 4u * nwg.x * nwg.y * WG;
+}
+
+@compute @workgroup_size(WG)
+fn forward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    for (var j = first(wid, nwg, lid); j < p.len; j += stride(nwg)) {
+        let y = gated(load_split(j, false), load_split(j, true)).y;
+        for (var k = 0u; k < 4u; k++) {
+            if j + k < p.len {
+                out[j + k] = y[k];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    for (var j = first(wid, nwg, lid); j < p.len; j += stride(nwg)) {
+        let d = gated(load_split(j, false), load_split(j, true));
+        let g = load_g(j);
+        let da = g * d.da;
+        let db = g * d.db;
+        for (var k = 0u; k < 4u; k++) {
+            if j + k < p.len {
+                let i = value_index(j + k);
+                out[i] = da[k];
+                out[i + p.half] = db[k];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    for (var j = first(wid, nwg, lid); j < p.len; j += stride(nwg)) {
+        let y = gated(load_values(j), load_gates(j)).y;
+        for (var k = 0u; k < 4u; k++) {
+            if j + k < p.len {
+                out[j + k] = y[k];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    for (var j = first(wid, nwg, lid); j < p.len; j += stride(nwg)) {
+        let d = gated(load_values(j), load_gates(j));
+        let g = load_g(j);
+        let da = g * d.da;
+        let db = g * d.db;
+        for (var k = 0u; k < 4u; k++) {
+            if j + k < p.len {
+                out[j + k] = da[k];
+                out_gate[j + k] = db[k];
+            }
+        }
+    }
+}

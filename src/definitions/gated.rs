@@ -1,0 +1,62 @@
+//! The gated activations of LLM feed-forward blocks: [`Gate`] names each pair of a value
+//! function and a gate, `y = f(a)·m(b)`. A tensor whose last dimension is 2H splits into the
+//! value `a` (its first H) and the gate `b` (its last H), as PyTorch's `glu(x, dim = −1)`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// A gated activation `y = f(a)·m(b)` of a value `a` and a gate `b`:
+///
+/// | name | y | ∂y/∂a | ∂y/∂b |
+/// |---|---|---|---|
+/// | glu | a·σ(b) | σ(b) | a·σ(b)(1 − σ(b)) |
+/// | swiglu | silu(a)·b | b·silu'(a) | silu(a) |
+/// | geglu | gelu(a)·b | b·gelu'(a) | gelu(a) |
+/// | geglu_tanh | gelu_tanh(a)·b | b·gelu_tanh'(a) | gelu_tanh(a) |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Gate {
+    /// The gated linear unit (PyTorch's `glu`): the gate through a sigmoid.
+    Glu,
+    /// SiLU of the value times the gate (LLaMA's and PaLM's feed-forward).
+    Swiglu,
+    /// Exact GELU of the value times the gate.
+    Geglu,
+    /// GELU with the tanh approximation of the value times the gate.
+    GegluTanh,
+}
+
+impl Gate {
+    /// Every gated activation.
+    pub const ALL: [Gate; 4] = [Gate::Glu, Gate::Swiglu, Gate::Geglu, Gate::GegluTanh];
+
+    /// The snake_case name: `glu`, `swiglu`, `geglu`, `geglu_tanh`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Gate::Glu => "glu",
+            Gate::Swiglu => "swiglu",
+            Gate::Geglu => "geglu",
+            Gate::GegluTanh => "geglu_tanh",
+        }
+    }
+}
+
+impl fmt::Display for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Gate {
+    type Err = Error;
+
+    /// Parses a name (`geglu_tanh` or `geglu-tanh`).
+    fn from_str(s: &str) -> Result<Self> {
+        let wanted = s.trim().replace('-', "_");
+        Gate::ALL
+            .into_iter()
+            .find(|g| g.name() == wanted)
+            .ok_or_else(|| Error::UnknownActivation(s.to_string()))
+    }
+}

@@ -1,0 +1,291 @@
+//! Launches of the gated activations ([`Gate`], `shaders/gated.wgsl`): one pass for the output
+//! and one for both gradients, from one split tensor or from a value and a gate tensor.
+
+use crate::cpu;
+use crate::definitions::gated::Gate;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::layout;
+use crate::ops::activation::check_same;
+use crate::tensor::{Storage, Tensor, write_host};
+
+const OP: &str = "gated activation";
+
+/// Invocations per workgroup; each takes four outputs at a time.
+const WG: u32 = 256;
+
+/// Mirrors `Params` in `shaders/gated.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GatedParams {
+    len: u32,
+    half: u32,
+}
+
+const FORWARD_SPLIT: Kernel = Kernel {
+    shader: Shader::Gated,
+    entry: "forward_split",
+    slots: &[Slot::Read(1), Slot::ReadWrite(4)],
+};
+const BACKWARD_SPLIT: Kernel = Kernel {
+    shader: Shader::Gated,
+    entry: "backward_split",
+    slots: &[Slot::Read(1), Slot::Read(3), Slot::ReadWrite(4)],
+};
+const FORWARD_PAIR: Kernel = Kernel {
+    shader: Shader::Gated,
+    entry: "forward_pair",
+    slots: &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(4)],
+};
+const BACKWARD_PAIR: Kernel = Kernel {
+    shader: Shader::Gated,
+    entry: "backward_pair",
+    slots: &[
+        Slot::Read(1),
+        Slot::Read(2),
+        Slot::Read(3),
+        Slot::ReadWrite(4),
+        Slot::ReadWrite(5),
+    ],
+};
+
+/// The four kernels with their parameter block's size.
+#[cfg(test)]
+pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+    [FORWARD_SPLIT, BACKWARD_SPLIT, FORWARD_PAIR, BACKWARD_PAIR]
+        .map(|k| (k, size_of::<GatedParams>()))
+        .to_vec()
+}
+
+impl Gate {
+    /// The `GATE` override constant of `shaders/gated.wgsl`.
+    fn shader_code(self) -> u32 {
+        match self {
+            Gate::Glu => 0,
+            Gate::Swiglu => 1,
+            Gate::Geglu => 2,
+            Gate::GegluTanh => 3,
+        }
+    }
+}
+
+impl Tensor {
+    /// `y = f(a)·m(b)` where `a` and `b` are the first and second halves of the last dimension
+    /// (PyTorch's `glu(x, dim = −1)` convention: the first half is the value); `y` has the last
+    /// dimension halved. An odd last dimension is an [`Error::InvalidShape`].
+    pub fn gated(&self, gate: Gate) -> Result<Tensor> {
+        let half = split_half(self)?;
+        let mut shape = self.shape().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = half;
+        }
+        let out = Tensor::uninit(self.context(), &shape, OP)?;
+        match (self.storage(), out.storage()) {
+            (Storage::Host(_), Storage::Host(y)) => {
+                *write_host(y)? = cpu::gated::forward_split(gate, &self.to_vec()?, half);
+            }
+            _ => {
+                let gpu = gpu_of(self)?;
+                fits(gpu, &[self])?;
+                let views = [self.view(0, self.len(), OP)?, out.view(0, out.len(), OP)?];
+                launch(gpu, &FORWARD_SPLIT, gate, &views, out.len(), half)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The gradient of [`Tensor::gated`] with respect to this (split) input, from the upstream
+    /// gradient `grad` (this tensor's shape with the last dimension halved): both halves in one
+    /// pass.
+    pub fn gated_backward(&self, gate: Gate, grad: &Tensor) -> Result<Tensor> {
+        let half = split_half(self)?;
+        let mut expected = self.shape().to_vec();
+        if let Some(last) = expected.last_mut() {
+            *last = half;
+        }
+        check_context(self, grad)?;
+        if grad.shape() != expected {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "gradient (the input's shape with its last dimension halved)",
+                got: grad.shape().to_vec(),
+                expected,
+            });
+        }
+        let dx = self.uninit_like(OP)?;
+        match (self.storage(), dx.storage()) {
+            (Storage::Host(_), Storage::Host(out)) => {
+                *write_host(out)? =
+                    cpu::gated::backward_split(gate, &self.to_vec()?, &grad.to_vec()?, half);
+            }
+            _ => {
+                let gpu = gpu_of(self)?;
+                fits(gpu, &[self])?;
+                let views = [
+                    self.view(0, self.len(), OP)?,
+                    grad.view(0, grad.len(), OP)?,
+                    dx.view(0, dx.len(), OP)?,
+                ];
+                launch(gpu, &BACKWARD_SPLIT, gate, &views, grad.len(), half)?;
+            }
+        }
+        Ok(dx)
+    }
+
+    /// `y = f(value)·m(gate_input)` from two tensors of one shape.
+    pub fn gated_pair(gate: Gate, value: &Tensor, gate_input: &Tensor) -> Result<Tensor> {
+        check_same(OP, "gate", value, gate_input)?;
+        let out = value.uninit_like(OP)?;
+        match (value.storage(), out.storage()) {
+            (Storage::Host(_), Storage::Host(y)) => {
+                let (a, b) = (value.to_vec()?, gate_input.to_vec()?);
+                *write_host(y)? = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(&a, &b)| {
+                        cpu::gated::forward_pair(gate, f64::from(a), f64::from(b)) as f32
+                    })
+                    .collect();
+            }
+            _ => {
+                let gpu = gpu_of(value)?;
+                fits(gpu, &[value])?;
+                let n = value.len();
+                let views = [
+                    value.view(0, n, OP)?,
+                    gate_input.view(0, n, OP)?,
+                    out.view(0, n, OP)?,
+                ];
+                launch(gpu, &FORWARD_PAIR, gate, &views, n, n.max(1))?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The gradients `(∂value, ∂gate)` of [`Tensor::gated_pair`] from the upstream `grad` (of
+    /// the inputs' shape), in one pass.
+    pub fn gated_pair_backward(
+        gate: Gate,
+        value: &Tensor,
+        gate_input: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        check_same(OP, "gate", value, gate_input)?;
+        check_same(OP, "gradient", value, grad)?;
+        let da = value.uninit_like(OP)?;
+        let db = value.uninit_like(OP)?;
+        match (value.storage(), da.storage(), db.storage()) {
+            (Storage::Host(_), Storage::Host(da_out), Storage::Host(db_out)) => {
+                let (a, b, g) = (value.to_vec()?, gate_input.to_vec()?, grad.to_vec()?);
+                let (da_v, db_v): (Vec<f32>, Vec<f32>) = a
+                    .iter()
+                    .zip(&b)
+                    .zip(&g)
+                    .map(|((&a, &b), &g)| {
+                        let (da, db) = cpu::gated::backward_pair(
+                            gate,
+                            f64::from(a),
+                            f64::from(b),
+                            f64::from(g),
+                        );
+                        (da as f32, db as f32)
+                    })
+                    .unzip();
+                *write_host(da_out)? = da_v;
+                *write_host(db_out)? = db_v;
+            }
+            _ => {
+                let gpu = gpu_of(value)?;
+                fits(gpu, &[value])?;
+                let n = value.len();
+                let views = [
+                    value.view(0, n, OP)?,
+                    gate_input.view(0, n, OP)?,
+                    grad.view(0, n, OP)?,
+                    da.view(0, n, OP)?,
+                    db.view(0, n, OP)?,
+                ];
+                launch(gpu, &BACKWARD_PAIR, gate, &views, n, n.max(1))?;
+            }
+        }
+        Ok((da, db))
+    }
+}
+
+/// H, half the last dimension of a split input (which must be even).
+fn split_half(x: &Tensor) -> Result<usize> {
+    x.expect_f32(OP, "the input")?;
+    match x.shape().last() {
+        Some(&d) if d.is_multiple_of(2) => Ok(d / 2),
+        Some(_) => Err(Error::invalid_shape(
+            OP,
+            x.shape(),
+            "the last dimension must be even: its first half is the value, its second the gate",
+        )),
+        None => Err(Error::invalid_shape(
+            OP,
+            x.shape(),
+            "a gated activation needs a tensor of rank at least 1",
+        )),
+    }
+}
+
+fn check_context(x: &Tensor, other: &Tensor) -> Result<()> {
+    if !x.context().same(other.context()) {
+        return Err(Error::ContextMismatch { op: OP });
+    }
+    other.expect_f32(OP, "the gradient")
+}
+
+fn gpu_of(x: &Tensor) -> Result<&Gpu> {
+    x.context().gpu().ok_or(Error::Gpu {
+        op: OP,
+        message: "mixed host and device tensors".into(),
+    })
+}
+
+/// Each tensor must fit one storage binding (the kernels bind them whole).
+fn fits(gpu: &Gpu, tensors: &[&Tensor]) -> Result<()> {
+    for t in tensors {
+        let bytes = layout::bytes(t.len());
+        if bytes > gpu.max_binding {
+            return Err(Error::TooLarge {
+                op: OP,
+                requested: bytes,
+                limit: gpu.max_binding,
+                what: "max_storage_buffer_binding_size (a gated input is bound whole)",
+            });
+        }
+    }
+    Ok(())
+}
+
+fn launch(
+    gpu: &Gpu,
+    kernel: &Kernel,
+    gate: Gate,
+    views: &[crate::gpu::View<'_>],
+    len: usize,
+    half: usize,
+) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let params = GatedParams {
+        len: len as u32,
+        half: half as u32,
+    };
+    let constants = [
+        ("GATE", f64::from(gate.shader_code())),
+        ("WG", f64::from(WG)),
+    ];
+    let groups = (layout::vec4s(len) as u64).div_ceil(u64::from(WG));
+    gpu.launch(
+        kernel,
+        &constants,
+        views,
+        bytemuck::bytes_of(&params),
+        groups,
+    )
+}
