@@ -37,11 +37,15 @@ pub enum Shader {
     ClassIndex,
     /// Gated activations (GLU, SwiGLU, GeGLU), forward and both gradients.
     Gated,
+    /// PReLU with a learnable slope, forward and both gradients.
+    Prelu,
+    /// Softmax, log-softmax and softmin along a dim other than the last (strided lines).
+    SoftmaxStrided,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -52,6 +56,8 @@ impl Shader {
         Shader::Copy,
         Shader::ClassIndex,
         Shader::Gated,
+        Shader::Prelu,
+        Shader::SoftmaxStrided,
     ];
 
     /// The family's file name (without `.wgsl`).
@@ -67,6 +73,8 @@ impl Shader {
             Shader::Copy => "copy",
             Shader::ClassIndex => "class_index",
             Shader::Gated => "gated",
+            Shader::Prelu => "prelu",
+            Shader::SoftmaxStrided => "softmax_strided",
         }
     }
 
@@ -116,6 +124,11 @@ impl Shader {
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
             Shader::ClassIndex => include_str!("../../shaders/class_index.wgsl"),
+            Shader::Prelu => include_str!("../../shaders/prelu.wgsl"),
+            Shader::SoftmaxStrided => concat!(
+                include_str!("../../shaders/softmax_strided.wgsl"),
+                include_str!("../../shaders/online_softmax.wgsl")
+            ),
             Shader::Gated => concat!(
                 include_str!("../../shaders/gated.wgsl"),
                 include_str!("../../shaders/math.wgsl")

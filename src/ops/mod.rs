@@ -5,8 +5,11 @@ pub mod activation;
 mod bindings;
 pub mod gated;
 pub mod loss;
+pub mod prelu;
 pub(crate) mod rows;
 pub mod softmax;
+pub mod softmax_dim;
+pub(crate) mod sum;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -68,6 +71,9 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
     all.extend(gated::launched_kernels());
     all.extend(softmax::launched_kernels());
     all.extend(loss::launched_kernels());
+    all.extend(prelu::launched_kernels());
+    all.extend(softmax_dim::launched_kernels());
+    all.push(sum::launched_kernel());
     all
 }
 

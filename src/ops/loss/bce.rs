@@ -11,8 +11,8 @@ use crate::layout;
 use crate::ops::activation::check_same;
 use crate::tensor::{Storage, Tensor};
 
-use super::sum::sum_to_scalar;
 use super::{LossAndGrad, OP_BCE, check_weight, mixed, narrow, widen};
+use crate::ops::sum::sum_to_scalar;
 
 /// Mirrors `Params` in `shaders/bce_with_logits.wgsl`.
 #[repr(C)]

@@ -4,13 +4,13 @@
 //! read-back per call brings the verdict (and the denominator) to the host.
 
 use super::OP_CE;
-use super::sum::sum_to_scalar;
 use crate::definitions::loss::{CrossEntropyOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::layout::{self, DType};
+use crate::ops::sum::sum_to_scalar;
 use crate::tensor::Tensor;
 
 /// Mirrors `Params` in `shaders/class_index.wgsl`.

@@ -15,8 +15,8 @@ use crate::ops::rows::{RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
 
 use super::class_index::device_classes;
-use super::sum::sum_to_scalar;
 use super::{OP_CE, Targets, check_weight, mixed, narrow, widen};
+use crate::ops::sum::sum_to_scalar;
 
 /// Class indices as the kernel reads them: u32, with ignored rows marked.
 const IGNORED: u32 = u32::MAX;

@@ -5,7 +5,6 @@
 mod bce;
 mod class_index;
 mod cross_entropy;
-mod sum;
 
 use bce::bce_with_logits;
 
@@ -18,7 +17,6 @@ pub(crate) fn launched_kernels() -> Vec<(crate::gpu::kernels::Kernel, usize)> {
     let mut all = cross_entropy::launched_kernels();
     all.extend(class_index::launched_kernels());
     all.extend(bce::launched_kernels());
-    all.push(sum::launched_kernel());
     all
 }
 use cross_entropy::cross_entropy_into;

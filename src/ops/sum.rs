@@ -1,5 +1,5 @@
-//! A sum on the device: `scale · Σ` of a buffer of losses to a scalar tensor, level by level
-//! (`shaders/reduce.wgsl`), in windows of one binding.
+//! Sums on the device (`shaders/reduce.wgsl`): `scale · Σ` of a buffer of losses to a scalar
+//! tensor, level by level in windows of one binding, and one level of grouped sums.
 
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -28,8 +28,44 @@ const SUM_GROUPS: Kernel = Kernel {
 
 /// The reduction's kernel with its parameter block's size.
 #[cfg(test)]
-pub(super) fn launched_kernel() -> (Kernel, usize) {
+pub(crate) fn launched_kernel() -> (Kernel, usize) {
     (SUM_GROUPS, size_of::<ReduceParams>())
+}
+
+/// `Σ` of each run of `group` consecutive values among the first `len` of `src` (the last run
+/// may be short): one level, `len / group` outputs (rounded up).
+pub(crate) fn sum_groups(
+    gpu: &Gpu,
+    src: &DeviceBuffer,
+    len: usize,
+    group: usize,
+    op: &'static str,
+) -> Result<DeviceBuffer> {
+    let outputs = len.div_ceil(group.max(1));
+    if layout::bytes(len) > gpu.max_binding {
+        return Err(crate::error::Error::TooLarge {
+            op,
+            requested: layout::bytes(len),
+            limit: gpu.max_binding,
+            what: "max_storage_buffer_binding_size (grouped sums)",
+        });
+    }
+    let dst = gpu.alloc(layout::bytes(outputs), op)?;
+    let params = ReduceParams {
+        len: len as u32,
+        group: group as u32,
+        scale: 1.0,
+    };
+    let views = [src.view(len), dst.view(outputs)];
+    let groups = (outputs as u64).div_ceil(64);
+    gpu.launch(
+        &SUM_GROUPS,
+        &[("WG", 64.0)],
+        &views,
+        bytemuck::bytes_of(&params),
+        groups,
+    )?;
+    Ok(dst)
 }
 
 /// `scale · Σ` of the first `len` values of `src`, as a scalar tensor, summed on the device

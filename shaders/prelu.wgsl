@@ -1,0 +1,90 @@
+// PReLU with a learnable slope per channel (or one for all): channel c of element i is
+// (i / inner) % channels, with inner the product of the dims after the channel dim (dim 1).
+//   y_i  = x_i > 0 ? x_i : w_c·x_i
+//   dx_i = x_i > 0 ? g_i : w_c·g_i
+//   dw_c = Σ_{i in c} (x_i > 0 ? 0 : x_i·g_i)   (PyTorch's rule, so NaN in x makes dw_c NaN)
+// dw is reduced in two steps: `weight_partials` sums a chunk of one channel's elements per
+// invocation, and the host sums each channel's chunks with reduce.wgsl's grouped sums.
+// NaN is tested by its bits: a compiler may fold a comparison with NaN.
+
+override WG: u32 = 256u;
+
+struct Params {
+    // Elements of x.
+    len: u32,
+    // Channels C (1 for a single slope).
+    channels: u32,
+    // Elements per (batch, channel) block.
+    inner: u32,
+    // Elements of one channel that one weight_partials invocation sums.
+    per_chunk: u32,
+    // Chunks per channel.
+    chunks: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> g_in: array<f32>;
+// y (forward) or dx (backward).
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// One partial sum of dw per (channel, chunk), channel-major.
+@group(0) @binding(5) var<storage, read_write> partial: array<f32>;
+
+fn positive(v: f32) -> bool {
+    // v > 0 and not NaN (NaN's exponent bits are all ones, as +∞'s, with a non-zero mantissa).
+    let bits = bitcast<u32>(v);
+    return v > 0.0 && (bits & 0x7fffffffu) <= 0x7f800000u;
+}
+
+fn slope(i: u32) -> f32 {
+    return weight[(i / p.inner) % p.channels];
+}
+
+fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+fn stride(nwg: vec3<u32>) -> u32 {
+    return nwg.x * nwg.y * WG;
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    for (var i = index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+        let v = x[i];
+        out[i] = select(slope(i) * v, v, positive(v));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    for (var i = index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+        let g = g_in[i];
+        out[i] = select(slope(i) * g, g, positive(x[i]));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn weight_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let t = index(wid, nwg, lid);
+    if t >= p.channels * p.chunks {
+        return;
+    }
+    let c = t / p.chunks;
+    let k = t % p.chunks;
+    // The channel's elements, numbered j = 0 … len/channels − 1 in memory order.
+    let per_channel = p.len / p.channels;
+    let start = k * p.per_chunk;
+    let end = min(start + p.per_chunk, per_channel);
+    var sum = 0.0;
+    for (var j = start; j < end; j++) {
+        let i = (j / p.inner) * p.channels * p.inner + c * p.inner + j % p.inner;
+        let v = x[i];
+        sum += select(v * g_in[i], 0.0, positive(v));
+    }
+    partial[t] = sum;
+}

@@ -1,0 +1,124 @@
+// Softmax, log-softmax and softmin along any dim of a tensor, in place of a transpose copy: the
+// dim's L elements of line (o, i) lie at o·L·S + k·S + i (k < L), with S the product of the
+// dims after it. One invocation per line, so consecutive invocations read consecutive
+// addresses (i) at every k. With v = ±x (NEG: softmin, softmax of −x):
+//   forward   y_k = e^{v_k − M} / Σ e^{v − M}, or (v_k − M) − log Σ e^{v − M} (LOG);
+//   backward  from the saved output y: dx = s·y ⊙ (g − Σ g·y), or g − e^y·Σ g (LOG), where
+//             s = −1 for softmin (d(−x)/dx) and 1 otherwise.
+// NaN, +∞ and all-−∞ lines give NaN as in the row kernels (online_softmax.wgsl, appended).
+
+override WG: u32 = 64u;
+override LOG: bool = false;
+override NEG: bool = false;
+
+struct Params {
+    // Lines: (product of the dims before dim) · S.
+    lines: u32,
+    // L, the dim's length.
+    len: u32,
+    // S, the distance between consecutive elements of a line.
+    stride: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> g_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+fn line_start(t: u32) -> u32 {
+    let o = t / p.stride;
+    return o * p.len * p.stride + t % p.stride;
+}
+
+// Elements k … k+3 of the line starting at b, negated if `negate`; `fill` past the end.
+fn load4(b: u32, k: u32, fill: f32, negate: bool) -> vec4<f32> {
+    var v = vec4(fill);
+    for (var j = 0u; j < 4u; j++) {
+        if k + j < p.len {
+            v[j] = x[b + (k + j) * p.stride];
+            if negate {
+                v[j] = -v[j];
+            }
+        }
+    }
+    return v;
+}
+
+fn load_g4(b: u32, k: u32) -> vec4<f32> {
+    var v = vec4(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if k + j < p.len {
+            v[j] = g_in[b + (k + j) * p.stride];
+        }
+    }
+    return v;
+}
+
+fn store4(b: u32, k: u32, v: vec4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        if k + j < p.len {
+            y[b + (k + j) * p.stride] = v[j];
+        }
+    }
+}
+
+fn line_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn forward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let t = line_index(wid, nwg, lid);
+    if t >= p.lines {
+        return;
+    }
+    let b = line_start(t);
+    var st = online_empty();
+    for (var k = 0u; k < p.len; k += 4u) {
+        st = online_push(st, load4(b, k, neg_inf(), NEG));
+    }
+    let m = st.m;
+    let log_s = log(st.s);
+    let inv_s = 1.0 / st.s;
+    for (var k = 0u; k < p.len; k += 4u) {
+        let d = load4(b, k, neg_inf(), NEG) - m;
+        if LOG {
+            store4(b, k, d - log_s);
+        } else {
+            store4(b, k, exp(d) * inv_s);
+        }
+    }
+}
+
+// In the backward, x holds the saved output y.
+@compute @workgroup_size(WG)
+fn backward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let t = line_index(wid, nwg, lid);
+    if t >= p.lines {
+        return;
+    }
+    let b = line_start(t);
+    var d = 0.0;
+    for (var k = 0u; k < p.len; k += 4u) {
+        let g = load_g4(b, k);
+        if LOG {
+            d += hsum(g);
+        } else {
+            d += hsum(g * load4(b, k, 0.0, false));
+        }
+    }
+    for (var k = 0u; k < p.len; k += 4u) {
+        let g = load_g4(b, k);
+        let s = load4(b, k, 0.0, false);
+        var dx = s * (g - d);
+        if LOG {
+            dx = g - exp(s) * d;
+        }
+        if NEG {
+            dx = -dx;
+        }
+        store4(b, k, dx);
+    }
+}

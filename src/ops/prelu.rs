@@ -1,0 +1,216 @@
+//! PReLU with a learnable slope (`torch.nn.PReLU`): one slope for every element, or one per
+//! channel, the channel being dim 1 of a tensor of rank at least 2 (`shaders/prelu.wgsl`). The
+//! backward returns the input's gradient and the slope's, the latter reduced over the batch on
+//! the device.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::layout;
+use crate::ops::activation::check_same;
+use crate::ops::sum::sum_groups;
+use crate::tensor::{Storage, Tensor, write_host};
+
+const OP: &str = "prelu";
+
+/// Invocations per workgroup.
+const WG: u32 = 256;
+
+/// The most chunks one channel's slope gradient is split into (so that the partial sums stay
+/// small), and the fewest elements worth a chunk.
+const MAX_CHUNKS: usize = 256;
+const MIN_CHUNK: usize = 4096;
+
+/// Mirrors `Params` in `shaders/prelu.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PreluParams {
+    len: u32,
+    channels: u32,
+    inner: u32,
+    per_chunk: u32,
+    chunks: u32,
+}
+
+const FORWARD: Kernel = Kernel {
+    shader: Shader::Prelu,
+    entry: "forward",
+    slots: &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(4)],
+};
+const BACKWARD_INPUT: Kernel = Kernel {
+    shader: Shader::Prelu,
+    entry: "backward_input",
+    slots: &[
+        Slot::Read(1),
+        Slot::Read(2),
+        Slot::Read(3),
+        Slot::ReadWrite(4),
+    ],
+};
+const WEIGHT_PARTIALS: Kernel = Kernel {
+    shader: Shader::Prelu,
+    entry: "weight_partials",
+    slots: &[Slot::Read(1), Slot::Read(3), Slot::ReadWrite(5)],
+};
+
+/// The kernels with their parameter block's size.
+#[cfg(test)]
+pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+    [FORWARD, BACKWARD_INPUT, WEIGHT_PARTIALS]
+        .map(|k| (k, size_of::<PreluParams>()))
+        .to_vec()
+}
+
+/// How `x`'s elements map to the slopes: (channels, elements per (batch, channel) block).
+fn channel_layout(x: &Tensor, weight: &Tensor) -> Result<(usize, usize)> {
+    x.expect_f32(OP, "the input")?;
+    if !x.context().same(weight.context()) {
+        return Err(Error::ContextMismatch { op: OP });
+    }
+    weight.expect_f32(OP, "the weight")?;
+    let shape = x.shape();
+    let channels = if shape.len() >= 2 { shape[1] } else { 1 };
+    match weight.len() {
+        1 => Ok((1, x.len().max(1))),
+        n if n == channels && shape.len() >= 2 => Ok((channels, shape[2..].iter().product())),
+        _ => Err(Error::ShapeMismatch {
+            op: OP,
+            what: "weight (one slope, or one per channel: dim 1 of an input of rank ≥ 2)",
+            got: weight.shape().to_vec(),
+            expected: vec![channels],
+        }),
+    }
+}
+
+impl Tensor {
+    /// PReLU: `x > 0 ? x : w_c·x`, with `weight` one slope or one per channel (dim 1).
+    pub fn prelu(&self, weight: &Tensor) -> Result<Tensor> {
+        let (channels, inner) = channel_layout(self, weight)?;
+        let y = self.uninit_like(OP)?;
+        match (self.storage(), y.storage()) {
+            (Storage::Host(_), Storage::Host(out)) => {
+                let (x, w) = (self.to_vec()?, weight.to_vec()?);
+                *write_host(out)? = x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let slope = f64::from(w[(i / inner) % channels]);
+                        if v > 0.0 {
+                            v
+                        } else {
+                            (slope * f64::from(v)) as f32
+                        }
+                    })
+                    .collect();
+            }
+            _ => {
+                let gpu = gpu_of(self)?;
+                let p = params(gpu, self, channels, inner)?;
+                let views = [
+                    self.view(0, self.len(), OP)?,
+                    weight.view(0, weight.len(), OP)?,
+                    y.view(0, y.len(), OP)?,
+                ];
+                launch(gpu, &FORWARD, &views, &p, self.len())?;
+            }
+        }
+        Ok(y)
+    }
+
+    /// The gradients `(dx, dweight)` of [`Tensor::prelu`] from the upstream `grad` (x's shape):
+    /// `dx = x > 0 ? g : w_c·g`, `dweight_c = Σ over channel c of (x > 0 ? 0 : x·g)`.
+    pub fn prelu_backward(&self, weight: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (channels, inner) = channel_layout(self, weight)?;
+        check_same(OP, "gradient", self, grad)?;
+        let dx = self.uninit_like(OP)?;
+        match (self.storage(), dx.storage()) {
+            (Storage::Host(_), Storage::Host(out)) => {
+                let (x, w, g) = (self.to_vec()?, weight.to_vec()?, grad.to_vec()?);
+                let mut dw = vec![0.0f64; weight.len()];
+                let mut d = Vec::with_capacity(x.len());
+                for (i, (&v, &g)) in x.iter().zip(&g).enumerate() {
+                    let c = (i / inner) % channels;
+                    if v > 0.0 {
+                        d.push(g);
+                    } else {
+                        d.push((f64::from(w[c]) * f64::from(g)) as f32);
+                        dw[c] += f64::from(v) * f64::from(g);
+                    }
+                }
+                *write_host(out)? = d;
+                let dw: Vec<f32> = dw.iter().map(|&v| v as f32).collect();
+                let dweight = Tensor::from_slice(self.context(), &dw, weight.shape())?;
+                Ok((dx, dweight))
+            }
+            _ => {
+                let gpu = gpu_of(self)?;
+                let p = params(gpu, self, channels, inner)?;
+                let x_view = self.view(0, self.len(), OP)?;
+                let g_view = grad.view(0, grad.len(), OP)?;
+                let views = [
+                    x_view,
+                    weight.view(0, weight.len(), OP)?,
+                    g_view,
+                    dx.view(0, dx.len(), OP)?,
+                ];
+                launch(gpu, &BACKWARD_INPUT, &views, &p, self.len())?;
+                let partials_len = channels * p.chunks as usize;
+                let partials = gpu.alloc(layout::bytes(partials_len), OP)?;
+                let views = [x_view, g_view, partials.view(partials_len)];
+                launch(gpu, &WEIGHT_PARTIALS, &views, &p, partials_len)?;
+                let dw = sum_groups(gpu, &partials, partials_len, p.chunks as usize, OP)?;
+                Ok((dx, Tensor::from_device(self.context(), dw, weight.shape())))
+            }
+        }
+    }
+}
+
+fn gpu_of(x: &Tensor) -> Result<&Gpu> {
+    x.context().gpu().ok_or(Error::Gpu {
+        op: OP,
+        message: "mixed host and device tensors".into(),
+    })
+}
+
+/// The launch parameters, after checking that the input fits one binding (it is bound whole).
+fn params(gpu: &Gpu, x: &Tensor, channels: usize, inner: usize) -> Result<PreluParams> {
+    let bytes = layout::bytes(x.len());
+    if bytes > gpu.max_binding {
+        return Err(Error::TooLarge {
+            op: OP,
+            requested: bytes,
+            limit: gpu.max_binding,
+            what: "max_storage_buffer_binding_size (a PReLU input is bound whole)",
+        });
+    }
+    let per_channel = x.len() / channels.max(1);
+    let chunks = (per_channel / MIN_CHUNK).clamp(1, MAX_CHUNKS);
+    Ok(PreluParams {
+        len: x.len() as u32,
+        channels: channels as u32,
+        inner: inner.max(1) as u32,
+        per_chunk: per_channel.div_ceil(chunks).max(1) as u32,
+        chunks: chunks as u32,
+    })
+}
+
+/// One launch of `kernel` over `width` invocations.
+fn launch(
+    gpu: &Gpu,
+    kernel: &Kernel,
+    views: &[crate::gpu::View<'_>],
+    params: &PreluParams,
+    width: usize,
+) -> Result<()> {
+    if width == 0 {
+        return Ok(());
+    }
+    let groups = (width as u64).div_ceil(u64::from(WG));
+    gpu.launch(
+        kernel,
+        &[("WG", f64::from(WG))],
+        views,
+        bytemuck::bytes_of(params),
+        groups,
+    )
+}

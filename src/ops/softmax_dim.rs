@@ -1,0 +1,231 @@
+//! Softmax, log-softmax and softmin along any dim (PyTorch's `dim`, negative allowed), forward
+//! and backward, without a transpose copy (`shaders/softmax_strided.wgsl`): one invocation per
+//! line of the dim, reading its elements `S` apart. Along the last dim softmax and log-softmax
+//! take the row kernels instead.
+
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::layout;
+use crate::ops::activation::check_same;
+use crate::tensor::{Storage, Tensor, write_host};
+
+/// Invocations (lines) per workgroup.
+const WG: u32 = 64;
+
+/// Mirrors `Params` in `shaders/softmax_strided.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StridedParams {
+    lines: u32,
+    len: u32,
+    stride: u32,
+}
+
+const FORWARD: Kernel = Kernel {
+    shader: Shader::SoftmaxStrided,
+    entry: "forward_strided",
+    slots: &[Slot::Read(1), Slot::ReadWrite(3)],
+};
+const BACKWARD: Kernel = Kernel {
+    shader: Shader::SoftmaxStrided,
+    entry: "backward_strided",
+    slots: &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(3)],
+};
+
+/// Both kernels with their parameter block's size.
+#[cfg(test)]
+pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+    [FORWARD, BACKWARD]
+        .map(|k| (k, size_of::<StridedParams>()))
+        .to_vec()
+}
+
+/// Which member of the family: softmax, log-softmax, or softmin (softmax of −x).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Softmax,
+    LogSoftmax,
+    Softmin,
+}
+
+impl Family {
+    fn name(self, backward: bool) -> &'static str {
+        match (self, backward) {
+            (Family::Softmax, false) => "softmax",
+            (Family::LogSoftmax, false) => "log_softmax",
+            (Family::Softmin, false) => "softmin",
+            (Family::Softmax, true) => "softmax backward",
+            (Family::LogSoftmax, true) => "log_softmax backward",
+            (Family::Softmin, true) => "softmin backward",
+        }
+    }
+}
+
+/// A dim's lines: (lines = outer·S, L, S).
+fn lines_of(op: &'static str, shape: &[usize], dim: isize) -> Result<(usize, usize, usize)> {
+    let rank = shape.len() as isize;
+    let lowest = -rank.max(1);
+    let highest = (rank - 1).max(0);
+    if dim < lowest || dim > highest {
+        return Err(Error::InvalidParameter {
+            op,
+            name: "dim",
+            value: dim as f64,
+            reason: "out of range for the tensor's rank (−rank ≤ dim < rank)",
+        });
+    }
+    if shape.is_empty() {
+        return Ok((1, 1, 1));
+    }
+    let d = if dim < 0 { dim + rank } else { dim } as usize;
+    let outer: usize = shape[..d].iter().product();
+    let stride: usize = shape[d + 1..].iter().product();
+    Ok((outer * stride, shape[d], stride))
+}
+
+impl Tensor {
+    /// Softmax along `dim` (negative counts from the end): `y = e^{x − M} / Σ e^{x − M}` over
+    /// the dim's elements.
+    pub fn softmax_dim(&self, dim: isize) -> Result<Tensor> {
+        forward(self, dim, Family::Softmax)
+    }
+
+    /// Log-softmax along `dim`: `(x − M) − log Σ e^{x − M}`.
+    pub fn log_softmax_dim(&self, dim: isize) -> Result<Tensor> {
+        forward(self, dim, Family::LogSoftmax)
+    }
+
+    /// Softmin along `dim`: the softmax of `−x`.
+    pub fn softmin(&self, dim: isize) -> Result<Tensor> {
+        forward(self, dim, Family::Softmin)
+    }
+
+    /// The gradient of [`Tensor::softmax_dim`] from its saved output `self = y`:
+    /// `y ⊙ (g − Σ g·y)` along `dim`.
+    pub fn softmax_dim_backward(&self, dim: isize, grad: &Tensor) -> Result<Tensor> {
+        backward(self, dim, grad, Family::Softmax)
+    }
+
+    /// The gradient of [`Tensor::log_softmax_dim`] from its saved output: `g − e^y·Σ g`.
+    pub fn log_softmax_dim_backward(&self, dim: isize, grad: &Tensor) -> Result<Tensor> {
+        backward(self, dim, grad, Family::LogSoftmax)
+    }
+
+    /// The gradient of [`Tensor::softmin`] from its saved output: `−y ⊙ (g − Σ g·y)`.
+    pub fn softmin_backward(&self, dim: isize, grad: &Tensor) -> Result<Tensor> {
+        backward(self, dim, grad, Family::Softmin)
+    }
+}
+
+fn is_last(shape: &[usize], dim: isize) -> bool {
+    !shape.is_empty() && (dim == -1 || dim == shape.len() as isize - 1)
+}
+
+fn forward(x: &Tensor, dim: isize, family: Family) -> Result<Tensor> {
+    let op = family.name(false);
+    x.expect_f32(op, "the input")?;
+    let (lines, len, stride) = lines_of(op, x.shape(), dim)?;
+    match family {
+        Family::Softmax if is_last(x.shape(), dim) => return x.softmax(),
+        Family::LogSoftmax if is_last(x.shape(), dim) => return x.log_softmax(),
+        _ => {}
+    }
+    let y = x.uninit_like(op)?;
+    run(x, None, &y, family, (lines, len, stride))?;
+    Ok(y)
+}
+
+fn backward(y: &Tensor, dim: isize, grad: &Tensor, family: Family) -> Result<Tensor> {
+    let op = family.name(true);
+    check_same(op, "grad", y, grad)?;
+    let (lines, len, stride) = lines_of(op, y.shape(), dim)?;
+    match family {
+        Family::Softmax if is_last(y.shape(), dim) => return y.softmax_backward(grad),
+        Family::LogSoftmax if is_last(y.shape(), dim) => return y.log_softmax_backward(grad),
+        _ => {}
+    }
+    let dx = y.uninit_like(op)?;
+    run(y, Some(grad), &dx, family, (lines, len, stride))?;
+    Ok(dx)
+}
+
+/// Runs the forward (`grad` absent) or the backward of `family` over the lines into `out`.
+fn run(
+    x: &Tensor,
+    grad: Option<&Tensor>,
+    out: &Tensor,
+    family: Family,
+    (lines, len, stride): (usize, usize, usize),
+) -> Result<()> {
+    let op = family.name(grad.is_some());
+    let log = family == Family::LogSoftmax;
+    let neg = family == Family::Softmin;
+    if let (Storage::Host(_), Storage::Host(dst)) = (x.storage(), out.storage()) {
+        let xs = x.to_vec()?;
+        let gs = grad.map(Tensor::to_vec).transpose()?;
+        let mut result = vec![0.0f32; xs.len()];
+        for t in 0..lines {
+            let start = (t / stride) * len * stride + t % stride;
+            let at = |k: usize| start + k * stride;
+            let line: Vec<f64> = (0..len).map(|k| f64::from(xs[at(k)])).collect();
+            let values = match &gs {
+                None => {
+                    let v: Vec<f64> = line.iter().map(|&v| if neg { -v } else { v }).collect();
+                    cpu::softmax::forward_row(&v, log)
+                }
+                Some(g) => {
+                    let g: Vec<f64> = (0..len).map(|k| f64::from(g[at(k)])).collect();
+                    let d = cpu::softmax::backward_row(&line, &g, log);
+                    d.into_iter().map(|v| if neg { -v } else { v }).collect()
+                }
+            };
+            for (k, v) in values.into_iter().enumerate() {
+                result[at(k)] = v as f32;
+            }
+        }
+        *write_host(dst)? = result;
+        return Ok(());
+    }
+    let gpu = x.context().gpu().ok_or(Error::Gpu {
+        op,
+        message: "mixed host and device tensors".into(),
+    })?;
+    let bytes = layout::bytes(x.len());
+    if bytes > gpu.max_binding {
+        return Err(Error::TooLarge {
+            op,
+            requested: bytes,
+            limit: gpu.max_binding,
+            what: "max_storage_buffer_binding_size (a tensor is bound whole along a dim other than the last)",
+        });
+    }
+    if lines == 0 || len == 0 {
+        return Ok(());
+    }
+    let params = StridedParams {
+        lines: lines as u32,
+        len: len as u32,
+        stride: stride as u32,
+    };
+    let constants = [
+        ("WG", f64::from(WG)),
+        ("LOG", if log { 1.0 } else { 0.0 }),
+        ("NEG", if neg { 1.0 } else { 0.0 }),
+    ];
+    let n = x.len();
+    let mut views = vec![x.view(0, n, op)?];
+    if let Some(g) = grad {
+        views.push(g.view(0, n, op)?);
+    }
+    views.push(out.view(0, n, op)?);
+    let kernel = if grad.is_some() { &BACKWARD } else { &FORWARD };
+    let groups = (lines as u64).div_ceil(u64::from(WG));
+    gpu.launch(
+        kernel,
+        &constants,
+        &views,
+        bytemuck::bytes_of(&params),
+        groups,
+    )
+}
