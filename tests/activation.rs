@@ -154,15 +154,15 @@ fn tiny_inputs_keep_their_relative_accuracy() {
     }
 }
 
-#[test]
-fn pytorch_fixtures_match_on_every_backend() {
-    let dir = fixtures().join("activations");
+/// Every case of the fixture directory `dir` (`params.json` names them), forward and backward,
+/// on every backend.
+fn check_fixture_cases(dir: &std::path::Path, count: usize) {
     let (x, _) = npy_f32(&dir.join("x.npy"));
     let (g, _) = npy_f32(&dir.join("g.npy"));
     let params: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("params.json")).unwrap()).unwrap();
     let cases = params.as_object().unwrap();
-    assert_eq!(cases.len(), 18, "every fixture case is covered");
+    assert_eq!(cases.len(), count, "every fixture case is covered");
     for ctx in common::all_backends() {
         let xt = Tensor::from_slice(&ctx, &x, &[x.len()]).unwrap();
         let gt = Tensor::from_slice(&ctx, &g, &[g.len()]).unwrap();
@@ -187,35 +187,13 @@ fn pytorch_fixtures_match_on_every_backend() {
 }
 
 #[test]
+fn pytorch_fixtures_match_on_every_backend() {
+    check_fixture_cases(&fixtures().join("activations"), 18);
+}
+
+#[test]
 fn the_second_waves_activations_match_pytorch_fixtures_on_every_backend() {
-    let dir = fixtures().join("family/activations");
-    let (x, _) = npy_f32(&dir.join("x.npy"));
-    let (g, _) = npy_f32(&dir.join("g.npy"));
-    let params: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("params.json")).unwrap()).unwrap();
-    let cases = params.as_object().unwrap();
-    assert_eq!(cases.len(), 16, "every fixture case is covered");
-    for ctx in common::all_backends() {
-        let xt = Tensor::from_slice(&ctx, &x, &[x.len()]).unwrap();
-        let gt = Tensor::from_slice(&ctx, &g, &[g.len()]).unwrap();
-        for (case, p) in cases {
-            let act = fixture_activation(case.split('.').next().unwrap(), p);
-            let (want_y, _) = npy(&dir.join(format!("{case}.forward.npy")));
-            let (want_dx, _) = npy(&dir.join(format!("{case}.backward.npy")));
-            let y = xt.activation(act).unwrap().to_vec().unwrap();
-            let dx = xt.activation_backward(act, &gt).unwrap().to_vec().unwrap();
-            let tag = format!("{} PyTorch {case}", label(&ctx));
-            assert_all_close(&format!("{tag} forward"), &y, &want_y, &[&x], ATOL, RTOL);
-            assert_all_close(
-                &format!("{tag} backward"),
-                &dx,
-                &want_dx,
-                &[&x, &g],
-                ATOL,
-                RTOL,
-            );
-        }
-    }
+    check_fixture_cases(&fixtures().join("family/activations"), 16);
 }
 
 #[test]

@@ -31,6 +31,28 @@ fn reference(x: &[f32], shape: &[usize], w: &[f32], g: &[f32]) -> (Vec<f64>, Vec
     (y, dx, dw)
 }
 
+/// Checks y and dx of PReLU on (x, weight, g) against `want_y` and `want_dx`; returns dweight.
+fn check_forward_and_dx(
+    tag: &str,
+    (xt, wt, gt): (&Tensor, &Tensor, &Tensor),
+    x: &[f32],
+    want_y: &[f64],
+    want_dx: &[f64],
+) -> Tensor {
+    let y = xt.prelu(wt).unwrap().to_vec().unwrap();
+    assert_all_close(&format!("{tag} forward"), &y, want_y, &[x], 1e-6, 1e-5);
+    let (dx, dw) = xt.prelu_backward(wt, gt).unwrap();
+    assert_all_close(
+        &format!("{tag} dx"),
+        &dx.to_vec().unwrap(),
+        want_dx,
+        &[x],
+        1e-6,
+        1e-5,
+    );
+    dw
+}
+
 #[test]
 fn prelu_matches_pytorch_fixtures() {
     let dir = fixtures().join("family/prelu");
@@ -46,17 +68,7 @@ fn prelu_matches_pytorch_fixtures() {
             let (want_dx, _) = npy(&dir.join(case).join("dx.npy"));
             let (want_dw, _) = npy(&dir.join(case).join("dweight.npy"));
             let tag = format!("{} PyTorch prelu {case}", label(&ctx));
-            let y = xt.prelu(&wt).unwrap().to_vec().unwrap();
-            assert_all_close(&format!("{tag} forward"), &y, &want_y, &[&x], 1e-6, 1e-5);
-            let (dx, dw) = xt.prelu_backward(&wt, &gt).unwrap();
-            assert_all_close(
-                &format!("{tag} dx"),
-                &dx.to_vec().unwrap(),
-                &want_dx,
-                &[&x],
-                1e-6,
-                1e-5,
-            );
+            let dw = check_forward_and_dx(&tag, (&xt, &wt, &gt), &x, &want_y, &want_dx);
             assert_eq!(dw.shape(), &w_shape[..]);
             assert_all_close(
                 &format!("{tag} dweight"),
@@ -91,17 +103,7 @@ fn prelu_matches_the_reference_at_several_ranks_and_channel_counts() {
             let gt = Tensor::from_slice(&ctx, &g, shape).unwrap();
             let wt = Tensor::from_slice(&ctx, &w, &[channels]).unwrap();
             let tag = format!("{} prelu {shape:?} C={channels}", label(&ctx));
-            let y = xt.prelu(&wt).unwrap().to_vec().unwrap();
-            assert_all_close(&format!("{tag} forward"), &y, &want_y, &[&x], 1e-6, 1e-5);
-            let (dx, dw) = xt.prelu_backward(&wt, &gt).unwrap();
-            assert_all_close(
-                &format!("{tag} dx"),
-                &dx.to_vec().unwrap(),
-                &want_dx,
-                &[&x],
-                1e-6,
-                1e-5,
-            );
+            let dw = check_forward_and_dx(&tag, (&xt, &wt, &gt), &x, &want_y, &want_dx);
             // A sum over up to 40,000 products: f32 accumulation, within 1e-5 of the total
             // magnitude Σ|x·g|.
             let dw = dw.to_vec().unwrap();
