@@ -179,3 +179,35 @@ fn a_dim_out_of_range_is_a_typed_error() {
         assert_eq!(s.softmin(0).unwrap().to_vec().unwrap(), [1.0]);
     }
 }
+
+#[test]
+fn non_finite_lines_along_an_inner_dim_follow_pytorch() {
+    // Along dim 1 of [2, 4, 3]: each of the six lines has four elements; line (o, i) holds
+    // NaN, +∞, all −∞, some −∞, ±3e38 or ordinary values, as the row tests' edge rows.
+    let inf = f32::INFINITY;
+    let lines: [[f32; 4]; 6] = [
+        [1.0, f32::NAN, 2.0, 3.0],
+        [1.0, inf, 2.0, 3.0],
+        [-inf, -inf, -inf, -inf],
+        [-inf, 1.0, -inf, 2.0],
+        [3e38, -3e38, 0.0, 1.0],
+        [0.5, -0.5, 1e-30, 2.0],
+    ];
+    let shape = [2usize, 4, 3];
+    let mut x = vec![0.0f32; 24];
+    for (t, line) in lines.iter().enumerate() {
+        let (o, i) = (t / 3, t % 3);
+        for (k, &v) in line.iter().enumerate() {
+            x[o * 12 + k * 3 + i] = v;
+        }
+    }
+    for ctx in all_backends() {
+        let xt = Tensor::from_slice(&ctx, &x, &shape).unwrap();
+        for (family, name) in FAMILIES {
+            let want = expected(&x, None, &shape, 1, family);
+            let y = forward(&xt, family, 1).to_vec().unwrap();
+            let tag = format!("{} {name} non-finite lines", label(&ctx));
+            assert_all_close(&tag, &y, &want, &[&x], 1e-6, 1e-5);
+        }
+    }
+}
