@@ -234,18 +234,25 @@ fn main() {
 
     let copy_params = uniform([vec4s, 0, 0, 0]);
     let copy = launcher.kernel(
-        Shader::Copy.source(),
+        &Shader::Copy.source(),
         "copy",
         (0, None),
         &[(0, &copy_params), (1, &x), (2, &out)],
     );
-    let source = with_probes(Shader::Activation.source());
+    let source = with_probes(&Shader::Activation.source());
     let baseline = std::env::var("ARITHMETIC_BASELINE").ok().map(|dir| {
         let read = |file: &str| {
             std::fs::read_to_string(std::path::Path::new(&dir).join(file))
                 .unwrap_or_else(|e| panic!("ARITHMETIC_BASELINE: {dir}/{file}: {e}"))
         };
-        with_probes(&format!("{}{}", read("activation.wgsl"), read("math.wgsl")))
+        // The f32 storage codec, which activation.wgsl is written against (an older file
+        // without it leaves the codec unused).
+        let codec = include_str!("../shaders/storage_f32.wgsl");
+        with_probes(&format!(
+            "{}{}{codec}",
+            read("activation.wgsl"),
+            read("math.wgsl")
+        ))
     });
 
     println!(

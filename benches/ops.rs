@@ -199,7 +199,7 @@ fn small_ops(c: &mut Criterion) {
     let x = Tensor::from_slice(&ctx, &data(640, 4.0), &[64, 10]).expect("upload");
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: None,
-        source: wgpu::ShaderSource::Wgsl(Shader::Activation.source().into()),
+        source: wgpu::ShaderSource::Wgsl(Shader::Activation.source()),
     });
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: None,

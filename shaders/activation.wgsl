@@ -1,4 +1,6 @@
 // Elementwise activations, forward y = f(x) and backward dx = g ⊙ f'(x), with PyTorch's formulas.
+// Tensors are stored through the storage codec (f32, f16 or bf16: storage_*.wgsl); every
+// function computes in f32 and its result is rounded once to the storage type.
 //
 // OP (override) selects the function; codes match `Activation::shader_code`
 // (src/ops/activation.rs).
@@ -54,9 +56,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x_in: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> g_in: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x_in: array<Stored4>;
+@group(0) @binding(2) var<storage, read> g_in: array<Stored4>;
+@group(0) @binding(3) var<storage, read_write> out: array<Stored4>;
 
 // The op's parameters (p0, p1, p2) as x, y, z, copied once by each entry point before its loop
 // (`load_param`): read from the uniform buffer inside the loop, softplus's three cost it 40 %
@@ -390,7 +392,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) lid: u32) {
     load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
-        out[i] = forward_checked(x_in[i]);
+        out[i] = store4(forward_checked(load4(x_in[i])));
     }
 }
 
@@ -399,7 +401,7 @@ fn forward_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
                    @builtin(local_invocation_index) lid: u32) {
     load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
-        out[i] = forward_checked(out[i]);
+        out[i] = store4(forward_checked(load4(out[i])));
     }
 }
 
@@ -408,7 +410,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             @builtin(local_invocation_index) lid: u32) {
     load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
-        out[i] = backward_checked(x_in[i], g_in[i]);
+        out[i] = store4(backward_checked(load4(x_in[i]), load4(g_in[i])));
     }
 }
 
@@ -418,7 +420,7 @@ fn backward_over_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
                       @builtin(local_invocation_index) lid: u32) {
     load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
-        out[i] = backward_checked(x_in[i], out[i]);
+        out[i] = store4(backward_checked(load4(x_in[i]), load4(out[i])));
     }
 }
 
@@ -428,6 +430,6 @@ fn backward_over_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
                        @builtin(local_invocation_index) lid: u32) {
     load_param();
     for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
-        out[i] = backward_checked(out[i], g_in[i]);
+        out[i] = store4(backward_checked(load4(out[i]), load4(g_in[i])));
     }
 }

@@ -8,8 +8,10 @@
 
 use crate::error::{Error, Result};
 
-/// Element type of a tensor's storage. Every op computes on `F32` tensors; the integer types
-/// hold class indices that live on the device ([`crate::Targets::Device`]).
+/// Element type of a tensor's storage. Every op computes in f32; its float tensors are stored
+/// as `F32`, `F16` or `BF16` (loaded into f32, results rounded once to the storage type, as
+/// PyTorch does for half tensors). The integer types hold class indices that live on the
+/// device ([`crate::Targets::Device`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DType {
@@ -21,12 +23,17 @@ pub enum DType {
     I32,
     /// Signed 64-bit integers (PyTorch's `long`), little-endian.
     I64,
+    /// IEEE 754 binary16 (`half::f16`): 5 exponent bits, 10 mantissa bits, largest 65504.
+    F16,
+    /// bfloat16 (`half::bf16`): the upper 16 bits of an f32 (8 exponent bits, 7 mantissa bits).
+    BF16,
 }
 
 impl DType {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
+            DType::F16 | DType::BF16 => 2,
             DType::F32 | DType::U32 | DType::I32 => 4,
             DType::I64 => 8,
         }
@@ -34,7 +41,45 @@ impl DType {
 
     /// Whether the type holds integers.
     pub fn is_integer(self) -> bool {
-        !matches!(self, DType::F32)
+        !self.is_float()
+    }
+
+    /// Whether the type holds floating-point values (f32 or a half type).
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F16 | DType::BF16)
+    }
+
+    /// Whether the type is one of the 16-bit float types.
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16)
+    }
+
+    /// The type's name as PyTorch spells it (`float32`, `float16`, `bfloat16`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
+            DType::U32 => "uint32",
+            DType::I32 => "int32",
+            DType::I64 => "int64",
+        }
+    }
+
+    /// `v` rounded to the nearest value of this float type (ties to even; beyond the type's
+    /// range ±∞; NaN stays NaN), as an f32. Integer types return `v` unchanged.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            DType::F16 => half::f16::from_f32(v).to_f32(),
+            DType::BF16 => half::bf16::from_f32(v).to_f32(),
+            _ => v,
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -56,7 +101,18 @@ pub(crate) fn bytes(n: usize) -> u64 {
 /// Bytes a tensor of `n` f32 elements occupies on the device: rounded up to whole vec4s, and
 /// never zero (a binding may not be empty).
 pub(crate) fn storage_bytes(n: usize) -> u64 {
-    bytes(n.max(1)).div_ceil(VEC4_BYTES) * VEC4_BYTES
+    storage_bytes_of(n, DType::F32)
+}
+
+/// Bytes a tensor of `n` elements of `dtype` occupies on the device: rounded up to 16 bytes
+/// (whole vec4s of f32, two vec4s of a half type), and never zero.
+pub(crate) fn storage_bytes_of(n: usize, dtype: DType) -> u64 {
+    (n.max(1) as u64 * dtype.size() as u64).div_ceil(VEC4_BYTES) * VEC4_BYTES
+}
+
+/// Elements of `dtype` that `bytes` holds in whole 16-byte granules.
+pub(crate) fn elements_of_in(bytes: u64, dtype: DType) -> usize {
+    (bytes / VEC4_BYTES) as usize * (VEC4_BYTES as usize / dtype.size())
 }
 
 /// f32 elements of `bytes`, rounded down to whole vec4s: what one binding (or buffer) of that
@@ -65,10 +121,16 @@ pub(crate) fn elements_in(bytes: u64) -> usize {
     (bytes / VEC4_BYTES) as usize * VEC4
 }
 
-/// f32 elements in `bytes` rounded down to a multiple of [`MAX_OFFSET_ALIGNMENT`] bytes, so
-/// that consecutive chunks of that many elements start at aligned offsets.
+/// Elements whose count keeps a chunk boundary aligned for every float type: a multiple of
+/// this many elements is a multiple of [`MAX_OFFSET_ALIGNMENT`] bytes in f32 and in a half type.
+pub(crate) const ALIGNED_ELEMENTS: usize = MAX_OFFSET_ALIGNMENT as usize / 2;
+
+/// f32 elements in `bytes` rounded down to a multiple of [`ALIGNED_ELEMENTS`], so that
+/// consecutive chunks of that many elements start at aligned offsets in a tensor of any float
+/// type.
 pub(crate) fn aligned_elements_in(bytes: u64) -> usize {
-    (bytes / MAX_OFFSET_ALIGNMENT * MAX_OFFSET_ALIGNMENT) as usize / DType::F32.size()
+    let unit = (ALIGNED_ELEMENTS * DType::F32.size()) as u64;
+    (bytes / unit * unit) as usize / DType::F32.size()
 }
 
 /// The device's storage-binding offset alignment in f32 elements (at least one vec4).
@@ -123,7 +185,10 @@ mod tests {
         assert_eq!(bytes(5), 20);
         assert_eq!(elements_in(134_217_728), 33_554_432);
         assert_eq!(elements_in(100), 24);
-        assert_eq!(aligned_elements_in(1000), 192);
+        assert_eq!(aligned_elements_in(1000), 128);
+        assert_eq!(storage_bytes_of(5, DType::F16), 16);
+        assert_eq!(storage_bytes_of(9, DType::BF16), 32);
+        assert_eq!(elements_of_in(100, DType::F16), 48);
         assert_eq!(vec4s(9), 3);
     }
 }

@@ -6,9 +6,10 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::gpu::View;
 use crate::gpu::pool::DeviceBuffer;
-use crate::layout::{self, DType, storage_bytes};
+use crate::layout::{self, DType, storage_bytes_of};
 
-/// A tensor's data: on the device, or in host memory for the CPU backend.
+/// A tensor's data: on the device, or in host memory for the CPU backend (as f32 values; a
+/// half tensor's are exactly representable in its type).
 #[derive(Clone)]
 pub(crate) enum Storage {
     Device(Arc<DeviceParts>),
@@ -68,33 +69,43 @@ impl Part {
 
 /// A tensor's device storage: one buffer, or several when the tensor is larger than one
 /// buffer may be. Every part but the last holds `part_elems` elements. When there are several,
-/// `part_elems` is a multiple of 64 (so every part boundary is a 256-byte-aligned offset in any
-/// other tensor) and, where it fits, of the last dimension the tensor was made with (so rows
-/// stay whole); a single part holds the whole tensor.
+/// `part_elems` is a multiple of 128 (so every part boundary is a 256-byte-aligned offset in
+/// any other tensor of any float type) and, where it fits, of the last dimension the tensor was
+/// made with (so rows stay whole); a single part holds the whole tensor.
 pub(crate) struct DeviceParts {
     parts: Vec<Part>,
     part_elems: usize,
 }
 
 impl DeviceParts {
-    /// Allocates `n` elements laid out for rows of `cols`.
-    fn alloc(gpu: &crate::gpu::Gpu, n: usize, cols: usize, op: &'static str) -> Result<Self> {
-        let max_elems = layout::elements_in(gpu.max_buffer);
+    /// Allocates `n` elements of `dtype` laid out for rows of `cols`.
+    fn alloc(
+        gpu: &crate::gpu::Gpu,
+        n: usize,
+        dtype: DType,
+        cols: usize,
+        op: &'static str,
+    ) -> Result<Self> {
+        let max_elems = layout::elements_of_in(gpu.max_buffer, dtype);
         if n <= max_elems {
-            return Ok(DeviceParts::single(gpu.alloc(storage_bytes(n), op)?, n));
+            return Ok(DeviceParts::single(
+                gpu.alloc(storage_bytes_of(n, dtype), op)?,
+                n,
+            ));
         }
-        gpu.check_fits(storage_bytes(n), op)?;
-        let unit = lcm(cols.max(1), 64);
+        gpu.check_fits(storage_bytes_of(n, dtype), op)?;
+        let align = layout::ALIGNED_ELEMENTS;
+        let unit = lcm(cols.max(1), align);
         let part_elems = if unit <= max_elems {
             max_elems / unit * unit
         } else {
-            max_elems / 64 * 64
+            max_elems / align * align
         };
         let count = n.div_ceil(part_elems);
         let parts = (0..count)
             .map(|i| {
-                let buffer = gpu.alloc(storage_bytes(part_elems.min(n - i * part_elems)), op)?;
-                Ok(Part::Pooled(buffer))
+                let len = part_elems.min(n - i * part_elems);
+                Ok(Part::Pooled(gpu.alloc(storage_bytes_of(len, dtype), op)?))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(DeviceParts { parts, part_elems })
@@ -173,35 +184,73 @@ pub(crate) fn element_count(op: &'static str, shape: &[usize]) -> Result<usize> 
 }
 
 impl Tensor {
-    /// Uploads `data` as a tensor of `shape` (row-major).
+    /// Uploads `data` as an f32 tensor of `shape` (row-major).
     pub fn from_slice(ctx: &Context, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_slice_as(ctx, data, shape, DType::F32)
+    }
+
+    /// Uploads `data` as a tensor of `shape` stored as `dtype` (`F32`, `F16` or `BF16`), each
+    /// value rounded to the nearest of that type (ties to even; beyond its range ±∞).
+    pub fn from_slice_as(
+        ctx: &Context,
+        data: &[f32],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        if !dtype.is_float() {
+            return Err(Error::DTypeMismatch {
+                op: "upload",
+                what: "the requested storage type",
+                got: dtype,
+                expected: "float32, float16 or bfloat16",
+            });
+        }
+        if dtype == DType::F32 {
+            return Tensor::upload(ctx, data, shape, dtype);
+        }
+        let rounded: Vec<f32> = data.iter().map(|&v| dtype.round(v)).collect();
+        Tensor::upload(ctx, &rounded, shape, dtype)
+    }
+
+    /// Uploads f16 values as an `F16` tensor of `shape`.
+    pub fn from_f16(ctx: &Context, data: &[half::f16], shape: &[usize]) -> Result<Tensor> {
+        let wide: Vec<f32> = data.iter().map(|h| h.to_f32()).collect();
+        Tensor::upload(ctx, &wide, shape, DType::F16)
+    }
+
+    /// Uploads bfloat16 values as a `BF16` tensor of `shape`.
+    pub fn from_bf16(ctx: &Context, data: &[half::bf16], shape: &[usize]) -> Result<Tensor> {
+        let wide: Vec<f32> = data.iter().map(|h| h.to_f32()).collect();
+        Tensor::upload(ctx, &wide, shape, DType::BF16)
+    }
+
+    /// A tensor of `shape` and float type `dtype` holding `values` (each exact in `dtype`).
+    fn upload(ctx: &Context, values: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
         const OP: &str = "upload";
         let expected = element_count(OP, shape)?;
-        if data.len() != expected {
+        if values.len() != expected {
             return Err(Error::LengthMismatch {
                 op: OP,
-                len: data.len(),
+                len: values.len(),
                 shape: shape.to_vec(),
                 expected,
             });
         }
         let storage = match ctx.gpu() {
             Some(gpu) => {
-                let parts = DeviceParts::alloc(gpu, expected, last_dim(shape), OP)?;
+                let parts = DeviceParts::alloc(gpu, expected, dtype, last_dim(shape), OP)?;
                 for (part, start, len) in parts.spans(expected) {
-                    gpu.upload(
-                        part.buffer(),
-                        bytemuck::cast_slice(&data[start..start + len]),
-                    )?;
+                    let bytes = encode(&values[start..start + len], dtype);
+                    gpu.upload(part.buffer(), &bytes)?;
                 }
                 Storage::Device(Arc::new(parts))
             }
-            None => Storage::Host(Arc::new(RwLock::new(data.to_vec()))),
+            None => Storage::Host(Arc::new(RwLock::new(values.to_vec()))),
         };
         Ok(Tensor {
             ctx: ctx.clone(),
             shape: shape.to_vec(),
-            dtype: DType::F32,
+            dtype,
             storage,
         })
     }
@@ -227,9 +276,10 @@ impl Tensor {
         Tensor::from_wgpu_buffer_as(ctx, buffer, offset_bytes, shape, DType::F32)
     }
 
-    /// [`Tensor::from_wgpu_buffer`] for elements of `dtype`: `F32`, or the integer class
-    /// indices of [`crate::Targets::Device`] (`U32`, `I32`, `I64`), which kernels only read
-    /// and which therefore may hold any number of elements.
+    /// [`Tensor::from_wgpu_buffer`] for elements of `dtype`: a float type (`F32`, `F16`,
+    /// `BF16`: a positive multiple of 4 elements), or the integer class indices of
+    /// [`crate::Targets::Device`] (`U32`, `I32`, `I64`), which kernels only read and which
+    /// therefore may hold any number of elements.
     pub fn from_wgpu_buffer_as(
         ctx: &Context,
         buffer: &wgpu::Buffer,
@@ -256,7 +306,7 @@ impl Tensor {
                  (min_storage_buffer_offset_alignment)"
             )));
         }
-        if n == 0 || (dtype == DType::F32 && !n.is_multiple_of(layout::VEC4)) {
+        if n == 0 || (dtype.is_float() && !n.is_multiple_of(layout::VEC4)) {
             return Err(broken(format!(
                 "shape {shape:?} holds {n} elements; a view of a caller's buffer holds a positive \
                  multiple of 4 (kernels write whole vec4s)"
@@ -342,17 +392,31 @@ impl Tensor {
 
     /// A tensor of `shape` whose contents are unspecified until an op writes them.
     pub(crate) fn uninit(ctx: &Context, shape: &[usize], op: &'static str) -> Result<Tensor> {
+        Tensor::uninit_as(ctx, shape, DType::F32, op)
+    }
+
+    /// [`Tensor::uninit`] stored as float type `dtype`.
+    pub(crate) fn uninit_as(
+        ctx: &Context,
+        shape: &[usize],
+        dtype: DType,
+        op: &'static str,
+    ) -> Result<Tensor> {
         let n = element_count(op, shape)?;
         let storage = match ctx.gpu() {
-            Some(gpu) => {
-                Storage::Device(Arc::new(DeviceParts::alloc(gpu, n, last_dim(shape), op)?))
-            }
+            Some(gpu) => Storage::Device(Arc::new(DeviceParts::alloc(
+                gpu,
+                n,
+                dtype,
+                last_dim(shape),
+                op,
+            )?)),
             None => Storage::Host(Arc::new(RwLock::new(host_zeros(n, op)?))),
         };
         Ok(Tensor {
             ctx: ctx.clone(),
             shape: shape.to_vec(),
-            dtype: DType::F32,
+            dtype,
             storage,
         })
     }
@@ -368,12 +432,14 @@ impl Tensor {
         }
     }
 
-    /// A new tensor of the same shape on the same context, contents unspecified.
+    /// A new tensor of the same shape and element type on the same context, contents
+    /// unspecified.
     pub(crate) fn uninit_like(&self, op: &'static str) -> Result<Tensor> {
-        Tensor::uninit(&self.ctx, &self.shape, op)
+        Tensor::uninit_as(&self.ctx, &self.shape, self.dtype, op)
     }
 
-    /// Copies the tensor back to the host, waiting for the work that produces it.
+    /// Copies the tensor back to the host, waiting for the work that produces it. A half
+    /// tensor's values are widened to f32 exactly.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         match &self.storage {
             Storage::Device(_) => {
@@ -388,16 +454,25 @@ impl Tensor {
     /// [`Tensor::to_vec`] without blocking, for a browser (wasm32 and WebGPU) or an async
     /// runtime: the read-back's maps are awaited instead of waited for.
     pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
-        self.expect_f32("to_vec_async", "the tensor")?;
+        self.expect_float("to_vec_async", "the tensor")?;
         match &self.storage {
             Storage::Device(parts) => {
                 let gpu = self.gpu_or_err("read-back")?;
                 let mut values = vec![0.0f32; self.len()];
                 for (part, start, len) in parts.spans(values.len()) {
                     part.check_readable()?;
-                    let bytes = bytemuck::cast_slice_mut(&mut values[start..start + len]);
-                    gpu.read_into_async(part.buffer(), part.offset(), bytes)
-                        .await?;
+                    let dst = &mut values[start..start + len];
+                    if self.dtype.is_half() {
+                        let mut bits = vec![0u16; len.next_multiple_of(2)];
+                        let bytes = bytemuck::cast_slice_mut(&mut bits);
+                        gpu.read_into_async(part.buffer(), part.offset(), bytes)
+                            .await?;
+                        decode_half(&bits, self.dtype, dst);
+                    } else {
+                        let bytes = bytemuck::cast_slice_mut(dst);
+                        gpu.read_into_async(part.buffer(), part.offset(), bytes)
+                            .await?;
+                    }
                 }
                 Ok(values)
             }
@@ -408,8 +483,10 @@ impl Tensor {
     /// Copies the tensor into `dst` (of exactly `len()` elements), waiting for the work that
     /// produces it. Reusing one host buffer this way avoids allocating (and first-touching)
     /// a new one per read-back.
+    ///
+    /// A half tensor's values are widened to f32 exactly.
     pub fn read_into(&self, dst: &mut [f32]) -> Result<()> {
-        self.expect_f32("read_into", "the tensor")?;
+        self.expect_float("read_into", "the tensor")?;
         if dst.len() != self.len() {
             return Err(Error::LengthMismatch {
                 op: "read_into",
@@ -423,8 +500,18 @@ impl Tensor {
                 let gpu = self.gpu_or_err("read-back")?;
                 for (part, start, len) in parts.spans(dst.len()) {
                     part.check_readable()?;
-                    let bytes = bytemuck::cast_slice_mut(&mut dst[start..start + len]);
-                    gpu.read_into(part.buffer(), part.offset(), bytes)?;
+                    let dst = &mut dst[start..start + len];
+                    if self.dtype.is_half() {
+                        let mut bits = vec![0u16; len.next_multiple_of(2)];
+                        gpu.read_into(
+                            part.buffer(),
+                            part.offset(),
+                            bytemuck::cast_slice_mut(&mut bits),
+                        )?;
+                        decode_half(&bits, self.dtype, dst);
+                    } else {
+                        gpu.read_into(part.buffer(), part.offset(), bytemuck::cast_slice_mut(dst))?;
+                    }
                 }
                 Ok(())
             }
@@ -449,6 +536,40 @@ impl Tensor {
         Ok(Tensor {
             shape: shape.to_vec(),
             ..self.clone()
+        })
+    }
+
+    /// The values as f16 (exact for an `F16` tensor; rounded to nearest, ties to even, for
+    /// the other float types).
+    pub fn to_f16_vec(&self) -> Result<Vec<half::f16>> {
+        Ok(self
+            .to_vec()?
+            .into_iter()
+            .map(half::f16::from_f32)
+            .collect())
+    }
+
+    /// The values as bfloat16 (exact for a `BF16` tensor; rounded to nearest, ties to even,
+    /// for the other float types).
+    pub fn to_bf16_vec(&self) -> Result<Vec<half::bf16>> {
+        Ok(self
+            .to_vec()?
+            .into_iter()
+            .map(half::bf16::from_f32)
+            .collect())
+    }
+
+    /// Fails with [`Error::DTypeMismatch`] unless the tensor holds float elements (f32, f16
+    /// or bf16).
+    pub(crate) fn expect_float(&self, op: &'static str, what: &'static str) -> Result<()> {
+        if self.dtype.is_float() {
+            return Ok(());
+        }
+        Err(Error::DTypeMismatch {
+            op,
+            what,
+            got: self.dtype,
+            expected: "float elements (float32, float16 or bfloat16)",
         })
     }
 
@@ -547,12 +668,10 @@ impl Tensor {
                         message: "a view crosses the tensor's buffers".into(),
                     })?;
                 let offset = (within * self.dtype.size()) as u64;
-                // In f32 words: an i64 element is two.
-                let words = len * self.dtype.size() / DType::F32.size();
                 Ok(View {
                     buffer: part.buffer(),
                     offset: part.offset() + offset,
-                    size: storage_bytes(words).min(part.size() - offset),
+                    size: storage_bytes_of(len, self.dtype).min(part.size() - offset),
                 })
             }
             Storage::Host(_) => Err(Error::Gpu {
@@ -578,6 +697,35 @@ impl Tensor {
             op,
             message: "tensor storage is on the device but the context has none".into(),
         })
+    }
+}
+
+/// The bytes of f32 `values` stored as float type `dtype`, padded to a whole number of 4-byte
+/// words (what a buffer write takes). The values are exact in `dtype`.
+fn encode(values: &[f32], dtype: DType) -> std::borrow::Cow<'_, [u8]> {
+    let bits: Vec<u16> = match dtype {
+        DType::F16 => values
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect(),
+        DType::BF16 => values
+            .iter()
+            .map(|&v| half::bf16::from_f32(v).to_bits())
+            .collect(),
+        _ => return std::borrow::Cow::Borrowed(bytemuck::cast_slice(values)),
+    };
+    let mut bytes: Vec<u8> = bytemuck::cast_slice(&bits).to_vec();
+    bytes.resize(bytes.len().next_multiple_of(4), 0);
+    std::borrow::Cow::Owned(bytes)
+}
+
+/// f32 values of half-type `dtype` bits.
+fn decode_half(bits: &[u16], dtype: DType, dst: &mut [f32]) {
+    for (d, &b) in dst.iter_mut().zip(bits) {
+        *d = match dtype {
+            DType::BF16 => half::bf16::from_bits(b).to_f32(),
+            _ => half::f16::from_bits(b).to_f32(),
+        };
     }
 }
 

@@ -12,7 +12,8 @@ const LAYERS: &[&[&str]] = &[
     &["gpu"],
     &["cpu"],
     &["definitions"],
-    &["layout", "accuracy", "npy"],
+    &["accuracy"],
+    &["layout", "npy"],
     &["error"],
 ];
 

@@ -2,31 +2,45 @@
 //! (DX12) and GLSL (GL), entry point by entry point, so that a back end's breakage shows here
 //! without its machine. Needs no GPU.
 
-use gpu_activations::Shader;
+use gpu_activations::{DType, Shader};
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-fn parse(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let source = shader.source();
-    let module = naga::front::wgsl::parse_str(source)
-        .unwrap_or_else(|e| panic!("{}.wgsl: {}", shader.name(), e.emit_to_string(source)));
+fn parse(shader: Shader, storage: DType) -> (naga::Module, naga::valid::ModuleInfo) {
+    let source = shader.source_for(storage).unwrap();
+    let module = naga::front::wgsl::parse_str(&source)
+        .unwrap_or_else(|e| panic!("{}.wgsl: {}", shader.name(), e.emit_to_string(&source)));
     let info = Validator::new(ValidationFlags::all(), Capabilities::all())
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{}.wgsl: {}", shader.name(), e.emit_to_string(source)));
+        .unwrap_or_else(|e| panic!("{}.wgsl: {}", shader.name(), e.emit_to_string(&source)));
     (module, info)
+}
+
+/// Every family with every storage type it is built for.
+fn every_module() -> Vec<(Shader, DType)> {
+    let mut all = Vec::new();
+    for shader in Shader::ALL {
+        all.push((shader, DType::F32));
+        if shader.has_half_storage() {
+            all.extend([(shader, DType::F16), (shader, DType::BF16)]);
+        } else {
+            assert!(shader.source_for(DType::F16).is_none(), "{}", shader.name());
+        }
+    }
+    all
 }
 
 #[test]
 fn every_shader_validates_and_translates_to_every_backend_language() {
-    for shader in Shader::ALL {
-        let (module, info) = parse(shader);
+    for (shader, storage) in every_module() {
+        let (module, info) = parse(shader, storage);
         assert!(
             !module.entry_points.is_empty(),
             "{}.wgsl has no entry point",
             shader.name()
         );
         for ep in &module.entry_points {
-            let name = format!("{}::{}", shader.name(), ep.name);
+            let name = format!("{}::{} ({storage})", shader.name(), ep.name);
             assert_eq!(ep.stage, naga::ShaderStage::Compute, "{name}");
             // Resolve the override constants to their defaults, as a pipeline would.
             let (module, info) = naga::back::pipeline_constants::process_overrides(
@@ -109,11 +123,8 @@ fn every_shader_validates_and_translates_to_every_backend_language() {
 #[test]
 fn every_shader_states_its_formula_in_a_header_comment() {
     for shader in Shader::ALL {
-        let header: Vec<&str> = shader
-            .source()
-            .lines()
-            .take_while(|l| l.starts_with("//"))
-            .collect();
+        let source = shader.source();
+        let header: Vec<&str> = source.lines().take_while(|l| l.starts_with("//")).collect();
         assert!(
             !header.is_empty() && header.iter().any(|l| l.contains('=')),
             "{}.wgsl should open with a comment giving its formula",

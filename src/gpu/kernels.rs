@@ -4,12 +4,16 @@
 //! is a [`Kernel`] that names its storage bindings. By house convention binding 0 of every
 //! shader is the uniform `Params` block, bound with a dynamic offset into the recorder's
 //! parameter arena, and storage buffers follow at bindings 1, 2, ….
-//! Pipelines are built once per `(kernel, override constants)` and shared by every launch.
+//! Families written against the storage codec (`shaders/storage_*.wgsl`) are built once per
+//! float storage type ([`Shader::source_for`]). Pipelines are built once per `(kernel, storage
+//! type, override constants)` and shared by every launch.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::layout::DType;
 
 /// Size of one slot of the parameter arena; every `Params` struct must fit in it.
 pub(crate) const PARAMS_SLOT: u64 = 256;
@@ -41,11 +45,13 @@ pub enum Shader {
     Prelu,
     /// Softmax, log-softmax and softmin along a dim other than the last (strided lines).
     SoftmaxStrided,
+    /// Conversion between f32 and half storage (f16, bf16).
+    Convert,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 12] = [
+    pub const ALL: [Shader; 13] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -58,6 +64,7 @@ impl Shader {
         Shader::Gated,
         Shader::Prelu,
         Shader::SoftmaxStrided,
+        Shader::Convert,
     ];
 
     /// The family's file name (without `.wgsl`).
@@ -75,7 +82,39 @@ impl Shader {
             Shader::Gated => "gated",
             Shader::Prelu => "prelu",
             Shader::SoftmaxStrided => "softmax_strided",
+            Shader::Convert => "convert",
         }
+    }
+
+    /// Whether the family is written against the storage codec, and so runs on f16 and bf16
+    /// storage as well as f32.
+    pub fn has_half_storage(self) -> bool {
+        matches!(self, Shader::Activation | Shader::Copy | Shader::Convert)
+    }
+
+    /// The WGSL source for tensors stored as `storage` (`F32`, `F16` or `BF16`): the family's
+    /// files with the storage codec's file appended. `None` for a family without half storage
+    /// asked for a half type.
+    pub fn source_for(self, storage: DType) -> Option<Cow<'static, str>> {
+        let codec = match storage {
+            DType::F32 if !self.has_half_storage() => return Some(Cow::Borrowed(self.body())),
+            DType::F32 => include_str!("../../shaders/storage_f32.wgsl"),
+            DType::F16 if self.has_half_storage() => {
+                include_str!("../../shaders/storage_f16.wgsl")
+            }
+            DType::BF16 if self.has_half_storage() => {
+                include_str!("../../shaders/storage_bf16.wgsl")
+            }
+            _ => return None,
+        };
+        Some(Cow::Owned(format!("{}\n{codec}", self.body())))
+    }
+
+    /// The WGSL source for f32 tensors: the family's file with the helper files it uses
+    /// (see [`Shader::source_for`] for the other storage types).
+    pub fn source(self) -> Cow<'static, str> {
+        self.source_for(DType::F32)
+            .unwrap_or(Cow::Borrowed(self.body()))
     }
 
     /// Whether the module uses subgroup operations (and so needs the `SUBGROUP` feature).
@@ -83,11 +122,11 @@ impl Shader {
         matches!(self, Shader::SoftmaxSubgroup | Shader::CrossEntropySubgroup)
     }
 
-    /// The WGSL source: the family's file with the helper files it uses appended (WGSL
-    /// declarations may come in any order): math.wgsl for the elementwise families,
-    /// online_softmax.wgsl for the row families, and one of the two workgroup-reduction files
-    /// (workgroup memory, or subgroups where the adapter has them).
-    pub fn source(self) -> &'static str {
+    /// The family's file with the helper files it uses appended (WGSL declarations may come
+    /// in any order): math.wgsl for the elementwise families, online_softmax.wgsl for the row
+    /// families, and one of the two workgroup-reduction files (workgroup memory, or subgroups
+    /// where the adapter has them). A codec family also needs a storage codec appended.
+    fn body(self) -> &'static str {
         match self {
             Shader::Activation => concat!(
                 include_str!("../../shaders/activation.wgsl"),
@@ -133,6 +172,7 @@ impl Shader {
                 include_str!("../../shaders/gated.wgsl"),
                 include_str!("../../shaders/math.wgsl")
             ),
+            Shader::Convert => include_str!("../../shaders/convert.wgsl"),
         }
     }
 }
@@ -168,45 +208,58 @@ pub(crate) struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
-type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+type PipelineKey = (Kernel, DType, Vec<(&'static str, u64)>);
 
 /// Shader modules and pipelines, built on first use and kept for the context's lifetime.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(Shader, DType), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
 
 impl PipelineCache {
-    /// The pipeline for `kernel` with these override constants, built once.
+    /// The pipeline for `kernel` on tensors stored as `storage`, with these override
+    /// constants, built once.
     pub fn get(
         &self,
         device: &wgpu::Device,
         kernel: &Kernel,
+        storage: DType,
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<Pipeline>> {
         let key: PipelineKey = (
             *kernel,
+            storage,
             constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
         );
         if let Some(p) = lock(&self.pipelines)?.get(&key) {
             return Ok(p.clone());
         }
-        let module = self.module(device, kernel.shader)?;
+        let module = self.module(device, kernel.shader, storage)?;
         let built = Arc::new(build_pipeline(device, &module, kernel, constants)?);
         // Another thread may have built the same pipeline meanwhile; keep the first.
         Ok(lock(&self.pipelines)?.entry(key).or_insert(built).clone())
     }
 
-    fn module(&self, device: &wgpu::Device, shader: Shader) -> Result<wgpu::ShaderModule> {
+    fn module(
+        &self,
+        device: &wgpu::Device,
+        shader: Shader,
+        storage: DType,
+    ) -> Result<wgpu::ShaderModule> {
         let mut modules = lock(&self.modules)?;
-        if let Some(m) = modules.get(&shader) {
+        if let Some(m) = modules.get(&(shader, storage)) {
             return Ok(m.clone());
         }
+        let source = shader.source_for(storage).ok_or(Error::Shader {
+            shader: shader.name(),
+            entry: "(module)",
+            message: format!("the family has no kernels for {storage} storage"),
+        })?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader.name()),
-            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+            source: wgpu::ShaderSource::Wgsl(source),
         });
         if let Some(e) = super::pop_now(scope) {
             return Err(Error::Shader {
@@ -215,7 +268,7 @@ impl PipelineCache {
                 message: e.to_string(),
             });
         }
-        modules.insert(shader, module.clone());
+        modules.insert((shader, storage), module.clone());
         Ok(module)
     }
 }

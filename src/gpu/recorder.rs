@@ -4,7 +4,7 @@
 use super::{Gpu, View};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{self, Kernel, PARAMS_SLOT, lock};
-use crate::layout;
+use crate::layout::{self, DType};
 
 /// Launches recorded before the batch is submitted (and parameter slots in the arena).
 const BATCH_LAUNCHES: u64 = 256;
@@ -65,24 +65,41 @@ impl Gpu {
         params: &[u8],
         groups: u64,
     ) -> Result<()> {
+        self.launch_stored(kernel, DType::F32, constants, views, params, groups)
+    }
+
+    /// [`Gpu::launch`] of a kernel built for tensors stored as `storage` (a family with half
+    /// storage, [`crate::Shader::has_half_storage`]).
+    pub fn launch_stored(
+        &self,
+        kernel: &Kernel,
+        storage: DType,
+        constants: &[(&'static str, f64)],
+        views: &[View<'_>],
+        params: &[u8],
+        groups: u64,
+    ) -> Result<()> {
         self.check(kernel.entry)?;
         if groups == 0 {
             return Ok(());
         }
         let grid = layout::grid(groups, self.limits.max_compute_workgroups_per_dimension)?;
-        self.scoped(|| self.record(kernel, constants, views, params, grid))?;
+        self.scoped(|| self.record(kernel, storage, constants, views, params, grid))?;
         self.check(kernel.entry)
     }
 
     fn record(
         &self,
         kernel: &Kernel,
+        storage: DType,
         constants: &[(&'static str, f64)],
         views: &[View<'_>],
         params: &[u8],
         grid: [u32; 2],
     ) -> Result<()> {
-        let pipeline = self.pipelines.get(&self.device, kernel, constants)?;
+        let pipeline = self
+            .pipelines
+            .get(&self.device, kernel, storage, constants)?;
         let mut rec = lock(&self.recorder)?;
         if rec.launches == BATCH_LAUNCHES {
             self.submit(&mut rec);

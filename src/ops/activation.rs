@@ -6,7 +6,9 @@ use crate::cpu;
 use crate::definitions::activation::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
-use crate::ops::launch_elementwise;
+use crate::layout::DType;
+use crate::ops::convert::round_host;
+use crate::ops::launch_elementwise_stored;
 use crate::tensor::{Storage, Tensor, read_host, write_host};
 
 impl Activation {
@@ -161,22 +163,24 @@ impl Tensor {
         Ok(out)
     }
 
-    /// `f(self)` written into `out` (same shape; `out` may be `self` for in place).
+    /// `f(self)` written into `out` (same shape and float type; `out` may be `self` for in
+    /// place). Half tensors compute in f32 and round the result once to their type.
     pub fn activation_into(&self, act: Activation, out: &Tensor) -> Result<()> {
         act.validate()?;
-        check_same(act.name(), "output", self, out)?;
-        let code = act.shader_code();
+        let dtype = check_same_float(act.name(), "output", self, out)?;
+        let op = [("OP", f64::from(act.shader_code()))];
         let params = act.shader_params();
         match (self.storage(), out.storage()) {
             (Storage::Host(x), Storage::Host(y)) => {
-                let result = cpu::activation::forward_slice(act, &read_host(x)?);
+                let mut result = cpu::activation::forward_slice(act, &read_host(x)?);
+                round_host(&mut result, dtype);
                 *write_host(y)? = result;
                 Ok(())
             }
             _ if out.aliases(self) => {
-                launch_elementwise(&FORWARD_INPLACE, &[("OP", f64::from(code))], params, &[out])
+                launch_elementwise_stored(&FORWARD_INPLACE, dtype, &op, params, &[out])
             }
-            _ => launch_elementwise(&FORWARD, &[("OP", f64::from(code))], params, &[self, out]),
+            _ => launch_elementwise_stored(&FORWARD, dtype, &op, params, &[self, out]),
         }
     }
 
@@ -290,10 +294,13 @@ impl Tensor {
 
 fn backward_into(d: Derivative, x: &Tensor, grad: &Tensor, out: &Tensor) -> Result<()> {
     let name = d.name();
-    check_same(name, "grad", x, grad)?;
-    check_same(name, "output", x, out)?;
+    let dtype = check_same_float(name, "grad", x, grad)?;
+    check_same_float(name, "output", x, out)?;
     let op = [("OP", f64::from(d.code()))];
     let params = d.params();
+    let launch = |kernel, tensors: &[&Tensor]| {
+        launch_elementwise_stored(kernel, dtype, &op, params, tensors)
+    };
     match (x.storage(), grad.storage(), out.storage()) {
         (Storage::Host(xs), Storage::Host(gs), Storage::Host(ys)) => {
             let result: Vec<f32> = {
@@ -306,41 +313,49 @@ fn backward_into(d: Derivative, x: &Tensor, grad: &Tensor, out: &Tensor) -> Resu
                 let gs: &[f32] = gs.as_deref().map_or(&xs, |v| v);
                 xs.iter()
                     .zip(gs)
-                    .map(|(&v, &g)| d.reference(f64::from(v), f64::from(g)) as f32)
+                    .map(|(&v, &g)| dtype.round(d.reference(f64::from(v), f64::from(g)) as f32))
                     .collect()
             };
             *write_host(ys)? = result;
             Ok(())
         }
-        _ if out.aliases(grad) && !out.aliases(x) => {
-            launch_elementwise(&BACKWARD_OVER_GRAD, &op, params, &[x, out])
-        }
-        _ if out.aliases(x) && !out.aliases(grad) => {
-            launch_elementwise(&BACKWARD_OVER_INPUT, &op, params, &[grad, out])
-        }
+        _ if out.aliases(grad) && !out.aliases(x) => launch(&BACKWARD_OVER_GRAD, &[x, out]),
+        _ if out.aliases(x) && !out.aliases(grad) => launch(&BACKWARD_OVER_INPUT, &[grad, out]),
         _ if out.aliases(x) => {
             // x, g and out are one buffer: compute into a fresh tensor, then copy back.
             let tmp = x.uninit_like(name)?;
-            launch_elementwise(&BACKWARD, &op, params, &[x, grad, &tmp])?;
+            launch(&BACKWARD, &[x, grad, &tmp])?;
             tmp.copy_into(out)
         }
-        _ if x.aliases(grad) => launch_elementwise(&BACKWARD, &op, params, &[x, x, out]),
-        _ => launch_elementwise(&BACKWARD, &op, params, &[x, grad, out]),
+        _ if x.aliases(grad) => launch(&BACKWARD, &[x, x, out]),
+        _ => launch(&BACKWARD, &[x, grad, out]),
     }
 }
 
-/// Checks that `other` belongs to `x`'s context and has its shape.
+/// Checks that f32 `other` belongs to f32 `x`'s context and has its shape (the check of an op
+/// that runs on f32 storage only).
 pub(crate) fn check_same(
     op: &'static str,
     what: &'static str,
     x: &Tensor,
     other: &Tensor,
 ) -> Result<()> {
+    x.expect_f32(op, "the input")?;
+    check_same_float(op, what, x, other).map(|_| ())
+}
+
+/// Checks that `other` belongs to `x`'s context, has its shape and its float type, and
+/// returns that type.
+pub(crate) fn check_same_float(
+    op: &'static str,
+    what: &'static str,
+    x: &Tensor,
+    other: &Tensor,
+) -> Result<DType> {
     if !x.context().same(other.context()) {
         return Err(Error::ContextMismatch { op });
     }
-    x.expect_f32(op, "the input")?;
-    other.expect_f32(op, what)?;
+    let dtype = crate::ops::convert::common_float(op, &[("the input", x), (what, other)])?;
     if x.shape() != other.shape() {
         return Err(Error::ShapeMismatch {
             op,
@@ -359,5 +374,5 @@ pub(crate) fn check_same(
             ),
         });
     }
-    Ok(())
+    Ok(dtype)
 }

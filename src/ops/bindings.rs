@@ -18,7 +18,7 @@ enum Use {
 }
 
 fn parse(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let module = naga::front::wgsl::parse_str(shader.source())
+    let module = naga::front::wgsl::parse_str(&shader.source())
         .unwrap_or_else(|e| panic!("{}: {e}", shader.name()));
     let info = Validator::new(ValidationFlags::all(), Capabilities::all())
         .validate(&module)

@@ -8,6 +8,7 @@ use crate::gpu::Gpu;
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::layout;
 use crate::ops::activation::check_same;
+use crate::ops::convert::half_route;
 use crate::tensor::{Storage, Tensor, write_host};
 
 const OP: &str = "gated activation";
@@ -75,6 +76,9 @@ impl Tensor {
     /// (PyTorch's `glu(x, dim = −1)` convention: the first half is the value); `y` has the last
     /// dimension halved. An odd last dimension is an [`Error::InvalidShape`].
     pub fn gated(&self, gate: Gate) -> Result<Tensor> {
+        if let Some(done) = half_route(OP, &[("the input", self)], |w| Ok([w[0].gated(gate)?])) {
+            return done.map(|[y]| y);
+        }
         let half = split_half(self)?;
         let mut shape = self.shape().to_vec();
         if let Some(last) = shape.last_mut() {
@@ -99,6 +103,10 @@ impl Tensor {
     /// gradient `grad` (this tensor's shape with the last dimension halved): both halves in one
     /// pass.
     pub fn gated_backward(&self, gate: Gate, grad: &Tensor) -> Result<Tensor> {
+        let operands = [("the input", self), ("the gradient", grad)];
+        if let Some(done) = half_route(OP, &operands, |w| Ok([w[0].gated_backward(gate, &w[1])?])) {
+            return done.map(|[dx]| dx);
+        }
         let half = split_half(self)?;
         let mut expected = self.shape().to_vec();
         if let Some(last) = expected.last_mut() {
@@ -135,6 +143,12 @@ impl Tensor {
 
     /// `y = f(value)·m(gate_input)` from two tensors of one shape.
     pub fn gated_pair(gate: Gate, value: &Tensor, gate_input: &Tensor) -> Result<Tensor> {
+        let operands = [("the value", value), ("gate", gate_input)];
+        if let Some(done) = half_route(OP, &operands, |w| {
+            Ok([Tensor::gated_pair(gate, &w[0], &w[1])?])
+        }) {
+            return done.map(|[y]| y);
+        }
         check_same(OP, "gate", value, gate_input)?;
         let out = value.uninit_like(OP)?;
         match (value.storage(), out.storage()) {
@@ -171,6 +185,17 @@ impl Tensor {
         gate_input: &Tensor,
         grad: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
+        let operands = [
+            ("the value", value),
+            ("gate", gate_input),
+            ("gradient", grad),
+        ];
+        if let Some(done) = half_route(OP, &operands, |w| {
+            let (da, db) = Tensor::gated_pair_backward(gate, &w[0], &w[1], &w[2])?;
+            Ok([da, db])
+        }) {
+            return done.map(|[da, db]| (da, db));
+        }
         check_same(OP, "gate", value, gate_input)?;
         check_same(OP, "gradient", value, grad)?;
         let da = value.uninit_like(OP)?;

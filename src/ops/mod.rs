@@ -3,6 +3,7 @@
 pub mod activation;
 #[cfg(test)]
 mod bindings;
+pub(crate) mod convert;
 pub mod gated;
 pub mod loss;
 pub mod prelu;
@@ -74,6 +75,7 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
     all.extend(prelu::launched_kernels());
     all.extend(softmax_dim::launched_kernels());
     all.push(sum::launched_kernel());
+    all.extend(convert::launched_kernels());
     all
 }
 
@@ -84,10 +86,11 @@ const COPY: Kernel = Kernel {
 };
 
 impl Tensor {
-    /// Copies `self` into `out` through the plain vec4 copy shader (`dst[i] = src[i]`): the
-    /// bandwidth ceiling that benchmarks compare every op with. On the CPU backend, a memcpy.
+    /// Copies `self` into `out` (same shape and float type) through the plain vec4 copy
+    /// shader (`dst[i] = src[i]`): the bandwidth ceiling that benchmarks compare every op
+    /// with, of f32 or half storage. On the CPU backend, a memcpy.
     pub fn copy_into(&self, out: &Tensor) -> Result<()> {
-        activation::check_same("copy", "output", self, out)?;
+        let dtype = activation::check_same_float("copy", "output", self, out)?;
         if out.aliases(self) {
             return Ok(());
         }
@@ -96,15 +99,17 @@ impl Tensor {
                 *crate::tensor::write_host(dst)? = self.to_vec()?;
                 Ok(())
             }
-            _ => launch_elementwise(&COPY, &[], [0.0; 3], &[self, out]),
+            _ => launch_elementwise_stored(&COPY, dtype, &[], [0.0; 3], &[self, out]),
         }
     }
 }
 
-/// Launches an elementwise kernel over `tensors` (bound to the kernel's slots in order), in
-/// chunks that each fit one storage binding.
-pub(crate) fn launch_elementwise(
+/// Launches an elementwise kernel built for `storage` (see [`Gpu::launch_stored`]) over
+/// `tensors` (bound to the kernel's slots in order), in chunks that each fit one storage
+/// binding.
+pub(crate) fn launch_elementwise_stored(
     kernel: &Kernel,
+    storage: layout::DType,
     constants: &[(&'static str, f64)],
     [p0, p1, p2]: [f32; 3],
     tensors: &[&Tensor],
@@ -132,8 +137,9 @@ pub(crate) fn launch_elementwise(
             p2,
         };
         let groups = elementwise_groups(vec4s, wg);
-        gpu.launch(
+        gpu.launch_stored(
             kernel,
+            storage,
             &constants,
             &views,
             bytemuck::bytes_of(&params),

@@ -8,6 +8,7 @@ use crate::gpu::Gpu;
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::layout;
 use crate::ops::activation::check_same;
+use crate::ops::convert::half_route;
 use crate::ops::sum::sum_groups;
 use crate::tensor::{Storage, Tensor, write_host};
 
@@ -85,6 +86,10 @@ fn channel_layout(x: &Tensor, weight: &Tensor) -> Result<(usize, usize)> {
 impl Tensor {
     /// PReLU: `x > 0 ? x : w_c·x`, with `weight` one slope or one per channel (dim 1).
     pub fn prelu(&self, weight: &Tensor) -> Result<Tensor> {
+        let operands = [("the input", self), ("the weight", weight)];
+        if let Some(done) = half_route(OP, &operands, |w| Ok([w[0].prelu(&w[1])?])) {
+            return done.map(|[y]| y);
+        }
         let (channels, inner) = channel_layout(self, weight)?;
         let y = self.uninit_like(OP)?;
         match (self.storage(), y.storage()) {
@@ -120,6 +125,17 @@ impl Tensor {
     /// The gradients `(dx, dweight)` of [`Tensor::prelu`] from the upstream `grad` (x's shape):
     /// `dx = x > 0 ? g : w_c·g`, `dweight_c = Σ over channel c of (x > 0 ? 0 : x·g)`.
     pub fn prelu_backward(&self, weight: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+        let operands = [
+            ("the input", self),
+            ("the weight", weight),
+            ("gradient", grad),
+        ];
+        if let Some(done) = half_route(OP, &operands, |w| {
+            let (dx, dw) = w[0].prelu_backward(&w[1], &w[2])?;
+            Ok([dx, dw])
+        }) {
+            return done.map(|[dx, dw]| (dx, dw));
+        }
         let (channels, inner) = channel_layout(self, weight)?;
         check_same(OP, "gradient", self, grad)?;
         let dx = self.uninit_like(OP)?;

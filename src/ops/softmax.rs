@@ -6,6 +6,7 @@ use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::gpu::{Gpu, View};
 use crate::layout;
 use crate::ops::activation::check_same;
+use crate::ops::convert::half_route_into;
 use crate::ops::rows::{CACHED_ROW_MAX, RowBlock, RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
 
@@ -187,6 +188,11 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
 
 fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<()> {
     let name = op.name();
+    let mut inputs = vec![("the input", x)];
+    inputs.extend(grad.map(|g| ("grad", g)));
+    if let Some(done) = half_route_into(name, &inputs, out, |w, o| row_op(op, &w[0], w.get(1), o)) {
+        return done;
+    }
     let (rows, cols) = x.rows_cols(name)?;
     if let Some(g) = grad {
         check_same(name, "grad", x, g)?;

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::layout;
 use crate::ops::activation::check_same;
+use crate::ops::convert::half_route;
 use crate::tensor::{Storage, Tensor, write_host};
 
 /// Invocations (lines) per workgroup.
@@ -124,6 +125,11 @@ fn is_last(shape: &[usize], dim: isize) -> bool {
 
 fn forward(x: &Tensor, dim: isize, family: Family) -> Result<Tensor> {
     let op = family.name(false);
+    if let Some(done) = half_route(op, &[("the input", x)], |w| {
+        Ok([forward(&w[0], dim, family)?])
+    }) {
+        return done.map(|[y]| y);
+    }
     x.expect_f32(op, "the input")?;
     let (lines, len, stride) = lines_of(op, x.shape(), dim)?;
     match family {
@@ -138,6 +144,12 @@ fn forward(x: &Tensor, dim: isize, family: Family) -> Result<Tensor> {
 
 fn backward(y: &Tensor, dim: isize, grad: &Tensor, family: Family) -> Result<Tensor> {
     let op = family.name(true);
+    let operands = [("the output", y), ("grad", grad)];
+    if let Some(done) = half_route(op, &operands, |w| {
+        Ok([backward(&w[0], dim, &w[1], family)?])
+    }) {
+        return done.map(|[dx]| dx);
+    }
     check_same(op, "grad", y, grad)?;
     let (lines, len, stride) = lines_of(op, y.shape(), dim)?;
     match family {

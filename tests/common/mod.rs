@@ -196,6 +196,37 @@ pub const SPECIAL: &[f32] = &[
 
 pub use gpu_activations::accuracy::close;
 
+/// The half storage types every op is tested in.
+pub const HALVES: [gpu_activations::DType; 2] =
+    [gpu_activations::DType::F16, gpu_activations::DType::BF16];
+
+/// Asserts `accuracy::close_stored` for every element of a result stored as `dtype`: within
+/// one ulp of `dtype` plus the f32 bound of the f64 reference rounded to `dtype`.
+pub fn assert_stored_close(
+    case: &str,
+    dtype: gpu_activations::DType,
+    got: &[f32],
+    want: &[f64],
+    inputs: &[&[f32]],
+) {
+    use gpu_activations::accuracy::{ATOL, RTOL, close_stored, ulp};
+    assert_eq!(got.len(), want.len(), "{case}: length");
+    let mut bad = got
+        .iter()
+        .zip(want)
+        .enumerate()
+        .filter(|(_, (g, w))| !close_stored(dtype, **g, **w, ATOL, RTOL));
+    if let Some((i, (g, w))) = bad.next() {
+        let ins: Vec<f32> = inputs.iter().map(|s| s[i]).collect();
+        let count = 1 + bad.count();
+        panic!(
+            "{case} ({dtype}): {count} element(s) out of tolerance; first at {i}: got {g:e}, \
+             want {w:e} (inputs {ins:?}, one ulp there {:e})",
+            ulp(dtype, *w)
+        );
+    }
+}
+
 /// Asserts `close` for every element; the message names the case, the index and the input.
 pub fn assert_all_close(
     case: &str,
@@ -237,6 +268,10 @@ pub fn npy(path: &Path) -> (Vec<f64>, Vec<usize>) {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
             file.into_vec::<f32>()
                 .map(|v| v.into_iter().map(f64::from).collect())
+        }
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 2 => {
+            file.into_vec::<npyz::half::f16>()
+                .map(|v| v.into_iter().map(|h| f64::from(h.to_f32())).collect())
         }
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float => file.into_vec::<f64>(),
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => file

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::gpu::View;
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::layout;
+use crate::layout::DType;
 use crate::ops::activation::check_same;
 use crate::tensor::{Storage, Tensor};
 
@@ -55,6 +56,17 @@ pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
 }
 
 pub(super) fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> Result<LossAndGrad> {
+    if z.dtype().is_half() || y.dtype().is_half() {
+        // Half logits with half or f32 targets: computed on f32 copies, accumulated in f32,
+        // the loss and gradient rounded once to the logits' type.
+        z.expect_float(OP_BCE, "the logits")?;
+        y.expect_float(OP_BCE, "targets")?;
+        let wide = bce_with_logits(&z.to_dtype(DType::F32)?, &y.to_dtype(DType::F32)?, options)?;
+        return Ok(LossAndGrad {
+            loss: wide.loss.to_dtype(z.dtype())?,
+            grad: wide.grad.to_dtype(z.dtype())?,
+        });
+    }
     check_same(OP_BCE, "targets", z, y)?;
     let cols = z.shape().last().copied().unwrap_or(1);
     check_weight(OP_BCE, "weight", &options.weight, cols)?;

@@ -10,7 +10,9 @@ use crate::gpu::Gpu;
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::layout;
+use crate::layout::DType;
 use crate::ops::activation::check_same;
+use crate::ops::convert::common_float;
 use crate::ops::rows::{RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
 
@@ -84,6 +86,9 @@ pub(super) fn cross_entropy_into(
     options: &CrossEntropyOptions,
     grad: &Tensor,
 ) -> Result<Tensor> {
+    if let Some(done) = through_f32(logits, targets, options, grad) {
+        return done;
+    }
     let (rows, classes) = logits.rows_cols(OP_CE)?;
     if classes == 0 {
         return Err(Error::invalid_shape(
@@ -233,6 +238,39 @@ fn kernel(indices: bool, plan: RowPlan, vec4: bool, subgroups: bool) -> Kernel {
             Slot::Read(5),
         ],
     }
+}
+
+/// Half logits (with half probability targets and gradient): the loss and gradient computed
+/// on f32 copies, accumulated in f32, then rounded once to the logits' type (the loss too, as
+/// PyTorch returns it). `None` when every operand is f32. Class weights are f32 options.
+fn through_f32(
+    logits: &Tensor,
+    targets: Targets<'_>,
+    options: &CrossEntropyOptions,
+    grad: &Tensor,
+) -> Option<Result<Tensor>> {
+    let mut operands = vec![("the logits", logits), ("gradient", grad)];
+    if let Targets::Probabilities(t) = targets {
+        operands.push(("probability targets", t));
+    }
+    if !operands.iter().any(|(_, t)| t.dtype().is_half()) {
+        return None;
+    }
+    Some((|| {
+        let dtype = common_float(OP_CE, &operands)?;
+        let wide_targets;
+        let targets = match targets {
+            Targets::Probabilities(t) => {
+                wide_targets = t.to_dtype(DType::F32)?;
+                Targets::Probabilities(&wide_targets)
+            }
+            other => other,
+        };
+        let wide_grad = Tensor::uninit_as(grad.context(), grad.shape(), DType::F32, OP_CE)?;
+        let loss = cross_entropy_into(&logits.to_dtype(DType::F32)?, targets, options, &wide_grad)?;
+        wide_grad.convert_into(grad)?;
+        loss.to_dtype(dtype)
+    })())
 }
 
 /// Every kernel the cross-entropy may launch, with its parameter block's size.
