@@ -9,7 +9,13 @@
 alias Stored4 = vec2<u32>;
 
 fn load4(w: Stored4) -> vec4<f32> {
-    return vec4(unpack2x16float(w.x), unpack2x16float(w.y));
+    let h = vec4(w.x & 0xffffu, w.x >> 16u, w.y & 0xffffu, w.y >> 16u);
+    let em = h & vec4(0x7fffu);
+    let sign = (h & vec4(0x8000u)) << vec4(16u);
+    let normal = bitcast<vec4<f32>>(sign | ((em << vec4(13u)) + vec4(0x38000000u)));
+    let subnormal = bitcast<vec4<f32>>(sign | bitcast<vec4<u32>>(vec4<f32>(em) * 5.9604645e-8));
+    let special = bitcast<vec4<f32>>(sign | vec4(0x7f800000u) | ((em & vec4(0x3ffu)) << vec4(13u)));
+    return select(select(normal, special, em >= vec4(0x7c00u)), subnormal, em < vec4(0x400u));
 }
 
 fn store4(v: vec4<f32>) -> Stored4 {
@@ -25,7 +31,7 @@ fn f16_bits(v: vec4<f32>) -> vec4<u32> {
     // a carry out of the mantissa moves into the exponent, as it should.
     let r = a - vec4(0x38000000u);
     let normal = (r + vec4(0x0fffu) + ((r >> vec4(13u)) & vec4(1u))) >> vec4(13u);
-    let subnormal = vec4<u32>(round(bitcast<vec4<f32>>(a) * 16777216.0));
+    let subnormal = bitcast<vec4<u32>>(bitcast<vec4<f32>>(a) + 0.5) - vec4(0x3f000000u);
     var h = select(subnormal, normal, a >= vec4(0x38800000u));
     h = select(h, vec4(0x7c00u), a >= vec4(0x477ff000u));
     h = select(h, vec4(0x7e00u), a > vec4(0x7f800000u));

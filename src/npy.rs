@@ -1,7 +1,9 @@
-//! Reading and writing `.npy` files (with npyz), as the command line does: float32/float64
-//! arrays of either byte order in C order as f32, integer arrays of any width as class indices,
-//! and atomic writes (a temporary file beside the target, renamed into place) so that a failed
-//! run leaves no partial output. Every problem is a [`FileError`] naming the file.
+//! Reading and writing `.npy` files (with npyz), as the command line does: float16/float32/
+//! float64 arrays of either byte order in C order as f32 (float16 widened exactly), integer
+//! arrays of any width as class indices, and atomic writes of float32 or float16 (a temporary
+//! file beside the target, renamed into place) so that a failed run leaves no partial output.
+//! Every problem is a [`FileError`] naming the file. numpy has no bfloat16: bfloat16 data is
+//! read and written as float32 holding bfloat16 values.
 
 use std::fmt;
 use std::io::Write;
@@ -46,6 +48,8 @@ pub struct Array<T> {
 /// The values of an .npy file, by kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Values {
+    /// float16, widened to f32 (exactly).
+    F16(Array<f32>),
     /// float32.
     F32(Array<f32>),
     /// float64.
@@ -97,6 +101,15 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Values, FileError> {
         shape: shape.clone(),
     };
     Ok(match (t.type_char(), t.size_field()) {
+        (TypeChar::Float, 2) => Values::F16(Array {
+            values: npy
+                .into_vec::<npyz::half::f16>()
+                .map_err(bad)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            shape,
+        }),
         (TypeChar::Float, 4) => Values::F32(Array {
             values: npy.into_vec::<f32>().map_err(bad)?,
             shape,
@@ -127,7 +140,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Values, FileError> {
         _ => {
             return Err(file_error(
                 path,
-                format!("unsupported dtype {t}; expected float32, float64 or an integer type"),
+                format!(
+                    "unsupported dtype {t}; expected float16, float32, float64 or an integer type"
+                ),
             ));
         }
     })
@@ -138,17 +153,17 @@ fn widen<T: Into<i64>>(v: Vec<T>) -> Vec<i64> {
 }
 
 impl Values {
-    /// The values as f32 (float arrays only; float64 is rounded).
+    /// The values as f32 (float arrays only; float16 is widened exactly, float64 rounded).
     pub fn into_f32(self, path: &Path) -> Result<Array<f32>, FileError> {
         match self {
-            Values::F32(a) => Ok(a),
+            Values::F16(a) | Values::F32(a) => Ok(a),
             Values::F64(a) => Ok(Array {
                 values: a.values.into_iter().map(|v| v as f32).collect(),
                 shape: a.shape,
             }),
             Values::Int(_) => Err(file_error(
                 path,
-                "integer array where float32 or float64 was expected",
+                "integer array where float16, float32 or float64 was expected",
             )),
         }
     }
@@ -156,28 +171,57 @@ impl Values {
     /// The shape.
     pub fn shape(&self) -> &[usize] {
         match self {
-            Values::F32(a) => &a.shape,
+            Values::F16(a) | Values::F32(a) => &a.shape,
             Values::F64(a) => &a.shape,
             Values::Int(a) => &a.shape,
         }
     }
+
+    /// Whether the file holds float16.
+    pub fn is_f16(&self) -> bool {
+        matches!(self, Values::F16(_))
+    }
 }
 
-/// Reads a float32 or float64 array as f32.
+/// Reads a float16, float32 or float64 array as f32.
 pub fn read_f32(path: &Path) -> Result<Array<f32>, FileError> {
     read(path)?.into_f32(path)
 }
 
-/// Serialises an f32 array as .npy bytes.
+/// The element type of a written array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileType {
+    /// float32.
+    F32,
+    /// float16 (each value rounded to nearest, ties to even).
+    F16,
+}
+
+/// Serialises an f32 array as float32 .npy bytes.
 pub fn encode(values: &[f32], shape: &[usize]) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
+    encode_as(values, shape, FileType::F32)
+}
+
+/// Serialises an f32 array as .npy bytes of `file_type`.
+pub fn encode_as(values: &[f32], shape: &[usize], file_type: FileType) -> std::io::Result<Vec<u8>> {
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut writer = npyz::WriteOptions::<f32>::new()
+    match file_type {
+        FileType::F32 => write_npy(values.iter().copied(), &shape),
+        FileType::F16 => write_npy(values.iter().map(|&v| npyz::half::f16::from_f32(v)), &shape),
+    }
+}
+
+fn write_npy<T: npyz::AutoSerialize>(
+    values: impl Iterator<Item = T>,
+    shape: &[u64],
+) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut writer = npyz::WriteOptions::<T>::new()
         .default_dtype()
-        .shape(&shape)
+        .shape(shape)
         .writer(&mut bytes)
         .begin_nd()?;
-    writer.extend(values.iter().copied())?;
+    writer.extend(values)?;
     writer.finish()?;
     Ok(bytes)
 }
@@ -189,13 +233,24 @@ pub struct Staged {
     target: PathBuf,
 }
 
-/// Writes `values` to a temporary file beside `target`.
+/// Writes `values` as float32 to a temporary file beside `target`.
 pub fn stage(target: &Path, values: &[f32], shape: &[usize]) -> Result<Staged, FileError> {
+    stage_as(target, values, shape, FileType::F32)
+}
+
+/// Writes `values` as `file_type` to a temporary file beside `target`.
+pub fn stage_as(
+    target: &Path,
+    values: &[f32],
+    shape: &[usize],
+    file_type: FileType,
+) -> Result<Staged, FileError> {
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let bytes = encode(values, shape).map_err(|e| file_error(target, e.to_string()))?;
+    let bytes =
+        encode_as(values, shape, file_type).map_err(|e| file_error(target, e.to_string()))?;
     let mut file = tempfile::Builder::new()
         .prefix(".gpu-activations-")
         .suffix(".npy.tmp")

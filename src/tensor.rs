@@ -381,7 +381,20 @@ impl Tensor {
 
     /// A tensor of `shape` filled with zeros (on the device, without a host copy).
     pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
-        let t = Tensor::uninit(ctx, shape, "zeros")?;
+        Tensor::zeros_as(ctx, shape, DType::F32)
+    }
+
+    /// A tensor of `shape` stored as float type `dtype`, filled with zeros.
+    pub fn zeros_as(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        if !dtype.is_float() {
+            return Err(Error::DTypeMismatch {
+                op: "zeros",
+                what: "the requested storage type",
+                got: dtype,
+                expected: "float32, float16 or bfloat16",
+            });
+        }
+        let t = Tensor::uninit_as(ctx, shape, dtype, "zeros")?;
         if let (Some(gpu), Storage::Device(parts)) = (ctx.gpu(), &t.storage) {
             for part in &parts.parts {
                 gpu.clear(part.buffer())?;

@@ -335,6 +335,85 @@ fn every_input_dtype_is_accepted() {
     );
 }
 
+#[test]
+fn half_storage_reads_and_writes_float16_and_rounds_to_bf16() {
+    let f = Files::new();
+    let x: Vec<f32> = uniform(5, 64, -6.0, 6.0);
+    let x16: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+    write_npy(&f.path("x16.npy"), &x16, &[4, 16], "<f2");
+    write_f32(&f.path("x32.npy"), &x, &[4, 16]);
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        // A float16 input runs in f16 and writes float16.
+        let o = run(&[
+            "run",
+            "gelu",
+            "--input",
+            &f.s("x16.npy"),
+            "--output",
+            &f.s("y16.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let bytes = std::fs::read(f.path("y16.npy")).unwrap();
+        let file = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(file.dtype().descr(), "'<f2'", "{b}: a float16 file");
+        let got: Vec<f32> = file
+            .into_vec::<half::f16>()
+            .unwrap()
+            .iter()
+            .map(|h| h.to_f32())
+            .collect();
+        let want = Tensor::from_f16(&ctx, &x16, &[4, 16])
+            .unwrap()
+            .gelu()
+            .unwrap();
+        assert_eq!(want.dtype(), gpu_activations::DType::F16);
+        assert_bits(&format!("{b} f16 gelu"), &got, &want.to_vec().unwrap());
+
+        // --dtype bf16 on a float32 input: float32 out, holding bf16 values.
+        let o = run(&[
+            "run",
+            "softmax",
+            "--input",
+            &f.s("x32.npy"),
+            "--output",
+            &f.s("ybf.npy"),
+            "--dtype",
+            "bf16",
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let (got, shape) = read_f32(&f.path("ybf.npy"));
+        assert_eq!(shape, vec![4, 16]);
+        let bf = gpu_activations::DType::BF16;
+        let want = Tensor::from_slice_as(&ctx, &x, &[4, 16], bf)
+            .unwrap()
+            .softmax()
+            .unwrap();
+        assert_bits(&format!("{b} bf16 softmax"), &got, &want.to_vec().unwrap());
+        assert!(
+            got.iter().all(|&v| bf.round(v).to_bits() == v.to_bits()),
+            "{b}: bf16 values"
+        );
+    }
+    let o = run(&[
+        "run",
+        "relu",
+        "--input",
+        &f.s("x32.npy"),
+        "--output",
+        &f.s("y.npy"),
+        "--dtype",
+        "f8",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("f8"), "{}", stderr(&o));
+    assert!(!f.path("y.npy").exists());
+}
+
 /// Runs a loss op (`args` = op and its options) on x.npy with --output dz.npy and
 /// --loss-output loss.npy, and checks both bit for bit against the library's `want`.
 fn run_loss(f: &Files, backend: &str, args: &[&str], want: &LossAndGrad, loss_shape: &[usize]) {

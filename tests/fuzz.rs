@@ -189,7 +189,7 @@ proptest! {
         if let Ok(values) = npy::parse(Path::new("fuzz.npy"), &bytes) {
             let n: usize = values.shape().iter().product();
             let len = match &values {
-                npy::Values::F32(a) => a.values.len(),
+                npy::Values::F16(a) | npy::Values::F32(a) => a.values.len(),
                 npy::Values::F64(a) => a.values.len(),
                 npy::Values::Int(a) => a.values.len(),
             };

@@ -9,12 +9,15 @@ use std::time::Instant;
 
 use clap::Args;
 use gpu_activations::cpu::{self, loss::CrossEntropyTargets};
-use gpu_activations::{BceOptions, Context, CrossEntropyOptions, Reduction, Targets, Tensor};
+use gpu_activations::{
+    BceOptions, Context, CrossEntropyOptions, DType, Reduction, Targets, Tensor,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::BackendArg;
 use crate::op::{ActivationParams, CliOp};
+use crate::run::DTypeArg;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -34,6 +37,10 @@ pub struct BenchArgs {
     /// Untimed warm-up runs per op.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
+    /// Storage types to time each op in (repeatable; e.g. `--dtype f32 --dtype f16` puts the
+    /// two side by side). Bytes and the copy ceiling are those of that storage type.
+    #[arg(long = "dtype", value_enum, default_value = "f32")]
+    dtypes: Vec<DTypeArg>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -89,12 +96,17 @@ struct AdapterJson {
 #[derive(Serialize)]
 struct ResultJson {
     op: String,
+    /// Storage type (`float32`, `float16`, `bfloat16`).
+    dtype: String,
     shape: Vec<usize>,
     median_ms: f64,
     min_ms: f64,
     max_ms: f64,
     gbs: f64,
-    /// GB/s of the copy kernel over the same number of elements, timed in alternation.
+    /// Elements per second (10⁹), whatever their storage type.
+    gelems: f64,
+    /// GB/s of the copy kernel over the same number of elements of the same storage type,
+    /// timed in alternation.
     copy_gbs: f64,
     fraction_of_copy: f64,
     cpu_speedup: f64,
@@ -137,7 +149,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
             })
             .collect::<Result<_, String>>()?
     };
-    let jobs: Vec<(Item, Vec<usize>)> = items
+    let dtypes: Vec<DType> = args.dtypes.iter().map(|&d| d.into()).collect();
+    let jobs: Vec<(Item, Vec<usize>, DType)> = items
         .iter()
         .flat_map(|&item| {
             let shapes = if args.shapes.is_empty() {
@@ -145,7 +158,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
             } else {
                 args.shapes.clone()
             };
-            shapes.into_iter().map(move |s| (item, s))
+            let dtypes = &dtypes;
+            shapes
+                .into_iter()
+                .flat_map(move |s| dtypes.iter().map(move |&d| (item, s.clone(), d)))
         })
         .collect();
 
@@ -172,19 +188,21 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     let mut transfers: Vec<TransferJson> = Vec::new();
     println!();
     println!(
-        "{:<24} {:<16} {:>10} {:>9} {:>9} {:>9} {:>9}",
-        "op", "shape", "median ms", "GB/s", "copy GB/s", "of copy", "vs CPU"
+        "{:<24} {:<9} {:<16} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "op", "dtype", "shape", "median ms", "GB/s", "Gelem/s", "copy GB/s", "of copy", "vs CPU"
     );
-    for (item, shape) in &jobs {
-        progress.set_message(format!("{} {shape:?}", item.name()));
-        let bench = Bench::new(&ctx, *item, shape)?;
+    for (item, shape, dtype) in &jobs {
+        progress.set_message(format!("{} {dtype} {shape:?}", item.name()));
+        let bench = Bench::new(&ctx, *item, shape, *dtype)?;
         let r = bench.measure(args.warmup, args.runs.max(1))?;
         println!(
-            "{:<24} {:<16} {:>10.3} {:>9.2} {:>9.2} {:>8.0}% {:>8.1}x",
+            "{:<24} {:<9} {:<16} {:>10.3} {:>9.2} {:>9.2} {:>9.2} {:>8.0}% {:>8.1}x",
             r.op,
+            r.dtype,
             format!("{:?}", r.shape),
             r.median_ms,
             r.gbs,
+            r.gelems,
             r.copy_gbs,
             100.0 * r.fraction_of_copy,
             r.cpu_speedup
@@ -248,10 +266,16 @@ struct Bench<'a> {
     targets: Vec<i64>,
     /// The saved output, for softmax backward.
     yt: Option<Tensor>,
+    dtype: DType,
 }
 
 impl<'a> Bench<'a> {
-    fn new(ctx: &'a Context, item: Item, shape: &[usize]) -> Result<Bench<'a>, BoxError> {
+    fn new(
+        ctx: &'a Context,
+        item: Item,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Bench<'a>, BoxError> {
         let n: usize = shape.iter().product();
         let cols = *shape.last().unwrap_or(&1);
         let rows = n / cols.max(1);
@@ -263,14 +287,14 @@ impl<'a> Bench<'a> {
         let g: Vec<f32> = (0..n)
             .map(|i| ((i.wrapping_mul(40_503) % 65_537) as f32 / 65_537.0 - 0.5) * 2.0)
             .collect();
-        let xt = Tensor::from_slice(ctx, &x, shape)?;
+        let xt = Tensor::from_slice_as(ctx, &x, shape, dtype)?;
         let gt = match item {
             // BCE targets must be probabilities.
             Item::Op(CliOp::BceWithLogits) => {
                 let y: Vec<f32> = g.iter().map(|v| v.abs()).collect();
-                Tensor::from_slice(ctx, &y, shape)?
+                Tensor::from_slice_as(ctx, &y, shape, dtype)?
             }
-            _ => Tensor::from_slice(ctx, &g, shape)?,
+            _ => Tensor::from_slice_as(ctx, &g, shape, dtype)?,
         };
         let yt = match item {
             Item::Op(CliOp::SoftmaxBackward { log }) => Some(if log {
@@ -284,18 +308,21 @@ impl<'a> Bench<'a> {
             ctx,
             item,
             shape: shape.to_vec(),
-            out: Tensor::zeros(ctx, shape)?,
-            copy_dst: Tensor::zeros(ctx, shape)?,
+            out: Tensor::zeros_as(ctx, shape, dtype)?,
+            copy_dst: Tensor::zeros_as(ctx, shape, dtype)?,
             targets: (0..rows).map(|r| (r * 7919 % cols) as i64).collect(),
             x,
             xt,
             gt,
             yt,
+            dtype,
         })
     }
 
-    /// Bytes the op must move at least: each input read once, each output written once.
+    /// Bytes the op must move at least: each input read once, each output written once, in
+    /// the storage type.
     fn bytes(&self) -> f64 {
+        let size = self.dtype.size();
         let n: usize = self.shape.iter().product();
         let rows = n / self.shape.last().copied().unwrap_or(1).max(1);
         let streams = match self.item {
@@ -303,9 +330,9 @@ impl<'a> Bench<'a> {
             Item::Op(CliOp::Backward(_) | CliOp::SoftmaxBackward { .. } | CliOp::BceWithLogits) => {
                 3
             }
-            Item::Op(CliOp::CrossEntropy) => return (8 * n + 8 * rows) as f64,
+            Item::Op(CliOp::CrossEntropy) => return (2 * size * n + 8 * rows) as f64,
         };
-        (4 * streams * n) as f64
+        (size * streams * n) as f64
     }
 
     /// Records one run of the op.
@@ -366,7 +393,7 @@ impl<'a> Bench<'a> {
         let op_launches = launches_per_run(op_once);
         let copy_launches = launches_per_run(copy_once);
         let n: usize = self.shape.iter().product();
-        let copy_bytes = (8 * n) as f64;
+        let copy_bytes = (2 * self.dtype.size() * n) as f64;
         let mut op_times = Vec::with_capacity(runs);
         let mut copy_times = Vec::with_capacity(runs);
         // Each op run is paired with the copy run after it; on a shared machine the pair sees
@@ -386,7 +413,9 @@ impl<'a> Bench<'a> {
         let copy_gbs = copy_bytes / copy / 1e9;
         Ok(ResultJson {
             op: self.item.name(),
+            dtype: self.dtype.name().into(),
             shape: self.shape.clone(),
+            gelems: n as f64 / op / 1e9,
             median_ms: op * 1e3,
             min_ms: op_times.first().copied().unwrap_or(op) * 1e3,
             max_ms: op_times.last().copied().unwrap_or(op) * 1e3,

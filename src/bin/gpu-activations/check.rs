@@ -1,14 +1,16 @@
 //! `gpu-activations check`: every op, forward and backward, on the chosen adapter against the
-//! f64 CPU reference, over random and edge-case inputs at several shapes.
+//! f64 CPU reference, over random and edge-case inputs at several shapes, with f32 storage and
+//! with f16 and bf16 storage (there against the reference computed from the stored inputs,
+//! rounded to the storage type: one ulp of it on top of the f32 bound).
 
 use std::process::ExitCode;
 
 use clap::Args;
-use gpu_activations::accuracy::{ATOL, RTOL, compare};
+use gpu_activations::accuracy::{ATOL, RTOL, compare_stored};
 use gpu_activations::cpu::loss::{self as loss_ref, CrossEntropyTargets};
 use gpu_activations::cpu::softmax as softmax_ref;
 use gpu_activations::{
-    Activation, BceOptions, Context, CrossEntropyOptions, Reduction, Targets, Tensor,
+    Activation, BceOptions, Context, CrossEntropyOptions, DType, Reduction, Targets, Tensor,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -61,9 +63,24 @@ struct Row {
 
 struct Checker {
     rows: Vec<Row>,
+    /// The storage type of the tensors under check.
+    dtype: DType,
 }
 
 impl Checker {
+    /// `values` uploaded as the checker's storage type, and the values as stored (what the
+    /// reference is computed from).
+    fn upload(
+        &self,
+        ctx: &Context,
+        values: &[f32],
+        shape: &[usize],
+    ) -> Result<(Tensor, Vec<f32>), BoxError> {
+        let t = Tensor::from_slice_as(ctx, values, shape, self.dtype)?;
+        let stored = values.iter().map(|&v| self.dtype.round(v)).collect();
+        Ok((t, stored))
+    }
+
     fn add(
         &mut self,
         op: impl Into<String>,
@@ -72,13 +89,14 @@ impl Checker {
         want: &[f64],
         rtol_only: bool,
     ) {
-        let c = if rtol_only {
-            compare(got, want, 1e-30, RTOL)
-        } else {
-            compare(got, want, ATOL, RTOL)
-        };
+        let atol = if rtol_only { 1e-30 } else { ATOL };
+        let c = compare_stored(self.dtype, got, want, atol, RTOL);
+        let op: String = op.into();
         self.rows.push(Row {
-            op: op.into(),
+            op: match self.dtype {
+                DType::F32 => op,
+                half => format!("{op} [{half}]"),
+            },
             shape: format!("{shape:?}"),
             max_abs: c.max_abs,
             max_rel: c.max_rel,
@@ -99,21 +117,34 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, BoxError> {
     let ctx = args.backend.context()?;
     println!("adapter: {}", ctx.adapter_info());
     println!("bound:   |got - ref| <= {ATOL:e} + {RTOL:e}·|ref| (losses: {RTOL:e}·|ref|)");
+    println!("         [float16], [bfloat16]: one ulp of the storage type more, of the reference");
+    println!("         rounded to it");
     println!();
-    let mut checker = Checker { rows: Vec::new() };
-    let mut rng = StdRng::seed_from_u64(2026);
-    activations(&ctx, &mut checker, &mut rng)?;
-    softmax(&ctx, &mut checker, &mut rng)?;
-    cross_entropy(&ctx, &mut checker, &mut rng)?;
-    bce(&ctx, &mut checker, &mut rng)?;
+    let mut rows = Vec::new();
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let mut checker = Checker {
+            rows: Vec::new(),
+            dtype,
+        };
+        let mut rng = StdRng::seed_from_u64(2026);
+        activations(&ctx, &mut checker, &mut rng)?;
+        softmax(&ctx, &mut checker, &mut rng)?;
+        cross_entropy(&ctx, &mut checker, &mut rng)?;
+        bce(&ctx, &mut checker, &mut rng)?;
+        rows.extend(checker.rows);
+    }
+    let checker = Checker {
+        rows,
+        dtype: DType::F32,
+    };
 
     println!(
-        "{:<40} {:<14} {:>12} {:>12}  result",
+        "{:<52} {:<14} {:>12} {:>12}  result",
         "op", "shape", "max |err|", "max rel err"
     );
     for r in &checker.rows {
         println!(
-            "{:<40} {:<14} {:>12.3e} {:>12.3e}  {}",
+            "{:<52} {:<14} {:>12.3e} {:>12.3e}  {}",
             r.op,
             r.shape,
             r.max_abs,
@@ -135,9 +166,8 @@ fn activations(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result
     let random = uniform(rng, 4 * 257, -12.0, 12.0);
     let inputs: [(&[usize], Vec<f32>); 2] = [(&[4, 257], random), (&[EDGES.len()], EDGES.to_vec())];
     for (shape, x) in inputs {
-        let g = uniform(rng, x.len(), -2.0, 2.0);
-        let xt = Tensor::from_slice(ctx, &x, shape)?;
-        let gt = Tensor::from_slice(ctx, &g, shape)?;
+        let (xt, x) = checker.upload(ctx, &x, shape)?;
+        let (gt, g) = checker.upload(ctx, &uniform(rng, x.len(), -2.0, 2.0), shape)?;
         for act in Activation::ALL {
             let name = act.name().replace('_', "-");
             let want: Vec<f64> = x.iter().map(|&v| act.reference(f64::from(v))).collect();
@@ -182,9 +212,8 @@ fn softmax(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(),
     ];
     for (shape, x) in cases {
         let cols = shape[1];
-        let g = uniform(rng, x.len(), -1.0, 1.0);
-        let xt = Tensor::from_slice(ctx, &x, &shape)?;
-        let gt = Tensor::from_slice(ctx, &g, &shape)?;
+        let (xt, x) = checker.upload(ctx, &x, &shape)?;
+        let (gt, g) = checker.upload(ctx, &uniform(rng, x.len(), -1.0, 1.0), &shape)?;
         for log in [false, true] {
             let name = if log { "log-softmax" } else { "softmax" };
             let yt = if log {
@@ -233,7 +262,7 @@ fn cross_entropy(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Resu
             .collect();
         let weight: Vec<f32> = (0..classes).map(|c| 0.5 + (c % 5) as f32 * 0.25).collect();
         let shape = [rows, classes];
-        let zt = Tensor::from_slice(ctx, &z, &shape)?;
+        let (zt, z) = checker.upload(ctx, &z, &shape)?;
         for (label, o) in [
             ("mean", CrossEntropyOptions::default()),
             (
@@ -286,7 +315,7 @@ fn cross_entropy(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Resu
             let s: f32 = row.iter().sum();
             row.iter_mut().for_each(|v| *v /= s);
         }
-        let pt = Tensor::from_slice(ctx, &p, &shape)?;
+        let (pt, p) = checker.upload(ctx, &p, &shape)?;
         let out = zt.cross_entropy(Targets::Probabilities(&pt), &CrossEntropyOptions::default())?;
         let want = loss_ref::cross_entropy(
             &widen(&z),
@@ -323,8 +352,8 @@ fn bce(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), Box
     let w: Vec<f32> = (0..cols).map(|c| 0.5 + (c % 3) as f32 * 0.5).collect();
     let pw: Vec<f32> = (0..cols).map(|c| 1.0 + (c % 4) as f32).collect();
     let shape = [rows, cols];
-    let zt = Tensor::from_slice(ctx, &z, &shape)?;
-    let yt = Tensor::from_slice(ctx, &y, &shape)?;
+    let (zt, z) = checker.upload(ctx, &z, &shape)?;
+    let (yt, y) = checker.upload(ctx, &y, &shape)?;
     for (label, o) in [
         ("mean", BceOptions::default()),
         (

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use gpu_activations::{
-    BceOptions, CrossEntropyOptions, Error, Reduction, Targets, Tensor, class_indices_from_floats,
+    BceOptions, CrossEntropyOptions, DType, Error, Reduction, Targets, Tensor,
+    class_indices_from_floats,
 };
 
 use crate::BackendArg;
@@ -29,15 +30,40 @@ impl From<ReductionArg> for Reduction {
     }
 }
 
+/// Storage type of the tensors of a run.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<DTypeArg> for DType {
+    fn from(d: DTypeArg) -> DType {
+        match d {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::F16 => DType::F16,
+            DTypeArg::Bf16 => DType::BF16,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct RunArgs {
     /// The op: an activation (sigmoid tanh relu leaky-relu elu selu gelu gelu-tanh silu mish
     /// softplus hardsigmoid hardswish relu6 logsigmoid), softmax, log-softmax, any of those
     /// with -backward, cross-entropy or bce-with-logits.
     op: String,
-    /// The input X (float32 or float64, C order). For backward ops, the op's input.
+    /// The input X (float16, float32 or float64, C order). For backward ops, the op's input.
     #[arg(long)]
     input: PathBuf,
+    /// Storage type of the tensors: f32, f16 or bf16 (inputs rounded to it, ties to even; the
+    /// ops compute in f32 and round each result once to it). Default: f16 for a float16
+    /// input, f32 otherwise. The outputs are float16 files for f16 and float32 files
+    /// otherwise: bfloat16 has no .npy type, so bf16 results are written as float32 holding
+    /// bfloat16 values.
+    #[arg(long, value_enum)]
+    dtype: Option<DTypeArg>,
     /// Where to write the result: f(X), dX, or for losses the gradient with respect to X.
     #[arg(long)]
     output: PathBuf,
@@ -88,7 +114,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
         )
         .into());
     }
-    let x = npy::read_f32(&args.input)?;
+    let x = npy::read(&args.input)?;
+    let dtype = match (args.dtype, x.is_f16()) {
+        (Some(d), _) => d.into(),
+        (None, true) => DType::F16,
+        (None, false) => DType::F32,
+    };
+    let x = x.into_f32(&args.input)?;
     if op.is_row_op() && x.shape.is_empty() {
         return Err(file_error(
             &args.input,
@@ -102,11 +134,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
         (false, _) => None,
     };
     let ctx = args.backend.context()?;
-    let xt = Tensor::from_slice(&ctx, &x.values, &x.shape)?;
+    let xt = Tensor::from_slice_as(&ctx, &x.values, &x.shape, dtype)?;
     let produced = match op {
         CliOp::Forward(a) => single(xt.activation(a)?)?,
         CliOp::Backward(a) => {
-            let g = device(&ctx, grad)?;
+            let g = device(&ctx, grad, dtype)?;
             single(xt.activation_backward(a, &g)?)?
         }
         CliOp::Softmax { log } => single(if log {
@@ -115,7 +147,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
             xt.softmax()?
         })?,
         CliOp::SoftmaxBackward { log } => {
-            let g = device(&ctx, grad)?;
+            let g = device(&ctx, grad, dtype)?;
             let dx = if log {
                 xt.log_softmax()?.log_softmax_backward(&g)?
             } else {
@@ -127,13 +159,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
         CliOp::BceWithLogits => bce(args, &xt, &x.shape)?,
     };
     // Everything is computed: stage every output, then rename them into place.
-    let mut staged = vec![npy::stage(
-        &args.output,
-        &produced.output.0,
-        &produced.output.1,
-    )?];
+    let file_type = match dtype {
+        DType::F16 => npy::FileType::F16,
+        _ => npy::FileType::F32,
+    };
+    let (values, shape) = &produced.output;
+    let mut staged = vec![npy::stage_as(&args.output, values, shape, file_type)?];
     if let (Some(path), Some((loss, shape))) = (&args.loss_output, &produced.loss) {
-        staged.push(npy::stage(path, loss, shape)?);
+        staged.push(npy::stage_as(path, loss, shape, file_type)?);
     }
     for s in staged {
         s.commit()?;
@@ -148,9 +181,13 @@ fn single(t: Tensor) -> Result<Produced, BoxError> {
     })
 }
 
-fn device(ctx: &gpu_activations::Context, a: Option<npy::Array<f32>>) -> Result<Tensor, BoxError> {
+fn device(
+    ctx: &gpu_activations::Context,
+    a: Option<npy::Array<f32>>,
+    dtype: DType,
+) -> Result<Tensor, BoxError> {
     let a = a.ok_or("missing --grad-output")?;
-    Ok(Tensor::from_slice(ctx, &a.values, &a.shape)?)
+    Ok(Tensor::from_slice_as(ctx, &a.values, &a.shape, dtype)?)
 }
 
 /// Reads a float array that must have `shape`.
@@ -223,7 +260,7 @@ fn cross_entropy(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produce
         }
         floats if floats.shape() == shape => {
             let probs = floats.into_f32(targets_path)?;
-            let p = Tensor::from_slice(xt.context(), &probs.values, shape)?;
+            let p = Tensor::from_slice_as(xt.context(), &probs.values, shape, xt.dtype())?;
             xt.cross_entropy(Targets::Probabilities(&p), &options)
         }
         floats if one_per_row => {
@@ -257,7 +294,7 @@ fn bce(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, BoxErro
         weight: read_table(&args.weight, cols, "--weight (bce: one per column)")?,
         pos_weight: read_table(&args.pos_weight, cols, "--pos-weight (one per column)")?,
     };
-    let tt = Tensor::from_slice(xt.context(), &t.values, shape)?;
+    let tt = Tensor::from_slice_as(xt.context(), &t.values, shape, xt.dtype())?;
     let out = xt.bce_with_logits(&tt, &options)?;
     Ok(Produced {
         output: (out.grad.to_vec()?, shape.to_vec()),
