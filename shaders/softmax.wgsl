@@ -12,6 +12,8 @@
 //                which come from row_reduce_shared.wgsl or row_reduce_subgroup.wgsl (the host
 //                appends one of them to this file).
 // The `_vec4` variants need cols and base divisible by 4; the others read scalars four at a time.
+// The `_vec4` variants read and write through the storage codec (f32, f16 or bf16 storage:
+// storage_*.wgsl, appended by the host), computing in f32; the scalar ones are f32 only.
 //
 // Edge semantics (as PyTorch): NaN anywhere in a row, a +∞, or a row of all −∞ gives a NaN row;
 // −∞ entries of an otherwise finite row give 0 (−∞ for log-softmax). The online state and its
@@ -45,11 +47,11 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x1: array<f32>;
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x4: array<Stored4>;
 @group(0) @binding(2) var<storage, read> g1: array<f32>;
-@group(0) @binding(2) var<storage, read> g4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> g4: array<Stored4>;
 @group(0) @binding(3) var<storage, read_write> y1: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y4: array<Stored4>;
 // Per-segment partials: (max, sum) pairs forward, Σ backward.
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 
@@ -168,11 +170,11 @@ fn forward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let end = b + p.cols / 4u;
     var st = online_empty();
     for (var i = b; i < end; i++) {
-        st = online_push(st, x4[i]);
+        st = online_push(st, load4(x4[i]));
     }
     let k = finish(st);
     for (var i = b; i < end; i++) {
-        y4[i] = normalise(x4[i], k);
+        y4[i] = store4(normalise(load4(x4[i]), k));
     }
 }
 
@@ -191,7 +193,7 @@ fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     var row: array<vec4<f32>, ROW_CACHE>;
     var m = neg_inf();
     for (var j = 0u; j < ROW_VEC4S; j++) {
-        row[j] = x4[b + j];
+        row[j] = load4(x4[b + j]);
         m = max(m, hmax(row[j]));
     }
     // Keeps x − M (exact for the row's values near M) for log-softmax, e for softmax: the
@@ -211,12 +213,12 @@ fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     if LOG {
         let log_s = log(s);
         for (var j = 0u; j < ROW_VEC4S; j++) {
-            y4[b + j] = row[j] - log_s;
+            y4[b + j] = store4(row[j] - log_s);
         }
     } else {
         let inv = 1.0 / s;
         for (var j = 0u; j < ROW_VEC4S; j++) {
-            y4[b + j] = row[j] * inv;
+            y4[b + j] = store4(row[j] * inv);
         }
     }
 }
@@ -274,7 +276,7 @@ fn forward_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     }
     var st = online_empty();
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
-        st = online_push(st, x4[i]);
+        st = online_push(st, load4(x4[i]));
     }
     let o = 2u * part_index(seg.x, seg.y);
     part[o] = st.m;
@@ -303,7 +305,7 @@ fn forward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     }
     let k = finish(row_online(seg.x));
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
-        y4[i] = normalise(x4[i], k);
+        y4[i] = store4(normalise(load4(x4[i]), k));
     }
 }
 
@@ -362,10 +364,10 @@ fn backward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let end = b + p.cols / 4u;
     var d = 0.0;
     for (var i = b; i < end; i++) {
-        d += dot_term(x4[i], g4[i]);
+        d += dot_term(load4(x4[i]), load4(g4[i]));
     }
     for (var i = b; i < end; i++) {
-        y4[i] = grad(x4[i], g4[i], d);
+        y4[i] = store4(grad(load4(x4[i]), load4(g4[i]), d));
     }
 }
 
@@ -403,7 +405,7 @@ fn backward_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     }
     var d = 0.0;
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
-        d += dot_term(x4[i], g4[i]);
+        d += dot_term(load4(x4[i]), load4(g4[i]));
     }
     part[part_index(seg.x, seg.y)] = d;
 }
@@ -430,7 +432,7 @@ fn backward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     }
     let d = row_dot(seg.x);
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
-        y4[i] = grad(x4[i], g4[i], d);
+        y4[i] = store4(grad(load4(x4[i]), load4(g4[i]), d));
     }
 }
 

@@ -9,7 +9,7 @@
 
 // The vec4 row_cache.wgsl's `load_part` reads.
 fn row_load(i: u32) -> vec4<f32> {
-    return x4[i];
+    return load4(x4[i]);
 }
 
 // ---- forward ----
@@ -38,9 +38,9 @@ fn store_part(c: ptr<function, Part>, h: u32, s: LaneSpan, k: f32) {
         let j = cached_index(h, i, s);
         if j < s.n {
             if LOG {
-                y4[s.b + j] = (*c)[i] - k;
+                y4[s.b + j] = store4((*c)[i] - k);
             } else {
-                y4[s.b + j] = (*c)[i] * k;
+                y4[s.b + j] = store4((*c)[i] * k);
             }
         }
     }
@@ -81,8 +81,8 @@ fn load_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, 
         (*yc)[k] = vec4(0.0);
         (*gc)[k] = vec4(0.0);
         if j < s.n {
-            (*yc)[k] = x4[s.b + j];
-            (*gc)[k] = g4[s.b + j];
+            (*yc)[k] = load4(x4[s.b + j]);
+            (*gc)[k] = load4(g4[s.b + j]);
         }
         d += dot_term((*yc)[k], (*gc)[k]);
     }
@@ -93,7 +93,7 @@ fn store_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32,
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         if j < s.n {
-            y4[s.b + j] = grad((*yc)[k], (*gc)[k], d);
+            y4[s.b + j] = store4(grad((*yc)[k], (*gc)[k], d));
         }
     }
 }

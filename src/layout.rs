@@ -139,6 +139,12 @@ pub(crate) fn offset_alignment_elements(limits: &wgpu::Limits) -> usize {
         / DType::F32.size()
 }
 
+/// The device's storage-binding offset alignment in elements of float type `dtype` (at least
+/// one vec4 of f32: twice as many elements of a half type).
+pub(crate) fn offset_alignment_elements_of(limits: &wgpu::Limits, dtype: DType) -> usize {
+    offset_alignment_elements(limits) * DType::F32.size() / dtype.size()
+}
+
 /// vec4s covering `n` elements.
 pub(crate) fn vec4s(n: usize) -> usize {
     n.div_ceil(VEC4)

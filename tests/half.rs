@@ -320,6 +320,53 @@ fn softmax_rows_on_half_storage_match_the_rounded_reference() {
 }
 
 #[test]
+fn softmax_on_half_storage_keeps_its_accuracy_on_every_row_kernel() {
+    // Each row kernel forced, at widths on both sides of each kernel's range and with a large
+    // common offset: the half kernels read and write the storage type themselves for widths
+    // divisible by 4, the others go through f32 copies.
+    for ctx in common::row_strategy_contexts() {
+        for dtype in HALVES {
+            for &cols in &common::OFFSET_WIDTHS {
+                for offset in [0.0, 1e2, 1e4] {
+                    let rows = 3;
+                    let xs = common::offset_uniform(cols as u64, rows * cols, offset, 10.0);
+                    let (x, xs) = stored(ctx, &xs, &[rows, cols], dtype);
+                    let gs = uniform(8, rows * cols, -1.0, 1.0);
+                    let (g, gs) = stored(ctx, &gs, &[rows, cols], dtype);
+                    for log in [false, true] {
+                        let case = format!(
+                            "{} {:?} [{rows},{cols}] +{offset} log={log}",
+                            label(ctx),
+                            ctx.row_strategy()
+                        );
+                        let y = if log { x.log_softmax() } else { x.softmax() }.unwrap();
+                        let want: Vec<f64> = widen(&xs)
+                            .chunks(cols)
+                            .flat_map(|r| softmax_ref::forward_row(r, log))
+                            .collect();
+                        let ys = y.to_vec().unwrap();
+                        assert_stored_close(&case, dtype, &ys, &want, &[&xs]);
+                        let dx = if log {
+                            y.log_softmax_backward(&g)
+                        } else {
+                            y.softmax_backward(&g)
+                        }
+                        .unwrap();
+                        let want: Vec<f64> = widen(&ys)
+                            .chunks(cols)
+                            .zip(widen(&gs).chunks(cols))
+                            .flat_map(|(y, g)| softmax_ref::backward_row(y, g, log))
+                            .collect();
+                        let case = format!("{case} backward");
+                        assert_stored_close(&case, dtype, &dx.to_vec().unwrap(), &want, &[&ys]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn gated_and_prelu_on_half_storage_match_the_rounded_reference() {
     for ctx in all_backends() {
         for dtype in HALVES {

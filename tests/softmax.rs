@@ -4,49 +4,15 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::{
     OFFSET_WIDTHS, OFFSETS, assert_all_close, fixtures, label, npy, npy_f32, offset_uniform,
     uniform,
 };
 use gpu_activations::cpu::softmax as reference;
-use gpu_activations::{Context, ContextOptions, Error, RowStrategy, Subgroups, Tensor};
+use gpu_activations::{Context, Error, RowStrategy, Tensor};
 
-/// Every GPU backend present with each row strategy forced, the workgroup strategy with
-/// subgroups both on and off, and one subgroup per row where the adapter has subgroups. The
-/// first context of each backend is the automatic one.
 fn strategies() -> &'static [Context] {
-    static ALL: OnceLock<Vec<Context>> = OnceLock::new();
-    ALL.get_or_init(|| {
-        let mut all = Vec::new();
-        for ctx in common::gpus() {
-            all.push(ctx.clone());
-            let forced = [
-                (RowStrategy::PerRow, Subgroups::Auto),
-                (RowStrategy::Segmented, Subgroups::Auto),
-                (RowStrategy::Workgroup, Subgroups::Auto),
-                (RowStrategy::Workgroup, Subgroups::Off),
-                (RowStrategy::Subgroup, Subgroups::Auto),
-            ];
-            for (row_strategy, subgroups) in forced {
-                let needs_subgroups =
-                    subgroups == Subgroups::Off || row_strategy == RowStrategy::Subgroup;
-                if needs_subgroups && !ctx.uses_subgroups() {
-                    continue;
-                }
-                let options = ContextOptions {
-                    backend: Some(ctx.backend()),
-                    allow_cpu_fallback: false,
-                    subgroups,
-                    row_strategy,
-                    ..Default::default()
-                };
-                all.push(Context::with_options(options).expect("same adapter opens twice"));
-            }
-        }
-        all
-    })
+    common::row_strategy_contexts()
 }
 
 fn tag(ctx: &Context) -> String {

@@ -87,9 +87,16 @@ impl Shader {
     }
 
     /// Whether the family is written against the storage codec, and so runs on f16 and bf16
-    /// storage as well as f32.
+    /// storage as well as f32 (the row-softmax families: their vec4 kernels).
     pub fn has_half_storage(self) -> bool {
-        matches!(self, Shader::Activation | Shader::Copy | Shader::Convert)
+        matches!(
+            self,
+            Shader::Activation
+                | Shader::Copy
+                | Shader::Convert
+                | Shader::Softmax
+                | Shader::SoftmaxSubgroup
+        )
     }
 
     /// The WGSL source for tensors stored as `storage` (`F32`, `F16` or `BF16`): the family's

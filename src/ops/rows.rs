@@ -251,7 +251,8 @@ pub(crate) fn row_blocks(
 ) -> Result<Vec<RowBlock>> {
     let binding_bytes = gpu.max_binding;
     let max_elems = layout::elements_in(binding_bytes);
-    let align = layout::offset_alignment_elements(&gpu.limits);
+    let storage = tensors.first().map_or(layout::DType::F32, |t| t.dtype());
+    let align = layout::offset_alignment_elements_of(&gpu.limits, storage);
     if cols + align > max_elems {
         return Err(Error::TooLarge {
             op,

@@ -5,8 +5,8 @@ use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::gpu::{Gpu, View};
 use crate::layout;
-use crate::ops::activation::check_same;
-use crate::ops::convert::half_route_into;
+use crate::ops::activation::check_same_float;
+use crate::ops::convert::{half_route_into, round_host};
 use crate::ops::rows::{CACHED_ROW_MAX, RowBlock, RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
 
@@ -190,14 +190,29 @@ fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<
     let name = op.name();
     let mut inputs = vec![("the input", x)];
     inputs.extend(grad.map(|g| ("grad", g)));
-    if let Some(done) = half_route_into(name, &inputs, out, |w, o| row_op(op, &w[0], w.get(1), o)) {
+    // Half storage runs the vec4 kernels directly (whole vec4s of a row: cols divisible by
+    // 4; the workgroup kernels read scalars, f32 only), and the CPU backend on its host
+    // values; other shapes go through f32 copies.
+    let direct = match (x.context().gpu(), x.rows_cols(name)) {
+        (None, _) => true,
+        (Some(gpu), Ok((rows, cols))) => {
+            let strategy = x.context().row_strategy();
+            let (plan, _) = choose_plan(gpu, op, strategy, x.dtype(), (rows, cols));
+            cols.is_multiple_of(4) && !matches!(plan, RowPlan::Workgroup { .. })
+        }
+        (Some(_), Err(_)) => true,
+    };
+    if !direct
+        && let Some(done) =
+            half_route_into(name, &inputs, out, |w, o| row_op(op, &w[0], w.get(1), o))
+    {
         return done;
     }
     let (rows, cols) = x.rows_cols(name)?;
     if let Some(g) = grad {
-        check_same(name, "grad", x, g)?;
+        check_same_float(name, "grad", x, g)?;
     }
-    check_same(name, "output", x, out)?;
+    let dtype = check_same_float(name, "output", x, out)?;
     let inputs_alias_out = out.aliases(x) || grad.is_some_and(|g| out.aliases(g));
     match (x.storage(), out.storage()) {
         (Storage::Host(_), Storage::Host(ys)) => {
@@ -210,6 +225,8 @@ fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<
                 }
                 (Direction::Backward, None) => return Err(mixed(name)),
             };
+            let mut result = result;
+            round_host(&mut result, dtype);
             *write_host(ys)? = result;
             Ok(())
         }
@@ -257,35 +274,10 @@ fn launch_rows(
     cols: usize,
 ) -> Result<()> {
     let name = op.name();
+    let storage = x.dtype();
     let max_elems = layout::elements_in(gpu.max_binding);
-    let align = layout::offset_alignment_elements(&gpu.limits);
-    let long_rows = cols + align > max_elems;
-    let plan = if long_rows {
-        // A row longer than one binding: segments, bound a window of them at a time.
-        let seg_len = cols
-            .div_ceil(LONG_ROW_SEGMENTS)
-            .max(MIN_LONG_SEGMENT)
-            .div_ceil(64)
-            * 64;
-        RowPlan::Segmented {
-            seg_len,
-            segs: cols.div_ceil(seg_len),
-        }
-    } else if op.direction == Direction::Forward {
-        match RowPlan::choose_cached(gpu, x.context().row_strategy(), rows, cols, true) {
-            // A short forward row fits in registers: read it once.
-            RowPlan::PerRow
-                if op.direction == Direction::Forward
-                    && cols.is_multiple_of(4)
-                    && cols <= CACHED_ROW_MAX =>
-            {
-                RowPlan::PerRowCached
-            }
-            plan => plan,
-        }
-    } else {
-        RowPlan::choose_cached(gpu, x.context().row_strategy(), rows, cols, false)
-    };
+    let align = layout::offset_alignment_elements_of(&gpu.limits, storage);
+    let (plan, long_rows) = choose_plan(gpu, op, x.context().row_strategy(), storage, (rows, cols));
     let (seg_len, segs) = match plan {
         RowPlan::Segmented { seg_len, segs } => (seg_len, segs),
         _ => (cols, 1),
@@ -361,8 +353,9 @@ fn launch_rows(
             let k = op.kernel(plan, vec4, 0, plan.uses_subgroups(gpu));
             for w in &windows {
                 let views = io(w)?;
-                gpu.launch(
+                gpu.launch_stored(
                     &k,
+                    storage,
                     &constants,
                     &views,
                     bytemuck::bytes_of(&w.params),
@@ -385,7 +378,14 @@ fn launch_rows(
             let launch_stage = |kernel: &Kernel, w: &Window, part: View<'_>, writes_output| {
                 let views = stage_views(io(w)?, part, writes_output);
                 let params = bytemuck::bytes_of(&w.params);
-                gpu.launch(kernel, &constants, &views, params, plan.groups(w.width))
+                gpu.launch_stored(
+                    kernel,
+                    storage,
+                    &constants,
+                    &views,
+                    params,
+                    plan.groups(w.width),
+                )
             };
             if long_rows {
                 // One partials buffer for every window of every row, stage by stage.
@@ -406,6 +406,47 @@ fn launch_rows(
         }
     }
     Ok(())
+}
+
+/// The row plan for `rows × cols` elements of `storage` on `gpu`, and whether a row is longer
+/// than one binding.
+fn choose_plan(
+    gpu: &Gpu,
+    op: RowOp,
+    strategy: crate::RowStrategy,
+    storage: layout::DType,
+    (rows, cols): (usize, usize),
+) -> (RowPlan, bool) {
+    let max_elems = layout::elements_in(gpu.max_binding);
+    let align = layout::offset_alignment_elements_of(&gpu.limits, storage);
+    let long_rows = cols + align > max_elems;
+    let plan = if long_rows {
+        // A row longer than one binding: segments, bound a window of them at a time.
+        let seg_len = cols
+            .div_ceil(LONG_ROW_SEGMENTS)
+            .max(MIN_LONG_SEGMENT)
+            .div_ceil(64)
+            * 64;
+        RowPlan::Segmented {
+            seg_len,
+            segs: cols.div_ceil(seg_len),
+        }
+    } else if op.direction == Direction::Forward {
+        match RowPlan::choose_cached(gpu, strategy, rows, cols, true) {
+            // A short forward row fits in registers: read it once.
+            RowPlan::PerRow
+                if op.direction == Direction::Forward
+                    && cols.is_multiple_of(4)
+                    && cols <= CACHED_ROW_MAX =>
+            {
+                RowPlan::PerRowCached
+            }
+            plan => plan,
+        }
+    } else {
+        RowPlan::choose_cached(gpu, strategy, rows, cols, false)
+    };
+    (plan, long_rows)
 }
 
 /// Segments per long row (so that a CPU-type adapter's lanes all have work) and the shortest

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use gpu_activations::{Activation, Backend, Context, ContextOptions, Subgroups};
+use gpu_activations::{Activation, Backend, Context, ContextOptions, RowStrategy, Subgroups};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -74,6 +74,42 @@ pub fn gpus_with_reduction_paths() -> &'static [Context] {
                     off.adapter_info()
                 ));
                 all.push(off);
+            }
+        }
+        all
+    })
+}
+
+/// Every GPU backend present with each row strategy forced, the workgroup strategy with
+/// subgroups both on and off, and one subgroup per row where the adapter has subgroups. The
+/// first context of each backend is the automatic one.
+pub fn row_strategy_contexts() -> &'static [Context] {
+    static ALL: OnceLock<Vec<Context>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all = Vec::new();
+        for ctx in gpus() {
+            all.push(ctx.clone());
+            let forced = [
+                (RowStrategy::PerRow, Subgroups::Auto),
+                (RowStrategy::Segmented, Subgroups::Auto),
+                (RowStrategy::Workgroup, Subgroups::Auto),
+                (RowStrategy::Workgroup, Subgroups::Off),
+                (RowStrategy::Subgroup, Subgroups::Auto),
+            ];
+            for (row_strategy, subgroups) in forced {
+                let needs_subgroups =
+                    subgroups == Subgroups::Off || row_strategy == RowStrategy::Subgroup;
+                if needs_subgroups && !ctx.uses_subgroups() {
+                    continue;
+                }
+                let options = ContextOptions {
+                    backend: Some(ctx.backend()),
+                    allow_cpu_fallback: false,
+                    subgroups,
+                    row_strategy,
+                    ..Default::default()
+                };
+                all.push(Context::with_options(options).expect("same adapter opens twice"));
             }
         }
         all
