@@ -665,6 +665,47 @@ fn small_buffer_contexts() -> Vec<(Context, u64)> {
 }
 
 #[test]
+fn half_tensors_larger_than_one_buffer_are_split_over_several() {
+    // Half parts and launch chunks start at 256-byte boundaries of both storage types: an
+    // elementwise op, a conversion and the row kernels over split f16 and bf16 tensors.
+    for (ctx, cap) in small_buffer_contexts() {
+        for dtype in common::HALVES {
+            let tag = format!("{} ({} KiB buffers) {dtype}", label(&ctx), cap >> 10);
+            let n = 1_000_003;
+            let x: Vec<f32> = uniform(30, n, -6.0, 6.0)
+                .iter()
+                .map(|&v| dtype.round(v))
+                .collect();
+            let xt = Tensor::from_slice_as(&ctx, &x, &[n], dtype).unwrap();
+            assert_eq!(xt.to_vec().unwrap(), x, "{tag}: round trip");
+            let wide = xt.to_dtype(gpu_activations::DType::F32).unwrap();
+            assert_eq!(wide.to_vec().unwrap(), x, "{tag}: widened on the device");
+            let want: Vec<f64> = x
+                .iter()
+                .map(|&v| Activation::Gelu.reference(v.into()))
+                .collect();
+            let got = xt.gelu().unwrap().to_vec().unwrap();
+            common::assert_stored_close(&format!("{tag} gelu"), dtype, &got, &want, &[&x]);
+
+            let (rows, cols) = (1000, 1000);
+            let x: Vec<f32> = uniform(31, rows * cols, -8.0, 8.0)
+                .iter()
+                .map(|&v| dtype.round(v))
+                .collect();
+            let xt = Tensor::from_slice_as(&ctx, &x, &[rows, cols], dtype).unwrap();
+            let y = xt.softmax().unwrap().to_vec().unwrap();
+            common::assert_stored_close(
+                &format!("{tag} softmax"),
+                dtype,
+                &y,
+                &softmax_expected(&x, cols),
+                &[&x],
+            );
+        }
+    }
+}
+
+#[test]
 fn tensors_larger_than_one_buffer_are_split_over_several() {
     for (ctx, cap) in small_buffer_contexts() {
         let tag = format!("{} ({} KiB buffers)", label(&ctx), cap >> 10);
