@@ -47,11 +47,13 @@ pub enum Shader {
     SoftmaxStrided,
     /// Conversion between f32 and half storage (f16, bf16).
     Convert,
+    /// Batched transpose of the last two dims (PyTorch's class-at-dim-1 layout and back).
+    Transpose,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 14] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -65,6 +67,7 @@ impl Shader {
         Shader::Prelu,
         Shader::SoftmaxStrided,
         Shader::Convert,
+        Shader::Transpose,
     ];
 
     /// The family's file name (without `.wgsl`).
@@ -83,6 +86,7 @@ impl Shader {
             Shader::Prelu => "prelu",
             Shader::SoftmaxStrided => "softmax_strided",
             Shader::Convert => "convert",
+            Shader::Transpose => "transpose",
         }
     }
 
@@ -180,6 +184,7 @@ impl Shader {
                 include_str!("../../shaders/math.wgsl")
             ),
             Shader::Convert => include_str!("../../shaders/convert.wgsl"),
+            Shader::Transpose => include_str!("../../shaders/transpose.wgsl"),
         }
     }
 }

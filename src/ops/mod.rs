@@ -11,6 +11,7 @@ pub(crate) mod rows;
 pub mod softmax;
 pub mod softmax_dim;
 pub(crate) mod sum;
+pub(crate) mod transpose;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -76,6 +77,7 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
     all.extend(softmax_dim::launched_kernels());
     all.push(sum::launched_kernel());
     all.extend(convert::launched_kernels());
+    all.push(transpose::launched_kernel());
     all
 }
 

@@ -3,6 +3,7 @@
 //! launches are in `cross_entropy` and `bce`; both reduce their losses with `sum`.
 
 mod bce;
+mod class_dim;
 mod class_index;
 mod cross_entropy;
 

@@ -1,0 +1,94 @@
+//! The batched transpose of the last two dims (`shaders/transpose.wgsl`): how PyTorch's
+//! class-at-dim-1 layout `[N, C, d1, …, dk]` reaches the row kernels (`[N, S, C]`, S = d1·…·dk)
+//! and how their results go back.
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::layout::{self, DType};
+use crate::tensor::{Storage, Tensor, read_host, write_host};
+
+const OP: &str = "transpose";
+
+/// Invocations per workgroup.
+const WG: u32 = 256;
+
+/// Mirrors `Params` in `shaders/transpose.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TransposeParams {
+    batch: u32,
+    rows: u32,
+    cols: u32,
+}
+
+const TRANSPOSE: Kernel = Kernel {
+    shader: Shader::Transpose,
+    entry: "transpose",
+    slots: &[Slot::Read(1), Slot::ReadWrite(2)],
+};
+
+/// The kernel with its parameter block's size.
+#[cfg(test)]
+pub(crate) fn launched_kernel() -> (Kernel, usize) {
+    (TRANSPOSE, size_of::<TransposeParams>())
+}
+
+/// `x` (f32, read as `[batch, rows, cols]`) with its last two dims swapped: a new f32 tensor
+/// of shape `[batch, cols, rows]`. The tensor is bound whole, so it must fit one binding.
+pub(crate) fn transpose_last_two(
+    x: &Tensor,
+    batch: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<Tensor> {
+    x.expect_f32(OP, "the input")?;
+    let out = Tensor::uninit_as(x.context(), &[batch, cols, rows], DType::F32, OP)?;
+    match (x.storage(), out.storage()) {
+        (Storage::Host(src), Storage::Host(dst)) => {
+            let src = read_host(src)?;
+            let mut moved = vec![0.0f32; src.len()];
+            for b in 0..batch {
+                let plane = b * rows * cols;
+                for r in 0..rows {
+                    for c in 0..cols {
+                        moved[plane + c * rows + r] = src[plane + r * cols + c];
+                    }
+                }
+            }
+            *write_host(dst)? = moved;
+        }
+        _ => {
+            let gpu = x.context().gpu().ok_or(Error::Gpu {
+                op: OP,
+                message: "mixed host and device tensors".into(),
+            })?;
+            let n = x.len();
+            let bytes = layout::bytes(n);
+            if bytes > gpu.max_binding {
+                return Err(Error::TooLarge {
+                    op: OP,
+                    requested: bytes,
+                    limit: gpu.max_binding,
+                    what: "max_storage_buffer_binding_size (a tensor in the class-at-dim-1 \
+                           layout is moved whole)",
+                });
+            }
+            let params = TransposeParams {
+                batch: batch as u32,
+                rows: rows as u32,
+                cols: cols as u32,
+            };
+            let views = [x.view(0, n, OP)?, out.view(0, n, OP)?];
+            let wg = WG.min(gpu.workgroup_cap());
+            let groups = (n as u64).div_ceil(u64::from(wg) * 4).max(1);
+            gpu.launch(
+                &TRANSPOSE,
+                &[("WG", f64::from(wg))],
+                &views,
+                bytemuck::bytes_of(&params),
+                groups,
+            )?;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,198 @@
+//! Cross-entropy in PyTorch's layout (class at dim 1: `[N, C, d1, …, dk]`) against PyTorch's
+//! own answers (`tests/fixtures/pytorch/family/cross_entropy_nchw/`) and the f64 reference on
+//! every backend, in f32 and half storage, with the shape errors a user can make.
+
+mod common;
+
+use std::path::Path;
+
+use common::{all_backends, assert_all_close, fixtures, label, npy, npy_f32, uniform};
+use gpu_activations::accuracy::{ATOL, RTOL};
+use gpu_activations::cpu::loss::{self as reference, CrossEntropyTargets};
+use gpu_activations::{
+    CrossEntropyOptions, DType, Error, Reduction, Targets, Tensor, class_indices_from_floats,
+};
+
+fn options(d: &Path) -> CrossEntropyOptions {
+    let o: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("options.json")).unwrap()).unwrap();
+    let defaults = CrossEntropyOptions::default();
+    CrossEntropyOptions {
+        reduction: o["reduction"]
+            .as_str()
+            .map_or(Reduction::Mean, |r| Reduction::parse(r).unwrap()),
+        ignore_index: o["ignore_index"].as_i64().unwrap_or(defaults.ignore_index),
+        label_smoothing: o["label_smoothing"].as_f64().unwrap_or(0.0) as f32,
+        weight: d
+            .join("weight.npy")
+            .exists()
+            .then(|| npy_f32(&d.join("weight.npy")).0),
+    }
+}
+
+#[test]
+fn cross_entropy_dim1_matches_pytorch_on_every_backend() {
+    let root = fixtures().join("family/cross_entropy_nchw");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert_eq!(cases.len(), 5, "every case is covered");
+    for ctx in all_backends() {
+        for d in &cases {
+            let o = options(d);
+            let (z, shape) = npy_f32(&d.join("logits.npy"));
+            assert_eq!(shape.len(), 4, "{}: [N, C, H, W]", d.display());
+            let zt = Tensor::from_slice(&ctx, &z, &shape).unwrap();
+            let (t, t_shape) = npy(&d.join("targets.npy"));
+            let out = if t_shape == shape {
+                let p: Vec<f32> = t.iter().map(|&v| v as f32).collect();
+                let pt = Tensor::from_slice(&ctx, &p, &shape).unwrap();
+                zt.cross_entropy_dim1(Targets::Probabilities(&pt), &o)
+                    .unwrap()
+            } else {
+                assert_eq!(t_shape, [&shape[..1], &shape[2..]].concat());
+                let idx = class_indices_from_floats(&t).unwrap();
+                zt.cross_entropy_dim1(Targets::Indices(&idx), &o).unwrap()
+            };
+            let case = format!("{} PyTorch {}", label(&ctx), d.display());
+            let (want_loss, loss_shape) = npy(&d.join("loss.npy"));
+            assert_eq!(out.loss.shape(), loss_shape, "{case}: loss shape");
+            assert_all_close(
+                &case,
+                &out.loss.to_vec().unwrap(),
+                &want_loss,
+                &[],
+                ATOL,
+                RTOL,
+            );
+            let (want_grad, _) = npy(&d.join("grad.npy"));
+            assert_eq!(out.grad.shape(), shape, "{case}: grad shape");
+            assert_all_close(
+                &case,
+                &out.grad.to_vec().unwrap(),
+                &want_grad,
+                &[&z],
+                ATOL,
+                RTOL,
+            );
+        }
+    }
+}
+
+/// `[N, C, S]` logits moved to rows `[N·S, C]` on the host, for the reference.
+fn rows_of(z: &[f32], n: usize, c: usize, s: usize) -> Vec<f64> {
+    let mut rows = vec![0.0; z.len()];
+    for b in 0..n {
+        for k in 0..c {
+            for p in 0..s {
+                rows[(b * s + p) * c + k] = f64::from(z[(b * c + k) * s + p]);
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn cross_entropy_dim1_matches_the_reference_at_every_rank_and_storage_type() {
+    for ctx in all_backends() {
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            for shape in [
+                vec![6, 5],
+                vec![3, 7, 11],
+                vec![2, 4, 3, 5],
+                vec![2, 3, 1, 1],
+            ] {
+                let (n, c) = (shape[0], shape[1]);
+                let s: usize = shape[2..].iter().product();
+                let z: Vec<f32> = uniform(40, n * c * s, -6.0, 6.0)
+                    .iter()
+                    .map(|&v| dtype.round(v))
+                    .collect();
+                let zt = Tensor::from_slice_as(&ctx, &z, &shape, dtype).unwrap();
+                let labels: Vec<i64> = (0..(n * s) as i64).map(|r| (r * 5) % c as i64).collect();
+                let o = CrossEntropyOptions {
+                    reduction: Reduction::None,
+                    label_smoothing: 0.05,
+                    weight: Some(uniform(41, c, 0.5, 2.0)),
+                    ignore_index: labels[1],
+                };
+                let out = zt
+                    .cross_entropy_dim1(Targets::Indices(&labels), &o)
+                    .unwrap();
+                let want = reference::cross_entropy(
+                    &rows_of(&z, n, c, s),
+                    c,
+                    CrossEntropyTargets::Indices(&labels),
+                    o.weight
+                        .as_ref()
+                        .map(|w| w.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())
+                        .as_deref(),
+                    o.reduction,
+                    o.ignore_index,
+                    0.05,
+                );
+                let case = format!("{} {dtype} {shape:?}", label(&ctx));
+                assert_eq!(
+                    out.loss.shape(),
+                    [&shape[..1], &shape[2..]].concat(),
+                    "{case}"
+                );
+                assert_eq!(
+                    (out.loss.dtype(), out.grad.dtype()),
+                    (dtype, dtype),
+                    "{case}"
+                );
+                common::assert_stored_close(
+                    &case,
+                    dtype,
+                    &out.loss.to_vec().unwrap(),
+                    &want.loss,
+                    &[],
+                );
+                // The reference's gradient is in rows; put it back at dim 1.
+                let mut grad = vec![0.0; z.len()];
+                for b in 0..n {
+                    for k in 0..c {
+                        for p in 0..s {
+                            grad[(b * c + k) * s + p] = want.grad[(b * s + p) * c + k];
+                        }
+                    }
+                }
+                common::assert_stored_close(&case, dtype, &out.grad.to_vec().unwrap(), &grad, &[]);
+            }
+        }
+    }
+}
+
+#[test]
+fn class_dim_shape_errors_are_typed() {
+    for ctx in all_backends() {
+        let z = Tensor::from_slice(&ctx, &[0.0; 24], &[2, 3, 4]).unwrap();
+        // Targets of [N, d1] = [2, 4] are 8 indices; 6 do not fit.
+        let e = z
+            .cross_entropy_dim1(Targets::Indices(&[0; 6]), &CrossEntropyOptions::default())
+            .unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+        assert!(e.to_string().contains("[2, 4]"), "{e}");
+        let p = Tensor::from_slice(&ctx, &[0.0; 24], &[2, 4, 3]).unwrap();
+        let e = z
+            .cross_entropy_dim1(Targets::Probabilities(&p), &CrossEntropyOptions::default())
+            .unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+        let v = Tensor::from_slice(&ctx, &[0.0; 4], &[4]).unwrap();
+        let e = v
+            .cross_entropy_dim1(Targets::Indices(&[0]), &CrossEntropyOptions::default())
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidShape { .. }), "{e}");
+        // A label out of range names its position.
+        let e = z
+            .cross_entropy_dim1(
+                Targets::Indices(&[0, 1, 2, 3, 0, 1, 2, 0]),
+                &CrossEntropyOptions::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(e, Error::TargetOutOfRange { row: 3, .. }), "{e}");
+    }
+}
