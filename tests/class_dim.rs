@@ -167,6 +167,101 @@ fn cross_entropy_dim1_matches_the_reference_at_every_rank_and_storage_type() {
 }
 
 #[test]
+fn nll_loss_dim1_matches_pytorch_and_the_reference() {
+    let d = fixtures().join("family/nll_loss_nchw");
+    let (x, shape) = npy_f32(&d.join("log_probs.npy"));
+    let (t, _) = npy(&d.join("targets.npy"));
+    let labels = class_indices_from_floats(&t).unwrap();
+    let weight = npy_f32(&d.join("weight.npy")).0;
+    let (want_loss, _) = npy(&d.join("loss.npy"));
+    let (want_grad, _) = npy(&d.join("grad.npy"));
+    for ctx in all_backends() {
+        let xt = Tensor::from_slice(&ctx, &x, &shape).unwrap();
+        // PyTorch's fixture: the weighted mean, ignore_index −100.
+        let o = CrossEntropyOptions {
+            weight: Some(weight.clone()),
+            ..Default::default()
+        };
+        let out = xt.nll_loss_dim1(Targets::Indices(&labels), &o).unwrap();
+        let case = format!("{} PyTorch nll_loss", label(&ctx));
+        assert_all_close(
+            &case,
+            &out.loss.to_vec().unwrap(),
+            &want_loss,
+            &[],
+            ATOL,
+            RTOL,
+        );
+        assert_all_close(
+            &case,
+            &out.grad.to_vec().unwrap(),
+            &want_grad,
+            &[&x],
+            ATOL,
+            RTOL,
+        );
+
+        // Every reduction, ignore_index 2 (where PyTorch's fixture has −100), half storage:
+        // against the f64 reference.
+        let labels: Vec<i64> = labels
+            .iter()
+            .map(|&t| if t == -100 { 2 } else { t })
+            .collect();
+        let (n, c) = (shape[0], shape[1]);
+        let s: usize = shape[2..].iter().product();
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let stored: Vec<f32> = x.iter().map(|&v| dtype.round(v)).collect();
+            let xt = Tensor::from_slice_as(&ctx, &stored, &shape, dtype).unwrap();
+            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+                let o = CrossEntropyOptions {
+                    reduction,
+                    ignore_index: 2,
+                    weight: Some(weight.clone()),
+                    ..Default::default()
+                };
+                let out = xt.nll_loss_dim1(Targets::Indices(&labels), &o).unwrap();
+                let want = reference::nll_loss(
+                    &rows_of(&stored, n, c, s),
+                    c,
+                    &labels,
+                    Some(&weight.iter().map(|&w| f64::from(w)).collect::<Vec<_>>()),
+                    reduction,
+                    2,
+                );
+                let case = format!("{} {dtype} nll_loss {reduction:?}", label(&ctx));
+                common::assert_stored_close(
+                    &case,
+                    dtype,
+                    &out.loss.to_vec().unwrap(),
+                    &want.loss,
+                    &[],
+                );
+                let mut grad = vec![0.0; x.len()];
+                for b in 0..n {
+                    for k in 0..c {
+                        for p in 0..s {
+                            grad[(b * c + k) * s + p] = want.grad[(b * s + p) * c + k];
+                        }
+                    }
+                }
+                common::assert_stored_close(&case, dtype, &out.grad.to_vec().unwrap(), &grad, &[]);
+            }
+        }
+        // nll_loss has no label smoothing, and takes class indices only.
+        let o = CrossEntropyOptions {
+            label_smoothing: 0.1,
+            ..Default::default()
+        };
+        let e = xt.nll_loss_dim1(Targets::Indices(&labels), &o).unwrap_err();
+        assert!(matches!(e, Error::InvalidParameter { .. }), "{e}");
+        let e = xt
+            .nll_loss_dim1(Targets::Probabilities(&xt), &CrossEntropyOptions::default())
+            .unwrap_err();
+        assert!(matches!(e, Error::DTypeMismatch { .. }), "{e}");
+    }
+}
+
+#[test]
 fn class_dim_shape_errors_are_typed() {
     for ctx in all_backends() {
         let z = Tensor::from_slice(&ctx, &[0.0; 24], &[2, 3, 4]).unwrap();

@@ -132,6 +132,50 @@ pub fn cross_entropy(
     }
 }
 
+/// Negative log-likelihood over rows of `classes` log-probabilities, as
+/// `torch.nn.functional.nll_loss`: `loss_r = −w_y·x_{r,y}` (0 for an ignored row), gradient
+/// `−w_y` at each row's class and 0 elsewhere, the mean dividing both by `Σ w_y` over the rows
+/// not ignored (NaN when that is 0).
+pub fn nll_loss(
+    log_probs: &[f64],
+    classes: usize,
+    targets: &[i64],
+    weight: Option<&[f64]>,
+    reduction: Reduction,
+    ignore_index: i64,
+) -> LossReference {
+    let w = |c: usize| weight.map_or(1.0, |w| w[c]);
+    let mut losses = vec![0.0; targets.len()];
+    let mut grad = vec![0.0; log_probs.len()];
+    let mut denominator = 0.0;
+    for (r, &t) in targets.iter().enumerate() {
+        if t == ignore_index {
+            continue;
+        }
+        let Some(y) = usize::try_from(t).ok().filter(|&y| y < classes) else {
+            losses[r] = f64::NAN;
+            continue;
+        };
+        denominator += w(y);
+        losses[r] = -w(y) * log_probs[r * classes + y];
+        grad[r * classes + y] = -w(y);
+    }
+    match reduction {
+        Reduction::None => LossReference { loss: losses, grad },
+        Reduction::Sum => LossReference {
+            loss: vec![losses.iter().sum()],
+            grad,
+        },
+        Reduction::Mean => {
+            grad.iter_mut().for_each(|g| *g /= denominator);
+            LossReference {
+                loss: vec![losses.iter().sum::<f64>() / denominator],
+                grad,
+            }
+        }
+    }
+}
+
 /// Sigmoid BCE with logits per element:
 /// `l = w[(1 − y)z + q(log(1 + e^{−|z|}) + max(−z, 0))]`, `q = (π − 1)y + 1`, gradient
 /// `w(qσ(z) − πy)`; `weight` and `pos_weight` repeat along rows of `cols` (their length).

@@ -49,11 +49,13 @@ pub enum Shader {
     Convert,
     /// Batched transpose of the last two dims (PyTorch's class-at-dim-1 layout and back).
     Transpose,
+    /// Negative log-likelihood of log-probabilities, loss and gradient.
+    Nll,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 14] = [
+    pub const ALL: [Shader; 15] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -68,6 +70,7 @@ impl Shader {
         Shader::SoftmaxStrided,
         Shader::Convert,
         Shader::Transpose,
+        Shader::Nll,
     ];
 
     /// The family's file name (without `.wgsl`).
@@ -87,6 +90,7 @@ impl Shader {
             Shader::SoftmaxStrided => "softmax_strided",
             Shader::Convert => "convert",
             Shader::Transpose => "transpose",
+            Shader::Nll => "nll",
         }
     }
 
@@ -185,6 +189,7 @@ impl Shader {
             ),
             Shader::Convert => include_str!("../../shaders/convert.wgsl"),
             Shader::Transpose => include_str!("../../shaders/transpose.wgsl"),
+            Shader::Nll => include_str!("../../shaders/nll.wgsl"),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::tensor::Tensor;
 use super::{LossAndGrad, Targets};
 
 const OP: &str = "cross_entropy (class at dim 1)";
+const OP_NLL: &str = "nll_loss (class at dim 1)";
 
 /// `(N, C, S, [N, d1, …, dk])` of an input in the class-at-dim-1 layout.
 fn class_dim_layout(
@@ -36,6 +37,7 @@ fn class_dim_layout(
 /// Checks that `targets` has one entry per `[N, d1, …, dk]` position (class indices) or the
 /// logits' shape (probabilities).
 fn check_targets(
+    op: &'static str,
     targets: &Targets<'_>,
     logits_shape: &[usize],
     target_shape: &[usize],
@@ -53,7 +55,7 @@ fn check_targets(
         _ => return Ok(()),
     };
     Err(Error::ShapeMismatch {
-        op: OP,
+        op,
         what: "targets (class indices of shape [N, d1, …, dk], or probabilities of the logits' \
                shape)",
         got,
@@ -74,43 +76,71 @@ impl Tensor {
         targets: Targets<'_>,
         options: &CrossEntropyOptions,
     ) -> Result<LossAndGrad> {
-        let (n, c, s, target_shape) = class_dim_layout(OP, self.shape())?;
-        check_targets(&targets, self.shape(), &target_shape)?;
-        if s == 1 {
-            // [N, C, 1, …]: already rows of classes.
-            let rows = self.reshape(&[n, c])?;
-            let moved_targets;
-            let targets = match targets {
-                Targets::Probabilities(p) => {
-                    moved_targets = p.reshape(&[n, c])?;
-                    Targets::Probabilities(&moved_targets)
-                }
-                other => other,
-            };
-            let r = rows.cross_entropy(targets, options)?;
-            return finish(r, self.shape(), &target_shape, options, None);
-        }
-        let class_last = |t: &Tensor| {
-            let moved = transpose_last_two(&t.to_dtype(DType::F32)?, n, c, s)?;
-            moved.reshape(&[n * s, c])
-        };
+        in_class_dim1(OP, self, targets, options, |rows, targets| {
+            rows.cross_entropy(targets, options)
+        })
+    }
+
+    /// Negative log-likelihood in PyTorch's layout (`torch.nn.functional.nll_loss`):
+    /// log-probabilities `[N, C]` or `[N, C, d1, …, dk]` with the class at dim 1, one class
+    /// index per `[N, d1, …, dk]` position; as [`Tensor::nll_loss`] otherwise
+    /// (`loss = −w_y·x_y`, `Reduction::None` of shape `[N, d1, …, dk]`).
+    pub fn nll_loss_dim1(
+        &self,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions,
+    ) -> Result<LossAndGrad> {
+        in_class_dim1(OP_NLL, self, targets, options, |rows, targets| {
+            rows.nll_loss(targets, options)
+        })
+    }
+}
+
+/// Runs `loss` (a last-dim loss) on `x` in the class-at-dim-1 layout: the class moved last
+/// (and probability targets with it), the gradient moved back and the loss shaped
+/// `[N, d1, …, dk]` for `Reduction::None`.
+fn in_class_dim1(
+    op: &'static str,
+    x: &Tensor,
+    targets: Targets<'_>,
+    options: &CrossEntropyOptions,
+    loss: impl FnOnce(&Tensor, Targets<'_>) -> Result<LossAndGrad>,
+) -> Result<LossAndGrad> {
+    let (n, c, s, target_shape) = class_dim_layout(op, x.shape())?;
+    check_targets(op, &targets, x.shape(), &target_shape)?;
+    if s == 1 {
+        // [N, C, 1, …]: already rows of classes.
         let moved_targets;
         let targets = match targets {
             Targets::Probabilities(p) => {
-                moved_targets = class_last(p)?;
+                moved_targets = p.reshape(&[n, c])?;
                 Targets::Probabilities(&moved_targets)
             }
             other => other,
         };
-        let r = class_last(self)?.cross_entropy(targets, options)?;
-        finish(
-            r,
-            self.shape(),
-            &target_shape,
-            options,
-            Some((n, c, s, self.dtype())),
-        )
+        let r = loss(&x.reshape(&[n, c])?, targets)?;
+        return finish(r, x.shape(), &target_shape, options, None);
     }
+    let class_last = |t: &Tensor| {
+        let moved = transpose_last_two(&t.to_dtype(DType::F32)?, n, c, s)?;
+        moved.reshape(&[n * s, c])
+    };
+    let moved_targets;
+    let targets = match targets {
+        Targets::Probabilities(p) => {
+            moved_targets = class_last(p)?;
+            Targets::Probabilities(&moved_targets)
+        }
+        other => other,
+    };
+    let r = loss(&class_last(x)?, targets)?;
+    finish(
+        r,
+        x.shape(),
+        &target_shape,
+        options,
+        Some((n, c, s, x.dtype())),
+    )
 }
 
 /// The loss reshaped to `[N, d1, …, dk]` for `Reduction::None`, and the gradient moved back to

@@ -21,24 +21,25 @@ use super::{OP_CE, Targets, check_weight, mixed, narrow, widen};
 use crate::ops::sum::sum_to_scalar;
 
 /// Class indices as the kernel reads them: u32, with ignored rows marked.
-const IGNORED: u32 = u32::MAX;
+pub(super) const IGNORED: u32 = u32::MAX;
 
 /// Validated class-index targets.
-struct Classes {
+pub(super) struct Classes {
     /// Per row: the class, or `IGNORED`.
-    index: ClassIndex,
+    pub index: ClassIndex,
     /// The mean's denominator: Σ w_y over the rows not ignored.
-    weight_sum: f64,
+    pub weight_sum: f64,
 }
 
 /// Where the checked indices are: still on the host (uploaded at launch), or already on the
 /// device (converted there from the caller's labels).
-enum ClassIndex {
+pub(super) enum ClassIndex {
     Host(Vec<u32>),
     Device(DeviceBuffer),
 }
 
-fn validate_classes(
+pub(super) fn validate_classes(
+    op: &'static str,
     targets: &[i64],
     rows: usize,
     classes: usize,
@@ -46,7 +47,7 @@ fn validate_classes(
 ) -> Result<Classes> {
     if targets.len() != rows {
         return Err(Error::ShapeMismatch {
-            op: OP_CE,
+            op,
             what: "class-index targets",
             got: vec![targets.len()],
             expected: vec![rows],
@@ -61,7 +62,7 @@ fn validate_classes(
         }
         if t < 0 || t as u64 >= classes as u64 {
             return Err(Error::TargetOutOfRange {
-                op: OP_CE,
+                op,
                 row,
                 value: t,
                 classes,
@@ -132,7 +133,7 @@ pub(super) fn cross_entropy_into(
         }
     };
     let classes_checked = match (indices, targets) {
-        (Some(t), _) => Some(validate_classes(t, rows, classes, options)?),
+        (Some(t), _) => Some(validate_classes(OP_CE, t, rows, classes, options)?),
         (None, Targets::Device(t)) => {
             let gpu = logits.context().gpu().ok_or_else(|| mixed(OP_CE))?;
             let checked = device_classes(gpu, t, rows, classes, options)?;

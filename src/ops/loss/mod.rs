@@ -6,6 +6,7 @@ mod bce;
 mod class_dim;
 mod class_index;
 mod cross_entropy;
+mod nll;
 
 use bce::bce_with_logits;
 
@@ -18,6 +19,7 @@ pub(crate) fn launched_kernels() -> Vec<(crate::gpu::kernels::Kernel, usize)> {
     let mut all = cross_entropy::launched_kernels();
     all.extend(class_index::launched_kernels());
     all.extend(bce::launched_kernels());
+    all.extend(nll::launched_kernels());
     all
 }
 use cross_entropy::cross_entropy_into;
