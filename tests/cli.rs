@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 
 use common::uniform;
 use gpu_activations::{
-    Activation, BceOptions, Context, ContextOptions, CrossEntropyOptions, LossAndGrad, Reduction,
-    Targets, Tensor,
+    Activation, BceOptions, Context, ContextOptions, CrossEntropyOptions, Gate, LossAndGrad,
+    Reduction, Targets, Tensor,
 };
 use npyz::WriterBuilder;
 
@@ -412,6 +412,199 @@ fn half_storage_reads_and_writes_float16_and_rounds_to_bf16() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("f8"), "{}", stderr(&o));
     assert!(!f.path("y.npy").exists());
+}
+
+#[test]
+fn the_families_ops_run_bit_for_bit_with_the_library() {
+    let f = Files::new();
+    let shape = [2, 6, 4];
+    let x = uniform(60, 48, -3.0, 3.0);
+    let g = uniform(61, 48, -1.0, 1.0);
+    let w: Vec<f32> = (0..6).map(|c| 0.1 * c as f32 - 0.2).collect();
+    write_f32(&f.path("x.npy"), &x, &shape);
+    write_f32(&f.path("g.npy"), &g, &shape);
+    write_f32(&f.path("g_half.npy"), &g[..24], &[2, 6, 2]);
+    write_f32(&f.path("w.npy"), &w, &[6]);
+    write_npy(
+        &f.path("t.npy"),
+        &[0i64, 5, 2, 3, 1, 4, 0, 2],
+        &[2, 4],
+        "<i8",
+    );
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        let xt = Tensor::from_slice(&ctx, &x, &shape).unwrap();
+        let gt = Tensor::from_slice(&ctx, &g, &shape).unwrap();
+        let wt = Tensor::from_slice(&ctx, &w, &[6]).unwrap();
+        let gh = Tensor::from_slice(&ctx, &g[..24], &[2, 6, 2]).unwrap();
+        let labels = [0i64, 5, 2, 3, 1, 4, 0, 2];
+        let y = xt.softmin(1).unwrap();
+        let ce = xt
+            .cross_entropy_dim1(Targets::Indices(&labels), &CrossEntropyOptions::default())
+            .unwrap();
+        let nll = xt
+            .nll_loss_dim1(Targets::Indices(&labels), &CrossEntropyOptions::default())
+            .unwrap();
+        let (dx, dw) = xt.prelu_backward(&wt, &gt).unwrap();
+        let cases: Vec<(Vec<String>, Vec<f32>)> = vec![
+            (
+                vec!["swiglu".into()],
+                xt.gated(Gate::Swiglu).unwrap().to_vec().unwrap(),
+            ),
+            (
+                vec![
+                    "geglu-tanh-backward".into(),
+                    "--grad-output".into(),
+                    f.s("g_half.npy"),
+                ],
+                xt.gated_backward(Gate::GegluTanh, &gh)
+                    .unwrap()
+                    .to_vec()
+                    .unwrap(),
+            ),
+            (
+                vec!["prelu".into(), "--weight".into(), f.s("w.npy")],
+                xt.prelu(&wt).unwrap().to_vec().unwrap(),
+            ),
+            (
+                vec!["softmax-dim".into(), "--dim".into(), "1".into()],
+                xt.softmax_dim(1).unwrap().to_vec().unwrap(),
+            ),
+            (
+                vec![
+                    "softmin-backward".into(),
+                    "--dim".into(),
+                    "1".into(),
+                    "--grad-output".into(),
+                    f.s("g.npy"),
+                ],
+                y.softmin_backward(1, &gt).unwrap().to_vec().unwrap(),
+            ),
+            (
+                vec![
+                    "cross-entropy-dim1".into(),
+                    "--targets".into(),
+                    f.s("t.npy"),
+                ],
+                ce.grad.to_vec().unwrap(),
+            ),
+            (
+                vec!["nll-loss-dim1".into(), "--targets".into(), f.s("t.npy")],
+                nll.grad.to_vec().unwrap(),
+            ),
+        ];
+        for (extra, want) in cases {
+            let out = f.path("out.npy");
+            let mut args = vec![
+                "run".to_string(),
+                extra[0].clone(),
+                "--input".into(),
+                f.s("x.npy"),
+            ];
+            args.extend(["--output".into(), out.to_string_lossy().into_owned()]);
+            args.extend(extra[1..].iter().cloned());
+            args.extend(["--backend".into(), b.clone()]);
+            let o = bin().args(&args).output().unwrap();
+            assert!(o.status.success(), "{b} {args:?}: {}", stderr(&o));
+            assert_bits(&format!("{b} {}", extra[0]), &read_f32(&out).0, &want);
+        }
+        // prelu-backward writes the slopes' gradient beside dX; the losses write their loss.
+        let o = run(&[
+            "run",
+            "prelu-backward",
+            "--input",
+            &f.s("x.npy"),
+            "--weight",
+            &f.s("w.npy"),
+            "--grad-output",
+            &f.s("g.npy"),
+            "--output",
+            &f.s("dx.npy"),
+            "--weight-grad-output",
+            &f.s("dw.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        assert_bits(
+            &format!("{b} prelu dx"),
+            &read_f32(&f.path("dx.npy")).0,
+            &dx.to_vec().unwrap(),
+        );
+        assert_bits(
+            &format!("{b} prelu dw"),
+            &read_f32(&f.path("dw.npy")).0,
+            &dw.to_vec().unwrap(),
+        );
+        let o = run(&[
+            "run",
+            "cross-entropy-dim1",
+            "--input",
+            &f.s("x.npy"),
+            "--targets",
+            &f.s("t.npy"),
+            "--reduction",
+            "none",
+            "--output",
+            &f.s("dz.npy"),
+            "--loss-output",
+            &f.s("l.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        assert_eq!(
+            read_f32(&f.path("l.npy")).1,
+            vec![2, 4],
+            "{b}: loss of shape [N, d1]"
+        );
+    }
+    // Bad input names the problem and writes nothing.
+    let out = f.path("never.npy");
+    let o = run(&[
+        "run",
+        "prelu",
+        "--input",
+        &f.s("x.npy"),
+        "--output",
+        &out.to_string_lossy(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--weight"),
+        "{}",
+        stderr(&o)
+    );
+    write_f32(&f.path("odd.npy"), &x[..42], &[2, 3, 7]);
+    let o = run(&[
+        "run",
+        "glu",
+        "--input",
+        &f.s("odd.npy"),
+        "--output",
+        &out.to_string_lossy(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("odd.npy"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("even"), "{}", stderr(&o));
+    let o = run(&[
+        "run",
+        "softmax-dim",
+        "--dim",
+        "3",
+        "--input",
+        &f.s("x.npy"),
+        "--output",
+        &out.to_string_lossy(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("dim"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
 }
 
 /// Runs a loss op (`args` = op and its options) on x.npy with --output dz.npy and

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::BackendArg;
-use crate::op::{ActivationParams, CliOp};
+use crate::op::{ActivationParams, CliOp, DimFamily};
 use crate::run::DTypeArg;
 
 #[derive(Args)]
@@ -80,6 +80,12 @@ impl Item {
                 vec![16, 1_048_576],
             ],
             Item::Op(CliOp::CrossEntropy) => vec![vec![4096, 1000], vec![512, 32000]],
+            // The segmentation case: 21 classes at dim 1 of a batch of 128 × 128 maps.
+            Item::Op(CliOp::SoftmaxDim { .. } | CliOp::CrossEntropyDim1 | CliOp::NllLossDim1) => {
+                vec![vec![32, 21, 128, 128]]
+            }
+            Item::Op(CliOp::Gated { .. }) => vec![vec![4096, 4096]],
+            Item::Op(CliOp::Prelu { .. }) => vec![vec![64, 256, 1024]],
             _ => vec![vec![16_777_216]],
         }
     }
@@ -266,6 +272,8 @@ struct Bench<'a> {
     targets: Vec<i64>,
     /// The saved output, for softmax backward.
     yt: Option<Tensor>,
+    /// The upstream gradient of a gated op (its output's shape), or PReLU's slopes.
+    aux: Option<Tensor>,
     dtype: DType,
 }
 
@@ -302,7 +310,35 @@ impl<'a> Bench<'a> {
             } else {
                 xt.softmax()?
             }),
+            Item::Op(CliOp::SoftmaxDim {
+                family,
+                backward: true,
+            }) => Some(dim_forward(&xt, family)?),
             _ => None,
+        };
+        let aux = match item {
+            Item::Op(CliOp::Gated { backward: true, .. }) => {
+                let mut half = shape.to_vec();
+                if let Some(last) = half.last_mut() {
+                    *last /= 2;
+                }
+                Some(Tensor::from_slice_as(ctx, &g[..n / 2], &half, dtype)?)
+            }
+            Item::Op(CliOp::Prelu { .. }) => {
+                let channels = if shape.len() >= 2 { shape[1] } else { 1 };
+                let w: Vec<f32> = (0..channels)
+                    .map(|c| 0.05 + (c % 7) as f32 * 0.05)
+                    .collect();
+                Some(Tensor::from_slice_as(ctx, &w, &[channels], dtype)?)
+            }
+            _ => None,
+        };
+        // One class index per row, or per [N, d1, …, dk] position in PyTorch's layout.
+        let (positions, classes) = match item {
+            Item::Op(CliOp::CrossEntropyDim1 | CliOp::NllLossDim1) if shape.len() >= 2 => {
+                (n / shape[1].max(1), shape[1])
+            }
+            _ => (rows, cols),
         };
         Ok(Bench {
             ctx,
@@ -310,11 +346,14 @@ impl<'a> Bench<'a> {
             shape: shape.to_vec(),
             out: Tensor::zeros_as(ctx, shape, dtype)?,
             copy_dst: Tensor::zeros_as(ctx, shape, dtype)?,
-            targets: (0..rows).map(|r| (r * 7919 % cols) as i64).collect(),
+            targets: (0..positions)
+                .map(|r| (r * 7919 % classes.max(1)) as i64)
+                .collect(),
             x,
             xt,
             gt,
             yt,
+            aux,
             dtype,
         })
     }
@@ -331,6 +370,23 @@ impl<'a> Bench<'a> {
                 3
             }
             Item::Op(CliOp::CrossEntropy) => return (2 * size * n + 8 * rows) as f64,
+            Item::Op(CliOp::CrossEntropyDim1 | CliOp::NllLossDim1) => {
+                return (2 * size * n + 8 * self.targets.len()) as f64;
+            }
+            // x read, half of it written; backward: x and g (half of x) read, dx written.
+            Item::Op(CliOp::Gated {
+                backward: false, ..
+            }) => return (size * 3 * n / 2) as f64,
+            Item::Op(CliOp::Gated { backward: true, .. }) => return (size * 5 * n / 2) as f64,
+            Item::Op(
+                CliOp::Prelu { backward: false }
+                | CliOp::SoftmaxDim {
+                    backward: false, ..
+                },
+            ) => 2,
+            Item::Op(
+                CliOp::Prelu { backward: true } | CliOp::SoftmaxDim { backward: true, .. },
+            ) => 3,
         };
         (size * streams * n) as f64
     }
@@ -361,6 +417,16 @@ impl<'a> Bench<'a> {
             }
             Item::Op(CliOp::BceWithLogits) => {
                 self.xt.bce_with_logits(&self.gt, &BceOptions::default())?;
+            }
+            Item::Op(op) => {
+                run_on(
+                    op,
+                    &self.xt,
+                    &self.gt,
+                    self.yt.as_ref(),
+                    self.aux.as_ref(),
+                    &self.targets,
+                )?;
             }
         }
         Ok(())
@@ -477,8 +543,39 @@ impl<'a> Bench<'a> {
                     Reduction::Mean,
                 ));
             }
+            Item::Op(op) => return self.cpu_backend_seconds(op).unwrap_or(f64::NAN),
         }
         t.elapsed().as_secs_f64() * n as f64 / take.max(1) as f64
+    }
+
+    /// Time the CPU backend (the f64 reference) takes for the op on the batch, measured on a
+    /// batch cut along dim 0 to about 1M elements and scaled.
+    fn cpu_backend_seconds(&self, op: CliOp) -> Result<f64, BoxError> {
+        let n: usize = self.shape.iter().product();
+        let per_item = n / self.shape[0].max(1);
+        let items = ((1 << 20) / per_item.max(1)).clamp(1, self.shape[0]);
+        let mut shape = self.shape.clone();
+        shape[0] = items;
+        let take = items * per_item;
+        let cpu = Context::cpu();
+        let tensor = |t: &Tensor| -> Result<Tensor, BoxError> {
+            let v = t.to_vec()?;
+            let mut s = t.shape().to_vec();
+            if s.len() == self.shape.len() && s.first() == self.shape.first() {
+                s[0] = items;
+                let len: usize = s.iter().product();
+                return Ok(Tensor::from_slice(&cpu, &v[..len], &s)?);
+            }
+            Ok(Tensor::from_slice(&cpu, &v, &s)?)
+        };
+        let x = Tensor::from_slice(&cpu, &self.x[..take], &shape)?;
+        let g = tensor(&self.gt)?;
+        let y = self.yt.as_ref().map(tensor).transpose()?;
+        let aux = self.aux.as_ref().map(tensor).transpose()?;
+        let targets = &self.targets[..self.targets.len() * take / n.max(1)];
+        let t = Instant::now();
+        run_on(op, &x, &g, y.as_ref(), aux.as_ref(), targets)?;
+        Ok(t.elapsed().as_secs_f64() * n as f64 / take.max(1) as f64)
     }
 }
 
@@ -522,4 +619,65 @@ fn measure_transfer(ctx: &Context, n: usize, runs: usize) -> Result<TransferJson
         readback_ms: d * 1e3,
         readback_gbs: bytes / d / 1e9,
     })
+}
+
+/// The softmax family's forward along dim 1 (the last dim of a tensor of rank 1).
+fn dim_forward(x: &Tensor, family: DimFamily) -> gpu_activations::Result<Tensor> {
+    let dim = bench_dim(x);
+    match family {
+        DimFamily::Softmax => x.softmax_dim(dim),
+        DimFamily::LogSoftmax => x.log_softmax_dim(dim),
+        DimFamily::Softmin => x.softmin(dim),
+    }
+}
+
+fn bench_dim(x: &Tensor) -> isize {
+    if x.shape().len() >= 2 { 1 } else { -1 }
+}
+
+/// Runs one of the ops without an `_into` form (gated, PReLU, the softmax family along a dim,
+/// the dim-1 losses) on `x`, with `g` its upstream gradient, `y` a saved output and `aux` a
+/// gated op's gradient or PReLU's slopes.
+fn run_on(
+    op: CliOp,
+    x: &Tensor,
+    g: &Tensor,
+    y: Option<&Tensor>,
+    aux: Option<&Tensor>,
+    targets: &[i64],
+) -> Result<(), BoxError> {
+    let aux = || aux.ok_or("no gradient or slopes prepared");
+    let options = CrossEntropyOptions::default();
+    match op {
+        CliOp::Gated {
+            gate,
+            backward: false,
+        } => drop(x.gated(gate)?),
+        CliOp::Gated {
+            gate,
+            backward: true,
+        } => drop(x.gated_backward(gate, aux()?)?),
+        CliOp::Prelu { backward: false } => drop(x.prelu(aux()?)?),
+        CliOp::Prelu { backward: true } => drop(x.prelu_backward(aux()?, g)?),
+        CliOp::SoftmaxDim {
+            family,
+            backward: false,
+        } => drop(dim_forward(x, family)?),
+        CliOp::SoftmaxDim {
+            family,
+            backward: true,
+        } => {
+            let y = y.ok_or("no saved output")?;
+            let dim = bench_dim(y);
+            drop(match family {
+                DimFamily::Softmax => y.softmax_dim_backward(dim, g)?,
+                DimFamily::LogSoftmax => y.log_softmax_dim_backward(dim, g)?,
+                DimFamily::Softmin => y.softmin_backward(dim, g)?,
+            })
+        }
+        CliOp::CrossEntropyDim1 => drop(x.cross_entropy_dim1(Targets::Indices(targets), &options)?),
+        CliOp::NllLossDim1 => drop(x.nll_loss_dim1(Targets::Indices(targets), &options)?),
+        other => return Err(format!("{other} has its own launch in Bench::record").into()),
+    }
+    Ok(())
 }

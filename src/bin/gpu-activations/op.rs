@@ -2,17 +2,47 @@
 
 use std::fmt;
 
-use gpu_activations::Activation;
+use gpu_activations::{Activation, Gate};
 
 /// One op of the command line: `gelu`, `gelu-backward`, `softmax`, `cross-entropy`, ….
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum CliOp {
     Forward(Activation),
     Backward(Activation),
-    Softmax { log: bool },
-    SoftmaxBackward { log: bool },
+    Softmax {
+        log: bool,
+    },
+    SoftmaxBackward {
+        log: bool,
+    },
     CrossEntropy,
     BceWithLogits,
+    /// A gated activation of X split along its last dim (value first), or its gradient.
+    Gated {
+        gate: Gate,
+        backward: bool,
+    },
+    /// PReLU with `--weight`, or its gradients (dX to `--output`, dW to `--weight-grad-output`).
+    Prelu {
+        backward: bool,
+    },
+    /// Softmax, log-softmax or softmin along `--dim`, or its gradient.
+    SoftmaxDim {
+        family: DimFamily,
+        backward: bool,
+    },
+    /// Cross-entropy in PyTorch's layout (the class at dim 1).
+    CrossEntropyDim1,
+    /// NLL loss of log-probabilities in PyTorch's layout (the class at dim 1).
+    NllLossDim1,
+}
+
+/// The softmax family along any dim.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DimFamily {
+    Softmax,
+    LogSoftmax,
+    Softmin,
 }
 
 /// The activation parameters given on the command line; each applies to the ops that have
@@ -130,6 +160,18 @@ impl CliOp {
             CliOp::CrossEntropy,
             CliOp::BceWithLogits,
         ]);
+        for backward in [false, true] {
+            ops.extend(Gate::ALL.map(|gate| CliOp::Gated { gate, backward }));
+            ops.push(CliOp::Prelu { backward });
+            for family in [
+                DimFamily::Softmax,
+                DimFamily::LogSoftmax,
+                DimFamily::Softmin,
+            ] {
+                ops.push(CliOp::SoftmaxDim { family, backward });
+            }
+        }
+        ops.extend([CliOp::CrossEntropyDim1, CliOp::NllLossDim1]);
         ops
     }
 
@@ -164,12 +206,25 @@ impl CliOp {
 
     /// Whether the op takes `--grad-output`.
     pub fn needs_grad(self) -> bool {
-        matches!(self, CliOp::Backward(_) | CliOp::SoftmaxBackward { .. })
+        matches!(
+            self,
+            CliOp::Backward(_)
+                | CliOp::SoftmaxBackward { .. }
+                | CliOp::Gated { backward: true, .. }
+                | CliOp::Prelu { backward: true }
+                | CliOp::SoftmaxDim { backward: true, .. }
+        )
     }
 
     /// Whether the op is a loss (takes `--targets`, may write `--loss-output`).
     pub fn is_loss(self) -> bool {
-        matches!(self, CliOp::CrossEntropy | CliOp::BceWithLogits)
+        matches!(
+            self,
+            CliOp::CrossEntropy
+                | CliOp::BceWithLogits
+                | CliOp::CrossEntropyDim1
+                | CliOp::NllLossDim1
+        )
     }
 }
 
@@ -184,6 +239,24 @@ impl fmt::Display for CliOp {
             CliOp::SoftmaxBackward { log: true } => f.write_str("log-softmax-backward"),
             CliOp::CrossEntropy => f.write_str("cross-entropy"),
             CliOp::BceWithLogits => f.write_str("bce-with-logits"),
+            CliOp::Gated { gate, backward } => {
+                write!(f, "{}{}", gate.name().replace('_', "-"), suffix(*backward))
+            }
+            CliOp::Prelu { backward } => write!(f, "prelu{}", suffix(*backward)),
+            CliOp::SoftmaxDim { family, backward } => {
+                let name = match family {
+                    DimFamily::Softmax => "softmax-dim",
+                    DimFamily::LogSoftmax => "log-softmax-dim",
+                    DimFamily::Softmin => "softmin",
+                };
+                write!(f, "{name}{}", suffix(*backward))
+            }
+            CliOp::CrossEntropyDim1 => f.write_str("cross-entropy-dim1"),
+            CliOp::NllLossDim1 => f.write_str("nll-loss-dim1"),
         }
     }
+}
+
+fn suffix(backward: bool) -> &'static str {
+    if backward { "-backward" } else { "" }
 }

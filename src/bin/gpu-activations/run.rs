@@ -10,7 +10,7 @@ use gpu_activations::{
 };
 
 use crate::BackendArg;
-use crate::op::{ActivationParams, CliOp};
+use crate::op::{ActivationParams, CliOp, DimFamily};
 use gpu_activations::npy::{self, Values, file_error};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -51,8 +51,13 @@ impl From<DTypeArg> for DType {
 #[derive(Args)]
 pub struct RunArgs {
     /// The op: an activation (sigmoid tanh relu leaky-relu elu selu gelu gelu-tanh silu mish
-    /// softplus hardsigmoid hardswish relu6 logsigmoid), softmax, log-softmax, any of those
-    /// with -backward, cross-entropy or bce-with-logits.
+    /// softplus hardsigmoid hardswish relu6 logsigmoid celu hardtanh softsign tanhshrink
+    /// threshold hardshrink softshrink rrelu-eval onnx-hardsigmoid onnx-selu
+    /// onnx-thresholded-relu onnx-swish), softmax, log-softmax, a gated activation (glu swiglu
+    /// geglu geglu-tanh, of X split along its last dim, value first), prelu (with --weight),
+    /// softmax-dim, log-softmax-dim or softmin (along --dim), any of those with -backward;
+    /// cross-entropy, bce-with-logits, cross-entropy-dim1 or nll-loss-dim1 (PyTorch's layout,
+    /// the class at dim 1).
     op: String,
     /// The input X (float16, float32 or float64, C order). For backward ops, the op's input.
     #[arg(long)]
@@ -67,9 +72,15 @@ pub struct RunArgs {
     /// Where to write the result: f(X), dX, or for losses the gradient with respect to X.
     #[arg(long)]
     output: PathBuf,
-    /// The upstream gradient G (X's shape), for the -backward ops.
+    /// The upstream gradient G (X's shape; a gated op's output shape), for the -backward ops.
     #[arg(long)]
     grad_output: Option<PathBuf>,
+    /// The dim of softmax-dim, log-softmax-dim and softmin (negative counts from the end).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    dim: isize,
+    /// Where prelu-backward writes the slope's gradient (the weight's shape).
+    #[arg(long)]
+    weight_grad_output: Option<PathBuf>,
     #[command(flatten)]
     params: ActivationParams,
     /// Loss targets: for cross-entropy one integer class index per row, or probabilities of
@@ -85,7 +96,8 @@ pub struct RunArgs {
     /// cross-entropy label smoothing ε in [0, 1].
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     label_smoothing: f32,
-    /// Weights: per class (cross-entropy, length K) or per column (bce, length = last dim).
+    /// Weights: per class (cross-entropy, nll-loss-dim1, length K) or per column (bce,
+    /// length = last dim); prelu's slope (one, or one per channel: dim 1 of X).
     #[arg(long)]
     weight: Option<PathBuf>,
     /// bce-with-logits positive-class weight per column (length = last dim).
@@ -100,7 +112,8 @@ pub struct RunArgs {
 
 type BoxError = Box<dyn std::error::Error>;
 
-/// What a run produces: the main output and, for losses, the loss.
+/// What a run produces: the main output and, for losses, the loss (for prelu-backward, the
+/// slope's gradient).
 struct Produced {
     output: (Vec<f32>, Vec<usize>),
     loss: Option<(Vec<f32>, Vec<usize>)>,
@@ -109,10 +122,10 @@ struct Produced {
 pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     let op = CliOp::parse(&args.op, args.params)?;
     if args.loss_output.is_some() && !op.is_loss() {
-        return Err(format!(
-            "--loss-output applies to cross-entropy and bce-with-logits, not {op}"
-        )
-        .into());
+        return Err(format!("--loss-output applies to the losses, not {op}").into());
+    }
+    if args.weight_grad_output.is_some() && op != (CliOp::Prelu { backward: true }) {
+        return Err(format!("--weight-grad-output applies to prelu-backward, not {op}").into());
     }
     let x = npy::read(&args.input)?;
     let dtype = match (args.dtype, x.is_f16()) {
@@ -128,8 +141,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
         )
         .into());
     }
+    let grad_shape = match op {
+        CliOp::Gated { .. } => gated_shape(&args.input, &x.shape)?,
+        _ => x.shape.clone(),
+    };
     let grad = match (op.needs_grad(), &args.grad_output) {
-        (true, Some(path)) => Some(read_like(path, &x.shape)?),
+        (true, Some(path)) => Some(read_like(path, &grad_shape)?),
         (true, None) => return Err(format!("{op} needs --grad-output G.npy").into()),
         (false, _) => None,
     };
@@ -155,8 +172,40 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
             };
             single(dx)?
         }
-        CliOp::CrossEntropy => cross_entropy(args, &xt, &x.shape)?,
+        CliOp::CrossEntropy => cross_entropy(args, &xt, &x.shape, false)?,
         CliOp::BceWithLogits => bce(args, &xt, &x.shape)?,
+        CliOp::CrossEntropyDim1 => cross_entropy(args, &xt, &x.shape, true)?,
+        CliOp::NllLossDim1 => nll_loss(args, &xt, &x.shape)?,
+        CliOp::Gated {
+            gate,
+            backward: false,
+        } => single(xt.gated(gate)?)?,
+        CliOp::Gated {
+            gate,
+            backward: true,
+        } => {
+            let g = device(&ctx, grad, dtype)?;
+            single(xt.gated_backward(gate, &g)?)?
+        }
+        CliOp::Prelu { backward } => prelu(args, &xt, grad, backward)?,
+        CliOp::SoftmaxDim { family, backward } => {
+            let forward = |x: &Tensor| match family {
+                DimFamily::Softmax => x.softmax_dim(args.dim),
+                DimFamily::LogSoftmax => x.log_softmax_dim(args.dim),
+                DimFamily::Softmin => x.softmin(args.dim),
+            };
+            let y = forward(&xt)?;
+            if backward {
+                let g = device(&ctx, grad, dtype)?;
+                single(match family {
+                    DimFamily::Softmax => y.softmax_dim_backward(args.dim, &g)?,
+                    DimFamily::LogSoftmax => y.log_softmax_dim_backward(args.dim, &g)?,
+                    DimFamily::Softmin => y.softmin_backward(args.dim, &g)?,
+                })?
+            } else {
+                single(y)?
+            }
+        }
     };
     // Everything is computed: stage every output, then rename them into place.
     let file_type = match dtype {
@@ -165,8 +214,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     };
     let (values, shape) = &produced.output;
     let mut staged = vec![npy::stage_as(&args.output, values, shape, file_type)?];
-    if let (Some(path), Some((loss, shape))) = (&args.loss_output, &produced.loss) {
-        staged.push(npy::stage_as(path, loss, shape, file_type)?);
+    let second = args
+        .loss_output
+        .as_ref()
+        .or(args.weight_grad_output.as_ref());
+    if let (Some(path), Some((values, shape))) = (second, &produced.loss) {
+        staged.push(npy::stage_as(path, values, shape, file_type)?);
     }
     for s in staged {
         s.commit()?;
@@ -226,12 +279,121 @@ fn read_table(
     Ok(Some(a.values))
 }
 
-fn cross_entropy(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, BoxError> {
+/// X's shape with its last dim halved: a gated op's output and upstream gradient.
+fn gated_shape(input: &Path, shape: &[usize]) -> Result<Vec<usize>, BoxError> {
+    match shape.split_last() {
+        Some((&last, lead)) if last % 2 == 0 => Ok([lead, &[last / 2]].concat()),
+        _ => Err(file_error(
+            input,
+            format!(
+                "a gated op needs an even last dim (value and gate halves), found shape {shape:?}"
+            ),
+        )
+        .into()),
+    }
+}
+
+/// `(positions, classes)` of a loss's input: rows of the last dim, or, in PyTorch's layout,
+/// the `[N, d1, …, dk]` positions and dim 1.
+fn loss_layout(xt: &Tensor, dim1: bool) -> Result<(usize, usize), BoxError> {
+    if !dim1 {
+        return Ok(xt.rows_cols("cross_entropy")?);
+    }
+    match xt.shape() {
+        [_, c, ..] => Ok((xt.len() / (*c).max(1), *c)),
+        shape => Err(format!(
+            "the class-at-dim-1 layout needs an input of rank at least 2, found shape {shape:?}"
+        )
+        .into()),
+    }
+}
+
+fn nll_loss(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, BoxError> {
+    let targets_path = args
+        .targets
+        .as_ref()
+        .ok_or("nll-loss-dim1 needs --targets T.npy")?;
+    let (positions, classes) = loss_layout(xt, true)?;
+    let options = CrossEntropyOptions {
+        reduction: args.reduction.into(),
+        ignore_index: args.ignore_index,
+        label_smoothing: args.label_smoothing,
+        weight: read_table(&args.weight, classes, "--weight (one per class)")?,
+    };
+    let indices = match npy::read(targets_path)? {
+        Values::Int(t) if t.values.len() == positions => t.values,
+        other => {
+            return Err(file_error(
+                targets_path,
+                format!(
+                    "shape {:?} is not one integer class index per position ({positions} of \
+                     the input's {shape:?} without dim 1)",
+                    other.shape()
+                ),
+            )
+            .into());
+        }
+    };
+    let out = xt
+        .nll_loss_dim1(Targets::Indices(&indices), &options)
+        .map_err(|e| -> BoxError {
+            match e {
+                Error::TargetOutOfRange { .. } => file_error(targets_path, e.to_string()).into(),
+                other => other.into(),
+            }
+        })?;
+    Ok(Produced {
+        output: (out.grad.to_vec()?, shape.to_vec()),
+        loss: Some((out.loss.to_vec()?, out.loss.shape().to_vec())),
+    })
+}
+
+fn prelu(
+    args: &RunArgs,
+    xt: &Tensor,
+    grad: Option<npy::Array<f32>>,
+    backward: bool,
+) -> Result<Produced, BoxError> {
+    let path = args
+        .weight
+        .as_ref()
+        .ok_or("prelu needs --weight W.npy (its slopes)")?;
+    let w = npy::read_f32(path)?;
+    if w.shape.len() > 1 {
+        return Err(file_error(
+            path,
+            format!("the slopes must be 1-D, found shape {:?}", w.shape),
+        )
+        .into());
+    }
+    let wt = Tensor::from_slice_as(xt.context(), &w.values, &[w.values.len()], xt.dtype())?;
+    if !backward {
+        return single(xt.prelu(&wt)?);
+    }
+    let g = device(xt.context(), grad, xt.dtype())?;
+    let (dx, dw) = xt.prelu_backward(&wt, &g)?;
+    if args.weight_grad_output.is_none() {
+        return Err(
+            "prelu-backward needs --weight-grad-output DW.npy (the slopes' gradient)".into(),
+        );
+    }
+    Ok(Produced {
+        output: (dx.to_vec()?, dx.shape().to_vec()),
+        loss: Some((dw.to_vec()?, dw.shape().to_vec())),
+    })
+}
+
+fn cross_entropy(
+    args: &RunArgs,
+    xt: &Tensor,
+    shape: &[usize],
+    dim1: bool,
+) -> Result<Produced, BoxError> {
     let targets_path = args
         .targets
         .as_ref()
         .ok_or("cross-entropy needs --targets T.npy")?;
-    let (rows, classes) = xt.rows_cols("cross_entropy")?;
+    let (rows, classes) = loss_layout(xt, dim1)?;
     let options = CrossEntropyOptions {
         reduction: args.reduction.into(),
         ignore_index: args.ignore_index,
@@ -252,16 +414,23 @@ fn cross_entropy(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produce
     };
     let targets = npy::read(targets_path)?;
     let one_per_row =
-        targets.shape().iter().product::<usize>() == rows && targets.shape().len() <= 1;
+        targets.shape().iter().product::<usize>() == rows && (dim1 || targets.shape().len() <= 1);
+    let loss = |t: Targets<'_>| {
+        if dim1 {
+            xt.cross_entropy_dim1(t, &options)
+        } else {
+            xt.cross_entropy(t, &options)
+        }
+    };
     let out = match targets {
-        Values::Int(t) if one_per_row => xt.cross_entropy(Targets::Indices(&t.values), &options),
+        Values::Int(t) if one_per_row => loss(Targets::Indices(&t.values)),
         Values::Int(t) => {
             return Err(file_error(targets_path, format!("shape {:?} does not give one class index per row ({rows} rows)", t.shape)).into());
         }
         floats if floats.shape() == shape => {
             let probs = floats.into_f32(targets_path)?;
             let p = Tensor::from_slice_as(xt.context(), &probs.values, shape, xt.dtype())?;
-            xt.cross_entropy(Targets::Probabilities(&p), &options)
+            loss(Targets::Probabilities(&p))
         }
         floats if one_per_row => {
             let values: Vec<f64> = match floats {
@@ -269,7 +438,7 @@ fn cross_entropy(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produce
                 other => other.into_f32(targets_path)?.values.into_iter().map(f64::from).collect(),
             };
             let idx = class_indices_from_floats(&values).map_err(on_targets)?;
-            xt.cross_entropy(Targets::Indices(&idx), &options)
+            loss(Targets::Indices(&idx))
         }
         floats => {
             return Err(file_error(targets_path, format!("shape {:?} is neither {rows} class indices nor probabilities of the input's shape {shape:?}", floats.shape())).into());
