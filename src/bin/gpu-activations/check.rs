@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 use gpu_activations::accuracy::{ATOL, RTOL, compare_stored};
+use gpu_activations::cpu::gated as gated_ref;
 use gpu_activations::cpu::loss::{self as loss_ref, CrossEntropyTargets};
 use gpu_activations::cpu::softmax as softmax_ref;
 use gpu_activations::{
-    Activation, BceOptions, Context, CrossEntropyOptions, DType, Reduction, Targets, Tensor,
+    Activation, BceOptions, Context, CrossEntropyOptions, DType, Gate, Reduction, Targets, Tensor,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -131,6 +132,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, BoxError> {
         softmax(&ctx, &mut checker, &mut rng)?;
         cross_entropy(&ctx, &mut checker, &mut rng)?;
         bce(&ctx, &mut checker, &mut rng)?;
+        family(&ctx, &mut checker, &mut rng)?;
         rows.extend(checker.rows);
     }
     let checker = Checker {
@@ -397,5 +399,163 @@ fn bce(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), Box
             false,
         );
     }
+    Ok(())
+}
+
+/// `[N, C, S]` values with the class dim moved last (`[N·S, C]`), widened: the reference's rows.
+fn class_last(v: &[f32], n: usize, c: usize, s: usize) -> Vec<f64> {
+    let mut rows = vec![0.0; v.len()];
+    for b in 0..n {
+        for k in 0..c {
+            for p in 0..s {
+                rows[(b * s + p) * c + k] = f64::from(v[(b * c + k) * s + p]);
+            }
+        }
+    }
+    rows
+}
+
+/// `[N·S, C]` rows moved back to `[N, C, S]`.
+fn class_back(rows: &[f64], n: usize, c: usize, s: usize) -> Vec<f64> {
+    let mut v = vec![0.0; rows.len()];
+    for b in 0..n {
+        for k in 0..c {
+            for p in 0..s {
+                v[(b * c + k) * s + p] = rows[(b * s + p) * c + k];
+            }
+        }
+    }
+    v
+}
+
+/// The second wave's family: the gated activations, PReLU, softmax along dim 1, and the
+/// losses in PyTorch's layout.
+fn family(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), BoxError> {
+    let (rows, half) = (37, 40);
+    let shape = [rows, 2 * half];
+    let (xt, x) = checker.upload(ctx, &uniform(rng, rows * 2 * half, -6.0, 6.0), &shape)?;
+    let (gt, g) = checker.upload(ctx, &uniform(rng, rows * half, -1.0, 1.0), &[rows, half])?;
+    for gate in Gate::ALL {
+        let name = gate.name().replace('_', "-");
+        let pairs = || {
+            x.chunks(2 * half)
+                .flat_map(|r| (0..half).map(move |j| (f64::from(r[j]), f64::from(r[j + half]))))
+        };
+        let want: Vec<f64> = pairs()
+            .map(|(a, b)| gated_ref::forward_pair(gate, a, b))
+            .collect();
+        checker.add(
+            name.clone(),
+            &shape,
+            &xt.gated(gate)?.to_vec()?,
+            &want,
+            false,
+        );
+        let mut want = vec![0.0; x.len()];
+        for (i, (a, b)) in pairs().enumerate() {
+            let (da, db) = gated_ref::backward_pair(gate, a, b, f64::from(g[i]));
+            let (r, j) = (i / half, i % half);
+            want[r * 2 * half + j] = da;
+            want[r * 2 * half + j + half] = db;
+        }
+        let got = xt.gated_backward(gate, &gt)?.to_vec()?;
+        checker.add(format!("{name}-backward"), &shape, &got, &want, false);
+    }
+
+    let (n, c, s) = (4, 21, 48);
+    let shape = [n, c, 6, 8];
+    let (xt, x) = checker.upload(ctx, &uniform(rng, n * c * s, -8.0, 8.0), &shape)?;
+    let slopes: Vec<f32> = (0..c).map(|k| 0.02 * k as f32 - 0.1).collect();
+    let (wt, w) = checker.upload(ctx, &slopes, &[c])?;
+    let want: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let v = f64::from(v);
+            if v > 0.0 {
+                v
+            } else {
+                f64::from(w[(i / s) % c]) * v
+            }
+        })
+        .collect();
+    checker.add("prelu", &shape, &xt.prelu(&wt)?.to_vec()?, &want, false);
+    for log in [false, true] {
+        let name = if log {
+            "log-softmax-dim 1"
+        } else {
+            "softmax-dim 1"
+        };
+        let y = if log {
+            xt.log_softmax_dim(1)?
+        } else {
+            xt.softmax_dim(1)?
+        };
+        let want: Vec<f64> = class_last(&x, n, c, s)
+            .chunks(c)
+            .flat_map(|r| softmax_ref::forward_row(r, log))
+            .collect();
+        checker.add(
+            name,
+            &shape,
+            &y.to_vec()?,
+            &class_back(&want, n, c, s),
+            false,
+        );
+    }
+    let labels: Vec<i64> = (0..n * s).map(|_| rng.random_range(0..c as i64)).collect();
+    let o = CrossEntropyOptions {
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    let out = xt.cross_entropy_dim1(Targets::Indices(&labels), &o)?;
+    let want = loss_ref::cross_entropy(
+        &class_last(&x, n, c, s),
+        c,
+        CrossEntropyTargets::Indices(&labels),
+        None,
+        Reduction::Mean,
+        -100,
+        0.1,
+    );
+    checker.add(
+        "cross-entropy-dim1 loss",
+        &shape,
+        &out.loss.to_vec()?,
+        &want.loss,
+        true,
+    );
+    let grad = class_back(&want.grad, n, c, s);
+    checker.add(
+        "cross-entropy-dim1 grad",
+        &shape,
+        &out.grad.to_vec()?,
+        &grad,
+        false,
+    );
+    let out = xt.nll_loss_dim1(Targets::Indices(&labels), &CrossEntropyOptions::default())?;
+    let want = loss_ref::nll_loss(
+        &class_last(&x, n, c, s),
+        c,
+        &labels,
+        None,
+        Reduction::Mean,
+        -100,
+    );
+    checker.add(
+        "nll-loss-dim1 loss",
+        &shape,
+        &out.loss.to_vec()?,
+        &want.loss,
+        true,
+    );
+    let grad = class_back(&want.grad, n, c, s);
+    checker.add(
+        "nll-loss-dim1 grad",
+        &shape,
+        &out.grad.to_vec()?,
+        &grad,
+        false,
+    );
     Ok(())
 }
