@@ -73,14 +73,6 @@ fn load_param() {
 const SELU_ALPHA: f32 = 1.6732632423543772;
 const SELU_SCALE: f32 = 1.0507009873554805;
 
-// tanh v = sign(v)·(−m)/(2 + m) with m = e^−2|v| − 1 (`expm1`, so that a small v keeps its
-// digits: 1 − e^−2|v| is off by up to an ulp of 1, which is all of tanh v below |v| ≈ 1e-8).
-fn tanh_stable(v: V) -> V {
-    let m = expm1(-2.0 * abs(v));
-    let t = -m / (2.0 + m);
-    return select(t, -t, v < splat(0.0));
-}
-
 // 1 − tanh² v = 4e/(1 + e)² with e = e^−2|v|.
 fn tanh_slope(v: V) -> V {
     let e = exp(-2.0 * abs(v));

@@ -1,6 +1,7 @@
 // Shared elementwise helpers, appended by the host to the elementwise kernel files:
 // σ(v) = 1/(1 + e^−v) evaluated without overflow (and σ' with it), log(1 + e) for 0 ≤ e ≤ 1 to
-// 2 ulp, e^v − 1 to 4 ulp, the normal CDF and density (for gelu), and NaN tests by bits.
+// 2 ulp, e^v − 1 to 4 ulp, tanh through it, the normal CDF and density (for gelu), and NaN
+// tests by bits.
 
 alias V = vec4<f32>;
 
@@ -52,6 +53,14 @@ fn expm1(v: V) -> V {
     let p = (0.5 + 0.166666672 * v) + (0.0416666679 + 0.00833333377 * v) * v2
         + (0.00138888892 + 0.000198412701 * v) * v4;
     return select(exp(v) - 1.0, v + v2 * p, abs(v) < splat(0.35));
+}
+
+// tanh v = sign(v)·(−m)/(2 + m) with m = e^−2|v| − 1 (`expm1`, so that a small v keeps its
+// digits: 1 − e^−2|v| is off by up to an ulp of 1, which is all of tanh v below |v| ≈ 1e-8).
+fn tanh_stable(v: V) -> V {
+    let m = expm1(-2.0 * abs(v));
+    let t = -m / (2.0 + m);
+    return select(t, -t, v < splat(0.0));
 }
 
 const FRAC_1_SQRT_2: f32 = 0.7071067811865476;

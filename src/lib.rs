@@ -42,10 +42,10 @@ pub use context::{
 };
 pub use definitions::activation::Activation;
 pub use definitions::gated::Gate;
-pub use definitions::loss::{BceOptions, CrossEntropyOptions, Reduction};
+pub use definitions::loss::{BceOptions, CrossEntropyOptions, HeadOptions, Reduction};
 pub use error::{Error, Result};
 pub use gpu::kernels::Shader;
 pub use layout::DType;
-pub use ops::loss::{LossAndGrad, Targets, class_indices_from_floats};
+pub use ops::loss::{HeadLoss, LossAndGrad, Targets, class_indices_from_floats};
 pub use tensor::Tensor;
 pub use wgpu;

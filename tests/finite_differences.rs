@@ -11,7 +11,9 @@ use gpu_activations::cpu::activation as act_ref;
 use gpu_activations::cpu::gated as gated_ref;
 use gpu_activations::cpu::loss as loss_ref;
 use gpu_activations::cpu::softmax as softmax_ref;
-use gpu_activations::{Activation, CrossEntropyOptions, Gate, Reduction, Targets, Tensor};
+use gpu_activations::{
+    Activation, CrossEntropyOptions, Gate, HeadOptions, Reduction, Targets, Tensor,
+};
 
 const STEP: f64 = 1e-4;
 
@@ -240,6 +242,52 @@ fn softmax_dim_and_dim1_losses_match_finite_differences() {
             .collect();
         assert_slopes(
             &format!("{} cross_entropy_dim1", label(&ctx)),
+            &out.grad.to_vec().unwrap(),
+            &want,
+        );
+
+        // The head with z-loss and softcap: its gradient is the slope of its mean loss.
+        let (rows, classes) = (6, 9);
+        let z: Vec<f32> = uniform(55, rows * classes, -20.0, 20.0);
+        let labels: Vec<i64> = (0..rows as i64).map(|r| (r * 4) % classes as i64).collect();
+        let head = HeadOptions {
+            lse_square_scale: 1e-2,
+            softcap: Some(8.0),
+        };
+        let o = CrossEntropyOptions {
+            label_smoothing: 0.1,
+            ..Default::default()
+        };
+        let zt = Tensor::from_slice(&ctx, &z, &[rows, classes]).unwrap();
+        let out = zt
+            .cross_entropy_head(Targets::Indices(&labels), &o, &head)
+            .unwrap();
+        let loss = |zs: &[f64]| {
+            loss_ref::cross_entropy_head(
+                zs,
+                classes,
+                &labels,
+                None,
+                Reduction::Mean,
+                -100,
+                0.1,
+                1e-2,
+                Some(8.0),
+            )
+            .loss[0]
+        };
+        let want: Vec<Option<f64>> = (0..z.len())
+            .map(|i| {
+                let at = |t: f64| {
+                    let mut v: Vec<f64> = z.iter().map(|&a| f64::from(a)).collect();
+                    v[i] = t;
+                    loss(&v)
+                };
+                slope(at, z[i].into())
+            })
+            .collect();
+        assert_slopes(
+            &format!("{} cross_entropy_head", label(&ctx)),
             &out.grad.to_vec().unwrap(),
             &want,
         );

@@ -132,6 +132,108 @@ pub fn cross_entropy(
     }
 }
 
+/// The cross-entropy of an LLM head with Liger-Kernel's options, over rows of `classes`
+/// logits with class-index targets: the logits capped to `c·tanh(z/c)` when `softcap` is
+/// `Some(c)`, the cross-entropy of the capped logits plus the z-loss `s·lse²` per row (its
+/// gradient `2s·lse·p` included), the gradient taken through the cap. Returns the loss, the
+/// gradient, the z-loss (reduced as the loss) and each row's `lse` (of the capped logits).
+#[allow(clippy::too_many_arguments)]
+pub fn cross_entropy_head(
+    logits: &[f64],
+    classes: usize,
+    targets: &[i64],
+    weight: Option<&[f64]>,
+    reduction: Reduction,
+    ignore_index: i64,
+    label_smoothing: f64,
+    lse_square_scale: f64,
+    softcap: Option<f64>,
+) -> HeadReference {
+    let capped: Vec<f64> = match softcap {
+        Some(c) => logits.iter().map(|&z| c * (z / c).tanh()).collect(),
+        None => logits.to_vec(),
+    };
+    let ce = cross_entropy(
+        &capped,
+        classes,
+        CrossEntropyTargets::Indices(targets),
+        weight,
+        reduction,
+        ignore_index,
+        label_smoothing,
+    );
+    let rows = targets.len();
+    let lse: Vec<f64> = capped
+        .chunks(classes.max(1))
+        .map(|row| {
+            let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            m + row.iter().map(|&v| (v - m).exp()).sum::<f64>().ln()
+        })
+        .collect();
+    let counted = |r: usize| targets[r] != ignore_index;
+    let denominator: f64 = (0..rows)
+        .filter(|&r| counted(r))
+        .map(|r| weight.map_or(1.0, |w| w[targets[r] as usize]))
+        .sum();
+    let scale = match reduction {
+        Reduction::Mean => 1.0 / denominator,
+        _ => 1.0,
+    };
+    let z_rows: Vec<f64> = (0..rows)
+        .map(|r| {
+            if counted(r) {
+                lse_square_scale * lse[r] * lse[r]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut grad = ce.grad;
+    for r in (0..rows).filter(|&r| counted(r)) {
+        for c in 0..classes {
+            let i = r * classes + c;
+            grad[i] += scale * 2.0 * lse_square_scale * lse[r] * (capped[i] - lse[r]).exp();
+        }
+    }
+    if let Some(c) = softcap {
+        for (g, &z) in grad.iter_mut().zip(logits) {
+            let t = (z / c).tanh();
+            *g *= 1.0 - t * t;
+        }
+    }
+    let reduce = |v: &[f64]| match reduction {
+        Reduction::None => v.to_vec(),
+        Reduction::Sum => vec![v.iter().sum()],
+        Reduction::Mean => vec![v.iter().sum::<f64>() / denominator],
+    };
+    let z_loss = reduce(&z_rows);
+    let loss = ce
+        .loss
+        .iter()
+        .zip(z_loss.iter())
+        .map(|(a, b)| a + b)
+        .collect();
+    HeadReference {
+        loss,
+        grad,
+        z_loss,
+        lse,
+    }
+}
+
+/// What [`cross_entropy_head`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadReference {
+    /// The cross-entropy plus the z-loss, reduced.
+    pub loss: Vec<f64>,
+    /// The gradient with respect to the (uncapped) logits.
+    pub grad: Vec<f64>,
+    /// The z-loss alone, reduced as the loss.
+    pub z_loss: Vec<f64>,
+    /// Each row's log-sum-exp of the capped logits.
+    pub lse: Vec<f64>,
+}
+
 /// Negative log-likelihood over rows of `classes` log-probabilities, as
 /// `torch.nn.functional.nll_loss`: `loss_r = −w_y·x_{r,y}` (0 for an ignored row), gradient
 /// `−w_y` at each row's class and 0 elsewhere, the mean dividing both by `Σ w_y` over the rows

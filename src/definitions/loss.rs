@@ -60,3 +60,39 @@ pub struct BceOptions {
     /// The positive-class weight per column (length = last dim).
     pub pos_weight: Option<Vec<f32>>,
 }
+
+/// Liger-Kernel's options for the cross-entropy of an LLM head
+/// ([`crate::Tensor::cross_entropy_head`]), applied in the same fused pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HeadOptions {
+    /// `s ≥ 0`: the z-loss `s·lse²` of each row (`lse = log Σ_c e^{z_c}`) is added to its loss,
+    /// with its gradient `2s·lse·softmax` (PaLM's auxiliary loss that keeps `lse` near 0).
+    pub lse_square_scale: f32,
+    /// `c > 0`: the logits are capped to `c·tanh(z/c)` before the softmax (Gemma 2), and the
+    /// gradient goes through the cap (`1 − tanh²(z/c)`).
+    pub softcap: Option<f32>,
+}
+
+impl HeadOptions {
+    /// Checks the options: `s` finite and ≥ 0, `c` finite and > 0.
+    pub fn validate(&self, op: &'static str) -> crate::Result<()> {
+        let s = self.lse_square_scale;
+        if !(s.is_finite() && s >= 0.0) {
+            return Err(crate::Error::InvalidParameter {
+                op,
+                name: "lse_square_scale",
+                value: f64::from(s),
+                reason: "must be finite and at least 0",
+            });
+        }
+        match self.softcap {
+            Some(c) if !(c.is_finite() && c > 0.0) => Err(crate::Error::InvalidParameter {
+                op,
+                name: "softcap",
+                value: f64::from(c),
+                reason: "must be finite and greater than 0",
+            }),
+            _ => Ok(()),
+        }
+    }
+}

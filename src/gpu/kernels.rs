@@ -51,11 +51,13 @@ pub enum Shader {
     Transpose,
     /// Negative log-likelihood of log-probabilities, loss and gradient.
     Nll,
+    /// Cross-entropy of an LLM head with z-loss and softcap, fused.
+    CrossEntropyHead,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 15] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -71,6 +73,7 @@ impl Shader {
         Shader::Convert,
         Shader::Transpose,
         Shader::Nll,
+        Shader::CrossEntropyHead,
     ];
 
     /// The family's file name (without `.wgsl`).
@@ -91,6 +94,7 @@ impl Shader {
             Shader::Convert => "convert",
             Shader::Transpose => "transpose",
             Shader::Nll => "nll",
+            Shader::CrossEntropyHead => "cross_entropy_head",
         }
     }
 
@@ -190,6 +194,11 @@ impl Shader {
             Shader::Convert => include_str!("../../shaders/convert.wgsl"),
             Shader::Transpose => include_str!("../../shaders/transpose.wgsl"),
             Shader::Nll => include_str!("../../shaders/nll.wgsl"),
+            Shader::CrossEntropyHead => concat!(
+                include_str!("../../shaders/cross_entropy_head.wgsl"),
+                include_str!("../../shaders/online_softmax.wgsl"),
+                include_str!("../../shaders/math.wgsl")
+            ),
         }
     }
 }

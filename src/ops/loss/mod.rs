@@ -6,9 +6,11 @@ mod bce;
 mod class_dim;
 mod class_index;
 mod cross_entropy;
+mod head;
 mod nll;
 
 use bce::bce_with_logits;
+pub use head::HeadLoss;
 
 #[cfg(test)]
 pub(crate) use cross_entropy::flag_triples;
@@ -20,6 +22,7 @@ pub(crate) fn launched_kernels() -> Vec<(crate::gpu::kernels::Kernel, usize)> {
     all.extend(class_index::launched_kernels());
     all.extend(bce::launched_kernels());
     all.extend(nll::launched_kernels());
+    all.extend(head::launched_kernels());
     all
 }
 use cross_entropy::cross_entropy_into;
