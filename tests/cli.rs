@@ -607,6 +607,102 @@ fn the_families_ops_run_bit_for_bit_with_the_library() {
     assert!(!out.exists());
 }
 
+#[test]
+fn cross_entropy_takes_the_heads_options() {
+    let f = Files::new();
+    let (rows, classes) = (8, 50);
+    let z = uniform(80, rows * classes, -30.0, 30.0);
+    let labels: Vec<i64> = (0..rows as i64)
+        .map(|r| (r * 11) % classes as i64)
+        .collect();
+    write_f32(&f.path("z.npy"), &z, &[rows, classes]);
+    write_npy(&f.path("t.npy"), &labels, &[rows], "<i8");
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        let zt = Tensor::from_slice(&ctx, &z, &[rows, classes]).unwrap();
+        let head = gpu_activations::HeadOptions {
+            lse_square_scale: 1e-3,
+            softcap: Some(15.0),
+        };
+        let want = zt
+            .cross_entropy_head(
+                Targets::Indices(&labels),
+                &CrossEntropyOptions::default(),
+                &head,
+            )
+            .unwrap();
+        let o = run(&[
+            "run",
+            "cross-entropy",
+            "--input",
+            &f.s("z.npy"),
+            "--targets",
+            &f.s("t.npy"),
+            "--softcap",
+            "15",
+            "--lse-square-scale",
+            "1e-3",
+            "--output",
+            &f.s("dz.npy"),
+            "--loss-output",
+            &f.s("loss.npy"),
+            "--lse-output",
+            &f.s("lse.npy"),
+            "--z-loss-output",
+            &f.s("zl.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        for (file, t) in [
+            ("dz.npy", &want.grad),
+            ("loss.npy", &want.loss),
+            ("lse.npy", &want.lse),
+            ("zl.npy", &want.z_loss),
+        ] {
+            let (got, shape) = read_f32(&f.path(file));
+            assert_eq!(shape, t.shape(), "{b} {file}");
+            assert_bits(&format!("{b} {file}"), &got, &t.to_vec().unwrap());
+        }
+    }
+    let out = f.path("never.npy");
+    let o = run(&[
+        "run",
+        "bce-with-logits",
+        "--input",
+        &f.s("z.npy"),
+        "--targets",
+        &f.s("z.npy"),
+        "--softcap",
+        "15",
+        "--output",
+        &out.to_string_lossy(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--softcap"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "run",
+        "cross-entropy",
+        "--input",
+        &f.s("z.npy"),
+        "--targets",
+        &f.s("t.npy"),
+        "--softcap",
+        "0",
+        "--output",
+        &out.to_string_lossy(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("softcap"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
 /// Runs a loss op (`args` = op and its options) on x.npy with --output dz.npy and
 /// --loss-output loss.npy, and checks both bit for bit against the library's `want`.
 fn run_loss(f: &Files, backend: &str, args: &[&str], want: &LossAndGrad, loss_shape: &[usize]) {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use gpu_activations::{
-    BceOptions, CrossEntropyOptions, DType, Error, Reduction, Targets, Tensor,
+    BceOptions, CrossEntropyOptions, DType, Error, HeadOptions, Reduction, Targets, Tensor,
     class_indices_from_floats,
 };
 
@@ -96,6 +96,20 @@ pub struct RunArgs {
     /// cross-entropy label smoothing ε in [0, 1].
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     label_smoothing: f32,
+    /// cross-entropy z-loss: s·lse² added to each row's loss (Liger-Kernel's
+    /// lse_square_scale; class-index targets).
+    #[arg(long, allow_hyphen_values = true)]
+    lse_square_scale: Option<f32>,
+    /// cross-entropy softcap c > 0: logits capped to c·tanh(z/c) before the softmax.
+    #[arg(long, allow_hyphen_values = true)]
+    softcap: Option<f32>,
+    /// Where cross-entropy writes each row's log-sum-exp (with --lse-square-scale or
+    /// --softcap, or alone).
+    #[arg(long)]
+    lse_output: Option<PathBuf>,
+    /// Where cross-entropy writes the z-loss alone, reduced as the loss.
+    #[arg(long)]
+    z_loss_output: Option<PathBuf>,
     /// Weights: per class (cross-entropy, nll-loss-dim1, length K) or per column (bce,
     /// length = last dim); prelu's slope (one, or one per channel: dim 1 of X).
     #[arg(long)]
@@ -110,19 +124,38 @@ pub struct RunArgs {
     backend: BackendArg,
 }
 
+impl RunArgs {
+    /// Whether any of Liger-Kernel's head options is given (the cross-entropy then runs as
+    /// `Tensor::cross_entropy_head`).
+    fn head_wanted(&self) -> bool {
+        self.lse_square_scale.is_some()
+            || self.softcap.is_some()
+            || self.lse_output.is_some()
+            || self.z_loss_output.is_some()
+    }
+}
+
 type BoxError = Box<dyn std::error::Error>;
 
 /// What a run produces: the main output and, for losses, the loss (for prelu-backward, the
-/// slope's gradient).
+/// slope's gradient), and for the head's cross-entropy the lse and the z-loss.
 struct Produced {
     output: (Vec<f32>, Vec<usize>),
     loss: Option<(Vec<f32>, Vec<usize>)>,
+    head: Option<[(Vec<f32>, Vec<usize>); 2]>,
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     let op = CliOp::parse(&args.op, args.params)?;
     if args.loss_output.is_some() && !op.is_loss() {
         return Err(format!("--loss-output applies to the losses, not {op}").into());
+    }
+    if args.head_wanted() && op != CliOp::CrossEntropy {
+        return Err(format!(
+            "--lse-square-scale, --softcap, --lse-output and --z-loss-output apply to \
+             cross-entropy, not {op}"
+        )
+        .into());
     }
     if args.weight_grad_output.is_some() && op != (CliOp::Prelu { backward: true }) {
         return Err(format!("--weight-grad-output applies to prelu-backward, not {op}").into());
@@ -221,6 +254,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     if let (Some(path), Some((values, shape))) = (second, &produced.loss) {
         staged.push(npy::stage_as(path, values, shape, file_type)?);
     }
+    if let Some([lse, z_loss]) = &produced.head {
+        if let Some(path) = &args.lse_output {
+            staged.push(npy::stage_as(path, &lse.0, &lse.1, npy::FileType::F32)?);
+        }
+        if let Some(path) = &args.z_loss_output {
+            staged.push(npy::stage_as(path, &z_loss.0, &z_loss.1, file_type)?);
+        }
+    }
     for s in staged {
         s.commit()?;
     }
@@ -231,6 +272,7 @@ fn single(t: Tensor) -> Result<Produced, BoxError> {
     Ok(Produced {
         output: (t.to_vec()?, t.shape().to_vec()),
         loss: None,
+        head: None,
     })
 }
 
@@ -345,6 +387,7 @@ fn nll_loss(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, Bo
     Ok(Produced {
         output: (out.grad.to_vec()?, shape.to_vec()),
         loss: Some((out.loss.to_vec()?, out.loss.shape().to_vec())),
+        head: None,
     })
 }
 
@@ -380,6 +423,7 @@ fn prelu(
     Ok(Produced {
         output: (dx.to_vec()?, dx.shape().to_vec()),
         loss: Some((dw.to_vec()?, dw.shape().to_vec())),
+        head: None,
     })
 }
 
@@ -415,6 +459,37 @@ fn cross_entropy(
     let targets = npy::read(targets_path)?;
     let one_per_row =
         targets.shape().iter().product::<usize>() == rows && (dim1 || targets.shape().len() <= 1);
+    if args.head_wanted() {
+        let indices = match targets {
+            Values::Int(t) if one_per_row => t.values,
+            other => {
+                return Err(file_error(
+                    targets_path,
+                    format!(
+                        "shape {:?}: the head options take one integer class index per row \
+                         ({rows} rows)",
+                        other.shape()
+                    ),
+                )
+                .into());
+            }
+        };
+        let head = HeadOptions {
+            lse_square_scale: args.lse_square_scale.unwrap_or(0.0),
+            softcap: args.softcap,
+        };
+        let out = xt
+            .cross_entropy_head(Targets::Indices(&indices), &options, &head)
+            .map_err(on_targets)?;
+        return Ok(Produced {
+            output: (out.grad.to_vec()?, shape.to_vec()),
+            loss: Some((out.loss.to_vec()?, out.loss.shape().to_vec())),
+            head: Some([
+                (out.lse.to_vec()?, out.lse.shape().to_vec()),
+                (out.z_loss.to_vec()?, out.z_loss.shape().to_vec()),
+            ]),
+        });
+    }
     let loss = |t: Targets<'_>| {
         if dim1 {
             xt.cross_entropy_dim1(t, &options)
@@ -448,6 +523,7 @@ fn cross_entropy(
     Ok(Produced {
         output: (out.grad.to_vec()?, shape.to_vec()),
         loss: Some((out.loss.to_vec()?, out.loss.shape().to_vec())),
+        head: None,
     })
 }
 
@@ -468,5 +544,6 @@ fn bce(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, BoxErro
     Ok(Produced {
         output: (out.grad.to_vec()?, shape.to_vec()),
         loss: Some((out.loss.to_vec()?, out.loss.shape().to_vec())),
+        head: None,
     })
 }
