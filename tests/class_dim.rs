@@ -94,6 +94,19 @@ fn rows_of(z: &[f32], n: usize, c: usize, s: usize) -> Vec<f64> {
     rows
 }
 
+/// `[N·S, C]` rows (the reference's gradient) put back at dim 1: `[N, C, S]`.
+fn dim1_of(rows: &[f64], n: usize, c: usize, s: usize) -> Vec<f64> {
+    let mut v = vec![0.0; rows.len()];
+    for b in 0..n {
+        for k in 0..c {
+            for p in 0..s {
+                v[(b * c + k) * s + p] = rows[(b * s + p) * c + k];
+            }
+        }
+    }
+    v
+}
+
 #[test]
 fn cross_entropy_dim1_matches_the_reference_at_every_rank_and_storage_type() {
     for ctx in all_backends() {
@@ -152,14 +165,7 @@ fn cross_entropy_dim1_matches_the_reference_at_every_rank_and_storage_type() {
                     &[],
                 );
                 // The reference's gradient is in rows; put it back at dim 1.
-                let mut grad = vec![0.0; z.len()];
-                for b in 0..n {
-                    for k in 0..c {
-                        for p in 0..s {
-                            grad[(b * c + k) * s + p] = want.grad[(b * s + p) * c + k];
-                        }
-                    }
-                }
+                let grad = dim1_of(&want.grad, n, c, s);
                 common::assert_stored_close(&case, dtype, &out.grad.to_vec().unwrap(), &grad, &[]);
             }
         }
@@ -236,14 +242,7 @@ fn nll_loss_dim1_matches_pytorch_and_the_reference() {
                     &want.loss,
                     &[],
                 );
-                let mut grad = vec![0.0; x.len()];
-                for b in 0..n {
-                    for k in 0..c {
-                        for p in 0..s {
-                            grad[(b * c + k) * s + p] = want.grad[(b * s + p) * c + k];
-                        }
-                    }
-                }
+                let grad = dim1_of(&want.grad, n, c, s);
                 common::assert_stored_close(&case, dtype, &out.grad.to_vec().unwrap(), &grad, &[]);
             }
         }

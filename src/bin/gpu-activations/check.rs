@@ -402,30 +402,31 @@ fn bce(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), Box
     Ok(())
 }
 
-/// `[N, C, S]` values with the class dim moved last (`[N·S, C]`), widened: the reference's rows.
-fn class_last(v: &[f32], n: usize, c: usize, s: usize) -> Vec<f64> {
-    let mut rows = vec![0.0; v.len()];
+/// `[N, C, S]` values with the class dim moved last (`[N·S, C]`), widened: the reference's
+/// rows; `back` moves `[N·S, C]` rows to `[N, C, S]` instead.
+fn permute_classes(v: &[f64], (n, c, s): (usize, usize, usize), back: bool) -> Vec<f64> {
+    let mut out = vec![0.0; v.len()];
     for b in 0..n {
         for k in 0..c {
             for p in 0..s {
-                rows[(b * s + p) * c + k] = f64::from(v[(b * c + k) * s + p]);
+                let (dim1, last) = ((b * c + k) * s + p, (b * s + p) * c + k);
+                if back {
+                    out[dim1] = v[last];
+                } else {
+                    out[last] = v[dim1];
+                }
             }
         }
     }
-    rows
+    out
 }
 
-/// `[N·S, C]` rows moved back to `[N, C, S]`.
+fn class_last(v: &[f32], n: usize, c: usize, s: usize) -> Vec<f64> {
+    permute_classes(&widen(v), (n, c, s), false)
+}
+
 fn class_back(rows: &[f64], n: usize, c: usize, s: usize) -> Vec<f64> {
-    let mut v = vec![0.0; rows.len()];
-    for b in 0..n {
-        for k in 0..c {
-            for p in 0..s {
-                v[(b * c + k) * s + p] = rows[(b * s + p) * c + k];
-            }
-        }
-    }
-    v
+    permute_classes(rows, (n, c, s), true)
 }
 
 /// The second wave's family: the gated activations, PReLU, softmax along dim 1, and the

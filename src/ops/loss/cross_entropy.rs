@@ -38,6 +38,34 @@ pub(super) enum ClassIndex {
     Device(DeviceBuffer),
 }
 
+/// `(rows, classes)` of cross-entropy logits, once the options are checked against them: at
+/// least one class, `label_smoothing` in `[0, 1]`, one weight per class.
+pub(super) fn check_options(
+    op: &'static str,
+    logits: &Tensor,
+    options: &CrossEntropyOptions,
+) -> Result<(usize, usize)> {
+    let (rows, classes) = logits.rows_cols(op)?;
+    if classes == 0 {
+        return Err(Error::invalid_shape(
+            op,
+            logits.shape(),
+            "cross-entropy needs at least one class",
+        ));
+    }
+    let eps = options.label_smoothing;
+    if !(0.0..=1.0).contains(&eps) {
+        return Err(Error::InvalidParameter {
+            op,
+            name: "label_smoothing",
+            value: f64::from(eps),
+            reason: "must lie in [0, 1]",
+        });
+    }
+    check_weight(op, "weight", &options.weight, classes)?;
+    Ok((rows, classes))
+}
+
 pub(super) fn validate_classes(
     op: &'static str,
     targets: &[i64],
@@ -90,24 +118,8 @@ pub(super) fn cross_entropy_into(
     if let Some(done) = through_f32(logits, targets, options, grad) {
         return done;
     }
-    let (rows, classes) = logits.rows_cols(OP_CE)?;
-    if classes == 0 {
-        return Err(Error::invalid_shape(
-            OP_CE,
-            logits.shape(),
-            "cross-entropy needs at least one class",
-        ));
-    }
+    let (rows, classes) = check_options(OP_CE, logits, options)?;
     let eps = options.label_smoothing;
-    if !(0.0..=1.0).contains(&eps) {
-        return Err(Error::InvalidParameter {
-            op: OP_CE,
-            name: "label_smoothing",
-            value: f64::from(eps),
-            reason: "must lie in [0, 1]",
-        });
-    }
-    check_weight(OP_CE, "weight", &options.weight, classes)?;
     check_same(OP_CE, "gradient", logits, grad)?;
     let loss_shape: Vec<usize> = match options.reduction {
         Reduction::None => logits.shape()[..logits.shape().len() - 1].to_vec(),

@@ -11,8 +11,8 @@ use crate::ops::sum::sum_to_scalar;
 use crate::tensor::{Storage, Tensor, write_host};
 
 use super::class_index::device_classes;
-use super::cross_entropy::{ClassIndex, Classes, validate_classes};
-use super::{Targets, check_weight, mixed, narrow, widen};
+use super::cross_entropy::{ClassIndex, Classes, check_options, validate_classes};
+use super::{Targets, mixed, narrow, widen};
 
 const OP: &str = "cross_entropy_head";
 
@@ -84,24 +84,8 @@ impl Tensor {
     ) -> Result<HeadLoss> {
         head.validate(OP)?;
         self.expect_float(OP, "the logits")?;
-        let (rows, classes) = self.rows_cols(OP)?;
-        if classes == 0 {
-            return Err(Error::invalid_shape(
-                OP,
-                self.shape(),
-                "needs at least one class",
-            ));
-        }
+        let (rows, classes) = check_options(OP, self, options)?;
         let eps = options.label_smoothing;
-        if !(0.0..=1.0).contains(&eps) {
-            return Err(Error::InvalidParameter {
-                op: OP,
-                name: "label_smoothing",
-                value: f64::from(eps),
-                reason: "must lie in [0, 1]",
-            });
-        }
-        check_weight(OP, "weight", &options.weight, classes)?;
         let widened;
         let checked = match targets {
             Targets::Indices(t) => validate_classes(OP, t, rows, classes, options)?,
