@@ -194,7 +194,9 @@ fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<
     // 4; the workgroup kernels read scalars, f32 only), and the CPU backend on its host
     // values; other shapes go through f32 copies.
     let direct = match (x.context().gpu(), x.rows_cols(name)) {
+        _ if !x.dtype().is_half() => true,
         (None, _) => true,
+        (Some(_), Ok((rows, cols))) if rows == 0 || cols == 0 => true,
         (Some(gpu), Ok((rows, cols))) => {
             let strategy = x.context().row_strategy();
             let (plan, _) = choose_plan(gpu, op, strategy, x.dtype(), (rows, cols));
@@ -419,7 +421,7 @@ fn choose_plan(
 ) -> (RowPlan, bool) {
     let max_elems = layout::elements_in(gpu.max_binding);
     let align = layout::offset_alignment_elements_of(&gpu.limits, storage);
-    let long_rows = cols + align > max_elems;
+    let long_rows = cols.saturating_add(align) > max_elems;
     let plan = if long_rows {
         // A row longer than one binding: segments, bound a window of them at a time.
         let seg_len = cols
