@@ -193,21 +193,24 @@ fn non_finite_lines_along_an_inner_dim_follow_pytorch() {
         [3e38, -3e38, 0.0, 1.0],
         [0.5, -0.5, 1e-30, 2.0],
     ];
-    let shape = [2usize, 4, 3];
-    let mut x = vec![0.0f32; 24];
-    for (t, line) in lines.iter().enumerate() {
-        let (o, i) = (t / 3, t % 3);
-        for (k, &v) in line.iter().enumerate() {
-            x[o * 12 + k * 3 + i] = v;
+    // Strides that are and are not whole vec4s (a kernel may treat the two apart).
+    for stride in [3usize, 4] {
+        let shape = [2usize, 4, stride];
+        let mut x = vec![0.0f32; 8 * stride];
+        for (t, line) in lines.iter().enumerate() {
+            let (o, i) = (t / stride, t % stride);
+            for (k, &v) in line.iter().enumerate() {
+                x[o * 4 * stride + k * stride + i] = v;
+            }
         }
-    }
-    for ctx in all_backends() {
-        let xt = Tensor::from_slice(&ctx, &x, &shape).unwrap();
-        for (family, name) in FAMILIES {
-            let want = expected(&x, None, &shape, 1, family);
-            let y = forward(&xt, family, 1).to_vec().unwrap();
-            let tag = format!("{} {name} non-finite lines", label(&ctx));
-            assert_all_close(&tag, &y, &want, &[&x], 1e-6, 1e-5);
+        for ctx in all_backends() {
+            let xt = Tensor::from_slice(&ctx, &x, &shape).unwrap();
+            for (family, name) in FAMILIES {
+                let want = expected(&x, None, &shape, 1, family);
+                let y = forward(&xt, family, 1).to_vec().unwrap();
+                let tag = format!("{} {name} non-finite lines, S = {stride}", label(&ctx));
+                assert_all_close(&tag, &y, &want, &[&x], 1e-6, 1e-5);
+            }
         }
     }
 }
