@@ -7,5 +7,6 @@
 
 pub mod activation;
 pub mod gated;
+pub mod linear;
 pub mod loss;
 pub mod softmax;

@@ -53,11 +53,13 @@ pub enum Shader {
     Nll,
     /// Cross-entropy of an LLM head with z-loss and softcap, fused.
     CrossEntropyHead,
+    /// Tiled matrix products of the linear layer, forward and backward.
+    Matmul,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 17] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -74,6 +76,7 @@ impl Shader {
         Shader::Transpose,
         Shader::Nll,
         Shader::CrossEntropyHead,
+        Shader::Matmul,
     ];
 
     /// The family's file name (without `.wgsl`).
@@ -95,6 +98,7 @@ impl Shader {
             Shader::Transpose => "transpose",
             Shader::Nll => "nll",
             Shader::CrossEntropyHead => "cross_entropy_head",
+            Shader::Matmul => "matmul",
         }
     }
 
@@ -194,6 +198,7 @@ impl Shader {
             Shader::Convert => include_str!("../../shaders/convert.wgsl"),
             Shader::Transpose => include_str!("../../shaders/transpose.wgsl"),
             Shader::Nll => include_str!("../../shaders/nll.wgsl"),
+            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Shader::CrossEntropyHead => concat!(
                 include_str!("../../shaders/cross_entropy_head.wgsl"),
                 include_str!("../../shaders/online_softmax.wgsl"),

@@ -5,6 +5,7 @@ pub mod activation;
 mod bindings;
 pub(crate) mod convert;
 pub mod gated;
+pub mod linear;
 pub mod loss;
 pub mod prelu;
 pub(crate) mod rows;
@@ -78,6 +79,7 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
     all.push(sum::launched_kernel());
     all.extend(convert::launched_kernels());
     all.push(transpose::launched_kernel());
+    all.push(linear::launched_kernel());
     all
 }
 

@@ -1,0 +1,102 @@
+// Tiled matrix product with the transposes a linear layer needs, f32 accumulation:
+//   C[i, j] = Σ_k A'[i, k]·B'[k, j] (+ bias[j] with HAS_BIAS),  C of M × N,
+// A' = A stored M × K row-major, or Aᵀ of A stored K × M (TRANS_A); B' = B stored K × N, or Bᵀ
+// of B stored N × K (TRANS_B). The linear layer y = x·Wᵀ + b is (x, W, TRANS_B); its gradients
+// dx = g·W and dW = gᵀ·x are (g, W) and (g, x, TRANS_A).
+// A workgroup of 16 × 16 invocations computes a 64 × 64 block of C, each invocation a 4 × 4
+// patch held in registers; the K dim is walked in tiles of 16, each staged in workgroup memory
+// (64 × 16 of A', 16 × 64 of B'). Elements past the matrices' edges load as 0, and only those
+// inside are written, so any shape works (ragged edges, a dim of 1).
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override HAS_BIAS: bool = false;
+
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+const THREADS: u32 = 256u;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    // Blocks of C along N, and in all (the grid may hold a few more workgroups).
+    col_blocks: u32,
+    blocks: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+var<workgroup> tile_a: array<f32, 1024>; // [BM][BK]
+var<workgroup> tile_b: array<f32, 1024>; // [BK][BN]
+
+fn a_at(i: u32, kk: u32) -> f32 {
+    if i >= p.m || kk >= p.k {
+        return 0.0;
+    }
+    if TRANS_A {
+        return a[kk * p.m + i];
+    }
+    return a[i * p.k + kk];
+}
+
+fn b_at(kk: u32, j: u32) -> f32 {
+    if kk >= p.k || j >= p.n {
+        return 0.0;
+    }
+    if TRANS_B {
+        return b[j * p.k + kk];
+    }
+    return b[kk * p.n + j];
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>) {
+    let block = wid.y * nwg.x + wid.x;
+    // The same for the whole workgroup, so the barriers below stay uniform.
+    if block >= p.blocks {
+        return;
+    }
+    let row0 = (block / p.col_blocks) * BM;
+    let col0 = (block % p.col_blocks) * BN;
+    let t = lid.y * 16u + lid.x;
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        for (var q = 0u; q < 4u; q++) {
+            let e = t + q * THREADS;
+            tile_a[e] = a_at(row0 + e / BK, k0 + e % BK);
+            tile_b[e] = b_at(k0 + e / BN, col0 + e % BN);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let o = kk * BN + lid.x * 4u;
+            let bv = vec4(tile_b[o], tile_b[o + 1u], tile_b[o + 2u], tile_b[o + 3u]);
+            for (var r = 0u; r < 4u; r++) {
+                acc[r] += tile_a[(lid.y * 4u + r) * BK + kk] * bv;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r++) {
+        let i = row0 + lid.y * 4u + r;
+        if i >= p.m {
+            break;
+        }
+        for (var q = 0u; q < 4u; q++) {
+            let j = col0 + lid.x * 4u + q;
+            if j < p.n {
+                var v = acc[r][q];
+                if HAS_BIAS {
+                    v += bias[j];
+                }
+                c[i * p.n + j] = v;
+            }
+        }
+    }
+}

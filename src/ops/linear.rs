@@ -1,0 +1,243 @@
+//! The linear layer `y = x·Wᵀ + b` (PyTorch's layout: `x [.., H]`, `W [K, H]`, `b [K]`) and its
+//! backward, by the tiled matrix product of `shaders/matmul.wgsl`: the forward with the bias
+//! fused, `dx = g·W`, `dW = gᵀ·x`, and `db = Σ_n g` as `1ᵀ·g`.
+
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::layout::{self, DType};
+use crate::ops::convert::half_route;
+use crate::tensor::{Storage, Tensor, write_host};
+
+const OP: &str = "linear";
+
+/// Rows and columns of the block of C one workgroup computes (`BM`, `BN` in the shader).
+const BLOCK: usize = 64;
+
+/// Mirrors `Params` in `shaders/matmul.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    col_blocks: u32,
+    blocks: u32,
+}
+
+const MATMUL: Kernel = Kernel {
+    shader: Shader::Matmul,
+    entry: "matmul",
+    slots: &[
+        Slot::Read(1),
+        Slot::Read(2),
+        Slot::Read(3),
+        Slot::ReadWrite(4),
+    ],
+};
+
+/// The kernel with its parameter block's size.
+#[cfg(test)]
+pub(crate) fn launched_kernel() -> (Kernel, usize) {
+    (MATMUL, size_of::<MatmulParams>())
+}
+
+/// `(N, H, K)` of a linear layer, once the shapes are checked to chain.
+fn dims(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
+    if !x.context().same(w.context()) {
+        return Err(Error::ContextMismatch { op: OP });
+    }
+    let (n, h) = x.rows_cols(OP)?;
+    match w.shape() {
+        [k, hw] if *hw == h => Ok((n, h, *k)),
+        other => Err(Error::ShapeMismatch {
+            op: OP,
+            what: "weight ([K, H], H the input's last dim)",
+            got: other.to_vec(),
+            expected: vec![other.first().copied().unwrap_or(0), h],
+        }),
+    }
+}
+
+/// The input's shape with its last dim replaced by `last`.
+fn with_last(shape: &[usize], last: usize) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    match s.last_mut() {
+        Some(d) => *d = last,
+        None => s.push(last),
+    }
+    s
+}
+
+impl Tensor {
+    /// The linear layer `y = x·Wᵀ + b` of this input `x [.., H]` (every leading dim a row),
+    /// with `weight [K, H]` and an optional `bias [K]` (PyTorch's `nn.Linear`): `y [.., K]`,
+    /// accumulated in f32. Each tensor is bound whole, so it must fit one storage binding.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let mut operands = vec![("the input", self), ("weight", weight)];
+        operands.extend(bias.map(|b| ("bias", b)));
+        if let Some(done) = half_route(OP, &operands, |wide| {
+            Ok([wide[0].linear(&wide[1], wide.get(2))?])
+        }) {
+            return done.map(|[y]| y);
+        }
+        let (n, h, k) = dims(self, weight)?;
+        self.expect_f32(OP, "the input")?;
+        weight.expect_f32(OP, "weight")?;
+        if let Some(b) = bias {
+            b.expect_f32(OP, "bias")?;
+            if b.shape() != [k] {
+                return Err(Error::ShapeMismatch {
+                    op: OP,
+                    what: "bias ([K], K the weight's first dim)",
+                    got: b.shape().to_vec(),
+                    expected: vec![k],
+                });
+            }
+        }
+        let y = Tensor::uninit_as(self.context(), &with_last(self.shape(), k), DType::F32, OP)?;
+        if let (Storage::Host(_), Storage::Host(out)) = (self.storage(), y.storage()) {
+            let b = bias.map(Tensor::to_vec).transpose()?;
+            let result = cpu::linear::forward(
+                &widen(&self.to_vec()?),
+                &widen(&weight.to_vec()?),
+                b.map(|b| widen(&b)).as_deref(),
+                n,
+                h,
+                k,
+            );
+            *write_host(out)? = narrow(&result);
+            return Ok(y);
+        }
+        matmul(self, weight, bias, &y, (n, k, h), (false, true))?;
+        Ok(y)
+    }
+
+    /// The gradients `(dx, dW, db)` of [`Tensor::linear`] at this input, from the upstream
+    /// `grad` (`y`'s shape): `dx = g·W`, `dW = gᵀ·x` and `db = Σ_n g` (the bias's gradient,
+    /// whether or not the forward had one).
+    pub fn linear_backward(
+        &self,
+        weight: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let operands = [("the input", self), ("weight", weight), ("gradient", grad)];
+        if let Some(done) = half_route(OP, &operands, |wide| {
+            let (dx, dw, db) = wide[0].linear_backward(&wide[1], &wide[2])?;
+            Ok([dx, dw, db])
+        }) {
+            return done.map(|[dx, dw, db]| (dx, dw, db));
+        }
+        let (n, h, k) = dims(self, weight)?;
+        for (what, t) in operands {
+            t.expect_f32(OP, what)?;
+        }
+        let expected = with_last(self.shape(), k);
+        if grad.shape() != expected {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                what: "gradient (the output's shape [.., K])",
+                got: grad.shape().to_vec(),
+                expected,
+            });
+        }
+        let ctx = self.context();
+        let dx = Tensor::uninit_as(ctx, self.shape(), DType::F32, OP)?;
+        let dw = Tensor::uninit_as(ctx, &[k, h], DType::F32, OP)?;
+        let db = Tensor::uninit_as(ctx, &[k], DType::F32, OP)?;
+        if let Storage::Host(_) = self.storage() {
+            let (gx, gw, gb) = cpu::linear::backward(
+                &widen(&self.to_vec()?),
+                &widen(&weight.to_vec()?),
+                &widen(&grad.to_vec()?),
+                n,
+                h,
+                k,
+            );
+            for (t, v) in [(&dx, gx), (&dw, gw), (&db, gb)] {
+                if let Storage::Host(out) = t.storage() {
+                    *write_host(out)? = narrow(&v);
+                }
+            }
+            return Ok((dx, dw, db));
+        }
+        // dx [N, H] = g [N, K] · W [K, H]; dW [K, H] = gᵀ · x; db [1, K] = 1ᵀ [1, N] · g.
+        matmul(grad, weight, None, &dx, (n, h, k), (false, false))?;
+        matmul(grad, self, None, &dw, (k, h, n), (true, false))?;
+        let ones = Tensor::from_slice(ctx, &vec![1.0; n.max(1)], &[n.max(1)])?;
+        matmul(&ones, grad, None, &db, (1, k, n), (false, false))?;
+        Ok((dx, dw, db))
+    }
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+fn narrow(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// `c [M, N] = op(a)·op(b) (+ bias)` with the K dim inner, `(trans_a, trans_b)` as in the shader.
+fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    (m, n, k): (usize, usize, usize),
+    (trans_a, trans_b): (bool, bool),
+) -> Result<()> {
+    let gpu = a.context().gpu().ok_or(Error::Gpu {
+        op: OP,
+        message: "mixed host and device tensors".into(),
+    })?;
+    let mut tensors = vec![a, b, c];
+    tensors.extend(bias);
+    for t in &tensors {
+        let bytes = layout::bytes(t.len());
+        if bytes > gpu.max_binding {
+            return Err(Error::TooLarge {
+                op: OP,
+                requested: bytes,
+                limit: gpu.max_binding,
+                what: "max_storage_buffer_binding_size (a linear layer's tensors are bound whole)",
+            });
+        }
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let col_blocks = n.div_ceil(BLOCK);
+    let blocks = m.div_ceil(BLOCK) * col_blocks;
+    let params = MatmulParams {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        col_blocks: col_blocks as u32,
+        blocks: blocks as u32,
+    };
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let constants = [
+        ("TRANS_A", flag(trans_a)),
+        ("TRANS_B", flag(trans_b)),
+        ("HAS_BIAS", flag(bias.is_some())),
+    ];
+    // Without a bias, the output is bound in its place (never read).
+    let bias_view = match bias {
+        Some(t) => t.view(0, t.len(), OP)?,
+        None => b.view(0, b.len(), OP)?,
+    };
+    let views = [
+        a.view(0, a.len(), OP)?,
+        b.view(0, b.len(), OP)?,
+        bias_view,
+        c.view(0, c.len(), OP)?,
+    ];
+    gpu.launch(
+        &MATMUL,
+        &constants,
+        &views,
+        bytemuck::bytes_of(&params),
+        blocks as u64,
+    )
+}
