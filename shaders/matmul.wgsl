@@ -100,3 +100,34 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
     }
 }
+
+// The adapter's arithmetic peak, for the benchmark: each invocation runs p.k rounds of eight
+// independent vec4 FMAs (64 flops a round) on registers and writes one value so that none is
+// optimised away. Flops = invocations · p.k · 64.
+@compute @workgroup_size(16, 16)
+fn fma_peak(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = lid.y * 16u + lid.x;
+    let seed = f32(t) * 1e-3;
+    var acc: array<vec4<f32>, 8>;
+    for (var q = 0u; q < 8u; q++) {
+        acc[q] = vec4(seed + f32(q));
+    }
+    let m = vec4(0.9999);
+    let d = vec4(1e-4);
+    for (var i = 0u; i < p.k; i++) {
+        acc[0] = fma(acc[0], m, d);
+        acc[1] = fma(acc[1], m, d);
+        acc[2] = fma(acc[2], m, d);
+        acc[3] = fma(acc[3], m, d);
+        acc[4] = fma(acc[4], m, d);
+        acc[5] = fma(acc[5], m, d);
+        acc[6] = fma(acc[6], m, d);
+        acc[7] = fma(acc[7], m, d);
+    }
+    var total = vec4(0.0);
+    for (var q = 0u; q < 8u; q++) {
+        total += acc[q];
+    }
+    c[(wid.y * nwg.x + wid.x) * THREADS + t] = dot(total, vec4(1.0));
+}

@@ -1035,6 +1035,43 @@ fn info_check_demo_and_bench_work_on_every_backend() {
 }
 
 #[test]
+fn bench_times_the_linear_layer_against_the_fma_peak() {
+    let f = Files::new();
+    for ctx in common::gpus() {
+        let b = backend_name(ctx);
+        let json = f.path(&format!("linear-{b}.json"));
+        let o = run(&[
+            "bench",
+            "--backend",
+            &b,
+            "--op",
+            "linear",
+            "--shape",
+            "70,33,65",
+            "--runs",
+            "1",
+            "--warmup",
+            "1",
+            "--json",
+            &json.to_string_lossy(),
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let m = &doc["matmul"][0];
+        assert_eq!(m["shape"], serde_json::json!([70, 33, 65]), "{b}");
+        for key in [
+            "forward_gflops",
+            "backward_gflops",
+            "peak_gflops",
+            "forward_fraction_of_peak",
+        ] {
+            assert!(m[key].as_f64().is_some_and(|v| v > 0.0), "{b} {key}: {m}");
+        }
+    }
+}
+
+#[test]
 fn every_subcommand_has_help_with_an_example() {
     for sub in ["info", "run", "check", "bench", "demo"] {
         let o = run(&[sub, "--help"]);

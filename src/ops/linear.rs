@@ -36,10 +36,52 @@ const MATMUL: Kernel = Kernel {
     ],
 };
 
-/// The kernel with its parameter block's size.
+const FMA_PEAK: Kernel = Kernel {
+    shader: Shader::Matmul,
+    entry: "fma_peak",
+    slots: &[Slot::ReadWrite(4)],
+};
+
+/// The kernels with their parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernel() -> (Kernel, usize) {
-    (MATMUL, size_of::<MatmulParams>())
+pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+    [MATMUL, FMA_PEAK]
+        .map(|k| (k, size_of::<MatmulParams>()))
+        .to_vec()
+}
+
+/// Invocations per workgroup of the matrix kernels.
+const THREADS: usize = 256;
+
+impl crate::Context {
+    /// Records the arithmetic-peak probe of `shaders/matmul.wgsl` (`fma_peak`): `workgroups`
+    /// of 256 invocations, each `rounds` rounds of eight vec4 FMAs. It performs
+    /// `workgroups · 256 · rounds · 64` flops; time it (with [`crate::Context::synchronize`])
+    /// to measure the adapter's peak for a matrix product's GFLOP/s to be compared with. `None`
+    /// on the CPU backend.
+    pub fn fma_peak_probe(&self, workgroups: u32, rounds: u32) -> Result<Option<u64>> {
+        let Some(gpu) = self.gpu() else {
+            return Ok(None);
+        };
+        let out = Tensor::uninit_as(self, &[workgroups as usize * THREADS], DType::F32, OP)?;
+        let params = MatmulParams {
+            m: 0,
+            n: 0,
+            k: rounds,
+            col_blocks: 1,
+            blocks: workgroups,
+        };
+        gpu.launch(
+            &FMA_PEAK,
+            &[],
+            &[out.view(0, out.len(), OP)?],
+            bytemuck::bytes_of(&params),
+            u64::from(workgroups),
+        )?;
+        Ok(Some(
+            u64::from(workgroups) * THREADS as u64 * u64::from(rounds) * 64,
+        ))
+    }
 }
 
 /// `(N, H, K)` of a linear layer, once the shapes are checked to chain.

@@ -79,7 +79,7 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
     all.push(sum::launched_kernel());
     all.extend(convert::launched_kernels());
     all.push(transpose::launched_kernel());
-    all.push(linear::launched_kernel());
+    all.extend(linear::launched_kernels());
     all
 }
 
