@@ -1,12 +1,14 @@
 //! The linear layer `y = x·Wᵀ + b` (PyTorch's layout: `x [.., H]`, `W [K, H]`, `b [K]`) and its
-//! backward, by the tiled matrix product of `shaders/matmul.wgsl`: the forward with the bias
-//! fused, `dx = g·W`, `dW = gᵀ·x`, and `db = Σ_n g` as `1ᵀ·g`.
+//! backward, by the matrix products of `shaders/matmul.wgsl`: the forward with the bias fused,
+//! `dx = g·W`, `dW = gᵀ·x`, and `db = Σ_n g` as `1ᵀ·g`, each arranged as `A·Bᵀ` with both
+//! operands row-major along the inner dim (transposing W, g and x first).
 
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::layout::{self, DType};
 use crate::ops::convert::half_route;
+use crate::ops::transpose::transpose_last_two;
 use crate::tensor::{Storage, Tensor, write_host};
 
 const OP: &str = "linear";
@@ -36,6 +38,10 @@ const MATMUL: Kernel = Kernel {
     ],
 };
 
+const MATMUL_ROWS: Kernel = Kernel {
+    entry: "matmul_rows",
+    ..MATMUL
+};
 const FMA_PEAK: Kernel = Kernel {
     shader: Shader::Matmul,
     entry: "fma_peak",
@@ -45,7 +51,7 @@ const FMA_PEAK: Kernel = Kernel {
 /// The kernels with their parameter block's size.
 #[cfg(test)]
 pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    [MATMUL, FMA_PEAK]
+    [MATMUL, MATMUL_ROWS, FMA_PEAK]
         .map(|k| (k, size_of::<MatmulParams>()))
         .to_vec()
 }
@@ -203,11 +209,17 @@ impl Tensor {
             }
             return Ok((dx, dw, db));
         }
-        // dx [N, H] = g [N, K] · W [K, H]; dW [K, H] = gᵀ · x; db [1, K] = 1ᵀ [1, N] · g.
-        matmul(grad, weight, None, &dx, (n, h, k), (false, false))?;
-        matmul(grad, self, None, &dw, (k, h, n), (true, false))?;
+        // Every product as A·Bᵀ with both operands row-major along the inner dim (the form
+        // the matrix kernel reads straight from memory), after transposing W, g and x:
+        // dx [N, H] = g [N, K] · (Wᵀ [H, K])ᵀ; dW [K, H] = gᵀ [K, N] · (xᵀ [H, N])ᵀ;
+        // db [1, K] = 1 [1, N] · (gᵀ [K, N])ᵀ.
+        let w_t = transpose_last_two(weight, 1, k, h)?;
+        let g_t = transpose_last_two(grad, 1, n, k)?;
+        let x_t = transpose_last_two(self, 1, n, h)?;
+        matmul(grad, &w_t, None, &dx, (n, h, k), (false, true))?;
+        matmul(&g_t, &x_t, None, &dw, (k, h, n), (false, true))?;
         let ones = Tensor::from_slice(ctx, &vec![1.0; n.max(1)], &[n.max(1)])?;
-        matmul(&ones, grad, None, &db, (1, k, n), (false, false))?;
+        matmul(&ones, &g_t, None, &db, (1, k, n), (false, true))?;
         Ok((dx, dw, db))
     }
 }
@@ -249,8 +261,17 @@ fn matmul(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    // A·Bᵀ with the inner dim in whole vec4s reads both operands along it, straight from
+    // memory; the other forms stage tiles in workgroup memory.
+    let rows_form = !trans_a && trans_b && k > 0 && k.is_multiple_of(4);
     let col_blocks = n.div_ceil(BLOCK);
-    let blocks = m.div_ceil(BLOCK) * col_blocks;
+    let (kernel, blocks, groups) = if rows_form {
+        let patches = m.div_ceil(4) * n.div_ceil(4);
+        (&MATMUL_ROWS, patches, patches.div_ceil(THREADS))
+    } else {
+        let blocks = m.div_ceil(BLOCK) * col_blocks;
+        (&MATMUL, blocks, blocks)
+    };
     let params = MatmulParams {
         m: m as u32,
         n: n as u32,
@@ -276,10 +297,10 @@ fn matmul(
         c.view(0, c.len(), OP)?,
     ];
     gpu.launch(
-        &MATMUL,
+        kernel,
         &constants,
         &views,
         bytemuck::bytes_of(&params),
-        blocks as u64,
+        groups as u64,
     )
 }
