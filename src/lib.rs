@@ -47,5 +47,6 @@ pub use error::{Error, Result};
 pub use gpu::kernels::Shader;
 pub use layout::DType;
 pub use ops::loss::{HeadLoss, LossAndGrad, Targets, class_indices_from_floats};
+pub use ops::optimizer::{Adam, AdamState, Sgd};
 pub use tensor::Tensor;
 pub use wgpu;

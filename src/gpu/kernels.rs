@@ -55,11 +55,13 @@ pub enum Shader {
     CrossEntropyHead,
     /// Tiled matrix products of the linear layer, forward and backward.
     Matmul,
+    /// Parameter updates: SGD and Adam with an L2 term.
+    Optimizer,
 }
 
 impl Shader {
     /// Every kernel family, for validation and listing.
-    pub const ALL: [Shader; 17] = [
+    pub const ALL: [Shader; 18] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -77,6 +79,7 @@ impl Shader {
         Shader::Nll,
         Shader::CrossEntropyHead,
         Shader::Matmul,
+        Shader::Optimizer,
     ];
 
     /// The family's file name (without `.wgsl`).
@@ -99,6 +102,7 @@ impl Shader {
             Shader::Nll => "nll",
             Shader::CrossEntropyHead => "cross_entropy_head",
             Shader::Matmul => "matmul",
+            Shader::Optimizer => "optimizer",
         }
     }
 
@@ -199,6 +203,7 @@ impl Shader {
             Shader::Transpose => include_str!("../../shaders/transpose.wgsl"),
             Shader::Nll => include_str!("../../shaders/nll.wgsl"),
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Optimizer => include_str!("../../shaders/optimizer.wgsl"),
             Shader::CrossEntropyHead => concat!(
                 include_str!("../../shaders/cross_entropy_head.wgsl"),
                 include_str!("../../shaders/online_softmax.wgsl"),

@@ -7,6 +7,7 @@ pub(crate) mod convert;
 pub mod gated;
 pub mod linear;
 pub mod loss;
+pub mod optimizer;
 pub mod prelu;
 pub(crate) mod rows;
 pub mod softmax;
@@ -80,6 +81,7 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
     all.extend(convert::launched_kernels());
     all.push(transpose::launched_kernel());
     all.extend(linear::launched_kernels());
+    all.extend(optimizer::launched_kernels());
     all
 }
 

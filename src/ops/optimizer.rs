@@ -1,0 +1,247 @@
+//! Parameter updates on the device (`shaders/optimizer.wgsl`): SGD and Adam, each with an L2
+//! term `λ·θ` added to the gradient, updating the parameter (and Adam's moments) in place.
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::tensor::{Storage, Tensor, write_host};
+
+const OP: &str = "optimizer step";
+
+/// Invocations per workgroup.
+const WG: u32 = 256;
+
+/// Mirrors `Params` in `shaders/optimizer.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct OptimizerParams {
+    len: u32,
+    lr: f32,
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    correction1: f32,
+    correction2: f32,
+}
+
+const SGD: Kernel = Kernel {
+    shader: Shader::Optimizer,
+    entry: "sgd",
+    slots: &[Slot::ReadWrite(1), Slot::Read(2)],
+};
+const ADAM: Kernel = Kernel {
+    shader: Shader::Optimizer,
+    entry: "adam",
+    slots: &[
+        Slot::ReadWrite(1),
+        Slot::Read(2),
+        Slot::ReadWrite(3),
+        Slot::ReadWrite(4),
+    ],
+};
+
+/// The kernels with their parameter block's size.
+#[cfg(test)]
+pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+    [SGD, ADAM]
+        .map(|k| (k, size_of::<OptimizerParams>()))
+        .to_vec()
+}
+
+/// Adam (`torch.optim.Adam`): `m ← β₁m + (1 − β₁)g`, `v ← β₂v + (1 − β₂)g²`,
+/// `θ ← θ − η·m̂/(√v̂ + ε)` with the bias-corrected `m̂`, `v̂`, and `g = ∇ + λ·θ`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    /// η.
+    pub lr: f32,
+    /// β₁.
+    pub beta1: f32,
+    /// β₂.
+    pub beta2: f32,
+    /// ε.
+    pub eps: f32,
+    /// λ of the L2 term.
+    pub weight_decay: f32,
+}
+
+impl Default for Adam {
+    fn default() -> Self {
+        Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// The moments Adam keeps for one parameter, zero at the start.
+#[derive(Clone, Debug)]
+pub struct AdamState {
+    m: Tensor,
+    v: Tensor,
+    step: u32,
+}
+
+impl AdamState {
+    /// Zero moments for `param`.
+    pub fn new(param: &Tensor) -> Result<AdamState> {
+        let zeros = || Tensor::zeros(param.context(), param.shape());
+        Ok(AdamState {
+            m: zeros()?,
+            v: zeros()?,
+            step: 0,
+        })
+    }
+}
+
+impl Adam {
+    /// One step of `param` (updated in place) with its gradient `grad`.
+    pub fn step(&self, param: &Tensor, grad: &Tensor, state: &mut AdamState) -> Result<()> {
+        self.validate()?;
+        check(param, grad)?;
+        state.step += 1;
+        let t = state.step as i32;
+        let params = OptimizerParams {
+            len: param.len() as u32,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            correction1: 1.0 - self.beta1.powi(t),
+            correction2: 1.0 - self.beta2.powi(t),
+        };
+        if let Storage::Host(theta) = param.storage() {
+            let (Storage::Host(m), Storage::Host(v)) = (state.m.storage(), state.v.storage())
+            else {
+                return Err(mixed());
+            };
+            let g = grad.to_vec()?;
+            let (mut theta, mut m, mut v) = (write_host(theta)?, write_host(m)?, write_host(v)?);
+            for i in 0..theta.len() {
+                let gi = f64::from(g[i]) + f64::from(self.weight_decay) * f64::from(theta[i]);
+                let mi = f64::from(self.beta1) * f64::from(m[i]) + f64::from(1.0 - self.beta1) * gi;
+                let vi =
+                    f64::from(self.beta2) * f64::from(v[i]) + f64::from(1.0 - self.beta2) * gi * gi;
+                m[i] = mi as f32;
+                v[i] = vi as f32;
+                let update = f64::from(self.lr) * (mi / f64::from(params.correction1))
+                    / ((vi / f64::from(params.correction2)).sqrt() + f64::from(self.eps));
+                theta[i] = (f64::from(theta[i]) - update) as f32;
+            }
+            return Ok(());
+        }
+        launch(&ADAM, &params, &[param, grad, &state.m, &state.v])
+    }
+
+    fn validate(&self) -> Result<()> {
+        let checks = [
+            ("lr", self.lr, self.lr.is_finite() && self.lr >= 0.0),
+            ("beta1", self.beta1, (0.0..1.0).contains(&self.beta1)),
+            ("beta2", self.beta2, (0.0..1.0).contains(&self.beta2)),
+            ("eps", self.eps, self.eps.is_finite() && self.eps >= 0.0),
+            (
+                "weight_decay",
+                self.weight_decay,
+                self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            ),
+        ];
+        invalid(&checks)
+    }
+}
+
+/// Plain gradient descent: `θ ← θ − η·(∇ + λ·θ)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    /// η.
+    pub lr: f32,
+    /// λ of the L2 term.
+    pub weight_decay: f32,
+}
+
+impl Sgd {
+    /// One step of `param` (updated in place) with its gradient `grad`.
+    pub fn step(&self, param: &Tensor, grad: &Tensor) -> Result<()> {
+        invalid(&[
+            ("lr", self.lr, self.lr.is_finite() && self.lr >= 0.0),
+            (
+                "weight_decay",
+                self.weight_decay,
+                self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            ),
+        ])?;
+        check(param, grad)?;
+        if let Storage::Host(theta) = param.storage() {
+            let g = grad.to_vec()?;
+            let mut theta = write_host(theta)?;
+            for (t, &gi) in theta.iter_mut().zip(&g) {
+                let step = f64::from(self.lr)
+                    * (f64::from(gi) + f64::from(self.weight_decay) * f64::from(*t));
+                *t = (f64::from(*t) - step) as f32;
+            }
+            return Ok(());
+        }
+        let params = OptimizerParams {
+            len: param.len() as u32,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            beta1: 0.0,
+            beta2: 0.0,
+            eps: 0.0,
+            correction1: 1.0,
+            correction2: 1.0,
+        };
+        launch(&SGD, &params, &[param, grad])
+    }
+}
+
+/// The first parameter that fails its check, as `Error::InvalidParameter`.
+fn invalid(checks: &[(&'static str, f32, bool)]) -> Result<()> {
+    match checks.iter().find(|(_, _, ok)| !ok) {
+        Some(&(name, value, _)) => Err(Error::InvalidParameter {
+            op: OP,
+            name,
+            value: f64::from(value),
+            reason: "must be finite (betas in [0, 1), the rest at least 0)",
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check(param: &Tensor, grad: &Tensor) -> Result<()> {
+    crate::ops::activation::check_same(OP, "gradient", param, grad)
+}
+
+fn mixed() -> Error {
+    Error::Gpu {
+        op: OP,
+        message: "mixed host and device tensors".into(),
+    }
+}
+
+fn launch(kernel: &Kernel, params: &OptimizerParams, tensors: &[&Tensor]) -> Result<()> {
+    let gpu = tensors[0].context().gpu().ok_or_else(mixed)?;
+    let n = tensors[0].len();
+    let bytes = crate::layout::bytes(n);
+    if bytes > gpu.max_binding {
+        return Err(Error::TooLarge {
+            op: OP,
+            requested: bytes,
+            limit: gpu.max_binding,
+            what: "max_storage_buffer_binding_size (a parameter is bound whole)",
+        });
+    }
+    let views = tensors
+        .iter()
+        .map(|t| t.view(0, n, OP))
+        .collect::<Result<Vec<_>>>()?;
+    gpu.launch(
+        kernel,
+        &[("WG", f64::from(WG))],
+        &views,
+        bytemuck::bytes_of(params),
+        (n as u64).div_ceil(u64::from(WG)).max(1),
+    )
+}
