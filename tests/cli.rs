@@ -1072,8 +1072,52 @@ fn bench_times_the_linear_layer_against_the_fma_peak() {
 }
 
 #[test]
+fn train_learns_the_digits_and_names_a_bad_data_file() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv");
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        let o = run(&[
+            "train",
+            "--epochs",
+            "60",
+            "--data",
+            &data.to_string_lossy(),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        let accuracy: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("test accuracy: "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{b}: no accuracy in {text}"));
+        assert!(
+            accuracy > 93.0,
+            "{b}: softmax regression after 60 epochs: {accuracy} %"
+        );
+    }
+    let f = Files::new();
+    std::fs::write(f.path("bad.csv"), "header\n1,2,3\n").unwrap();
+    let o = run(&["train", "--data", &f.s("bad.csv"), "--backend", "cpu"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("bad.csv") && stderr(&o).contains("line 2"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["train", "--lr", "NaN", "--backend", "cpu"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--lr"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn every_subcommand_has_help_with_an_example() {
-    for sub in ["info", "run", "check", "bench", "demo"] {
+    for sub in ["info", "run", "check", "bench", "demo", "train"] {
         let o = run(&[sub, "--help"]);
         assert!(o.status.success());
         let text = String::from_utf8_lossy(&o.stdout);

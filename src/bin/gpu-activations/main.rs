@@ -7,6 +7,7 @@ mod demo;
 mod info;
 mod op;
 mod run;
+mod train;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,10 @@ enum Command {
     /// with the CPU reference.
     #[command(after_help = "Example:\n  gpu-activations demo --rows 4096 --cols 1000")]
     Demo(demo::DemoArgs),
+    /// Train the note's softmax or logistic regression on the handwritten digits.
+    #[command(after_help = "Examples:\n  gpu-activations train\n  \
+        gpu-activations train --model logistic --epochs 600 --backend vulkan")]
+    Train(train::TrainArgs),
 }
 
 /// The `--backend` option every subcommand takes.
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Train(args) => train::run(&args),
     };
     match result {
         Ok(code) => code,
