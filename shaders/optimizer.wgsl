@@ -1,5 +1,5 @@
 // Parameter updates in place, one element per invocation, with the L2 term folded into the
-// gradient (g ← g + λ·θ, the gradient of (λ/2)‖θ‖²):
+// gradient, g = ∇ + λ·θ (the gradient of (λ/2)‖θ‖² added):
 //   sgd   θ ← θ − η·g
 //   adam  m ← β₁m + (1 − β₁)g,  v ← β₂v + (1 − β₂)g²,
 //         θ ← θ − η·(m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε)
