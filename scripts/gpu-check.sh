@@ -2,8 +2,8 @@
 # Runs on a lent machine with an NVIDIA GPU (see the device notes in ../shared/device/README.md):
 # unpacks the Vulkan loader carried in .gl/, points Vulkan at the NVIDIA driver, then runs
 # `info`, `check` (automatic and with each row kernel forced), `bench --json`, the row kernels
-# side by side (to tune the automatic choice on hardware) and the PyTorch comparison, writing
-# every log under $OUT.
+# side by side (to tune the automatic choice on hardware), half storage against f32, the linear
+# layer against the FMA peak, and the PyTorch comparison, writing every log under $OUT.
 # Expects target/release/gpu-activations (built on the development machine) to travel along;
 # ARITH may name the built `cargo bench --bench arithmetic` binary (target/release/deps/
 # arithmetic-*) to split each activation's time into memory traffic and arithmetic there too.
@@ -31,6 +31,14 @@ for k in subgroup workgroup per-row; do
     --json "$OUT/bench-rows-$k.json" > "$OUT/bench-rows-$k.txt" 2>&1
   echo "bench --row-kernel $k: exit $?" | tee -a "$OUT/status.txt"
 done
+# Half storage against f32 on the same card, and the linear layer against the FMA peak.
+"$BIN" bench --dtype f32 --dtype f16 --dtype bf16 --op copy --op relu --op relu-backward \
+  --op gelu --op softmax --op softmax-backward --op cross-entropy \
+  --json "$OUT/bench-half.json" > "$OUT/bench-half.txt" 2>&1
+echo "bench --dtype: exit $?" | tee -a "$OUT/status.txt"
+"$BIN" bench --op linear --shape 4096,1024,1024 --json "$OUT/bench-linear.json" \
+  > "$OUT/bench-linear.txt" 2>&1
+echo "bench --op linear: exit $?" | tee -a "$OUT/status.txt"
 if [ -n "${ARITH:-}" ]; then
   "$ARITH" > "$OUT/arithmetic.txt" 2>&1; echo "arithmetic: exit $?" | tee -a "$OUT/status.txt"
 fi
