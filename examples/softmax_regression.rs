@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for epoch in 1..=EPOCHS {
         let logits = x.linear(&w, Some(&b))?;
         let out = logits.cross_entropy(labels, &options)?;
-        let (_, dw, db) = x.linear_backward(&w, &out.grad)?;
+        let (dw, db) = x.linear_param_backward(&w, &out.grad)?;
         adam_w.step(&w, &dw, &mut state_w)?;
         adam_b.step(&b, &db, &mut state_b)?;
         if epoch == 1 || epoch % 50 == 0 {

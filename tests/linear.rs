@@ -85,6 +85,11 @@ fn linear_and_its_backward_match_the_reference_on_every_shape() {
                 atol,
                 1e-5,
             );
+            // The parameters' gradients alone are the same.
+            let (dw2, db2) = xt.linear_param_backward(&wt, &gt).unwrap();
+            let (dw2, db2) = (dw2.to_vec().unwrap(), db2.to_vec().unwrap());
+            assert_all_close(&format!("{case} dW alone"), &dw2, &ww, &[], atol, 1e-5);
+            assert_all_close(&format!("{case} db alone"), &db2, &wb, &[], atol, 1e-5);
         }
     }
 }

@@ -85,7 +85,7 @@ fn train(
         let (l, grad) = loss(&x.linear(&w, Some(&b)).unwrap());
         // Only the first and the last loss are read back: the rest never wait on the device.
         let read = |l: Tensor| l.to_vec().unwrap()[0];
-        let (_, dw, db) = x.linear_backward(&w, &grad).unwrap();
+        let (dw, db) = x.linear_param_backward(&w, &grad).unwrap();
         adam_w.step(&w, &dw, &mut sw).unwrap();
         adam_b.step(&b, &db, &mut sb).unwrap();
         if epoch == 0 {

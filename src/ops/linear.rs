@@ -169,59 +169,91 @@ impl Tensor {
         weight: &Tensor,
         grad: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let operands = [("the input", self), ("weight", weight), ("gradient", grad)];
-        if let Some(done) = half_route(OP, &operands, |wide| {
-            let (dx, dw, db) = wide[0].linear_backward(&wide[1], &wide[2])?;
-            Ok([dx, dw, db])
-        }) {
-            return done.map(|[dx, dw, db]| (dx, dw, db));
-        }
-        let (n, h, k) = dims(self, weight)?;
-        for (what, t) in operands {
-            t.expect_f32(OP, what)?;
-        }
-        let expected = with_last(self.shape(), k);
-        if grad.shape() != expected {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                what: "gradient (the output's shape [.., K])",
-                got: grad.shape().to_vec(),
-                expected,
-            });
-        }
-        let ctx = self.context();
-        let dx = Tensor::uninit_as(ctx, self.shape(), DType::F32, OP)?;
-        let dw = Tensor::uninit_as(ctx, &[k, h], DType::F32, OP)?;
-        let db = Tensor::uninit_as(ctx, &[k], DType::F32, OP)?;
-        if let Storage::Host(_) = self.storage() {
-            let (gx, gw, gb) = cpu::linear::backward(
-                &widen(&self.to_vec()?),
-                &widen(&weight.to_vec()?),
-                &widen(&grad.to_vec()?),
-                n,
-                h,
-                k,
-            );
-            for (t, v) in [(&dx, gx), (&dw, gw), (&db, gb)] {
-                if let Storage::Host(out) = t.storage() {
-                    *write_host(out)? = narrow(&v);
-                }
-            }
-            return Ok((dx, dw, db));
-        }
-        // Every product as A·Bᵀ with both operands row-major along the inner dim (the form
-        // the matrix kernel reads straight from memory), after transposing W, g and x:
-        // dx [N, H] = g [N, K] · (Wᵀ [H, K])ᵀ; dW [K, H] = gᵀ [K, N] · (xᵀ [H, N])ᵀ;
-        // db [1, K] = 1 [1, N] · (gᵀ [K, N])ᵀ.
-        let w_t = transpose_last_two(weight, 1, k, h)?;
-        let g_t = transpose_last_two(grad, 1, n, k)?;
-        let x_t = transpose_last_two(self, 1, n, h)?;
-        matmul(grad, &w_t, None, &dx, (n, h, k), (false, true))?;
-        matmul(&g_t, &x_t, None, &dw, (k, h, n), (false, true))?;
-        let ones = Tensor::from_slice(ctx, &vec![1.0; n.max(1)], &[n.max(1)])?;
-        matmul(&ones, &g_t, None, &db, (1, k, n), (false, true))?;
+        let (dx, dw, db) = backward(self, weight, grad, true)?;
+        let dx = dx.ok_or(Error::Gpu {
+            op: OP,
+            message: "the input's gradient was not formed".into(),
+        })?;
         Ok((dx, dw, db))
     }
+
+    /// The parameters' gradients `(dW, db)` of [`Tensor::linear`] alone: what training on data
+    /// needs, without the product that forms `dx`.
+    pub fn linear_param_backward(
+        &self,
+        weight: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (_, dw, db) = backward(self, weight, grad, false)?;
+        Ok((dw, db))
+    }
+}
+
+/// `(dx if with_input, dW, db)` of the linear layer at `x`.
+fn backward(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    with_input: bool,
+) -> Result<(Option<Tensor>, Tensor, Tensor)> {
+    let operands = [("the input", x), ("weight", weight), ("gradient", grad)];
+    if let Some(done) = half_route(OP, &operands, |wide| {
+        let (dx, dw, db) = backward(&wide[0], &wide[1], &wide[2], true)?;
+        let dx = dx.ok_or(Error::Gpu {
+            op: OP,
+            message: "the input's gradient was not formed".into(),
+        })?;
+        Ok([dx, dw, db])
+    }) {
+        return done.map(|[dx, dw, db]| (with_input.then_some(dx), dw, db));
+    }
+    let (n, h, k) = dims(x, weight)?;
+    for (what, t) in operands {
+        t.expect_f32(OP, what)?;
+    }
+    let expected = with_last(x.shape(), k);
+    if grad.shape() != expected {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "gradient (the output's shape [.., K])",
+            got: grad.shape().to_vec(),
+            expected,
+        });
+    }
+    let ctx = x.context();
+    let dx = Tensor::uninit_as(ctx, x.shape(), DType::F32, OP)?;
+    let dw = Tensor::uninit_as(ctx, &[k, h], DType::F32, OP)?;
+    let db = Tensor::uninit_as(ctx, &[k], DType::F32, OP)?;
+    if let Storage::Host(_) = x.storage() {
+        let (gx, gw, gb) = cpu::linear::backward(
+            &widen(&x.to_vec()?),
+            &widen(&weight.to_vec()?),
+            &widen(&grad.to_vec()?),
+            n,
+            h,
+            k,
+        );
+        for (t, v) in [(&dx, gx), (&dw, gw), (&db, gb)] {
+            if let Storage::Host(out) = t.storage() {
+                *write_host(out)? = narrow(&v);
+            }
+        }
+        return Ok((with_input.then_some(dx), dw, db));
+    }
+    // Every product as A·Bᵀ with both operands row-major along the inner dim (the form the
+    // matrix kernel reads straight from memory), after transposing W, g and x:
+    // dx [N, H] = g [N, K] · (Wᵀ [H, K])ᵀ; dW [K, H] = gᵀ [K, N] · (xᵀ [H, N])ᵀ;
+    // db [1, K] = 1 [1, N] · (gᵀ [K, N])ᵀ.
+    if with_input {
+        let w_t = transpose_last_two(weight, 1, k, h)?;
+        matmul(grad, &w_t, None, &dx, (n, h, k), (false, true))?;
+    }
+    let g_t = transpose_last_two(grad, 1, n, k)?;
+    let x_t = transpose_last_two(x, 1, n, h)?;
+    matmul(&g_t, &x_t, None, &dw, (k, h, n), (false, true))?;
+    let ones = Tensor::from_slice(ctx, &vec![1.0; n.max(1)], &[n.max(1)])?;
+    matmul(&ones, &g_t, None, &db, (1, k, n), (false, true))?;
+    Ok((with_input.then_some(dx), dw, db))
 }
 
 fn widen(v: &[f32]) -> Vec<f64> {

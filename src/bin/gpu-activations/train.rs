@@ -152,7 +152,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
             }
             Model::Logistic => logits.bce_with_logits(&y, &BceOptions::default())?,
         };
-        let (_, dw, db) = x.linear_backward(&w, &out.grad)?;
+        let (dw, db) = x.linear_param_backward(&w, &out.grad)?;
         adam_w.step(&w, &dw, &mut state_w)?;
         adam_b.step(&b, &db, &mut state_b)?;
         last = out.loss.to_vec()?[0];
