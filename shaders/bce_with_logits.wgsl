@@ -33,9 +33,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> z_in: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> y_in: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> dz_out: array<vec4<f32>>;
+// Logits, targets and the gradient through the storage codec (f32, f16 or bf16, appended by
+// the host: storage_*.wgsl); the losses and their partial sums are f32.
+@group(0) @binding(1) var<storage, read> z_in: array<Stored4>;
+@group(0) @binding(2) var<storage, read> y_in: array<Stored4>;
+@group(0) @binding(3) var<storage, read_write> dz_out: array<Stored4>;
 // Per-element losses (bce_none) or one partial sum per invocation (bce_sum).
 @group(0) @binding(4) var<storage, read_write> loss4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> partials: array<f32>;
@@ -57,8 +59,8 @@ fn per_column(table_is_weight: bool, i: u32) -> vec4<f32> {
 
 // Writes dz for vec4 i and returns its losses, 0 in the padding lanes past n.
 fn bce_element(i: u32) -> vec4<f32> {
-    let z = z_in[i];
-    let y = y_in[i];
+    let z = load4(z_in[i]);
+    let y = load4(y_in[i]);
     var w = vec4(1.0);
     if HAS_WEIGHT {
         w = per_column(true, i);
@@ -72,7 +74,7 @@ fn bce_element(i: u32) -> vec4<f32> {
     let e = exp(-abs(z));
     let r = 1.0 / (1.0 + e);
     let sigma = select(e * r, r, z >= vec4(0.0));
-    dz_out[i] = p.scale * w * (q * sigma - pw * y);
+    dz_out[i] = store4(p.scale * w * (q * sigma - pw * y));
     let linear = select(-pw * y * z, (1.0 - y) * z, z >= vec4(0.0));
     let loss = w * (linear + q * log1p_unit(e));
     let valid = vec4(4u * i) + vec4(0u, 1u, 2u, 3u) < vec4(p.n);

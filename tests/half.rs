@@ -470,20 +470,36 @@ fn losses_on_half_logits_match_the_rounded_reference() {
             }
             // BCE with half logits and f32 targets, then half targets.
             let ys = uniform(23, rows * classes, 0.0, 1.0);
+            // Every reduction, and weights and positive weights per column.
+            let weight = uniform(24, classes, 0.5, 2.0);
+            let pos_weight = uniform(25, classes, 0.5, 3.0);
             for targets_dtype in [DType::F32, dtype] {
                 let (y, ys) = stored(&ctx, &ys, &[rows, classes], targets_dtype);
-                let r = z.bce_with_logits(&y, &BceOptions::default()).unwrap();
-                assert_eq!((r.loss.dtype(), r.grad.dtype()), (dtype, dtype));
-                let want = reference::bce_with_logits(
-                    &widen(&zs),
-                    &widen(&ys),
-                    None,
-                    None,
-                    Reduction::Mean,
-                );
-                let case = format!("{} BCE targets {targets_dtype}", label(&ctx));
-                assert_stored_close(&case, dtype, &r.loss.to_vec().unwrap(), &want.loss, &[]);
-                assert_stored_close(&case, dtype, &r.grad.to_vec().unwrap(), &want.grad, &[]);
+                for (reduction, weighted) in [
+                    (Reduction::Mean, false),
+                    (Reduction::None, true),
+                    (Reduction::Sum, true),
+                ] {
+                    let options = BceOptions {
+                        reduction,
+                        weight: weighted.then(|| weight.clone()),
+                        pos_weight: weighted.then(|| pos_weight.clone()),
+                    };
+                    let r = z.bce_with_logits(&y, &options).unwrap();
+                    assert_eq!((r.loss.dtype(), r.grad.dtype()), (dtype, dtype));
+                    let w64 = |t: &[f32]| t.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+                    let (w, pw) = (w64(&weight), w64(&pos_weight));
+                    let want = reference::bce_with_logits(
+                        &widen(&zs),
+                        &widen(&ys),
+                        weighted.then_some(&w[..]),
+                        weighted.then_some(&pw[..]),
+                        reduction,
+                    );
+                    let case = format!("{} BCE {reduction:?} targets {targets_dtype}", label(&ctx));
+                    assert_stored_close(&case, dtype, &r.loss.to_vec().unwrap(), &want.loss, &[]);
+                    assert_stored_close(&case, dtype, &r.grad.to_vec().unwrap(), &want.grad, &[]);
+                }
             }
         }
     }

@@ -116,6 +116,7 @@ impl Shader {
                 | Shader::Convert
                 | Shader::Softmax
                 | Shader::SoftmaxSubgroup
+                | Shader::BceWithLogits
         )
     }
 

@@ -9,7 +9,7 @@ use crate::gpu::View;
 use crate::gpu::kernels::{Kernel, Shader, Slot};
 use crate::layout;
 use crate::layout::DType;
-use crate::ops::activation::check_same;
+use crate::ops::activation::check_same_float;
 use crate::tensor::{Storage, Tensor};
 
 use super::{LossAndGrad, OP_BCE, check_weight, mixed, narrow, widen};
@@ -56,9 +56,11 @@ pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
 }
 
 pub(super) fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> Result<LossAndGrad> {
-    if z.dtype().is_half() || y.dtype().is_half() {
-        // Half logits with half or f32 targets: computed on f32 copies, accumulated in f32,
-        // the loss and gradient rounded once to the logits' type.
+    // Half logits and targets of the same type run the kernel on their storage; half logits
+    // with f32 targets (and the CPU backend) go through f32 copies. Either way the loss
+    // accumulates in f32 and the loss and gradient are rounded once to the logits' type.
+    let native_half = z.dtype().is_half() && y.dtype() == z.dtype() && z.context().gpu().is_some();
+    if !native_half && (z.dtype().is_half() || y.dtype().is_half()) {
         z.expect_float(OP_BCE, "the logits")?;
         y.expect_float(OP_BCE, "targets")?;
         let wide = bce_with_logits(&z.to_dtype(DType::F32)?, &y.to_dtype(DType::F32)?, options)?;
@@ -67,7 +69,7 @@ pub(super) fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> R
             grad: wide.grad.to_dtype(z.dtype())?,
         });
     }
-    check_same(OP_BCE, "targets", z, y)?;
+    let storage = check_same_float(OP_BCE, "targets", z, y)?;
     let cols = z.shape().last().copied().unwrap_or(1);
     check_weight(OP_BCE, "weight", &options.weight, cols)?;
     check_weight(OP_BCE, "pos_weight", &options.pos_weight, cols)?;
@@ -105,7 +107,10 @@ pub(super) fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> R
             Reduction::Sum => Tensor::from_slice(ctx, &[0.0], &[])?,
             Reduction::Mean => Tensor::from_slice(ctx, &[f32::NAN], &[])?,
         };
-        return Ok(LossAndGrad { loss, grad });
+        return Ok(LossAndGrad {
+            loss: loss.to_dtype(storage)?,
+            grad,
+        });
     }
     let per_element = options.reduction == Reduction::None;
     let loss_elems = if per_element { n } else { 0 };
@@ -189,8 +194,9 @@ pub(super) fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> R
             weight.view(weight_len),
             pos_weight.view(pos_weight_len),
         ];
-        gpu.launch(
+        gpu.launch_stored(
             &kernel,
+            storage,
             &constants,
             &views,
             bytemuck::bytes_of(&params),
@@ -201,5 +207,8 @@ pub(super) fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> R
         Some(p) => sum_to_scalar(gpu, ctx, &p, partial_count as usize, scale)?,
         None => loss.reshape(&loss_shape)?,
     };
-    Ok(LossAndGrad { loss, grad })
+    Ok(LossAndGrad {
+        loss: loss.to_dtype(storage)?,
+        grad,
+    })
 }
