@@ -234,6 +234,37 @@ fn same_values(a: &Tensor, b: &Tensor) -> bool {
             .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()))
 }
 
+/// Asserts the row softmax (or log-softmax) `y` of stored inputs `xs` against the reference,
+/// then its backward from `y` with the upstream `g` (stored values `gs`).
+fn assert_row_softmax(
+    case: &str,
+    dtype: DType,
+    (y, xs): (&Tensor, &[f32]),
+    (g, gs): (&Tensor, &[f32]),
+    cols: usize,
+    log: bool,
+) {
+    let want: Vec<f64> = widen(xs)
+        .chunks(cols)
+        .flat_map(|r| softmax_ref::forward_row(r, log))
+        .collect();
+    let ys = y.to_vec().unwrap();
+    assert_stored_close(case, dtype, &ys, &want, &[xs]);
+    let dx = if log {
+        y.log_softmax_backward(g)
+    } else {
+        y.softmax_backward(g)
+    }
+    .unwrap();
+    let want: Vec<f64> = widen(&ys)
+        .chunks(cols)
+        .zip(widen(gs).chunks(cols))
+        .flat_map(|(y, g)| softmax_ref::backward_row(y, g, log))
+        .collect();
+    let case = format!("{case} backward");
+    assert_stored_close(&case, dtype, &dx.to_vec().unwrap(), &want, &[&ys, gs]);
+}
+
 fn stored(ctx: &Context, values: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f32>) {
     let t = Tensor::from_slice_as(ctx, values, shape, dtype).unwrap();
     let v = t.to_vec().unwrap();
@@ -275,25 +306,7 @@ fn softmax_rows_on_half_storage_match_the_rounded_reference() {
                     let case = format!("{} [{rows},{cols}] +{offset} log={log}", label(&ctx));
                     let y = if log { x.log_softmax() } else { x.softmax() }.unwrap();
                     assert_eq!(y.dtype(), dtype);
-                    let want: Vec<f64> = widen(&xs)
-                        .chunks(cols)
-                        .flat_map(|r| softmax_ref::forward_row(r, log))
-                        .collect();
-                    assert_stored_close(&case, dtype, &y.to_vec().unwrap(), &want, &[&xs]);
-                    let ys = y.to_vec().unwrap();
-                    let dx = if log {
-                        y.log_softmax_backward(&g)
-                    } else {
-                        y.softmax_backward(&g)
-                    }
-                    .unwrap();
-                    let want: Vec<f64> = widen(&ys)
-                        .chunks(cols)
-                        .zip(widen(&gs).chunks(cols))
-                        .flat_map(|(y, g)| softmax_ref::backward_row(y, g, log))
-                        .collect();
-                    let case = format!("{case} backward");
-                    assert_stored_close(&case, dtype, &dx.to_vec().unwrap(), &want, &[&ys, &gs]);
+                    assert_row_softmax(&case, dtype, (&y, &xs), (&g, &gs), cols, log);
                 }
             }
             // Along an inner dim: the strided kernel.
@@ -340,25 +353,7 @@ fn softmax_on_half_storage_keeps_its_accuracy_on_every_row_kernel() {
                             ctx.row_strategy()
                         );
                         let y = if log { x.log_softmax() } else { x.softmax() }.unwrap();
-                        let want: Vec<f64> = widen(&xs)
-                            .chunks(cols)
-                            .flat_map(|r| softmax_ref::forward_row(r, log))
-                            .collect();
-                        let ys = y.to_vec().unwrap();
-                        assert_stored_close(&case, dtype, &ys, &want, &[&xs]);
-                        let dx = if log {
-                            y.log_softmax_backward(&g)
-                        } else {
-                            y.softmax_backward(&g)
-                        }
-                        .unwrap();
-                        let want: Vec<f64> = widen(&ys)
-                            .chunks(cols)
-                            .zip(widen(&gs).chunks(cols))
-                            .flat_map(|(y, g)| softmax_ref::backward_row(y, g, log))
-                            .collect();
-                        let case = format!("{case} backward");
-                        assert_stored_close(&case, dtype, &dx.to_vec().unwrap(), &want, &[&ys]);
+                        assert_row_softmax(&case, dtype, (&y, &xs), (&g, &gs), cols, log);
                     }
                 }
             }
