@@ -36,9 +36,11 @@ done
   --op gelu --op softmax --op softmax-backward --op cross-entropy \
   --json "$OUT/bench-half.json" > "$OUT/bench-half.txt" 2>&1
 echo "bench --dtype: exit $?" | tee -a "$OUT/status.txt"
-"$BIN" bench --op linear --shape 4096,1024,1024 --json "$OUT/bench-linear.json" \
-  > "$OUT/bench-linear.txt" 2>&1
-echo "bench --op linear: exit $?" | tee -a "$OUT/status.txt"
+for kernel in tiled registers; do
+  "$BIN" bench --op linear --shape 4096,1024,1024 --matmul-kernel "$kernel" \
+    --json "$OUT/bench-linear-$kernel.json" > "$OUT/bench-linear-$kernel.txt" 2>&1
+  echo "bench --op linear --matmul-kernel $kernel: exit $?" | tee -a "$OUT/status.txt"
+done
 if [ -n "${ARITH:-}" ]; then
   "$ARITH" > "$OUT/arithmetic.txt" 2>&1; echo "arithmetic: exit $?" | tee -a "$OUT/status.txt"
 fi

@@ -1,9 +1,10 @@
-// Tiled matrix product with the transposes a linear layer needs, f32 accumulation:
-//   C[i, j] = Σ_k A'[i, k]·B'[k, j] (+ bias[j] with HAS_BIAS),  C of M × N,
-// A' = A stored M × K row-major, or Aᵀ of A stored K × M (TRANS_A); B' = B stored K × N, or Bᵀ
-// of B stored N × K (TRANS_B). The linear layer y = x·Wᵀ + b is (x, W, TRANS_B); its gradients
-// dx = g·W and dW = gᵀ·x are (g, W) and (g, x, TRANS_A).
-// A workgroup of 16 × 16 invocations computes a 64 × 64 block of C, each invocation a 4 × 4
+// Matrix products with the transposes a linear layer needs, f32 accumulation:
+//   C[i, j] = Σ_k A'[i, k]·B'[k, j] (+ bias[j] with HAS_BIAS) (+ C[i, j] with ACCUMULATE),
+// C of M × N; A' = A stored M × K row-major, or Aᵀ of A stored K × M (TRANS_A); B' = B stored
+// K × N, or Bᵀ of B stored N × K (TRANS_B). The linear layer y = x·Wᵀ + b is (x, W, TRANS_B);
+// its gradients dx = g·W and dW = gᵀ·x are (g, W) and (g, x, TRANS_A).
+// Two kernels: `matmul` (tiled, below) and `matmul_patches` (registers only, further down).
+// In `matmul` a workgroup of 16 × 16 invocations computes a 64 × 64 block of C, each invocation a 4 × 4
 // patch held in registers; the K dim is walked in tiles of 16, each staged in workgroup memory
 // (64 × 16 of A', 16 × 64 of B'). Elements past the matrices' edges load as 0, and only those
 // inside are written, so any shape works (ragged edges, a dim of 1).
@@ -11,6 +12,12 @@
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
+override ACCUMULATE: bool = false;
+// Whether matmul_patches reads A', B' as vec4s, and whether its neighbouring invocations take
+// neighbouring patches down M rather than across N (see there).
+override VEC_A: bool = false;
+override VEC_B: bool = false;
+override LANES_ALONG_M: bool = false;
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -35,24 +42,27 @@ struct Params {
 var<workgroup> tile_a: array<f32, 1024>; // [BM][BK]
 var<workgroup> tile_b: array<f32, 1024>; // [BK][BN]
 
+// Where A'[i, kk] and B'[kk, j] are stored.
+fn a_index(i: u32, kk: u32) -> u32 {
+    return select(i * p.k + kk, kk * p.m + i, TRANS_A);
+}
+
+fn b_index(kk: u32, j: u32) -> u32 {
+    return select(kk * p.n + j, j * p.k + kk, TRANS_B);
+}
+
 fn a_at(i: u32, kk: u32) -> f32 {
     if i >= p.m || kk >= p.k {
         return 0.0;
     }
-    if TRANS_A {
-        return a[kk * p.m + i];
-    }
-    return a[i * p.k + kk];
+    return a[a_index(i, kk)];
 }
 
 fn b_at(kk: u32, j: u32) -> f32 {
     if kk >= p.k || j >= p.n {
         return 0.0;
     }
-    if TRANS_B {
-        return b[j * p.k + kk];
-    }
-    return b[kk * p.n + j];
+    return b[b_index(kk, j)];
 }
 
 @compute @workgroup_size(16, 16)
@@ -91,50 +101,127 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         for (var q = 0u; q < 4u; q++) {
             let j = col0 + lid.x * 4u + q;
             if j < p.n {
-                var v = acc[r][q];
-                if HAS_BIAS {
-                    v += bias[j];
-                }
-                c[i * p.n + j] = v;
+                store(i * p.n + j, acc[r][q], j);
             }
         }
     }
 }
 
-// C = A·Bᵀ + bias with A (M × K) and B (N × K) both row-major along K, K divisible by 4 (the
-// linear layer's forward x·Wᵀ): no workgroup memory and no barrier. Each invocation forms a
-// 4 × 4 patch of C from dot products of vec4s read straight from memory, four rows of A against
-// four rows of B; patches past the edges read clamped rows and write nothing.
+// The same product without workgroup memory or barriers, for any transposition: each
+// invocation forms a 4 × 4 patch of C in registers, walking K four at a time. The 4 × 4 patches
+// of A' and B' are read as four vec4s along whichever dim each operand is contiguous in (VEC_A,
+// VEC_B: the host sets them when that dim is a multiple of 4), else element by element (as is
+// a last, partial group of K), and multiplied as matrices:
+//   acc += B'[k0.., j0..] · A'[i0.., k0..]   (mat4x4 columns: acc[r] = C[i0 + r, j0..j0 + 3]).
+// Patches past M or N read clamped rows and write nothing. With ACCUMULATE, C += the product.
+// Neighbouring invocations take neighbouring patches across N (each streams its own rows of
+// a B stored N × K, all read the same rows of A'), or down M with LANES_ALONG_M (each streams
+// its own rows of an A stored M × K): the host picks the operand stored along K to stream.
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 
+// a_at and b_at through the vec4 bindings.
+fn a_at4(i: u32, kk: u32) -> f32 {
+    if i >= p.m || kk >= p.k {
+        return 0.0;
+    }
+    let e = a_index(i, kk);
+    return a4[e / 4u][e % 4u];
+}
+
+fn b_at4(kk: u32, j: u32) -> f32 {
+    if kk >= p.k || j >= p.n {
+        return 0.0;
+    }
+    let e = b_index(kk, j);
+    return b4[e / 4u][e % 4u];
+}
+
+// Column r: A'[i0 + r, k0..k0 + 3], for a whole group of four along K.
+fn a_patch(i0: u32, k0: u32) -> mat4x4<f32> {
+    if VEC_A {
+        if TRANS_A {
+            // A is K × M (M a multiple of 4): row k0 + q holds A'[i0..i0 + 3, k0 + q].
+            let m4 = p.m / 4u;
+            let c = i0 / 4u;
+            return transpose(mat4x4(a4[k0 * m4 + c], a4[(k0 + 1u) * m4 + c],
+                                    a4[(k0 + 2u) * m4 + c], a4[(k0 + 3u) * m4 + c]));
+        }
+        // A is M × K (K a multiple of 4).
+        let k4 = p.k / 4u;
+        let q = k0 / 4u;
+        let last = p.m - 1u;
+        return mat4x4(a4[min(i0, last) * k4 + q], a4[min(i0 + 1u, last) * k4 + q],
+                      a4[min(i0 + 2u, last) * k4 + q], a4[min(i0 + 3u, last) * k4 + q]);
+    }
+    return a_patch_elements(i0, k0);
+}
+
+// a_patch element by element, zero past the edges (K's last, partial group included).
+fn a_patch_elements(i0: u32, k0: u32) -> mat4x4<f32> {
+    var m: mat4x4<f32>;
+    for (var r = 0u; r < 4u; r++) {
+        m[r] = vec4(a_at4(i0 + r, k0), a_at4(i0 + r, k0 + 1u), a_at4(i0 + r, k0 + 2u),
+                    a_at4(i0 + r, k0 + 3u));
+    }
+    return m;
+}
+
+// Column q: B'[k0 + q, j0..j0 + 3], for a whole group of four along K.
+fn b_patch(k0: u32, j0: u32) -> mat4x4<f32> {
+    if VEC_B {
+        if TRANS_B {
+            // B is N × K (K a multiple of 4): row j0 + q holds B'[k0..k0 + 3, j0 + q].
+            let k4 = p.k / 4u;
+            let q = k0 / 4u;
+            let last = p.n - 1u;
+            return transpose(mat4x4(b4[min(j0, last) * k4 + q], b4[min(j0 + 1u, last) * k4 + q],
+                                    b4[min(j0 + 2u, last) * k4 + q],
+                                    b4[min(j0 + 3u, last) * k4 + q]));
+        }
+        // B is K × N (N a multiple of 4).
+        let n4 = p.n / 4u;
+        let c = j0 / 4u;
+        return mat4x4(b4[k0 * n4 + c], b4[(k0 + 1u) * n4 + c], b4[(k0 + 2u) * n4 + c],
+                      b4[(k0 + 3u) * n4 + c]);
+    }
+    return b_patch_elements(k0, j0);
+}
+
+// b_patch element by element, zero past the edges.
+fn b_patch_elements(k0: u32, j0: u32) -> mat4x4<f32> {
+    var m: mat4x4<f32>;
+    for (var q = 0u; q < 4u; q++) {
+        m[q] = vec4(b_at4(k0 + q, j0), b_at4(k0 + q, j0 + 1u), b_at4(k0 + q, j0 + 2u),
+                    b_at4(k0 + q, j0 + 3u));
+    }
+    return m;
+}
+
 @compute @workgroup_size(16, 16)
-fn matmul_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
+fn matmul_patches(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
     let tile = (wid.y * nwg.x + wid.x) * THREADS + lid;
-    let col_patches = (p.n + 3u) / 4u;
     if tile >= p.blocks {
         return;
     }
-    let i0 = (tile / col_patches) * 4u;
-    let j0 = (tile % col_patches) * 4u;
-    let k4 = p.k / 4u;
-    var ra: array<u32, 4>;
-    var rb: array<u32, 4>;
-    for (var q = 0u; q < 4u; q++) {
-        ra[q] = min(i0 + q, p.m - 1u) * k4;
-        rb[q] = min(j0 + q, p.n - 1u) * k4;
+    let col_patches = (p.n + 3u) / 4u;
+    var i0 = (tile / col_patches) * 4u;
+    var j0 = (tile % col_patches) * 4u;
+    if LANES_ALONG_M {
+        let row_patches = (p.m + 3u) / 4u;
+        i0 = (tile % row_patches) * 4u;
+        j0 = (tile / row_patches) * 4u;
     }
-    var acc: array<vec4<f32>, 4>;
-    for (var kk = 0u; kk < k4; kk++) {
-        let b0 = b4[rb[0] + kk];
-        let b1 = b4[rb[1] + kk];
-        let b2 = b4[rb[2] + kk];
-        let b3 = b4[rb[3] + kk];
-        for (var r = 0u; r < 4u; r++) {
-            let av = a4[ra[r] + kk];
-            acc[r] += vec4(dot(av, b0), dot(av, b1), dot(av, b2), dot(av, b3));
-        }
+    var acc: mat4x4<f32>;
+    // Whole groups of four along K (VEC_A and VEC_B are constants: no branch in the loop),
+    // then the partial group element by element.
+    let whole = p.k / 4u * 4u;
+    for (var k0 = 0u; k0 < whole; k0 += 4u) {
+        acc += b_patch(k0, j0) * a_patch(i0, k0);
+    }
+    if whole < p.k {
+        acc += b_patch_elements(whole, j0) * a_patch_elements(i0, whole);
     }
     for (var r = 0u; r < 4u; r++) {
         let i = i0 + r;
@@ -144,14 +231,22 @@ fn matmul_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         for (var q = 0u; q < 4u; q++) {
             let j = j0 + q;
             if j < p.n {
-                var v = acc[r][q];
-                if HAS_BIAS {
-                    v += bias[j];
-                }
-                c[i * p.n + j] = v;
+                store(i * p.n + j, acc[r][q], j);
             }
         }
     }
+}
+
+// C[at] = v (+ bias[j]) (+ C[at] with ACCUMULATE).
+fn store(at: u32, v: f32, j: u32) {
+    var out = v;
+    if HAS_BIAS {
+        out += bias[j];
+    }
+    if ACCUMULATE {
+        out += c[at];
+    }
+    c[at] = out;
 }
 
 // The adapter's arithmetic peak, for the benchmark: each invocation runs p.k rounds of eight

@@ -126,6 +126,20 @@ pub enum RowStrategy {
     Subgroup,
 }
 
+/// Which kernel of `shaders/matmul.wgsl` forms the linear layer's matrix products. `Auto`
+/// chooses by adapter; the others force one, for testing and tuning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// `Tiled` on hardware adapters, `Registers` on software ones (CPU rasterisers, where
+    /// workgroup memory and barriers are slow).
+    #[default]
+    Auto,
+    /// 64 × 64 blocks of the product through tiles in workgroup memory.
+    Tiled,
+    /// 4 × 4 patches of the product in registers, operands read as vec4s straight from memory.
+    Registers,
+}
+
 /// How to build a [`Context`].
 #[derive(Clone, Debug)]
 pub struct ContextOptions {
@@ -137,6 +151,8 @@ pub struct ContextOptions {
     pub subgroups: Subgroups,
     /// Which kernel covers a row in row operations.
     pub row_strategy: RowStrategy,
+    /// Which kernel forms matrix products.
+    pub matmul_kernel: MatmulKernel,
     /// The longest a read-back or synchronize waits before failing with [`Error::Timeout`].
     pub readback_timeout: Duration,
     /// A cap, in bytes, on any one buffer the context allocates, below the adapter's
@@ -152,6 +168,7 @@ impl Default for ContextOptions {
             allow_cpu_fallback: true,
             subgroups: Subgroups::Auto,
             row_strategy: RowStrategy::Auto,
+            matmul_kernel: MatmulKernel::Auto,
             readback_timeout: Duration::from_secs(120),
             max_buffer_bytes: None,
         }
@@ -231,6 +248,8 @@ pub(crate) struct Inner {
     pub gpu: Option<Gpu>,
     /// Which kernel row operations use.
     pub row_strategy: RowStrategy,
+    /// Which kernel matrix products use.
+    pub matmul_kernel: MatmulKernel,
 }
 
 impl fmt::Debug for Context {
@@ -255,6 +274,7 @@ impl Context {
             why: "the CPU backend was requested".into(),
             gpu: None,
             row_strategy: RowStrategy::Auto,
+            matmul_kernel: MatmulKernel::Auto,
         })
     }
 
@@ -301,6 +321,7 @@ impl Context {
                     why: "no GPU adapter was found; using the CPU reference".into(),
                     gpu: None,
                     row_strategy: RowStrategy::Auto,
+                    matmul_kernel: MatmulKernel::Auto,
                 }));
             }
             return Err(Error::NoAdapter {
@@ -318,6 +339,7 @@ impl Context {
             why,
             gpu: Some(gpu),
             row_strategy: options.row_strategy,
+            matmul_kernel: options.matmul_kernel,
         }))
     }
 
@@ -377,6 +399,7 @@ impl Context {
             why: "the caller's device (Context::from_wgpu)".into(),
             gpu: Some(Gpu::new(device, queue, facts)),
             row_strategy: options.row_strategy,
+            matmul_kernel: options.matmul_kernel,
         }))
     }
 
@@ -441,6 +464,11 @@ impl Context {
         self.inner.row_strategy
     }
 
+    /// Which kernel forms matrix products (as set in [`ContextOptions::matmul_kernel`]).
+    pub fn matmul_kernel(&self) -> MatmulKernel {
+        self.inner.matmul_kernel
+    }
+
     /// Submits all recorded work and waits for the device to finish it.
     pub fn synchronize(&self) -> Result<()> {
         match &self.inner.gpu {
@@ -461,6 +489,21 @@ impl Context {
     /// backend).
     pub fn pooled_bytes(&self) -> u64 {
         self.inner.gpu.as_ref().map_or(0, Gpu::pool_idle_bytes)
+    }
+
+    /// Device memory in the crate's buffers (tensors, scratch, and idle buffers kept for
+    /// reuse; not the upload staging buffers), in bytes: `(now, the peak since
+    /// [`Context::reset_peak_device_bytes`])`. `(0, 0)` on the CPU backend. What a bench reads
+    /// to report an op's peak memory.
+    pub fn device_bytes(&self) -> (u64, u64) {
+        self.inner.gpu.as_ref().map_or((0, 0), Gpu::device_bytes)
+    }
+
+    /// Starts the peak of [`Context::device_bytes`] afresh from the bytes held now.
+    pub fn reset_peak_device_bytes(&self) {
+        if let Some(gpu) = &self.inner.gpu {
+            gpu.reset_peak_device_bytes();
+        }
     }
 
     /// Releases the idle buffers of the pool and the upload staging buffers.

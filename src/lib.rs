@@ -37,8 +37,8 @@ mod ops;
 mod tensor;
 
 pub use context::{
-    AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, RowStrategy, Subgroups,
-    WgpuSetup,
+    AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, MatmulKernel, RowStrategy,
+    Subgroups, WgpuSetup,
 };
 pub use definitions::activation::Activation;
 pub use definitions::gated::Gate;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{all_backends, assert_all_close, label, uniform};
+use common::{all_backends, assert_all_close, uniform};
 use gpu_activations::cpu::linear as reference;
 use gpu_activations::{DType, Error, Tensor};
 
@@ -12,8 +12,10 @@ fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-/// `(N, H, K)`: inside one tile, on the tile edges, past them, and dims of 1.
-const SHAPES: [(usize, usize, usize); 8] = [
+/// `(N, H, K)`: inside one tile, on the tile edges, past them, and dims of 1; every dim a
+/// multiple of 4 or not (each operand of the register kernel read as vec4s or element by
+/// element, and a last partial group of the inner dim after vec4 groups).
+const SHAPES: [(usize, usize, usize); 12] = [
     (1, 1, 1),
     (3, 5, 7),
     (64, 16, 64),
@@ -22,22 +24,26 @@ const SHAPES: [(usize, usize, usize); 8] = [
     (17, 1, 9),
     (5, 300, 1),
     (1, 129, 200),
+    (8, 12, 20),
+    (36, 4, 6),
+    (6, 7, 8),
+    (10, 20, 13),
 ];
 
 #[test]
 fn linear_and_its_backward_match_the_reference_on_every_shape() {
-    for ctx in all_backends() {
+    for ctx in common::matmul_contexts() {
         for (i, &(n, h, k)) in SHAPES.iter().enumerate() {
             let seed = 90 + 10 * i as u64;
             let x = uniform(seed, n * h, -2.0, 2.0);
             let w = uniform(seed + 1, k * h, -1.0, 1.0);
             let b = uniform(seed + 2, k, -1.0, 1.0);
             let g = uniform(seed + 3, n * k, -1.0, 1.0);
-            let xt = Tensor::from_slice(&ctx, &x, &[n, h]).unwrap();
-            let wt = Tensor::from_slice(&ctx, &w, &[k, h]).unwrap();
-            let bt = Tensor::from_slice(&ctx, &b, &[k]).unwrap();
-            let gt = Tensor::from_slice(&ctx, &g, &[n, k]).unwrap();
-            let case = format!("{} [{n}, {h}] × [{k}, {h}]", label(&ctx));
+            let xt = Tensor::from_slice(ctx, &x, &[n, h]).unwrap();
+            let wt = Tensor::from_slice(ctx, &w, &[k, h]).unwrap();
+            let bt = Tensor::from_slice(ctx, &b, &[k]).unwrap();
+            let gt = Tensor::from_slice(ctx, &g, &[n, k]).unwrap();
+            let case = format!("{} [{n}, {h}] × [{k}, {h}]", common::matmul_label(ctx));
             // f32 accumulation over H terms: the bound grows with the sum's length.
             let atol = 1e-6 * (h.max(n) as f64).sqrt().max(1.0) * 4.0;
             let y = xt.linear(&wt, Some(&bt)).unwrap();
@@ -96,19 +102,19 @@ fn linear_and_its_backward_match_the_reference_on_every_shape() {
 
 #[test]
 fn leading_dims_are_rows_and_half_storage_rounds_once() {
-    for ctx in all_backends() {
+    for ctx in common::matmul_contexts() {
         let (h, k) = (24, 10);
         let x = uniform(120, 2 * 3 * h, -2.0, 2.0);
         let w = uniform(121, k * h, -1.0, 1.0);
         for dtype in [DType::F32, DType::F16, DType::BF16] {
             let xs: Vec<f32> = x.iter().map(|&v| dtype.round(v)).collect();
             let ws: Vec<f32> = w.iter().map(|&v| dtype.round(v)).collect();
-            let xt = Tensor::from_slice_as(&ctx, &xs, &[2, 3, h], dtype).unwrap();
-            let wt = Tensor::from_slice_as(&ctx, &ws, &[k, h], dtype).unwrap();
+            let xt = Tensor::from_slice_as(ctx, &xs, &[2, 3, h], dtype).unwrap();
+            let wt = Tensor::from_slice_as(ctx, &ws, &[k, h], dtype).unwrap();
             let y = xt.linear(&wt, None).unwrap();
             assert_eq!((y.shape(), y.dtype()), (&[2, 3, k][..], dtype));
             let want = reference::forward(&widen(&xs), &widen(&ws), None, 6, h, k);
-            let case = format!("{} {dtype} [2, 3, {h}]", label(&ctx));
+            let case = format!("{} {dtype} [2, 3, {h}]", common::matmul_label(ctx));
             common::assert_stored_close(&case, dtype, &y.to_vec().unwrap(), &want, &[]);
         }
     }

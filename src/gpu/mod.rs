@@ -184,6 +184,16 @@ impl Gpu {
 
     /// Releases the idle buffers of the pool and the upload staging buffers (dropped, not
     /// destroyed: a copy still in flight keeps its buffer alive until it finishes).
+    /// The pool's bytes, now and at their peak (see [`crate::Context::device_bytes`]).
+    pub fn device_bytes(&self) -> (u64, u64) {
+        self.pool.device_bytes()
+    }
+
+    /// Starts the pool's peak afresh.
+    pub fn reset_peak_device_bytes(&self) {
+        self.pool.reset_peak();
+    }
+
     pub fn trim_pool(&self) {
         self.pool.clear();
         if let Ok(mut slots) = self.upload_staging.lock() {

@@ -70,11 +70,11 @@ impl std::fmt::Debug for DeviceBuffer {
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        if !self.reusable {
-            return;
-        }
         if let Ok(mut state) = self.pool.lock() {
-            state.give_back(self.buffer.clone(), self.capacity, self.usage);
+            state.lent_bytes = state.lent_bytes.saturating_sub(self.capacity);
+            if self.reusable {
+                state.give_back(self.buffer.clone(), self.capacity, self.usage);
+            }
         }
     }
 }
@@ -85,6 +85,10 @@ struct PoolState {
     order: VecDeque<(u64, wgpu::BufferUsages)>,
     idle_bytes: u64,
     max_idle_bytes: u64,
+    /// Bytes of the buffers out on loan.
+    lent_bytes: u64,
+    /// The most bytes lent and idle together since the last [`BufferPool::reset_peak`].
+    peak_bytes: u64,
 }
 
 impl PoolState {
@@ -135,6 +139,8 @@ impl BufferPool {
                 order: VecDeque::new(),
                 idle_bytes: 0,
                 max_idle_bytes,
+                lent_bytes: 0,
+                peak_bytes: 0,
             })),
         }
     }
@@ -162,6 +168,11 @@ impl BufferPool {
             Some(b) => b,
             None => create_buffer(device, capacity, usage, op)?,
         };
+        {
+            let mut state = self.lock()?;
+            state.lent_bytes += capacity;
+            state.peak_bytes = state.peak_bytes.max(state.lent_bytes + state.idle_bytes);
+        }
         Ok(DeviceBuffer {
             buffer,
             capacity,
@@ -174,6 +185,21 @@ impl BufferPool {
     /// Bytes held idle in the pool.
     pub fn idle_bytes(&self) -> u64 {
         self.state.lock().map(|s| s.idle_bytes).unwrap_or(0)
+    }
+
+    /// Bytes of the pool's buffers, out on loan and idle: `(now, the most since the last
+    /// reset)`.
+    pub fn device_bytes(&self) -> (u64, u64) {
+        self.state
+            .lock()
+            .map_or((0, 0), |s| (s.lent_bytes + s.idle_bytes, s.peak_bytes))
+    }
+
+    /// Starts the peak of [`BufferPool::device_bytes`] afresh from the bytes held now.
+    pub fn reset_peak(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.peak_bytes = s.lent_bytes + s.idle_bytes;
+        }
     }
 
     /// Releases every idle buffer.

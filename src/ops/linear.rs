@@ -1,14 +1,16 @@
 //! The linear layer `y = x·Wᵀ + b` (PyTorch's layout: `x [.., H]`, `W [K, H]`, `b [K]`) and its
 //! backward, by the matrix products of `shaders/matmul.wgsl`: the forward with the bias fused,
-//! `dx = g·W`, `dW = gᵀ·x`, and `db = Σ_n g` as `1ᵀ·g`, each arranged as `A·Bᵀ` with both
-//! operands row-major along the inner dim (transposing W, g and x first).
+//! `dx = g·W`, `dW = gᵀ·x`, and `db = Σ_n g` as `1ᵀ·g`, each reading its operands in place
+//! (the kernels take either operand transposed).
 
+use crate::context::MatmulKernel;
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::{Gpu, View};
 use crate::layout::{self, DType};
 use crate::ops::convert::half_route;
-use crate::ops::transpose::transpose_last_two;
+use crate::ops::transpose::transpose_view;
 use crate::tensor::{Storage, Tensor, write_host};
 
 const OP: &str = "linear";
@@ -38,8 +40,8 @@ const MATMUL: Kernel = Kernel {
     ],
 };
 
-const MATMUL_ROWS: Kernel = Kernel {
-    entry: "matmul_rows",
+const MATMUL_PATCHES: Kernel = Kernel {
+    entry: "matmul_patches",
     ..MATMUL
 };
 const FMA_PEAK: Kernel = Kernel {
@@ -51,7 +53,7 @@ const FMA_PEAK: Kernel = Kernel {
 /// The kernels with their parameter block's size.
 #[cfg(test)]
 pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    [MATMUL, MATMUL_ROWS, FMA_PEAK]
+    [MATMUL, MATMUL_PATCHES, FMA_PEAK]
         .map(|k| (k, size_of::<MatmulParams>()))
         .to_vec()
 }
@@ -157,7 +159,19 @@ impl Tensor {
             *write_host(out)? = narrow(&result);
             return Ok(y);
         }
-        matmul(self, weight, bias, &y, (n, k, h), (false, true))?;
+        bound_whole(self.context(), &[self, weight, &y])?;
+        matmul(
+            self.context(),
+            Product {
+                a: self.view(0, self.len(), OP)?,
+                b: weight.view(0, weight.len(), OP)?,
+                bias: bias.map(|b| b.view(0, b.len(), OP)).transpose()?,
+                c: y.view(0, y.len(), OP)?,
+                dims: (n, k, h),
+                trans: (false, true),
+                accumulate: false,
+            },
+        )?;
         Ok(y)
     }
 
@@ -240,20 +254,34 @@ fn backward(
         }
         return Ok((with_input.then_some(dx), dw, db));
     }
-    // Every product as A·Bᵀ with both operands row-major along the inner dim (the form the
-    // matrix kernel reads straight from memory), after transposing W, g and x:
-    // dx [N, H] = g [N, K] · (Wᵀ [H, K])ᵀ; dW [K, H] = gᵀ [K, N] · (xᵀ [H, N])ᵀ;
-    // db [1, K] = 1 [1, N] · (gᵀ [K, N])ᵀ.
-    if with_input {
-        let w_t = transpose_last_two(weight, 1, k, h)?;
-        matmul(grad, &w_t, None, &dx, (n, h, k), (false, true))?;
-    }
-    let g_t = transpose_last_two(grad, 1, n, k)?;
-    let x_t = transpose_last_two(x, 1, n, h)?;
-    matmul(&g_t, &x_t, None, &dw, (k, h, n), (false, true))?;
+    bound_whole(ctx, &[x, weight, grad])?;
     let ones = Tensor::from_slice(ctx, &vec![1.0; n.max(1)], &[n.max(1)])?;
-    matmul(&ones, &g_t, None, &db, (1, k, n), (false, true))?;
+    // dx [N, H] = g [N, K]·W [K, H]; dW [K, H] = gᵀ·x; db [1, K] = 1 [1, N]·g.
+    let mut products = vec![
+        (&dw, whole(grad)?, whole(x)?, (k, h, n), (true, false)),
+        (&db, whole(&ones)?, whole(grad)?, (1, k, n), (false, false)),
+    ];
+    if with_input {
+        products.push((&dx, whole(grad)?, whole(weight)?, (n, h, k), (false, false)));
+    }
+    for (c, a, b, dims, trans) in products {
+        let product = Product {
+            a,
+            b,
+            bias: None,
+            c: whole(c)?,
+            dims,
+            trans,
+            accumulate: false,
+        };
+        matmul(ctx, product)?;
+    }
     Ok((with_input.then_some(dx), dw, db))
+}
+
+/// A view of the whole of `t`.
+fn whole(t: &Tensor) -> Result<View<'_>> {
+    t.view(0, t.len(), OP)
 }
 
 fn widen(v: &[f32]) -> Vec<f64> {
@@ -264,22 +292,13 @@ fn narrow(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
-/// `c [M, N] = op(a)·op(b) (+ bias)` with the K dim inner, `(trans_a, trans_b)` as in the shader.
-fn matmul(
-    a: &Tensor,
-    b: &Tensor,
-    bias: Option<&Tensor>,
-    c: &Tensor,
-    (m, n, k): (usize, usize, usize),
-    (trans_a, trans_b): (bool, bool),
-) -> Result<()> {
-    let gpu = a.context().gpu().ok_or(Error::Gpu {
+/// The device of `tensors`, once each fits one storage binding (the products bind them whole).
+pub(crate) fn bound_whole<'a>(ctx: &'a crate::Context, tensors: &[&Tensor]) -> Result<&'a Gpu> {
+    let gpu = ctx.gpu().ok_or(Error::Gpu {
         op: OP,
         message: "mixed host and device tensors".into(),
     })?;
-    let mut tensors = vec![a, b, c];
-    tensors.extend(bias);
-    for t in &tensors {
+    for t in tensors {
         let bytes = layout::bytes(t.len());
         if bytes > gpu.max_binding {
             return Err(Error::TooLarge {
@@ -290,16 +309,55 @@ fn matmul(
             });
         }
     }
+    Ok(gpu)
+}
+
+/// One matrix product `C [M, N] = A'·B' (+ bias) (+ C with accumulate)` of
+/// `shaders/matmul.wgsl`, with its operands as bound: `dims` is `(M, N, K)`, the inner dim K,
+/// and `trans` says whether A and B are stored transposed (see the shader).
+pub(crate) struct Product<'a> {
+    pub a: View<'a>,
+    pub b: View<'a>,
+    pub bias: Option<View<'a>>,
+    pub c: View<'a>,
+    pub dims: (usize, usize, usize),
+    pub trans: (bool, bool),
+    pub accumulate: bool,
+}
+
+/// Launches `product` on the kernel the context's [`MatmulKernel`] calls for.
+pub(crate) fn matmul(ctx: &crate::Context, product: Product<'_>) -> Result<()> {
+    let gpu = bound_whole(ctx, &[])?;
+    let Product {
+        a,
+        mut b,
+        bias,
+        c,
+        dims: (m, n, k),
+        trans: (trans_a, mut trans_b),
+        accumulate,
+    } = product;
     if m == 0 || n == 0 {
         return Ok(());
     }
-    // A·Bᵀ with the inner dim in whole vec4s reads both operands along it, straight from
-    // memory; the other forms stage tiles in workgroup memory.
-    let rows_form = !trans_a && trans_b && k > 0 && k.is_multiple_of(4);
+    let registers = match ctx.matmul_kernel() {
+        MatmulKernel::Auto => !gpu.hardware,
+        MatmulKernel::Registers => true,
+        MatmulKernel::Tiled => false,
+    };
+    // The register kernel streams one operand stored along K per invocation. With neither
+    // (Aᵀ·B), B is transposed first.
+    let transposed;
+    if registers && trans_a && !trans_b && k > 0 {
+        transposed = gpu.alloc(layout::bytes(k * n), OP)?;
+        transpose_view(gpu, b, transposed.view(k * n), (1, k, n))?;
+        b = transposed.view(k * n);
+        trans_b = true;
+    }
     let col_blocks = n.div_ceil(BLOCK);
-    let (kernel, blocks, groups) = if rows_form {
+    let (kernel, blocks, groups) = if registers {
         let patches = m.div_ceil(4) * n.div_ceil(4);
-        (&MATMUL_ROWS, patches, patches.div_ceil(THREADS))
+        (&MATMUL_PATCHES, patches, patches.div_ceil(THREADS))
     } else {
         let blocks = m.div_ceil(BLOCK) * col_blocks;
         (&MATMUL, blocks, blocks)
@@ -311,23 +369,21 @@ fn matmul(
         col_blocks: col_blocks as u32,
         blocks: blocks as u32,
     };
+    // Each operand reads as vec4s along the dim it is contiguous in, when that is whole vec4s.
+    let vec_a = if trans_a { m } else { k }.is_multiple_of(4);
+    let vec_b = if trans_b { k } else { n }.is_multiple_of(4);
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let constants = [
         ("TRANS_A", flag(trans_a)),
         ("TRANS_B", flag(trans_b)),
         ("HAS_BIAS", flag(bias.is_some())),
+        ("ACCUMULATE", flag(accumulate)),
+        ("VEC_A", flag(registers && vec_a)),
+        ("VEC_B", flag(registers && vec_b)),
+        ("LANES_ALONG_M", flag(!trans_b)),
     ];
-    // Without a bias, the output is bound in its place (never read).
-    let bias_view = match bias {
-        Some(t) => t.view(0, t.len(), OP)?,
-        None => b.view(0, b.len(), OP)?,
-    };
-    let views = [
-        a.view(0, a.len(), OP)?,
-        b.view(0, b.len(), OP)?,
-        bias_view,
-        c.view(0, c.len(), OP)?,
-    ];
+    // Without a bias, B is bound in its place (never read).
+    let views = [a, b, bias.unwrap_or(b), c];
     gpu.launch(
         kernel,
         &constants,

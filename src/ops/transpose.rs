@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::{Gpu, View};
 use crate::layout::{self, DType};
 use crate::tensor::{Storage, Tensor, read_host, write_host};
 
@@ -73,22 +74,38 @@ pub(crate) fn transpose_last_two(
                            layout is moved whole)",
                 });
             }
-            let params = TransposeParams {
-                batch: batch as u32,
-                rows: rows as u32,
-                cols: cols as u32,
-            };
-            let views = [x.view(0, n, OP)?, out.view(0, n, OP)?];
-            let wg = WG.min(gpu.workgroup_cap());
-            let groups = (n as u64).div_ceil(u64::from(wg) * 4).max(1);
-            gpu.launch(
-                &TRANSPOSE,
-                &[("WG", f64::from(wg))],
-                &views,
-                bytemuck::bytes_of(&params),
-                groups,
+            transpose_view(
+                gpu,
+                x.view(0, n, OP)?,
+                out.view(0, n, OP)?,
+                (batch, rows, cols),
             )?;
         }
     }
     Ok(out)
+}
+
+/// Writes `src` (f32, read as `[batch, rows, cols]`) into `dst` with its last two dims
+/// swapped.
+pub(crate) fn transpose_view(
+    gpu: &Gpu,
+    src: View<'_>,
+    dst: View<'_>,
+    (batch, rows, cols): (usize, usize, usize),
+) -> Result<()> {
+    let params = TransposeParams {
+        batch: batch as u32,
+        rows: rows as u32,
+        cols: cols as u32,
+    };
+    let wg = WG.min(gpu.workgroup_cap());
+    let n = batch * rows * cols;
+    let groups = (n as u64).div_ceil(u64::from(wg) * 4).max(1);
+    gpu.launch(
+        &TRANSPOSE,
+        &[("WG", f64::from(wg))],
+        &[src, dst],
+        bytemuck::bytes_of(&params),
+        groups,
+    )
 }

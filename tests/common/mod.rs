@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use gpu_activations::{Activation, Backend, Context, ContextOptions, RowStrategy, Subgroups};
+use gpu_activations::{
+    Activation, Backend, Context, ContextOptions, MatmulKernel, RowStrategy, Subgroups,
+};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -117,6 +119,35 @@ pub fn row_strategy_contexts() -> &'static [Context] {
 }
 
 /// Every context a test should cover: the GPUs and the CPU backend.
+/// Every GPU backend present with each matrix kernel forced (tiled, then registers), and the
+/// CPU backend: what the linear layer's tests run on.
+pub fn matmul_contexts() -> &'static [Context] {
+    static ALL: OnceLock<Vec<Context>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all = Vec::new();
+        for ctx in gpus() {
+            for matmul_kernel in [MatmulKernel::Tiled, MatmulKernel::Registers] {
+                let options = ContextOptions {
+                    backend: Some(ctx.backend()),
+                    allow_cpu_fallback: false,
+                    matmul_kernel,
+                    ..Default::default()
+                };
+                if let Ok(forced) = Context::with_options(options) {
+                    all.push(forced);
+                }
+            }
+        }
+        all.push(Context::cpu());
+        all
+    })
+}
+
+/// The context's label with its forced matrix kernel.
+pub fn matmul_label(ctx: &Context) -> String {
+    format!("{} {:?}", label(ctx), ctx.matmul_kernel())
+}
+
 pub fn all_backends() -> Vec<Context> {
     let mut all = gpus().to_vec();
     all.push(Context::cpu());

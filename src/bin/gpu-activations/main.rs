@@ -12,7 +12,7 @@ mod train;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use gpu_activations::{Backend, Context, ContextOptions, RowStrategy};
+use gpu_activations::{Backend, Context, ContextOptions, MatmulKernel, RowStrategy};
 
 #[derive(Parser)]
 #[command(name = "gpu-activations", version, about, long_about = None)]
@@ -63,6 +63,28 @@ pub struct BackendArg {
     /// shape and adapter).
     #[arg(long, value_enum, default_value_t = RowKernelArg::Auto)]
     pub row_kernel: RowKernelArg,
+    /// Which kernel forms the linear layer's matrix products (for tuning; auto: tiled on
+    /// hardware, registers on software adapters).
+    #[arg(long, value_enum, default_value_t = MatmulKernelArg::Auto)]
+    pub matmul_kernel: MatmulKernelArg,
+}
+
+/// A `--matmul-kernel` value.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum MatmulKernelArg {
+    Auto,
+    Tiled,
+    Registers,
+}
+
+impl From<MatmulKernelArg> for MatmulKernel {
+    fn from(arg: MatmulKernelArg) -> MatmulKernel {
+        match arg {
+            MatmulKernelArg::Auto => MatmulKernel::Auto,
+            MatmulKernelArg::Tiled => MatmulKernel::Tiled,
+            MatmulKernelArg::Registers => MatmulKernel::Registers,
+        }
+    }
 }
 
 /// A `--row-kernel` value: the row strategy, spelled for the command line.
@@ -103,6 +125,7 @@ impl BackendArg {
         Context::with_options(ContextOptions {
             backend: self.backend.0,
             row_strategy: self.row_kernel.into(),
+            matmul_kernel: self.matmul_kernel.into(),
             ..Default::default()
         })
     }
