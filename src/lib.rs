@@ -46,7 +46,10 @@ pub use definitions::loss::{BceOptions, CrossEntropyOptions, HeadOptions, Reduct
 pub use error::{Error, Result};
 pub use gpu::kernels::Shader;
 pub use layout::DType;
-pub use ops::loss::{HeadLoss, LossAndGrad, Targets, class_indices_from_floats};
+pub use ops::loss::{
+    HeadLoss, LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN, LinearCrossEntropy,
+    LossAndGrad, Targets, class_indices_from_floats,
+};
 pub use ops::optimizer::{Adam, AdamState, Sgd};
 pub use tensor::Tensor;
 pub use wgpu;

@@ -92,21 +92,46 @@ impl crate::Context {
     }
 }
 
-/// `(N, H, K)` of a linear layer, once the shapes are checked to chain.
-fn dims(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
+/// `(N, H, K)` of a linear layer of `op`, once the shapes are checked to chain.
+pub(crate) fn dims(op: &'static str, x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
     if !x.context().same(w.context()) {
-        return Err(Error::ContextMismatch { op: OP });
+        return Err(Error::ContextMismatch { op });
     }
-    let (n, h) = x.rows_cols(OP)?;
+    let (n, h) = x.rows_cols(op)?;
     match w.shape() {
         [k, hw] if *hw == h => Ok((n, h, *k)),
         other => Err(Error::ShapeMismatch {
-            op: OP,
+            op,
             what: "weight ([K, H], H the input's last dim)",
             got: other.to_vec(),
             expected: vec![other.first().copied().unwrap_or(0), h],
         }),
     }
+}
+
+/// A bias of `op`'s linear layer at input `x` with `k` outputs: f32, shape `[k]`.
+pub(crate) fn check_bias(
+    op: &'static str,
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    k: usize,
+) -> Result<()> {
+    let Some(b) = bias else {
+        return Ok(());
+    };
+    if !b.context().same(x.context()) {
+        return Err(Error::ContextMismatch { op });
+    }
+    b.expect_f32(op, "bias")?;
+    if b.shape() != [k] {
+        return Err(Error::ShapeMismatch {
+            op,
+            what: "bias ([K], K the weight's first dim)",
+            got: b.shape().to_vec(),
+            expected: vec![k],
+        });
+    }
+    Ok(())
 }
 
 /// The input's shape with its last dim replaced by `last`.
@@ -131,20 +156,10 @@ impl Tensor {
         }) {
             return done.map(|[y]| y);
         }
-        let (n, h, k) = dims(self, weight)?;
+        let (n, h, k) = dims(OP, self, weight)?;
         self.expect_f32(OP, "the input")?;
         weight.expect_f32(OP, "weight")?;
-        if let Some(b) = bias {
-            b.expect_f32(OP, "bias")?;
-            if b.shape() != [k] {
-                return Err(Error::ShapeMismatch {
-                    op: OP,
-                    what: "bias ([K], K the weight's first dim)",
-                    got: b.shape().to_vec(),
-                    expected: vec![k],
-                });
-            }
-        }
+        check_bias(OP, self, bias, k)?;
         let y = Tensor::uninit_as(self.context(), &with_last(self.shape(), k), DType::F32, OP)?;
         if let (Storage::Host(_), Storage::Host(out)) = (self.storage(), y.storage()) {
             let b = bias.map(Tensor::to_vec).transpose()?;
@@ -221,7 +236,7 @@ fn backward(
     }) {
         return done.map(|[dx, dw, db]| (with_input.then_some(dx), dw, db));
     }
-    let (n, h, k) = dims(x, weight)?;
+    let (n, h, k) = dims(OP, x, weight)?;
     for (what, t) in operands {
         t.expect_f32(OP, what)?;
     }
@@ -280,15 +295,15 @@ fn backward(
 }
 
 /// A view of the whole of `t`.
-fn whole(t: &Tensor) -> Result<View<'_>> {
+pub(crate) fn whole(t: &Tensor) -> Result<View<'_>> {
     t.view(0, t.len(), OP)
 }
 
-fn widen(v: &[f32]) -> Vec<f64> {
+pub(crate) fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
-fn narrow(v: &[f64]) -> Vec<f32> {
+pub(crate) fn narrow(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 

@@ -46,10 +46,22 @@ pub(super) fn check_options(
     options: &CrossEntropyOptions,
 ) -> Result<(usize, usize)> {
     let (rows, classes) = logits.rows_cols(op)?;
+    check_class_options(op, logits.shape(), classes, options)?;
+    Ok((rows, classes))
+}
+
+/// The options checked against `classes` (the last dim of `shape`): at least one class,
+/// `label_smoothing` in `[0, 1]`, one weight per class.
+pub(super) fn check_class_options(
+    op: &'static str,
+    shape: &[usize],
+    classes: usize,
+    options: &CrossEntropyOptions,
+) -> Result<()> {
     if classes == 0 {
         return Err(Error::invalid_shape(
             op,
-            logits.shape(),
+            shape,
             "cross-entropy needs at least one class",
         ));
     }
@@ -62,8 +74,7 @@ pub(super) fn check_options(
             reason: "must lie in [0, 1]",
         });
     }
-    check_weight(op, "weight", &options.weight, classes)?;
-    Ok((rows, classes))
+    check_weight(op, "weight", &options.weight, classes)
 }
 
 pub(super) fn validate_classes(

@@ -5,7 +5,9 @@
 use crate::cpu;
 use crate::definitions::loss::{CrossEntropyOptions, HeadOptions, Reduction};
 use crate::error::{Error, Result};
+use crate::gpu::View;
 use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pool::DeviceBuffer;
 use crate::layout::{self, DType};
 use crate::ops::sum::sum_to_scalar;
 use crate::tensor::{Storage, Tensor, write_host};
@@ -85,34 +87,7 @@ impl Tensor {
         head.validate(OP)?;
         self.expect_float(OP, "the logits")?;
         let (rows, classes) = check_options(OP, self, options)?;
-        let eps = options.label_smoothing;
-        let widened;
-        let checked = match targets {
-            Targets::Indices(t) => validate_classes(OP, t, rows, classes, options)?,
-            Targets::IndicesU32(t) => {
-                widened = t.iter().map(|&v| i64::from(v)).collect::<Vec<_>>();
-                validate_classes(OP, &widened, rows, classes, options)?
-            }
-            Targets::Device(t) => {
-                if !t.context().same(self.context()) {
-                    return Err(Error::ContextMismatch { op: OP });
-                }
-                let gpu = self.context().gpu().ok_or_else(|| mixed(OP))?;
-                let d = device_classes(gpu, t, rows, classes, options)?;
-                Classes {
-                    index: ClassIndex::Device(d.index),
-                    weight_sum: d.weight_sum,
-                }
-            }
-            Targets::Probabilities(t) => {
-                return Err(Error::DTypeMismatch {
-                    op: OP,
-                    what: "targets",
-                    got: t.dtype(),
-                    expected: "class indices (the head's losses take no probabilities)",
-                });
-            }
-        };
+        let checked = class_targets(OP, self.context(), targets, (rows, classes), options)?;
         let dtype = self.dtype();
         let z = self.to_dtype(DType::F32)?;
         let row_shape = &self.shape()[..self.shape().len() - 1];
@@ -124,31 +99,7 @@ impl Tensor {
         let grad = Tensor::uninit_as(ctx, self.shape(), DType::F32, OP)?;
         let (loss, z_loss, lse) = match (z.storage(), grad.storage()) {
             (Storage::Host(_), Storage::Host(g)) => {
-                let ClassIndex::Host(index) = &checked.index else {
-                    return Err(mixed(OP));
-                };
-                let labels: Vec<i64> = index
-                    .iter()
-                    .map(|&i| {
-                        if i == u32::MAX {
-                            options.ignore_index
-                        } else {
-                            i64::from(i)
-                        }
-                    })
-                    .collect();
-                let weight = options.weight.as_ref().map(|w| widen(w));
-                let r = cpu::loss::cross_entropy_head(
-                    &widen(&z.to_vec()?),
-                    classes,
-                    &labels,
-                    weight.as_deref(),
-                    options.reduction,
-                    options.ignore_index,
-                    f64::from(eps),
-                    f64::from(head.lse_square_scale),
-                    head.softcap.map(f64::from),
-                );
+                let r = host_head(OP, &widen(&z.to_vec()?), classes, &checked, options, head)?;
                 *write_host(g)? = narrow(&r.grad);
                 (
                     Tensor::from_slice(ctx, &narrow(&r.loss), &loss_shape)?,
@@ -172,6 +123,77 @@ impl Tensor {
             z_loss: z_loss.to_dtype(dtype)?,
             lse: lse.reshape(row_shape)?,
         })
+    }
+}
+
+/// The head on the host (the CPU backend): the f64 reference over `logits`.
+pub(super) fn host_head(
+    op: &'static str,
+    logits: &[f64],
+    classes: usize,
+    checked: &Classes,
+    options: &CrossEntropyOptions,
+    head: &HeadOptions,
+) -> Result<cpu::loss::HeadReference> {
+    let ClassIndex::Host(index) = &checked.index else {
+        return Err(mixed(op));
+    };
+    let labels: Vec<i64> = index
+        .iter()
+        .map(|&i| {
+            if i == u32::MAX {
+                options.ignore_index
+            } else {
+                i64::from(i)
+            }
+        })
+        .collect();
+    let weight = options.weight.as_ref().map(|w| widen(w));
+    Ok(cpu::loss::cross_entropy_head(
+        logits,
+        classes,
+        &labels,
+        weight.as_deref(),
+        options.reduction,
+        options.ignore_index,
+        f64::from(options.label_smoothing),
+        f64::from(head.lse_square_scale),
+        head.softcap.map(f64::from),
+    ))
+}
+
+/// The class indices of `targets` for `rows` rows of `classes` logits on `ctx`, checked (on
+/// the host or on the device): the head's losses take no probabilities.
+pub(super) fn class_targets(
+    op: &'static str,
+    ctx: &crate::Context,
+    targets: Targets<'_>,
+    (rows, classes): (usize, usize),
+    options: &CrossEntropyOptions,
+) -> Result<Classes> {
+    match targets {
+        Targets::Indices(t) => validate_classes(op, t, rows, classes, options),
+        Targets::IndicesU32(t) => {
+            let widened: Vec<i64> = t.iter().map(|&v| i64::from(v)).collect();
+            validate_classes(op, &widened, rows, classes, options)
+        }
+        Targets::Device(t) => {
+            if !t.context().same(ctx) {
+                return Err(Error::ContextMismatch { op });
+            }
+            let gpu = ctx.gpu().ok_or_else(|| mixed(op))?;
+            let d = device_classes(gpu, t, rows, classes, options)?;
+            Ok(Classes {
+                index: ClassIndex::Device(d.index),
+                weight_sum: d.weight_sum,
+            })
+        }
+        Targets::Probabilities(t) => Err(Error::DTypeMismatch {
+            op,
+            what: "targets",
+            got: t.dtype(),
+            expected: "class indices (the head's losses take no probabilities)",
+        }),
     }
 }
 
@@ -205,58 +227,152 @@ fn launch(
         }
         ClassIndex::Device(device) => device,
     };
-    let weight = gpu.upload_new(
-        bytemuck::cast_slice(options.weight.as_deref().unwrap_or(&[0.0])),
-        OP,
+    let kernel = HeadKernel::new(gpu, checked, options, head, classes)?;
+    let rows_out = RowOutputs::alloc(gpu, rows)?;
+    let full = rows.max(1);
+    kernel.launch(
+        gpu,
+        rows,
+        [
+            z.view(0, n, OP)?,
+            index.view(full),
+            grad.view(0, n, OP)?,
+            rows_out.loss.view(full),
+            rows_out.z_loss.view(full),
+            rows_out.lse.view(full),
+        ],
     )?;
-    let w_all = options
-        .weight
-        .as_ref()
-        .map_or(classes as f64, |w| w.iter().map(|&v| f64::from(v)).sum());
-    let scale = match options.reduction {
-        Reduction::Mean => (1.0 / checked.weight_sum) as f32,
-        _ => 1.0,
-    };
-    let row_buffers = || gpu.alloc(layout::bytes(rows.max(1)), OP);
-    let (row_loss, row_z_loss, row_lse) = (row_buffers()?, row_buffers()?, row_buffers()?);
-    let params = HeadParams {
-        rows: rows as u32,
-        cols: classes as u32,
-        eps: options.label_smoothing,
-        scale,
-        w_all: w_all as f32,
-        lse_square_scale: head.lse_square_scale,
-        softcap: head.softcap.unwrap_or(1.0),
-    };
-    let flag = |on: bool| if on { 1.0 } else { 0.0 };
-    let wg = WG.min(gpu.workgroup_cap());
-    let constants = [
-        ("WG", f64::from(wg)),
-        ("HAS_WEIGHT", flag(options.weight.is_some())),
-        ("SMOOTHING", flag(options.label_smoothing > 0.0)),
-        ("SOFTCAP", flag(head.softcap.is_some())),
-    ];
-    let views = [
-        z.view(0, n, OP)?,
-        index.view(rows.max(1)),
-        grad.view(0, n, OP)?,
-        row_loss.view(rows.max(1)),
-        weight.view(options.weight.as_ref().map_or(1, Vec::len)),
-        row_z_loss.view(rows.max(1)),
-        row_lse.view(rows.max(1)),
-    ];
-    gpu.launch(
-        &HEAD_ROWS,
-        &constants,
-        &views,
-        bytemuck::bytes_of(&params),
-        (rows as u64).div_ceil(u64::from(wg)).max(1),
-    )?;
-    let reduce = |buffer| match options.reduction {
-        Reduction::None => Ok(Tensor::from_device(ctx, buffer, loss_shape)),
-        Reduction::Sum => sum_to_scalar(gpu, ctx, &buffer, rows, 1.0),
-        Reduction::Mean => sum_to_scalar(gpu, ctx, &buffer, rows, scale),
-    };
-    let lse = Tensor::from_device(ctx, row_lse, &[rows]);
-    Ok((reduce(row_loss)?, reduce(row_z_loss)?, lse))
+    rows_out.reduce(
+        gpu,
+        ctx,
+        (options.reduction, kernel.scale()),
+        rows,
+        loss_shape,
+    )
+}
+
+/// The per-row results of the head kernel: loss, z-loss and log-sum-exp.
+pub(super) struct RowOutputs {
+    pub loss: DeviceBuffer,
+    pub z_loss: DeviceBuffer,
+    pub lse: DeviceBuffer,
+}
+
+impl RowOutputs {
+    /// Buffers for `rows` rows.
+    pub fn alloc(gpu: &crate::gpu::Gpu, rows: usize) -> Result<RowOutputs> {
+        let row_buffer = || gpu.alloc(layout::bytes(rows.max(1)), OP);
+        Ok(RowOutputs {
+            loss: row_buffer()?,
+            z_loss: row_buffer()?,
+            lse: row_buffer()?,
+        })
+    }
+
+    /// `(loss, z_loss, lse)` of `rows` rows as the reduction asks (`loss_shape` for `None`),
+    /// `scale` dividing a mean; `lse` of shape `[rows]`.
+    pub fn reduce(
+        self,
+        gpu: &crate::gpu::Gpu,
+        ctx: &crate::Context,
+        (reduction, scale): (Reduction, f32),
+        rows: usize,
+        loss_shape: &[usize],
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let reduce = |buffer| match reduction {
+            Reduction::None => Ok(Tensor::from_device(ctx, buffer, loss_shape)),
+            Reduction::Sum => sum_to_scalar(gpu, ctx, &buffer, rows, 1.0),
+            Reduction::Mean => sum_to_scalar(gpu, ctx, &buffer, rows, scale),
+        };
+        let lse = Tensor::from_device(ctx, self.lse, &[rows]);
+        Ok((reduce(self.loss)?, reduce(self.z_loss)?, lse))
+    }
+}
+
+/// The head kernel set up for one call's options: the class weights uploaded, the gradient's
+/// scale and the kernel's constants.
+pub(super) struct HeadKernel {
+    weight: DeviceBuffer,
+    weights: usize,
+    params: HeadParams,
+    constants: [(&'static str, f64); 4],
+}
+
+impl HeadKernel {
+    pub fn new(
+        gpu: &crate::gpu::Gpu,
+        checked: &Classes,
+        options: &CrossEntropyOptions,
+        head: &HeadOptions,
+        classes: usize,
+    ) -> Result<HeadKernel> {
+        let weight = gpu.upload_new(
+            bytemuck::cast_slice(options.weight.as_deref().unwrap_or(&[0.0])),
+            OP,
+        )?;
+        let w_all = options
+            .weight
+            .as_ref()
+            .map_or(classes as f64, |w| w.iter().map(|&v| f64::from(v)).sum());
+        let scale = match options.reduction {
+            Reduction::Mean => (1.0 / checked.weight_sum) as f32,
+            _ => 1.0,
+        };
+        let flag = |on: bool| if on { 1.0 } else { 0.0 };
+        let wg = WG.min(gpu.workgroup_cap());
+        Ok(HeadKernel {
+            weight,
+            weights: options.weight.as_ref().map_or(1, Vec::len),
+            params: HeadParams {
+                rows: 0,
+                cols: classes as u32,
+                eps: options.label_smoothing,
+                scale,
+                w_all: w_all as f32,
+                lse_square_scale: head.lse_square_scale,
+                softcap: head.softcap.unwrap_or(1.0),
+            },
+            constants: [
+                ("WG", f64::from(wg)),
+                ("HAS_WEIGHT", flag(options.weight.is_some())),
+                ("SMOOTHING", flag(options.label_smoothing > 0.0)),
+                ("SOFTCAP", flag(head.softcap.is_some())),
+            ],
+        })
+    }
+
+    /// The gradient's scale (`1/Σ w_y` for a mean, else 1).
+    pub fn scale(&self) -> f32 {
+        self.params.scale
+    }
+
+    /// Runs the kernel over `rows` rows: `[logits, class index, gradient (may be the logits),
+    /// row loss, row z-loss, row lse]`.
+    pub fn launch(
+        &self,
+        gpu: &crate::gpu::Gpu,
+        rows: usize,
+        [z, index, grad, loss, z_loss, lse]: [View<'_>; 6],
+    ) -> Result<()> {
+        let params = HeadParams {
+            rows: rows as u32,
+            ..self.params
+        };
+        let wg = self.constants[0].1 as u64;
+        gpu.launch(
+            &HEAD_ROWS,
+            &self.constants,
+            &[
+                z,
+                index,
+                grad,
+                loss,
+                self.weight.view(self.weights),
+                z_loss,
+                lse,
+            ],
+            bytemuck::bytes_of(&params),
+            (rows as u64).div_ceil(wg).max(1),
+        )
+    }
 }

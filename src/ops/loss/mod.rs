@@ -7,10 +7,14 @@ mod class_dim;
 mod class_index;
 mod cross_entropy;
 mod head;
+mod linear_head;
 mod nll;
 
 use bce::bce_with_logits;
 pub use head::HeadLoss;
+pub use linear_head::{
+    LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN, LinearCrossEntropy,
+};
 
 #[cfg(test)]
 pub(crate) use cross_entropy::flag_triples;

@@ -1,0 +1,266 @@
+//! The fused linear cross-entropy (what Liger-Kernel's fused linear cross-entropy and Apple's
+//! Cut Cross-Entropy do on CUDA): the loss of the logits `z = x·Wᵀ + b` and the gradients dx,
+//! dW, db without ever holding the `[N, K]` logits. The rows go in chunks through one scratch
+//! buffer: a chunk's logits are formed there (`shaders/matmul.wgsl`), turned into their
+//! gradient `∂loss/∂z` in place by the head kernel (`shaders/cross_entropy_head.wgsl`, scaled
+//! for the whole batch's mean), and multiplied back into dx (the chunk's rows), dW and db
+//! (accumulated) before the next chunk reuses the buffer:
+//!   dx_rows = G·W,  dW += Gᵀ·x_rows,  db += 1ᵀ·G.
+
+use crate::cpu;
+use crate::definitions::loss::{CrossEntropyOptions, HeadOptions, Reduction};
+use crate::error::{Error, Result};
+use crate::layout::{self, DType};
+use crate::ops::convert::common_float;
+use crate::ops::linear::{Product, bound_whole, check_bias, dims, matmul, narrow, whole, widen};
+use crate::tensor::{Storage, Tensor};
+
+use super::Targets;
+use super::cross_entropy::{ClassIndex, check_class_options};
+use super::head::{HeadKernel, RowOutputs, class_targets, host_head};
+
+const OP: &str = "linear_cross_entropy";
+
+/// The scratch a chunk's logits take at most, by default (32 MiB).
+pub const LINEAR_CROSS_ENTROPY_CHUNK_BYTES: usize = 32 << 20;
+
+/// A chunk's rows are a multiple of this (so that every chunk starts 256-byte aligned in x,
+/// dx and the per-row buffers).
+pub const LINEAR_CROSS_ENTROPY_ROW_ALIGN: usize = 64;
+
+/// The loss of a linear layer's logits and its gradients, from
+/// [`Tensor::linear_cross_entropy`].
+#[derive(Clone, Debug)]
+pub struct LinearCrossEntropy {
+    /// The cross-entropy plus the z-loss, reduced as the options say (shape `[]`, or the
+    /// input's shape without its last axis for `Reduction::None`).
+    pub loss: Tensor,
+    /// The z-loss part of `loss`, reduced the same way.
+    pub z_loss: Tensor,
+    /// Each row's log-sum-exp of the (capped) logits (f32, the input's shape without its last
+    /// axis).
+    pub lse: Tensor,
+    /// The gradient of the (summed, for `None`) loss with respect to the input, its shape.
+    pub dx: Tensor,
+    /// With respect to the weight, `[K, H]`.
+    pub dw: Tensor,
+    /// With respect to the bias, `[K]` (whether or not a bias was given).
+    pub db: Tensor,
+}
+
+impl Tensor {
+    /// The cross-entropy of the linear layer's logits `z = x·Wᵀ + b` (this input `x [.., H]`,
+    /// `weight [K, H]`, an optional `bias [K]`, as [`Tensor::linear`]) with class-index
+    /// targets and every option of [`Tensor::cross_entropy_head`], returning the loss and the
+    /// gradients `dx = G·W`, `dW = Gᵀ·x`, `db = Σ_n G` (`G = ∂loss/∂z`) **without storing the
+    /// `[N, K]` logits**: the rows go in chunks of at most 32 MiB of logits
+    /// ([`LINEAR_CROSS_ENTROPY_CHUNK_BYTES`]), each formed, turned into its gradient in place
+    /// and multiplied back before the next. Device memory beyond the inputs and the gradients:
+    /// one chunk, three floats and a class index per row. x, the weight and the gradients are
+    /// bound whole, so each must fit one storage binding. Half inputs run on f32 copies.
+    pub fn linear_cross_entropy(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions,
+        head: &HeadOptions,
+    ) -> Result<LinearCrossEntropy> {
+        let classes = weight.shape().first().copied().unwrap_or(0).max(1);
+        let rows = (LINEAR_CROSS_ENTROPY_CHUNK_BYTES / layout::bytes(classes) as usize)
+            / LINEAR_CROSS_ENTROPY_ROW_ALIGN
+            * LINEAR_CROSS_ENTROPY_ROW_ALIGN;
+        let chunk_rows = rows.max(LINEAR_CROSS_ENTROPY_ROW_ALIGN);
+        self.linear_cross_entropy_chunked(weight, bias, targets, options, head, chunk_rows)
+    }
+
+    /// [`Tensor::linear_cross_entropy`] with `chunk_rows` rows of logits per chunk (a positive
+    /// multiple of [`LINEAR_CROSS_ENTROPY_ROW_ALIGN`]): fewer rows hold less memory and take
+    /// more launches.
+    pub fn linear_cross_entropy_chunked(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions,
+        head: &HeadOptions,
+        chunk_rows: usize,
+    ) -> Result<LinearCrossEntropy> {
+        if chunk_rows == 0 || !chunk_rows.is_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN) {
+            return Err(Error::InvalidParameter {
+                op: OP,
+                name: "chunk_rows",
+                value: chunk_rows as f64,
+                reason: "must be a positive multiple of 64",
+            });
+        }
+        head.validate(OP)?;
+        let (n, h, k) = dims(OP, self, weight)?;
+        let mut operands = vec![("the input", self), ("weight", weight)];
+        operands.extend(bias.map(|b| ("bias", b)));
+        let dtype = common_float(OP, &operands)?;
+        if dtype.is_half() {
+            let wide: Vec<Tensor> = operands
+                .iter()
+                .map(|(_, t)| t.to_dtype(DType::F32))
+                .collect::<Result<_>>()?;
+            let r = wide[0].linear_cross_entropy_chunked(
+                &wide[1],
+                wide.get(2),
+                targets,
+                options,
+                head,
+                chunk_rows,
+            )?;
+            return Ok(LinearCrossEntropy {
+                loss: r.loss.to_dtype(dtype)?,
+                z_loss: r.z_loss.to_dtype(dtype)?,
+                lse: r.lse,
+                dx: r.dx.to_dtype(dtype)?,
+                dw: r.dw.to_dtype(dtype)?,
+                db: r.db.to_dtype(dtype)?,
+            });
+        }
+        check_bias(OP, self, bias, k)?;
+        check_class_options(OP, weight.shape(), k, options)?;
+        let checked = class_targets(OP, self.context(), targets, (n, k), options)?;
+        let row_shape = &self.shape()[..self.shape().len().saturating_sub(1)];
+        let loss_shape: Vec<usize> = match options.reduction {
+            Reduction::None => row_shape.to_vec(),
+            _ => Vec::new(),
+        };
+        let ctx = self.context();
+        if let Storage::Host(_) = self.storage() {
+            let x = widen(&self.to_vec()?);
+            let w = widen(&weight.to_vec()?);
+            let b = bias.map(Tensor::to_vec).transpose()?.map(|b| widen(&b));
+            let logits = cpu::linear::forward(&x, &w, b.as_deref(), n, h, k);
+            let r = host_head(OP, &logits, k, &checked, options, head)?;
+            let (dx, dw, db) = cpu::linear::backward(&x, &w, &r.grad, n, h, k);
+            let host = |v: &[f64], shape: &[usize]| Tensor::from_slice(ctx, &narrow(v), shape);
+            return Ok(LinearCrossEntropy {
+                loss: host(&r.loss, &loss_shape)?,
+                z_loss: host(&r.z_loss, &loss_shape)?,
+                lse: host(&r.lse, row_shape)?,
+                dx: host(&dx, self.shape())?,
+                dw: host(&dw, &[k, h])?,
+                db: host(&db, &[k])?,
+            });
+        }
+        let gpu = bound_whole(ctx, &[self, weight])?;
+        let chunk = chunk_rows
+            .min(n.next_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN))
+            .max(1);
+        let scratch_bytes = layout::bytes(chunk * k);
+        if scratch_bytes > gpu.max_binding {
+            return Err(Error::TooLarge {
+                op: OP,
+                requested: scratch_bytes,
+                limit: gpu.max_binding,
+                what: "max_storage_buffer_binding_size (one chunk of logits is bound whole); \
+                       take fewer rows per chunk",
+            });
+        }
+        let scratch = gpu.alloc(scratch_bytes, OP)?;
+        let ones = Tensor::from_slice(ctx, &vec![1.0; chunk], &[chunk])?;
+        let uploaded;
+        let index = match &checked.index {
+            ClassIndex::Host(host) => {
+                uploaded = gpu.upload_new(bytemuck::cast_slice(host), OP)?;
+                &uploaded
+            }
+            ClassIndex::Device(device) => device,
+        };
+        let kernel = HeadKernel::new(gpu, &checked, options, head, k)?;
+        let row_out = RowOutputs::alloc(gpu, n)?;
+        let dx = Tensor::uninit_as(ctx, self.shape(), DType::F32, OP)?;
+        let dw = Tensor::zeros(ctx, &[k, h])?;
+        let db = Tensor::zeros(ctx, &[k])?;
+        bound_whole(ctx, &[&dx, &dw])?;
+        for r0 in (0..n).step_by(chunk) {
+            let rows = chunk.min(n - r0);
+            let logits = scratch.view(rows * k);
+            let x_rows = self.view(r0 * h, rows * h, OP)?;
+            matmul(
+                ctx,
+                Product {
+                    a: x_rows,
+                    b: whole(weight)?,
+                    bias: bias.map(whole).transpose()?,
+                    c: logits,
+                    dims: (rows, k, h),
+                    trans: (false, true),
+                    accumulate: false,
+                },
+            )?;
+            kernel.launch(
+                gpu,
+                rows,
+                [
+                    logits,
+                    index.view_at(r0, rows),
+                    logits,
+                    row_out.loss.view_at(r0, rows),
+                    row_out.z_loss.view_at(r0, rows),
+                    row_out.lse.view_at(r0, rows),
+                ],
+            )?;
+            // The chunk now holds G, its rows of ∂loss/∂z.
+            let gradients = [
+                (
+                    dx.view(r0 * h, rows * h, OP)?,
+                    logits,
+                    whole(weight)?,
+                    (rows, h, k),
+                    (false, false),
+                    false,
+                ),
+                (
+                    whole(&dw)?,
+                    logits,
+                    x_rows,
+                    (k, h, rows),
+                    (true, false),
+                    true,
+                ),
+                (
+                    whole(&db)?,
+                    ones.view(0, rows, OP)?,
+                    logits,
+                    (1, k, rows),
+                    (false, false),
+                    true,
+                ),
+            ];
+            for (c, a, b, dims, trans, accumulate) in gradients {
+                matmul(
+                    ctx,
+                    Product {
+                        a,
+                        b,
+                        bias: None,
+                        c,
+                        dims,
+                        trans,
+                        accumulate,
+                    },
+                )?;
+            }
+        }
+        let (loss, z_loss, lse) = row_out.reduce(
+            gpu,
+            ctx,
+            (options.reduction, kernel.scale()),
+            n,
+            &loss_shape,
+        )?;
+        Ok(LinearCrossEntropy {
+            loss,
+            z_loss,
+            lse: lse.reshape(row_shape)?,
+            dx,
+            dw,
+            db,
+        })
+    }
+}
