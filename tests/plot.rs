@@ -1,6 +1,7 @@
-//! The pictures, made by the `gpu-activations` binary as a user would: `plot` writes
-//! well-formed SVG and PNG files holding one curve per op and derivative asked for, and every
-//! bad input fails with one stderr line naming the problem and leaves no file behind.
+//! The pictures, made by the `gpu-activations` binary as a user would: `plot`, `train --plot`
+//! and `bench --chart` write well-formed SVG and PNG files holding one curve or bar per op
+//! asked for, and every bad input fails with one stderr line naming the problem and leaves no
+//! file behind.
 
 mod common;
 
@@ -65,6 +66,8 @@ struct Svg {
     height: u32,
     /// (stroke colour, number of points) of each polyline.
     polylines: Vec<(String, usize)>,
+    /// The fill colour of each rectangle.
+    rect_fills: Vec<String>,
     /// Each text element's text, trimmed.
     texts: Vec<String>,
 }
@@ -96,6 +99,9 @@ impl Svg {
                         points.count(),
                     )
                 })
+                .collect(),
+            rect_fills: named("rect")
+                .map(|n| n.attribute("fill").unwrap_or("").to_string())
                 .collect(),
             texts: named("text")
                 .map(|n| n.text().unwrap_or("").trim().to_string())
@@ -397,11 +403,175 @@ fn bad_plot_input_fails_naming_the_problem_and_writes_nothing() {
 }
 
 #[test]
+fn train_plots_the_loss_and_the_test_accuracy_per_epoch() {
+    let d = Dir::new();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv");
+    let data = data.to_string_lossy();
+    let out = succeeds(&[
+        "train",
+        "--epochs",
+        "12",
+        "--data",
+        &data,
+        "--plot",
+        &d.s("t.svg"),
+        "--backend",
+        "cpu",
+    ]);
+    let svg = Svg::read(&d.path("t.svg"));
+    let curves = svg.curves();
+    assert_eq!(curves.len(), 2, "{curves:?}");
+    assert!(
+        curves.iter().all(|c| c.1 == 12),
+        "one point per epoch: {curves:?}"
+    );
+    for text in ["epoch", "mean cross-entropy", "% of the test images right"] {
+        assert!(svg.has_text(text), "no {text:?} in {:?}", svg.texts);
+    }
+    // The accuracy curve ends at the accuracy the command prints.
+    let printed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("test accuracy: "))
+        .unwrap_or_else(|| panic!("no accuracy in {out}"));
+    let printed = printed.split(" (").next().unwrap();
+    let last = format!("epoch 12: {printed} (");
+    assert!(
+        svg.texts.iter().any(|t| t.starts_with(&last)),
+        "{last} not in {:?}",
+        svg.texts
+    );
+    let title = svg.text_containing("softmax regression").expect("a title");
+    assert!(title.contains("CPU reference"), "{title}");
+
+    succeeds(&[
+        "train",
+        "--model",
+        "logistic",
+        "--epochs",
+        "3",
+        "--data",
+        &data,
+        "--plot",
+        &d.s("t.png"),
+        "--backend",
+        "cpu",
+    ]);
+    let png = Png::read(&d.path("t.png"));
+    assert_eq!((png.width, png.height), (1000, 400));
+    assert!(png.count([0, 114, 178], 0..400) > 100);
+    assert_eq!(d.names(), ["t.png", "t.svg"]);
+
+    // A bad picture name fails before any training.
+    assert_fails(
+        &d,
+        &["train", "--plot", &d.s("t.gif"), "--backend", "cpu"],
+        "t.gif: unknown picture format",
+    );
+}
+
+#[test]
+fn bench_charts_each_ops_fraction_of_the_copy_ceiling_by_family() {
+    let d = Dir::new();
+    let ops = ["copy", "relu", "glu", "softmax", "cross-entropy"];
+    let mut args = vec!["bench"];
+    for op in &ops {
+        args.extend(["--op", op]);
+    }
+    let (chart, json) = (d.s("b.svg"), d.s("b.json"));
+    args.extend(["--shape", "64,100", "--runs", "2", "--warmup", "1"]);
+    args.extend(["--chart", &chart, "--json", &json, "--backend", "cpu"]);
+    succeeds(&args);
+    let svg = Svg::read(&d.path("b.svg"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path("b.json")).unwrap()).unwrap();
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), ops.len());
+    // One bar per op, in its family's colour, and one legend square per family.
+    for colour in ["#787878", "#0072B2", "#CC79A7", "#009E73", "#D55E00"] {
+        let n = svg.rect_fills.iter().filter(|f| *f == colour).count();
+        assert_eq!(n, 2, "{colour}: {:?}", svg.rect_fills);
+    }
+    for family in [
+        "copy kernel",
+        "activations",
+        "gated, PReLU",
+        "softmax family",
+        "losses",
+    ] {
+        assert!(svg.has_text(family), "no legend entry {family}");
+    }
+    for r in results {
+        let op = r["op"].as_str().unwrap();
+        let label = format!("{op}, 64×100");
+        assert!(svg.has_text(&label), "no bar labelled {label:?}");
+        let percent = format!("{:.0} %", 100.0 * r["fraction_of_copy"].as_f64().unwrap());
+        assert!(svg.has_text(&percent), "{op}: no bar reading {percent}");
+    }
+    let title = svg.text_containing("copy ceiling on").expect("a title");
+    assert!(
+        title.contains(doc["adapter"]["name"].as_str().unwrap()),
+        "{title}"
+    );
+
+    std::fs::remove_file(d.path("b.json")).unwrap();
+    let png = d.s("b.png");
+    succeeds(&[
+        "bench",
+        "--op",
+        "gelu",
+        "--shape",
+        "1000",
+        "--runs",
+        "1",
+        "--warmup",
+        "1",
+        "--chart",
+        &png,
+        "--backend",
+        "cpu",
+    ]);
+    let png = Png::read(&d.path("b.png"));
+    assert!(png.count([0, 114, 178], 0..png.height) > 100, "no bar");
+
+    assert_fails(
+        &d,
+        &[
+            "bench",
+            "--op",
+            "linear",
+            "--chart",
+            &d.s("l.svg"),
+            "--backend",
+            "cpu",
+        ],
+        "FMA peak",
+    );
+    assert_fails(
+        &d,
+        &[
+            "bench",
+            "--op",
+            "relu",
+            "--chart",
+            &d.s("l.pdf"),
+            "--backend",
+            "cpu",
+        ],
+        "l.pdf: unknown picture format",
+    );
+    assert_eq!(d.names(), ["b.png", "b.svg"]);
+}
+
+#[test]
 fn the_picture_options_have_help() {
-    for (args, wanted) in [(
-        &["plot", "--help"][..],
-        &["Example", "--backend", "--range", "--output"][..],
-    )] {
+    for (args, wanted) in [
+        (
+            &["plot", "--help"][..],
+            &["Example", "--backend", "--range", "--output"][..],
+        ),
+        (&["train", "--help"], &["--plot"]),
+        (&["bench", "--help"], &["--chart"]),
+    ] {
         let text = succeeds(args);
         for w in wanted {
             assert!(text.contains(w), "{args:?}: no {w} in {text}");

@@ -22,6 +22,10 @@ static FONT_BYTES: &[u8] = include_bytes!("fonts/DejaVuSans-subset.ttf");
 /// Colours that stay apart for most readers (Okabe and Ito's palette).
 pub const BLUE: RGBColor = RGBColor(0, 114, 178);
 pub const ORANGE: RGBColor = RGBColor(230, 159, 0);
+pub const GREEN: RGBColor = RGBColor(0, 158, 115);
+pub const VERMILION: RGBColor = RGBColor(213, 94, 0);
+pub const PURPLE: RGBColor = RGBColor(204, 121, 167);
+pub const GREY: RGBColor = RGBColor(120, 120, 120);
 
 /// A picture's file format, chosen by the extension.
 #[derive(Clone, Copy, Debug, PartialEq)]

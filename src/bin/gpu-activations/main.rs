@@ -1,11 +1,12 @@
 //! `gpu-activations`: run the crate's ops on .npy files, check them against the CPU
 //! reference, benchmark them against the adapter's copy ceiling, demo the whole path, and draw
-//! the activations.
+//! the activations, a training run and a benchmark.
 
 mod bench;
 mod chart;
 mod check;
 mod demo;
+mod figures;
 mod info;
 mod op;
 mod plot;
