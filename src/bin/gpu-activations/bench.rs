@@ -1,6 +1,7 @@
 //! `gpu-activations bench`: median time, GB/s and the fraction of the copy ceiling (a plain
 //! vec4 copy kernel over as many elements, timed in alternation with the op, in the same run on
-//! the same adapter), the speedup over the CPU reference, and the cost of moving the batch.
+//! the same adapter), the speedup over the CPU reference, and the cost of moving the batch;
+//! `--chart` draws the fractions of the copy ceiling by op family.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::BackendArg;
+use crate::chart::Target;
+use crate::figures::{Bar, BenchBars, Family};
 use crate::op::{ActivationParams, CliOp, DimFamily};
 use crate::run::DTypeArg;
 
@@ -31,6 +34,10 @@ pub struct BenchArgs {
     /// Write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Draw each op's fraction of the copy ceiling, grouped by family, to this .svg or .png
+    /// file.
+    #[arg(long)]
+    chart: Option<PathBuf>,
     /// Timed runs per op (the median is reported).
     #[arg(long, default_value_t = 11)]
     runs: usize,
@@ -157,10 +164,18 @@ struct BenchJson {
 }
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
-    let ctx = args.backend.context()?;
     let params = ActivationParams::default();
     let linear = args.ops.iter().any(|o| o == "linear");
     let ops: Vec<&String> = args.ops.iter().filter(|o| *o != "linear").collect();
+    let chart = args.chart.as_deref().map(Target::new).transpose()?;
+    if chart.is_some() && !args.ops.is_empty() && ops.is_empty() {
+        return Err(
+            "--chart draws the ops' fraction of the copy ceiling, and linear is \
+                    measured against the FMA peak: name other ops too"
+                .into(),
+        );
+    }
+    let ctx = args.backend.context()?;
     let items: Vec<Item> = if args.ops.is_empty() {
         let mut all: Vec<Item> = CliOp::all(params).into_iter().map(Item::Op).collect();
         all.insert(0, Item::Copy);
@@ -294,6 +309,42 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
         .iter()
         .max_by_key(|r| r.shape.iter().product::<usize>())
         .map_or(0.0, |r| r.copy_gbs);
+    if let Some(target) = &chart {
+        let several_dtypes = dtypes.len() > 1;
+        let bars = jobs
+            .iter()
+            .zip(&results)
+            .map(|((item, shape, dtype), r)| {
+                let shape: Vec<String> = shape.iter().map(usize::to_string).collect();
+                let mut label = format!("{}, {}", item.name(), shape.join("×"));
+                if several_dtypes {
+                    label = format!("{label}, {dtype}");
+                }
+                let op = match item {
+                    Item::Op(op) => Some(*op),
+                    Item::Copy => None,
+                };
+                Bar {
+                    family: Family::of(op),
+                    label,
+                    fraction: r.fraction_of_copy,
+                }
+            })
+            .collect();
+        target.write(&BenchBars::new(
+            format!(
+                "Fraction of the copy ceiling on {} ({})",
+                info.name, info.backend
+            ),
+            format!(
+                "each bar: the op's GB/s (inputs read once, outputs written once) over the copy \
+                 kernel's on as many elements, median of {} paired runs",
+                args.runs.max(1)
+            ),
+            bars,
+        ))?;
+        println!("wrote {}", target.path().display());
+    }
     if let Some(path) = &args.json {
         let doc = BenchJson {
             adapter: AdapterJson {

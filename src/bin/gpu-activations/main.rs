@@ -1,11 +1,15 @@
 //! `gpu-activations`: run the crate's ops on .npy files, check them against the CPU
-//! reference, benchmark them against the adapter's copy ceiling, and demo the whole path.
+//! reference, benchmark them against the adapter's copy ceiling, demo the whole path, and draw
+//! the activations, a training run and a benchmark.
 
 mod bench;
+mod chart;
 mod check;
 mod demo;
+mod figures;
 mod info;
 mod op;
+mod plot;
 mod run;
 mod train;
 
@@ -51,6 +55,12 @@ enum Command {
     #[command(after_help = "Examples:\n  gpu-activations train\n  \
         gpu-activations train --model logistic --epochs 600 --backend vulkan")]
     Train(train::TrainArgs),
+    /// Draw activations and their derivatives, computed on the adapter, to an SVG or PNG file.
+    #[command(
+        after_help = "Examples:\n  gpu-activations plot --output activations.svg\n  \
+        gpu-activations plot gelu mish elu --range=-4,4 --output act.png --backend vulkan"
+    )]
+    Plot(plot::PlotArgs),
 }
 
 /// The `--backend` option every subcommand takes.
@@ -141,6 +151,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Plot(args) => plot::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,8 @@
 //! `gpu-activations train`: the note's models on the handwritten digits, trained end to end on
 //! the adapter: softmax regression (the fused cross-entropy) or one-vs-rest logistic
 //! regression (BCE with logits), full-batch Adam with an L2 term, the loss shown each epoch
-//! and the test accuracy at the end.
+//! and the test accuracy at the end; with `--plot`, a picture of the loss and the test
+//! accuracy epoch by epoch.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use gpu_activations::{Adam, AdamState, BceOptions, CrossEntropyOptions, Targets,
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::BackendArg;
+use crate::chart::Target;
+use crate::figures::Training;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Model {
@@ -39,6 +42,10 @@ pub struct TrainArgs {
     /// λ of the L2 term on the weights (default: 1e-3 for softmax, 1e-4 for logistic).
     #[arg(long, allow_hyphen_values = true)]
     weight_decay: Option<f32>,
+    /// Draw the training loss and the test accuracy, epoch by epoch, to this .svg or .png file
+    /// (the test images are then scored after every epoch, not only at the end).
+    #[arg(long)]
+    plot: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -97,6 +104,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
     if !args.lr.is_finite() || args.lr <= 0.0 {
         return Err(format!("--lr {} must be a positive number", args.lr).into());
     }
+    let target = args.plot.as_deref().map(Target::new).transpose()?;
     let data = load(&args.data)?;
     let ctx = args.backend.context()?;
     let (m, m_test) = (data.train.1.len(), data.test.1.len());
@@ -143,6 +151,8 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
         ProgressStyle::with_template("{bar:40} epoch {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let x_test = Tensor::from_slice(&ctx, &data.test.0, &[m_test, FEATURES])?;
+    let (mut losses, mut correct_by_epoch) = (Vec::new(), Vec::new());
     let mut last = f32::NAN;
     for epoch in 1..=epochs {
         let logits = x.linear(&w, Some(&b))?;
@@ -156,6 +166,10 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
         adam_w.step(&w, &dw, &mut state_w)?;
         adam_b.step(&b, &db, &mut state_b)?;
         last = out.loss.to_vec()?[0];
+        if target.is_some() {
+            losses.push(last);
+            correct_by_epoch.push(correct(&x_test, &w, &b, &data.test.1)?);
+        }
         progress.set_message(format!("loss {last:.5}"));
         progress.inc(1);
         if !progress.is_hidden() {
@@ -166,20 +180,43 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
         }
     }
     progress.finish_and_clear();
-    let x_test = Tensor::from_slice(&ctx, &data.test.0, &[m_test, FEATURES])?;
-    let scores = x_test.linear(&w, Some(&b))?.to_vec()?;
-    let correct = scores
-        .chunks(CLASSES)
-        .zip(&data.test.1)
-        .filter(|(row, label)| {
-            let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1));
-            best.map(|(c, _)| c) == Some(**label)
-        })
-        .count();
+    let correct = correct(&x_test, &w, &b, &data.test.1)?;
     println!("final loss {last:.5}");
     println!(
         "test accuracy: {:.2} % ({correct} of {m_test})",
         100.0 * correct as f64 / m_test as f64
     );
+    if let Some(target) = target {
+        let (model, loss_name) = match args.model {
+            Model::Softmax => ("softmax regression", "mean cross-entropy"),
+            Model::Logistic => ("one-vs-rest logistic regression", "mean BCE with logits"),
+        };
+        let info = ctx.adapter_info();
+        target.write(&Training {
+            title: format!(
+                "{model} on the digits ({m} training images): full-batch Adam, lr {}, L2 {}, \
+                 on {} ({})",
+                args.lr, weight_decay, info.name, info.backend
+            ),
+            loss_name: loss_name.into(),
+            losses,
+            correct: correct_by_epoch,
+            test_images: m_test,
+        })?;
+        println!("wrote {}", target.path().display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How many test images the model `x·Wᵀ + b` classifies right (the highest score wins).
+fn correct(x_test: &Tensor, w: &Tensor, b: &Tensor, labels: &[usize]) -> Result<usize, BoxError> {
+    let scores = x_test.linear(w, Some(b))?.to_vec()?;
+    Ok(scores
+        .chunks(CLASSES)
+        .zip(labels)
+        .filter(|(row, label)| {
+            let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1));
+            best.map(|(c, _)| c) == Some(**label)
+        })
+        .count())
 }
