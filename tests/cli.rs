@@ -1035,7 +1035,7 @@ fn info_check_demo_and_bench_work_on_every_backend() {
 }
 
 #[test]
-fn bench_times_the_linear_layer_against_the_fma_peak() {
+fn bench_times_the_linear_layers_against_the_fma_peak_and_the_materialised_path() {
     let f = Files::new();
     for ctx in common::gpus() {
         let b = backend_name(ctx);
@@ -1046,6 +1046,8 @@ fn bench_times_the_linear_layer_against_the_fma_peak() {
             &b,
             "--op",
             "linear",
+            "--op",
+            "linear-cross-entropy",
             "--shape",
             "70,33,65",
             "--runs",
@@ -1066,6 +1068,17 @@ fn bench_times_the_linear_layer_against_the_fma_peak() {
             "peak_gflops",
             "forward_fraction_of_peak",
         ] {
+            assert!(m[key].as_f64().is_some_and(|v| v > 0.0), "{b} {key}: {m}");
+        }
+        let m = &doc["linear_cross_entropy"][0];
+        assert_eq!(m["shape"], serde_json::json!([70, 33, 65]), "{b}");
+        // The peak holds the inputs at least, and the budget is their bytes twice + 64 MiB.
+        let inputs = 4 * (70 * 33 + 65 * 33 + 65);
+        assert_eq!(m["budget_bytes"], 2 * inputs + (64 << 20), "{b}: {m}");
+        for key in ["fused_peak_bytes", "materialised_peak_bytes"] {
+            assert!(m[key].as_u64().is_some_and(|v| v >= inputs), "{b} {key}: {m}");
+        }
+        for key in ["fused_ms", "materialised_ms"] {
             assert!(m[key].as_f64().is_some_and(|v| v > 0.0), "{b} {key}: {m}");
         }
     }

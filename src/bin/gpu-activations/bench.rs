@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::BackendArg;
+use crate::bench_linear::{self, LayerBench, LinearCrossEntropyJson, MatmulJson};
 use crate::chart::Target;
 use crate::figures::{Bar, BenchBars, Family};
 use crate::op::{ActivationParams, CliOp, DimFamily};
@@ -137,21 +138,6 @@ struct TransferJson {
 }
 
 #[derive(Serialize)]
-struct MatmulJson {
-    /// `[N, H, K]`: x `[N, H]`, W `[K, H]`.
-    shape: Vec<usize>,
-    forward_ms: f64,
-    forward_gflops: f64,
-    /// dx and dW (4·N·H·K flops) and db.
-    backward_ms: f64,
-    backward_gflops: f64,
-    /// The FMA loop's GFLOP/s, timed in alternation with the layer.
-    peak_gflops: f64,
-    forward_fraction_of_peak: f64,
-    backward_fraction_of_peak: f64,
-}
-
-#[derive(Serialize)]
 struct BenchJson {
     adapter: AdapterJson,
     /// The copy ceiling: the copy kernel's median GB/s on the largest batch of the run.
@@ -161,18 +147,30 @@ struct BenchJson {
     transfers: Vec<TransferJson>,
     /// The linear layer (`--op linear`) against the adapter's FMA peak.
     matmul: Vec<MatmulJson>,
+    /// The fused linear cross-entropy (`--op linear-cross-entropy`): time and memory against
+    /// the materialised path.
+    linear_cross_entropy: Vec<LinearCrossEntropyJson>,
 }
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     let params = ActivationParams::default();
-    let linear = args.ops.iter().any(|o| o == "linear");
-    let ops: Vec<&String> = args.ops.iter().filter(|o| *o != "linear").collect();
+    let layers: Vec<LayerBench> = args
+        .ops
+        .iter()
+        .filter_map(|o| LayerBench::parse(o))
+        .collect();
+    let ops: Vec<&String> = args
+        .ops
+        .iter()
+        .filter(|o| LayerBench::parse(o).is_none())
+        .collect();
     let chart = args.chart.as_deref().map(Target::new).transpose()?;
     if chart.is_some() && !args.ops.is_empty() && ops.is_empty() {
         return Err(
-            "--chart draws the ops' fraction of the copy ceiling, and linear is \
-                    measured against the FMA peak: name other ops too"
-                .into(),
+            "--chart draws the ops' fraction of the copy ceiling, and the linear layers are \
+                    measured against the FMA peak and the materialised path: name other ops \
+                    too"
+            .into(),
         );
     }
     let ctx = args.backend.context()?;
@@ -225,49 +223,23 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
 
     let mut results = Vec::new();
     let mut transfers: Vec<TransferJson> = Vec::new();
-    let mut matmul = Vec::new();
-    if linear {
-        let shapes = if args.shapes.is_empty() {
-            vec![vec![4096, 1024, 1024]]
-        } else {
-            args.shapes.clone()
-        };
+    let (matmul, linear_cross_entropy) =
+        bench_linear::run(&ctx, &layers, &args.shapes, args.warmup, args.runs.max(1))?;
+    if !jobs.is_empty() {
         println!();
         println!(
-            "{:<20} {:>11} {:>9} {:>12} {:>9} {:>10} {:>9} {:>9}",
-            "linear [N, H, K]",
-            "forward ms",
-            "GFLOP/s",
-            "backward ms",
-            "GFLOP/s",
-            "peak",
-            "fwd/peak",
-            "bwd/peak"
+            "{:<24} {:<9} {:<16} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "op",
+            "dtype",
+            "shape",
+            "median ms",
+            "GB/s",
+            "Gelem/s",
+            "copy GB/s",
+            "of copy",
+            "vs CPU"
         );
-        for shape in shapes {
-            let [n, h, k] = shape[..] else {
-                return Err(format!("linear takes shapes N,H,K, not {shape:?}").into());
-            };
-            let m = measure_linear(&ctx, (n, h, k), args.warmup, args.runs.max(1))?;
-            println!(
-                "{:<20} {:>11.3} {:>9.1} {:>12.3} {:>9.1} {:>10.1} {:>8.0}% {:>8.0}%",
-                format!("{shape:?}"),
-                m.forward_ms,
-                m.forward_gflops,
-                m.backward_ms,
-                m.backward_gflops,
-                m.peak_gflops,
-                100.0 * m.forward_fraction_of_peak,
-                100.0 * m.backward_fraction_of_peak
-            );
-            matmul.push(m);
-        }
     }
-    println!();
-    println!(
-        "{:<24} {:<9} {:<16} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "op", "dtype", "shape", "median ms", "GB/s", "Gelem/s", "copy GB/s", "of copy", "vs CPU"
-    );
     for (item, shape, dtype) in &jobs {
         progress.set_message(format!("{} {dtype} {shape:?}", item.name()));
         let bench = Bench::new(&ctx, *item, shape, *dtype)?;
@@ -293,12 +265,14 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     }
     progress.finish_and_clear();
 
-    println!();
-    println!("transfers (host ⇄ device, one f32 tensor):");
-    println!(
-        "{:>12} {:>11} {:>11} {:>13} {:>13}",
-        "elements", "upload ms", "upload GB/s", "read-back ms", "read-back GB/s"
-    );
+    if !transfers.is_empty() {
+        println!();
+        println!("transfers (host ⇄ device, one f32 tensor):");
+        println!(
+            "{:>12} {:>11} {:>11} {:>13} {:>13}",
+            "elements", "upload ms", "upload GB/s", "read-back ms", "read-back GB/s"
+        );
+    }
     for t in &transfers {
         println!(
             "{:>12} {:>11.2} {:>11.2} {:>13.2} {:>13.2}",
@@ -360,6 +334,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
             results,
             transfers,
             matmul,
+            linear_cross_entropy,
         };
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -696,7 +671,7 @@ fn launches_per_run(once: f64) -> usize {
     (MIN_RUN_SECONDS / once).ceil().clamp(1.0, 1000.0) as usize
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -788,85 +763,4 @@ fn run_on(
         other => return Err(format!("{other} has its own launch in Bench::record").into()),
     }
     Ok(())
-}
-
-/// The linear layer `[N, H] × [K, H]ᵀ` forward and backward against the adapter's FMA peak,
-/// each layer run paired with a peak-probe run (the median of the pairs' ratios).
-fn measure_linear(
-    ctx: &Context,
-    (n, h, k): (usize, usize, usize),
-    warmup: usize,
-    runs: usize,
-) -> Result<MatmulJson, BoxError> {
-    let x: Vec<f32> = (0..n * h)
-        .map(|i| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5)
-        .collect();
-    let w: Vec<f32> = (0..k * h)
-        .map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5)
-        .collect();
-    let g: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 31 % 101) as f32 / 101.0) - 0.5)
-        .collect();
-    let xt = Tensor::from_slice(ctx, &x, &[n, h])?;
-    let wt = Tensor::from_slice(ctx, &w, &[k, h])?;
-    let bt = Tensor::from_slice(ctx, &vec![0.1; k], &[k])?;
-    let gt = Tensor::from_slice(ctx, &g, &[n, k])?;
-    let timed = |f: &dyn Fn() -> Result<(), BoxError>| -> Result<f64, BoxError> {
-        let t = Instant::now();
-        f()?;
-        ctx.synchronize()?;
-        Ok(t.elapsed().as_secs_f64())
-    };
-    let forward = || -> Result<(), BoxError> {
-        xt.linear(&wt, Some(&bt))?;
-        Ok(())
-    };
-    let backward = || -> Result<(), BoxError> {
-        xt.linear_backward(&wt, &gt)?;
-        Ok(())
-    };
-    // Size the probe to take about as long as the forward.
-    let (workgroups, mut rounds) = (1024u32, 64u32);
-    // The CPU backend has no FMA probe: its peak and fractions are NaN (null in the JSON).
-    let probe = |rounds: u32| -> Result<(f64, u64), BoxError> {
-        let t = Instant::now();
-        let flops = ctx.fma_peak_probe(workgroups, rounds)?.unwrap_or(0);
-        ctx.synchronize()?;
-        Ok((t.elapsed().as_secs_f64(), flops))
-    };
-    for _ in 0..warmup.max(1) {
-        let forward_once = timed(&forward)?;
-        timed(&backward)?;
-        let (t, _) = probe(rounds)?;
-        rounds = ((f64::from(rounds) * forward_once / t.max(1e-6)) as u32).clamp(16, 1 << 20);
-    }
-    let flops = 2.0 * (n * h * k) as f64;
-    let (mut fwd, mut bwd, mut peak, mut fwd_ratio, mut bwd_ratio) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let f = timed(&forward)?;
-        let b = timed(&backward)?;
-        let (t, probe_flops) = probe(rounds)?;
-        let p = if probe_flops == 0 {
-            f64::NAN
-        } else {
-            probe_flops as f64 / t
-        };
-        fwd_ratio.push(flops / f / p);
-        bwd_ratio.push(2.0 * flops / b / p);
-        fwd.push(f);
-        bwd.push(b);
-        peak.push(p);
-    }
-    let (f, b, p) = (median(&mut fwd), median(&mut bwd), median(&mut peak));
-    Ok(MatmulJson {
-        shape: vec![n, h, k],
-        forward_ms: f * 1e3,
-        forward_gflops: flops / f / 1e9,
-        backward_ms: b * 1e3,
-        backward_gflops: 2.0 * flops / b / 1e9,
-        peak_gflops: p / 1e9,
-        forward_fraction_of_peak: median(&mut fwd_ratio),
-        backward_fraction_of_peak: median(&mut bwd_ratio),
-    })
 }

@@ -3,6 +3,7 @@
 //! the activations, a training run and a benchmark.
 
 mod bench;
+mod bench_linear;
 mod chart;
 mod check;
 mod demo;

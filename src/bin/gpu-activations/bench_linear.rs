@@ -1,0 +1,320 @@
+//! `gpu-activations bench --op linear` and `--op linear-cross-entropy`: the linear layer
+//! against the adapter's FMA peak, and the fused linear cross-entropy against the materialised
+//! path (linear, cross-entropy, linear backward) in time and in peak device memory.
+
+use std::time::Instant;
+
+use gpu_activations::{Context, CrossEntropyOptions, HeadOptions, Targets, Tensor};
+use serde::Serialize;
+
+use crate::bench::median;
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// A layer benchmark named by `--op`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerBench {
+    Linear,
+    LinearCrossEntropy,
+}
+
+impl LayerBench {
+    pub fn parse(name: &str) -> Option<LayerBench> {
+        match name {
+            "linear" => Some(LayerBench::Linear),
+            "linear-cross-entropy" => Some(LayerBench::LinearCrossEntropy),
+            _ => None,
+        }
+    }
+
+    /// The shape benchmarked when `--shape` gives none (the targets).
+    fn default_shape(self) -> Vec<usize> {
+        match self {
+            LayerBench::Linear => vec![4096, 1024, 1024],
+            LayerBench::LinearCrossEntropy => vec![8192, 1024, 32000],
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MatmulJson {
+    /// `[N, H, K]`: x `[N, H]`, W `[K, H]`.
+    shape: Vec<usize>,
+    forward_ms: f64,
+    forward_gflops: f64,
+    /// dx and dW (4·N·H·K flops) and db.
+    backward_ms: f64,
+    backward_gflops: f64,
+    /// The FMA loop's GFLOP/s, timed in alternation with the layer.
+    peak_gflops: f64,
+    forward_fraction_of_peak: f64,
+    backward_fraction_of_peak: f64,
+}
+
+#[derive(Serialize)]
+pub struct LinearCrossEntropyJson {
+    /// `[N, H, K]`: x `[N, H]`, W `[K, H]`, K classes.
+    shape: Vec<usize>,
+    /// One call: the loss and dx, dW, db.
+    fused_ms: f64,
+    /// Peak device bytes during the call, the resident inputs included.
+    fused_peak_bytes: u64,
+    /// x + W + b and their gradients, + 64 MiB: what the fused path may hold at its peak.
+    budget_bytes: u64,
+    /// linear, cross-entropy and the linear backward (None where it did not run).
+    materialised_ms: Option<f64>,
+    materialised_peak_bytes: Option<u64>,
+    /// Why the materialised path did not run (e.g. its logits exceed one storage binding).
+    materialised_error: Option<String>,
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// Runs the layer benchmarks asked for, printing a table for each.
+pub fn run(
+    ctx: &Context,
+    layers: &[LayerBench],
+    shapes: &[Vec<usize>],
+    warmup: usize,
+    runs: usize,
+) -> Result<(Vec<MatmulJson>, Vec<LinearCrossEntropyJson>), BoxError> {
+    let (mut matmul, mut fused) = (Vec::new(), Vec::new());
+    for &layer in layers {
+        let shapes = if shapes.is_empty() {
+            vec![layer.default_shape()]
+        } else {
+            shapes.to_vec()
+        };
+        println!();
+        match layer {
+            LayerBench::Linear => println!(
+                "{:<20} {:>11} {:>9} {:>12} {:>9} {:>10} {:>9} {:>9}",
+                "linear [N, H, K]",
+                "forward ms",
+                "GFLOP/s",
+                "backward ms",
+                "GFLOP/s",
+                "peak",
+                "fwd/peak",
+                "bwd/peak"
+            ),
+            LayerBench::LinearCrossEntropy => println!(
+                "{:<30} {:>10} {:>14} {:>11} {:>17} {:>20}",
+                "linear-cross-entropy [N, H, K]",
+                "fused ms",
+                "fused peak MiB",
+                "budget MiB",
+                "materialised ms",
+                "materialised peak MiB"
+            ),
+        }
+        for shape in shapes {
+            let [n, h, k] = shape[..] else {
+                return Err(format!("the linear layers take shapes N,H,K, not {shape:?}").into());
+            };
+            match layer {
+                LayerBench::Linear => {
+                    let m = measure_linear(ctx, (n, h, k), warmup, runs)?;
+                    println!(
+                        "{:<20} {:>11.3} {:>9.1} {:>12.3} {:>9.1} {:>10.1} {:>8.0}% {:>8.0}%",
+                        format!("{shape:?}"),
+                        m.forward_ms,
+                        m.forward_gflops,
+                        m.backward_ms,
+                        m.backward_gflops,
+                        m.peak_gflops,
+                        100.0 * m.forward_fraction_of_peak,
+                        100.0 * m.backward_fraction_of_peak
+                    );
+                    matmul.push(m);
+                }
+                LayerBench::LinearCrossEntropy => {
+                    let m = measure_linear_cross_entropy(ctx, (n, h, k), warmup, runs)?;
+                    let or_dash =
+                        |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
+                    println!(
+                        "{:<30} {:>10.1} {:>14.1} {:>11.1} {:>17} {:>20}",
+                        format!("{shape:?}"),
+                        m.fused_ms,
+                        m.fused_peak_bytes as f64 / MIB,
+                        m.budget_bytes as f64 / MIB,
+                        or_dash(m.materialised_ms),
+                        or_dash(m.materialised_peak_bytes.map(|b| b as f64 / MIB)),
+                    );
+                    if let Some(e) = &m.materialised_error {
+                        println!("  materialised path not run: {e}");
+                    }
+                    fused.push(m);
+                }
+            }
+        }
+    }
+    Ok((matmul, fused))
+}
+
+/// The fused linear cross-entropy against linear + cross-entropy + linear backward: the
+/// median time of `runs` calls each (in alternation), and the peak device memory of one call,
+/// counted from a trimmed pool with the inputs resident.
+fn measure_linear_cross_entropy(
+    ctx: &Context,
+    (n, h, k): (usize, usize, usize),
+    warmup: usize,
+    runs: usize,
+) -> Result<LinearCrossEntropyJson, BoxError> {
+    let x: Vec<f32> = (0..n * h)
+        .map(|i| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5)
+        .collect();
+    let w: Vec<f32> = (0..k * h)
+        .map(|i| (((i * 104729 % 997) as f32 / 997.0) - 0.5) * 0.1)
+        .collect();
+    let labels: Vec<i64> = (0..n).map(|i| ((i * 7 + 3) % k) as i64).collect();
+    let xt = Tensor::from_slice(ctx, &x, &[n, h])?;
+    let wt = Tensor::from_slice(ctx, &w, &[k, h])?;
+    let bt = Tensor::from_slice(ctx, &vec![0.0; k], &[k])?;
+    drop((x, w));
+    let (options, head) = (CrossEntropyOptions::default(), HeadOptions::default());
+    let fused = || -> Result<(), BoxError> {
+        let r =
+            xt.linear_cross_entropy(&wt, Some(&bt), Targets::Indices(&labels), &options, &head)?;
+        drop(r);
+        Ok(())
+    };
+    let materialised = || -> Result<(), BoxError> {
+        let logits = xt.linear(&wt, Some(&bt))?;
+        let r = logits.cross_entropy_in_place(Targets::Indices(&labels), &options)?;
+        let grads = xt.linear_backward(&wt, &logits)?;
+        drop((r, grads));
+        Ok(())
+    };
+    // Peak bytes of one call, the inputs resident and nothing idle in the pool.
+    let peak = |f: &dyn Fn() -> Result<(), BoxError>| -> Result<(f64, u64), BoxError> {
+        ctx.synchronize()?;
+        ctx.trim_pool();
+        ctx.reset_peak_device_bytes();
+        let t = Instant::now();
+        let result = f();
+        ctx.synchronize()?;
+        let elapsed = t.elapsed().as_secs_f64();
+        result?;
+        Ok((elapsed, ctx.device_bytes().1))
+    };
+    let timed = |f: &dyn Fn() -> Result<(), BoxError>| -> Result<f64, BoxError> {
+        let t = Instant::now();
+        f()?;
+        ctx.synchronize()?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let (first_fused, fused_peak) = peak(&fused)?;
+    let (materialised_peak, materialised_error) = match peak(&materialised) {
+        Ok((_, bytes)) => (Some(bytes), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (mut fused_times, mut materialised_times) = (vec![first_fused], Vec::new());
+    for i in 0..warmup + runs {
+        let f = timed(&fused)?;
+        let m = if materialised_error.is_none() {
+            Some(timed(&materialised)?)
+        } else {
+            None
+        };
+        if i >= warmup {
+            fused_times.push(f);
+            materialised_times.extend(m);
+        }
+    }
+    if fused_times.len() > 1 {
+        fused_times.remove(0);
+    }
+    let tensors = 2 * (n * h + k * h + k) as u64;
+    Ok(LinearCrossEntropyJson {
+        shape: vec![n, h, k],
+        fused_ms: median(&mut fused_times) * 1e3,
+        fused_peak_bytes: fused_peak,
+        budget_bytes: 4 * tensors + (64 << 20),
+        materialised_ms: (!materialised_times.is_empty())
+            .then(|| median(&mut materialised_times) * 1e3),
+        materialised_peak_bytes: materialised_peak,
+        materialised_error,
+    })
+}
+
+/// The linear layer `[N, H] × [K, H]ᵀ` forward and backward against the adapter's FMA peak,
+/// each layer run paired with a peak-probe run (the median of the pairs' ratios).
+pub(crate) fn measure_linear(
+    ctx: &Context,
+    (n, h, k): (usize, usize, usize),
+    warmup: usize,
+    runs: usize,
+) -> Result<MatmulJson, BoxError> {
+    let x: Vec<f32> = (0..n * h)
+        .map(|i| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5)
+        .collect();
+    let w: Vec<f32> = (0..k * h)
+        .map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5)
+        .collect();
+    let g: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 31 % 101) as f32 / 101.0) - 0.5)
+        .collect();
+    let xt = Tensor::from_slice(ctx, &x, &[n, h])?;
+    let wt = Tensor::from_slice(ctx, &w, &[k, h])?;
+    let bt = Tensor::from_slice(ctx, &vec![0.1; k], &[k])?;
+    let gt = Tensor::from_slice(ctx, &g, &[n, k])?;
+    let timed = |f: &dyn Fn() -> Result<(), BoxError>| -> Result<f64, BoxError> {
+        let t = Instant::now();
+        f()?;
+        ctx.synchronize()?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let forward = || -> Result<(), BoxError> {
+        xt.linear(&wt, Some(&bt))?;
+        Ok(())
+    };
+    let backward = || -> Result<(), BoxError> {
+        xt.linear_backward(&wt, &gt)?;
+        Ok(())
+    };
+    // Size the probe to take about as long as the forward.
+    let (workgroups, mut rounds) = (1024u32, 64u32);
+    // The CPU backend has no FMA probe: its peak and fractions are NaN (null in the JSON).
+    let probe = |rounds: u32| -> Result<(f64, u64), BoxError> {
+        let t = Instant::now();
+        let flops = ctx.fma_peak_probe(workgroups, rounds)?.unwrap_or(0);
+        ctx.synchronize()?;
+        Ok((t.elapsed().as_secs_f64(), flops))
+    };
+    for _ in 0..warmup.max(1) {
+        let forward_once = timed(&forward)?;
+        timed(&backward)?;
+        let (t, _) = probe(rounds)?;
+        rounds = ((f64::from(rounds) * forward_once / t.max(1e-6)) as u32).clamp(16, 1 << 20);
+    }
+    let flops = 2.0 * (n * h * k) as f64;
+    let (mut fwd, mut bwd, mut peak, mut fwd_ratio, mut bwd_ratio) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let f = timed(&forward)?;
+        let b = timed(&backward)?;
+        let (t, probe_flops) = probe(rounds)?;
+        let p = if probe_flops == 0 {
+            f64::NAN
+        } else {
+            probe_flops as f64 / t
+        };
+        fwd_ratio.push(flops / f / p);
+        bwd_ratio.push(2.0 * flops / b / p);
+        fwd.push(f);
+        bwd.push(b);
+        peak.push(p);
+    }
+    let (f, b, p) = (median(&mut fwd), median(&mut bwd), median(&mut peak));
+    Ok(MatmulJson {
+        shape: vec![n, h, k],
+        forward_ms: f * 1e3,
+        forward_gflops: flops / f / 1e9,
+        backward_ms: b * 1e3,
+        backward_gflops: 2.0 * flops / b / 1e9,
+        peak_gflops: p / 1e9,
+        forward_fraction_of_peak: median(&mut fwd_ratio),
+        backward_fraction_of_peak: median(&mut bwd_ratio),
+    })
+}
