@@ -122,3 +122,72 @@ fn backward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         store4(b, k, dx);
     }
 }
+
+// The same for short lines (L = LEN ≤ CACHE, a pipeline constant), each line held in
+// registers: the loops have a constant trip count, so the driver unrolls them and indexes the
+// arrays with constants. The forward reads each element once and takes one exponential per
+// element (max, then e^{v − M} kept and summed, then scaled), where the online form above reads
+// twice and takes two; the backward reads y and g once.
+override LEN: u32 = 1u;
+const CACHE: u32 = 32u;
+
+@compute @workgroup_size(WG)
+fn forward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let t = line_index(wid, nwg, lid);
+    if t >= p.lines {
+        return;
+    }
+    let b = line_start(t);
+    var v: array<f32, CACHE>;
+    var m = neg_inf();
+    for (var k = 0u; k < LEN; k++) {
+        v[k] = select(x[b + k * p.stride], -x[b + k * p.stride], NEG);
+        m = max(m, v[k]);
+    }
+    // e^{v − M}, exactly 0 for −∞ (so that an all −∞ line gives 0/0, NaN, as the row kernels).
+    var s = 0.0;
+    for (var k = 0u; k < LEN; k++) {
+        let e = select(exp(v[k] - m), 0.0, bitcast<u32>(v[k]) == NEG_INF_BITS);
+        s += e;
+        if !LOG {
+            v[k] = e;
+        }
+    }
+    let log_s = log(s);
+    let inv_s = 1.0 / s;
+    for (var k = 0u; k < LEN; k++) {
+        if LOG {
+            y[b + k * p.stride] = (v[k] - m) - log_s;
+        } else {
+            y[b + k * p.stride] = v[k] * inv_s;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let t = line_index(wid, nwg, lid);
+    if t >= p.lines {
+        return;
+    }
+    let b = line_start(t);
+    var s: array<f32, CACHE>;
+    var g: array<f32, CACHE>;
+    var d = 0.0;
+    for (var k = 0u; k < LEN; k++) {
+        s[k] = x[b + k * p.stride];
+        g[k] = g_in[b + k * p.stride];
+        d += select(g[k] * s[k], g[k], LOG);
+    }
+    for (var k = 0u; k < LEN; k++) {
+        var dx = s[k] * (g[k] - d);
+        if LOG {
+            dx = g[k] - exp(s[k]) * d;
+        }
+        y[b + k * p.stride] = select(dx, -dx, NEG);
+    }
+}

@@ -1076,7 +1076,10 @@ fn bench_times_the_linear_layers_against_the_fma_peak_and_the_materialised_path(
         let inputs = 4 * (70 * 33 + 65 * 33 + 65);
         assert_eq!(m["budget_bytes"], 2 * inputs + (64 << 20), "{b}: {m}");
         for key in ["fused_peak_bytes", "materialised_peak_bytes"] {
-            assert!(m[key].as_u64().is_some_and(|v| v >= inputs), "{b} {key}: {m}");
+            assert!(
+                m[key].as_u64().is_some_and(|v| v >= inputs),
+                "{b} {key}: {m}"
+            );
         }
         for key in ["fused_ms", "materialised_ms"] {
             assert!(m[key].as_f64().is_some_and(|v| v > 0.0), "{b} {key}: {m}");

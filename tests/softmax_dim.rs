@@ -107,20 +107,25 @@ fn every_dim_matches_pytorch_fixtures() {
 
 #[test]
 fn every_dim_matches_the_reference_at_several_shapes() {
-    let shapes: [&[usize]; 6] = [
+    // Lines held in registers (up to 32 elements, the edge included) and read twice (33 on).
+    let shapes: [&[usize]; 8] = [
         &[7],
         &[3, 1],
         &[2, 5, 3],
         &[3, 33, 4, 5],
         &[1, 1000, 3],
         &[2, 3, 2, 2, 7],
+        &[2, 32, 5],
+        &[3, 31, 2],
     ];
     for ctx in all_backends() {
         for (i, &shape) in shapes.iter().enumerate() {
             let n: usize = shape.iter().product();
+            // Offsets where the max's subtraction matters: 1e2 and 1e4.
+            let offset = if i % 2 == 0 { 100.0 } else { 1e4 };
             let x: Vec<f32> = uniform(1100 + i as u64, n, -8.0, 8.0)
                 .into_iter()
-                .map(|v| v + 100.0)
+                .map(|v| v + offset)
                 .collect();
             let g = uniform(1200 + i as u64, n, -1.0, 1.0);
             let xt = Tensor::from_slice(&ctx, &x, shape).unwrap();

@@ -34,10 +34,22 @@ const BACKWARD: Kernel = Kernel {
     slots: &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(3)],
 };
 
-/// Both kernels with their parameter block's size.
+const FORWARD_CACHED: Kernel = Kernel {
+    entry: "forward_strided_cached",
+    ..FORWARD
+};
+const BACKWARD_CACHED: Kernel = Kernel {
+    entry: "backward_strided_cached",
+    ..BACKWARD
+};
+
+/// The longest line the cached kernels hold in registers (`CACHE` in the shader).
+const CACHED_LEN: usize = 32;
+
+/// The kernels with their parameter block's size.
 #[cfg(test)]
 pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    [FORWARD, BACKWARD]
+    [FORWARD, BACKWARD, FORWARD_CACHED, BACKWARD_CACHED]
         .map(|k| (k, size_of::<StridedParams>()))
         .to_vec()
 }
@@ -220,10 +232,14 @@ fn run(
         len: len as u32,
         stride: stride as u32,
     };
+    // A line of at most CACHED_LEN elements is held in registers by a kernel built for its
+    // length.
+    let cached = len <= CACHED_LEN;
     let constants = [
         ("WG", f64::from(WG)),
         ("LOG", if log { 1.0 } else { 0.0 }),
         ("NEG", if neg { 1.0 } else { 0.0 }),
+        ("LEN", if cached { len as f64 } else { 1.0 }),
     ];
     let n = x.len();
     let mut views = vec![x.view(0, n, op)?];
@@ -231,7 +247,12 @@ fn run(
         views.push(g.view(0, n, op)?);
     }
     views.push(out.view(0, n, op)?);
-    let kernel = if grad.is_some() { &BACKWARD } else { &FORWARD };
+    let kernel = match (grad.is_some(), cached) {
+        (false, false) => &FORWARD,
+        (true, false) => &BACKWARD,
+        (false, true) => &FORWARD_CACHED,
+        (true, true) => &BACKWARD_CACHED,
+    };
     let groups = (lines as u64).div_ceil(u64::from(WG));
     gpu.launch(
         kernel,

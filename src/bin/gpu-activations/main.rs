@@ -78,6 +78,17 @@ pub struct BackendArg {
     /// hardware, registers on software adapters).
     #[arg(long, value_enum, default_value_t = MatmulKernelArg::Auto)]
     pub matmul_kernel: MatmulKernelArg,
+    /// The longest, in seconds, a read-back or synchronize waits for the adapter before failing
+    /// (a large layer on a software adapter can take minutes).
+    #[arg(long, default_value_t = 120.0, value_parser = parse_timeout)]
+    pub timeout: f64,
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e6 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 1e6]")),
+    }
 }
 
 /// A `--matmul-kernel` value.
@@ -137,6 +148,7 @@ impl BackendArg {
             backend: self.backend.0,
             row_strategy: self.row_kernel.into(),
             matmul_kernel: self.matmul_kernel.into(),
+            readback_timeout: std::time::Duration::from_secs_f64(self.timeout),
             ..Default::default()
         })
     }
