@@ -3,7 +3,8 @@
 # unpacks the Vulkan loader carried in .gl/, points Vulkan at the NVIDIA driver, then runs
 # `info`, `check` (automatic and with each row kernel forced), `bench --json`, the row kernels
 # side by side (to tune the automatic choice on hardware), half storage against f32, the linear
-# layer against the FMA peak, and the PyTorch comparison, writing every log under $OUT.
+# layer against the FMA peak (each matrix kernel), the fused linear cross-entropy, and the
+# PyTorch comparison, writing every log under $OUT.
 # Expects target/release/gpu-activations (built on the development machine) to travel along;
 # ARITH may name the built `cargo bench --bench arithmetic` binary (target/release/deps/
 # arithmetic-*) to split each activation's time into memory traffic and arithmetic there too.
@@ -41,6 +42,11 @@ for kernel in tiled registers; do
     --json "$OUT/bench-linear-$kernel.json" > "$OUT/bench-linear-$kernel.txt" 2>&1
   echo "bench --op linear --matmul-kernel $kernel: exit $?" | tee -a "$OUT/status.txt"
 done
+# The fused linear cross-entropy at the shape (materialised path alongside where its
+# logits fit one binding), time and peak memory.
+"$BIN" bench --op linear-cross-entropy --runs 3 --json "$OUT/bench-lce.json" \
+  > "$OUT/bench-lce.txt" 2>&1
+echo "bench --op linear-cross-entropy: exit $?" | tee -a "$OUT/status.txt"
 if [ -n "${ARITH:-}" ]; then
   "$ARITH" > "$OUT/arithmetic.txt" 2>&1; echo "arithmetic: exit $?" | tee -a "$OUT/status.txt"
 fi

@@ -9,7 +9,10 @@
 // Two layouts: `*_split` takes one tensor whose rows of 2H hold the value in their first half
 // and the gate in their second (PyTorch's glu(dim = −1)), and writes its gradient into the same
 // layout; `*_pair` takes a and b as two tensors of one shape and writes ∂a and ∂b apart.
-// Elements are walked four at a time (masked at the end) with a grid stride.
+// Elements are walked four at a time with a grid stride: as whole vec4s in the pair layout and
+// in split rows whose H is a multiple of 4 (`*_split4`; a tensor's storage holds whole
+// vec4s, so a last partial one reads and writes only padding past the end), else element by
+// element, masked at the end.
 
 override GATE: u32 = 0u;
 override WG: u32 = 256u;
@@ -85,28 +88,6 @@ fn load_split(j: u32, from_gate: bool) -> V {
     return v;
 }
 
-// Four values a of the pair layout.
-fn load_values(j: u32) -> V {
-    var v = vec4(0.0);
-    for (var k = 0u; k < 4u; k++) {
-        if j + k < p.len {
-            v[k] = x[j + k];
-        }
-    }
-    return v;
-}
-
-// Four gates b of the pair layout.
-fn load_gates(j: u32) -> V {
-    var v = vec4(0.0);
-    for (var k = 0u; k < 4u; k++) {
-        if j + k < p.len {
-            v[k] = gate[j + k];
-        }
-    }
-    return v;
-}
-
 fn load_g(j: u32) -> V {
     var v = vec4(0.0);
     for (var k = 0u; k < 4u; k++) {
@@ -156,32 +137,64 @@ fn backward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
+// The vec4 entry points (`*_split4`, `*_pair`): x4, gate4, g4, out4 and out_gate4 are the
+// bindings above as vec4s;
+// p.len counts vec4s of y, and p.half is H/4 in split rows.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> gate4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> g4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out_gate4: array<vec4<f32>>;
+
+// The vec4 of values in x4 for vec4 j of y in split rows (its gates are p.half further).
+fn value_index4(j: u32) -> u32 {
+    return j + (j / p.half) * p.half;
+}
+
+fn first4(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+fn stride4(nwg: vec3<u32>) -> u32 {
+    return nwg.x * nwg.y * WG;
+}
+
+@compute @workgroup_size(WG)
+fn forward_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    for (var j = first4(wid, nwg, lid); j < p.len; j += stride4(nwg)) {
+        let i = value_index4(j);
+        out4[j] = gated(x4[i], x4[i + p.half]).y;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    for (var j = first4(wid, nwg, lid); j < p.len; j += stride4(nwg)) {
+        let i = value_index4(j);
+        let d = gated(x4[i], x4[i + p.half]);
+        let g = g4[j];
+        out4[i] = g * d.da;
+        out4[i + p.half] = g * d.db;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn forward_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) lid: u32) {
-    for (var j = first(wid, nwg, lid); j < p.len; j += stride(nwg)) {
-        let y = gated(load_values(j), load_gates(j)).y;
-        for (var k = 0u; k < 4u; k++) {
-            if j + k < p.len {
-                out[j + k] = y[k];
-            }
-        }
+                 @builtin(local_invocation_index) lid: u32) {
+    for (var j = first4(wid, nwg, lid); j < p.len; j += stride4(nwg)) {
+        out4[j] = gated(x4[j], gate4[j]).y;
     }
 }
 
 @compute @workgroup_size(WG)
 fn backward_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    for (var j = first(wid, nwg, lid); j < p.len; j += stride(nwg)) {
-        let d = gated(load_values(j), load_gates(j));
-        let g = load_g(j);
-        let da = g * d.da;
-        let db = g * d.db;
-        for (var k = 0u; k < 4u; k++) {
-            if j + k < p.len {
-                out[j + k] = da[k];
-                out_gate[j + k] = db[k];
-            }
-        }
+                  @builtin(local_invocation_index) lid: u32) {
+    for (var j = first4(wid, nwg, lid); j < p.len; j += stride4(nwg)) {
+        let d = gated(x4[j], gate4[j]);
+        let g = g4[j];
+        out4[j] = g * d.da;
+        out_gate4[j] = g * d.db;
     }
 }

@@ -43,9 +43,18 @@ fn gated_activations_match_pytorch_fixtures() {
 #[test]
 fn split_and_pair_layouts_agree_with_the_reference_at_every_width() {
     for ctx in all_backends() {
-        for (i, &(rows, half)) in [(1, 1), (3, 5), (7, 128), (2, 1001), (1000, 3)]
-            .iter()
-            .enumerate()
+        for (i, &(rows, half)) in [
+            (1, 1),
+            (3, 5),
+            (7, 128),
+            (2, 1001),
+            (1000, 3),
+            (5, 4),
+            (33, 12),
+            (3, 260),
+        ]
+        .iter()
+        .enumerate()
         {
             let mut x = uniform(700 + i as u64, rows * 2 * half, -6.0, 6.0);
             // Saturated values and gates too.

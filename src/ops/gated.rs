@@ -34,6 +34,14 @@ const BACKWARD_SPLIT: Kernel = Kernel {
     entry: "backward_split",
     slots: &[Slot::Read(1), Slot::Read(3), Slot::ReadWrite(4)],
 };
+const FORWARD_SPLIT4: Kernel = Kernel {
+    entry: "forward_split4",
+    ..FORWARD_SPLIT
+};
+const BACKWARD_SPLIT4: Kernel = Kernel {
+    entry: "backward_split4",
+    ..BACKWARD_SPLIT
+};
 const FORWARD_PAIR: Kernel = Kernel {
     shader: Shader::Gated,
     entry: "forward_pair",
@@ -54,9 +62,16 @@ const BACKWARD_PAIR: Kernel = Kernel {
 /// The four kernels with their parameter block's size.
 #[cfg(test)]
 pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    [FORWARD_SPLIT, BACKWARD_SPLIT, FORWARD_PAIR, BACKWARD_PAIR]
-        .map(|k| (k, size_of::<GatedParams>()))
-        .to_vec()
+    [
+        FORWARD_SPLIT,
+        BACKWARD_SPLIT,
+        FORWARD_SPLIT4,
+        BACKWARD_SPLIT4,
+        FORWARD_PAIR,
+        BACKWARD_PAIR,
+    ]
+    .map(|k| (k, size_of::<GatedParams>()))
+    .to_vec()
 }
 
 impl Gate {
@@ -93,7 +108,8 @@ impl Tensor {
                 let gpu = gpu_of(self)?;
                 fits(gpu, &[self])?;
                 let views = [self.view(0, self.len(), OP)?, out.view(0, out.len(), OP)?];
-                launch(gpu, &FORWARD_SPLIT, gate, &views, out.len(), half)?;
+                let kernel = split_kernel(half, &FORWARD_SPLIT, &FORWARD_SPLIT4);
+                launch(gpu, kernel, gate, &views, out.len(), half)?;
             }
         }
         Ok(out)
@@ -135,7 +151,8 @@ impl Tensor {
                     grad.view(0, grad.len(), OP)?,
                     dx.view(0, dx.len(), OP)?,
                 ];
-                launch(gpu, &BACKWARD_SPLIT, gate, &views, grad.len(), half)?;
+                let kernel = split_kernel(half, &BACKWARD_SPLIT, &BACKWARD_SPLIT4);
+                launch(gpu, kernel, gate, &views, grad.len(), half)?;
             }
         }
         Ok(dx)
@@ -171,7 +188,7 @@ impl Tensor {
                     gate_input.view(0, n, OP)?,
                     out.view(0, n, OP)?,
                 ];
-                launch(gpu, &FORWARD_PAIR, gate, &views, n, n.max(1))?;
+                launch(gpu, (&FORWARD_PAIR, true), gate, &views, n, n.max(1))?;
             }
         }
         Ok(out)
@@ -231,7 +248,7 @@ impl Tensor {
                     da.view(0, n, OP)?,
                     db.view(0, n, OP)?,
                 ];
-                launch(gpu, &BACKWARD_PAIR, gate, &views, n, n.max(1))?;
+                launch(gpu, (&BACKWARD_PAIR, true), gate, &views, n, n.max(1))?;
             }
         }
         Ok((da, db))
@@ -286,9 +303,21 @@ fn fits(gpu: &Gpu, tensors: &[&Tensor]) -> Result<()> {
     Ok(())
 }
 
+/// The split-layout kernel for a gated width `half`, and whether it walks vec4s: the vec4 one
+/// when rows hold whole vec4s.
+fn split_kernel<'k>(half: usize, scalar: &'k Kernel, vec4: &'k Kernel) -> (&'k Kernel, bool) {
+    if half.is_multiple_of(4) {
+        (vec4, true)
+    } else {
+        (scalar, false)
+    }
+}
+
+/// Launches `kernel` over `len` outputs of gated width `half` (a vec4 kernel, `by_vec4`,
+/// counts both in vec4s).
 fn launch(
     gpu: &Gpu,
-    kernel: &Kernel,
+    (kernel, by_vec4): (&Kernel, bool),
     gate: Gate,
     views: &[crate::gpu::View<'_>],
     len: usize,
@@ -297,9 +326,16 @@ fn launch(
     if len == 0 {
         return Ok(());
     }
-    let params = GatedParams {
-        len: len as u32,
-        half: half as u32,
+    let params = if by_vec4 {
+        GatedParams {
+            len: layout::vec4s(len) as u32,
+            half: (half / 4).max(1) as u32,
+        }
+    } else {
+        GatedParams {
+            len: len as u32,
+            half: half as u32,
+        }
     };
     let constants = [
         ("GATE", f64::from(gate.shader_code())),
