@@ -3,9 +3,11 @@
 //   y_i  = x_i > 0 ? x_i : w_c·x_i
 //   dx_i = x_i > 0 ? g_i : w_c·g_i
 //   dw_c = Σ_{i in c} (x_i > 0 ? 0 : x_i·g_i)   (PyTorch's rule, so NaN in x makes dw_c NaN)
-// dw is reduced in two steps: `weight_partials` sums a chunk of one channel's elements per
-// invocation, and the host sums each channel's chunks with reduce.wgsl's grouped sums.
-// NaN is tested by its bits: a compiler may fold a comparison with NaN.
+// dw is reduced in two steps: `weight_partials` (or `weight_partials4`) sums a chunk of one
+// channel's elements per invocation, and the host sums each channel's chunks with reduce.wgsl's grouped sums.
+// NaN is tested by its bits: a compiler may fold a comparison with NaN. `forward4` and
+// `backward_input4` walk whole vec4s (p.len counting vec4s) where a vec4 never straddles two
+// channels (inner a multiple of 4, or one slope).
 
 override WG: u32 = 256u;
 
@@ -67,6 +69,33 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> g4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
+
+fn positive4(v: vec4<f32>) -> vec4<bool> {
+    let bits = bitcast<vec4<u32>>(v);
+    return v > vec4(0.0) & (bits & vec4(0x7fffffffu)) <= vec4(0x7f800000u);
+}
+
+@compute @workgroup_size(WG)
+fn forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    for (var j = index(wid, nwg, lid); j < p.len; j += stride(nwg)) {
+        let v = x4[j];
+        out4[j] = select(slope(4u * j) * v, v, positive4(v));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_input4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    for (var j = index(wid, nwg, lid); j < p.len; j += stride(nwg)) {
+        let g = g4[j];
+        out4[j] = select(slope(4u * j) * g, g, positive4(x4[j]));
+    }
+}
+
 @compute @workgroup_size(WG)
 fn weight_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
@@ -87,4 +116,27 @@ fn weight_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         sum += select(v * g_in[i], 0.0, positive(v));
     }
     partial[t] = sum;
+}
+
+// weight_partials over whole vec4s, where inner is a multiple of 4 (so is p.per_chunk: a
+// channel's elements come in vec4s that never leave their (batch, channel) block).
+@compute @workgroup_size(WG)
+fn weight_partials4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let t = index(wid, nwg, lid);
+    if t >= p.channels * p.chunks {
+        return;
+    }
+    let c = t / p.chunks;
+    let k = t % p.chunks;
+    let per_channel = p.len / p.channels;
+    let start = k * p.per_chunk;
+    let end = min(start + p.per_chunk, per_channel);
+    var sum = vec4(0.0);
+    for (var j = start; j < end; j += 4u) {
+        let i = ((j / p.inner) * p.channels * p.inner + c * p.inner + j % p.inner) / 4u;
+        let v = x4[i];
+        sum += select(v * g4[i], vec4(0.0), positive4(v));
+    }
+    partial[t] = (sum.x + sum.y) + (sum.z + sum.w);
 }

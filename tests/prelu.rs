@@ -84,13 +84,16 @@ fn prelu_matches_pytorch_fixtures() {
 
 #[test]
 fn prelu_matches_the_reference_at_several_ranks_and_channel_counts() {
-    let cases: [(&[usize], usize); 6] = [
+    // Channel blocks of whole vec4s (the vec4 kernels) or not, and one slope over any length.
+    let cases: [(&[usize], usize); 8] = [
         (&[7], 1),
         (&[5, 3], 3),
         (&[5, 3], 1),
         (&[2, 4, 33], 4),
         (&[4, 3, 100, 100], 3),
         (&[1, 1000, 7], 1000),
+        (&[3, 5, 8], 5),
+        (&[2, 6, 4], 6),
     ];
     for ctx in all_backends() {
         for (i, &(shape, channels)) in cases.iter().enumerate() {

@@ -48,6 +48,18 @@ const BACKWARD_INPUT: Kernel = Kernel {
         Slot::ReadWrite(4),
     ],
 };
+const WEIGHT_PARTIALS4: Kernel = Kernel {
+    entry: "weight_partials4",
+    ..WEIGHT_PARTIALS
+};
+const FORWARD4: Kernel = Kernel {
+    entry: "forward4",
+    ..FORWARD
+};
+const BACKWARD_INPUT4: Kernel = Kernel {
+    entry: "backward_input4",
+    ..BACKWARD_INPUT
+};
 const WEIGHT_PARTIALS: Kernel = Kernel {
     shader: Shader::Prelu,
     entry: "weight_partials",
@@ -57,7 +69,14 @@ const WEIGHT_PARTIALS: Kernel = Kernel {
 /// The kernels with their parameter block's size.
 #[cfg(test)]
 pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    [FORWARD, BACKWARD_INPUT, WEIGHT_PARTIALS]
+    [
+        FORWARD,
+        BACKWARD_INPUT,
+        FORWARD4,
+        BACKWARD_INPUT4,
+        WEIGHT_PARTIALS,
+        WEIGHT_PARTIALS4,
+    ]
         .map(|k| (k, size_of::<PreluParams>()))
         .to_vec()
 }
@@ -116,7 +135,7 @@ impl Tensor {
                     weight.view(0, weight.len(), OP)?,
                     y.view(0, y.len(), OP)?,
                 ];
-                launch(gpu, &FORWARD, &views, &p, self.len())?;
+                launch_elementwise(gpu, (&FORWARD, &FORWARD4), &views, p)?;
             }
         }
         Ok(y)
@@ -169,11 +188,16 @@ impl Tensor {
                     g_view,
                     dx.view(0, dx.len(), OP)?,
                 ];
-                launch(gpu, &BACKWARD_INPUT, &views, &p, self.len())?;
+                launch_elementwise(gpu, (&BACKWARD_INPUT, &BACKWARD_INPUT4), &views, p)?;
                 let partials_len = channels * p.chunks as usize;
                 let partials = gpu.alloc(layout::bytes(partials_len), OP)?;
                 let views = [x_view, g_view, partials.view(partials_len)];
-                launch(gpu, &WEIGHT_PARTIALS, &views, &p, partials_len)?;
+                let partials_kernel = if p.inner.is_multiple_of(4) {
+                    &WEIGHT_PARTIALS4
+                } else {
+                    &WEIGHT_PARTIALS
+                };
+                launch(gpu, partials_kernel, &views, &p, partials_len)?;
                 let dw = sum_groups(gpu, &partials, partials_len, p.chunks as usize, OP)?;
                 Ok((dx, Tensor::from_device(self.context(), dw, weight.shape())))
             }
@@ -205,9 +229,29 @@ fn params(gpu: &Gpu, x: &Tensor, channels: usize, inner: usize) -> Result<PreluP
         len: x.len() as u32,
         channels: channels as u32,
         inner: inner.max(1) as u32,
-        per_chunk: per_channel.div_ceil(chunks).max(1) as u32,
+        // Whole vec4s per chunk (for weight_partials4, where inner is a multiple of 4).
+        per_chunk: per_channel.div_ceil(chunks).max(1).next_multiple_of(4) as u32,
         chunks: chunks as u32,
     })
+}
+
+/// One launch of an elementwise kernel over `params.len` elements: the vec4 one (`by_vec4`)
+/// where no vec4 straddles two channels.
+fn launch_elementwise(
+    gpu: &Gpu,
+    (scalar, by_vec4): (&Kernel, &Kernel),
+    views: &[crate::gpu::View<'_>],
+    params: PreluParams,
+) -> Result<()> {
+    if params.channels == 1 || params.inner.is_multiple_of(4) {
+        let vec4s = layout::vec4s(params.len as usize);
+        let params = PreluParams {
+            len: vec4s as u32,
+            ..params
+        };
+        return launch(gpu, by_vec4, views, &params, vec4s);
+    }
+    launch(gpu, scalar, views, &params, params.len as usize)
 }
 
 /// One launch of `kernel` over `width` invocations.
