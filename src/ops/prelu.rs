@@ -77,8 +77,8 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
         WEIGHT_PARTIALS,
         WEIGHT_PARTIALS4,
     ]
-        .map(|k| (k, size_of::<PreluParams>()))
-        .to_vec()
+    .map(|k| (k, size_of::<PreluParams>()))
+    .to_vec()
 }
 
 /// How `x`'s elements map to the slopes: (channels, elements per (batch, channel) block).

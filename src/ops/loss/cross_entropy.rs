@@ -38,6 +38,23 @@ pub(super) enum ClassIndex {
     Device(DeviceBuffer),
 }
 
+impl ClassIndex {
+    /// The indices on the device: the device's own, or the host's uploaded into `uploaded`.
+    pub fn on_device<'a>(
+        &'a self,
+        gpu: &Gpu,
+        uploaded: &'a mut Option<DeviceBuffer>,
+        op: &'static str,
+    ) -> Result<&'a DeviceBuffer> {
+        match self {
+            ClassIndex::Device(device) => Ok(device),
+            ClassIndex::Host(host) => {
+                Ok(uploaded.insert(gpu.upload_new(bytemuck::cast_slice(host), op)?))
+            }
+        }
+    }
+}
+
 /// `(rows, classes)` of cross-entropy logits, once the options are checked against them: at
 /// least one class, `label_smoothing` in `[0, 1]`, one weight per class.
 pub(super) fn check_options(
@@ -382,13 +399,9 @@ impl FusedCrossEntropy<'_> {
             .weight
             .map_or(classes as f64, |w| w.iter().map(|&v| f64::from(v)).sum());
         let weight = gpu.upload_new(bytemuck::cast_slice(self.weight.unwrap_or(&[0.0])), OP_CE)?;
-        let uploaded;
-        let index = match self.classes.map(|c| &c.index) {
-            Some(ClassIndex::Host(host)) => {
-                uploaded = gpu.upload_new(bytemuck::cast_slice(host), OP_CE)?;
-                Some(&uploaded)
-            }
-            Some(ClassIndex::Device(device)) => Some(device),
+        let mut uploaded = None;
+        let index = match self.classes {
+            Some(c) => Some(c.index.on_device(gpu, &mut uploaded, OP_CE)?),
             None => None,
         };
         let mut tensors = vec![self.logits, self.grad];

@@ -219,14 +219,8 @@ fn launch(
                    the batch",
         });
     }
-    let uploaded;
-    let index = match &checked.index {
-        ClassIndex::Host(host) => {
-            uploaded = gpu.upload_new(bytemuck::cast_slice(host), OP)?;
-            &uploaded
-        }
-        ClassIndex::Device(device) => device,
-    };
+    let mut uploaded = None;
+    let index = checked.index.on_device(gpu, &mut uploaded, OP)?;
     let kernel = HeadKernel::new(gpu, checked, options, head, classes)?;
     let rows_out = RowOutputs::alloc(gpu, rows)?;
     let full = rows.max(1);

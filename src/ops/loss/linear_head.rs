@@ -16,7 +16,7 @@ use crate::ops::linear::{Product, bound_whole, check_bias, dims, matmul, narrow,
 use crate::tensor::{Storage, Tensor};
 
 use super::Targets;
-use super::cross_entropy::{ClassIndex, check_class_options};
+use super::cross_entropy::check_class_options;
 use super::head::{HeadKernel, RowOutputs, class_targets, host_head};
 
 const OP: &str = "linear_cross_entropy";
@@ -163,14 +163,8 @@ impl Tensor {
         }
         let scratch = gpu.alloc(scratch_bytes, OP)?;
         let ones = Tensor::from_slice(ctx, &vec![1.0; chunk], &[chunk])?;
-        let uploaded;
-        let index = match &checked.index {
-            ClassIndex::Host(host) => {
-                uploaded = gpu.upload_new(bytemuck::cast_slice(host), OP)?;
-                &uploaded
-            }
-            ClassIndex::Device(device) => device,
-        };
+        let mut uploaded = None;
+        let index = checked.index.on_device(gpu, &mut uploaded, OP)?;
         let kernel = HeadKernel::new(gpu, &checked, options, head, k)?;
         let row_out = RowOutputs::alloc(gpu, n)?;
         let dx = Tensor::uninit_as(ctx, self.shape(), DType::F32, OP)?;
