@@ -178,10 +178,10 @@ impl Tensor {
         matmul(
             self.context(),
             Product {
-                a: self.view(0, self.len(), OP)?,
-                b: weight.view(0, weight.len(), OP)?,
-                bias: bias.map(|b| b.view(0, b.len(), OP)).transpose()?,
-                c: y.view(0, y.len(), OP)?,
+                a: whole(self)?,
+                b: whole(weight)?,
+                bias: bias.map(whole).transpose()?,
+                c: whole(&y)?,
                 dims: (n, k, h),
                 trans: (false, true),
                 accumulate: false,
@@ -342,6 +342,7 @@ pub(crate) struct Product<'a> {
 
 /// Launches `product` on the kernel the context's [`MatmulKernel`] calls for.
 pub(crate) fn matmul(ctx: &crate::Context, product: Product<'_>) -> Result<()> {
+    // The device alone: callers check their operands' bindings with bound_whole first.
     let gpu = bound_whole(ctx, &[])?;
     let Product {
         a,
