@@ -7,6 +7,9 @@
 //   dz_j = scale·[(1 − ε)·w_y·(p_j − [j = y]) + (ε/K)·(W·p_j − w_j) + 2s·lse·p_j]·∂z'/∂z_j
 // with W = Σ_c w_c and scale = 1/Σ w_y (over the rows not ignored) for a mean, else 1. A row
 // whose index is IGNORED gets zero loss, z-loss and gradient; its lse is written all the same.
+// Row r's K logits are contiguous (an LLM head's [.., K]), or with STRIDED the line of PyTorch's
+// class-at-dim-1 layout [N, K, S]: logit c of row r = n·S + s at n·K·S + c·S + s, the gradient
+// written in the same layout.
 // The loss is formed from sums of z' − M (as in cross_entropy.wgsl), so a confident row's tiny
 // loss keeps its relative accuracy. The host appends online_softmax.wgsl and math.wgsl.
 
@@ -14,6 +17,11 @@ override WG: u32 = 64u;
 override HAS_WEIGHT: bool = false;
 override SMOOTHING: bool = false;
 override SOFTCAP: bool = false;
+override STRIDED: bool = false;
+// K when a row's K ≤ 4·CACHE logits are held in registers (0: read twice): the loops' trip
+// count becomes a constant, so they unroll and index the cache with constants.
+override LEN: u32 = 0u;
+const CACHE: u32 = 8u;
 
 const IGNORED: u32 = 0xffffffffu;
 
@@ -31,6 +39,8 @@ struct Params {
     lse_square_scale: f32,
     // c of the softcap.
     softcap: f32,
+    // S, the distance between a row's consecutive logits when STRIDED.
+    stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -42,14 +52,38 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> row_z_loss: array<f32>;
 @group(0) @binding(7) var<storage, read_write> row_lse: array<f32>;
 
-// Four capped logits from element i of a row ending at `end`; lanes past the end are −∞ (the
-// online state and the sums skip them).
-fn load_capped(i: u32, end: u32) -> vec4<f32> {
+// The row length the loops run to: LEN, a pipeline constant, when the row is cached.
+fn cols() -> u32 {
+    if LEN > 0u {
+        return LEN;
+    }
+    return p.cols;
+}
+
+// Where row r's first logit lies.
+fn row_start(r: u32) -> u32 {
+    if STRIDED {
+        return (r / p.stride) * p.cols * p.stride + r % p.stride;
+    }
+    return r * p.cols;
+}
+
+// Where logit c of the row starting at b lies.
+fn at(b: u32, c: u32) -> u32 {
+    if STRIDED {
+        return b + c * p.stride;
+    }
+    return b + c;
+}
+
+// Capped logits j … j+3 of the row starting at b; lanes past its end are −∞ (the online state
+// and the sums skip them).
+fn load_capped(b: u32, j: u32) -> vec4<f32> {
     var v = vec4(0.0);
     var valid = vec4(false);
     for (var k = 0u; k < 4u; k++) {
-        if i + k < end {
-            v[k] = z[i + k];
+        if j + k < cols() {
+            v[k] = z[at(b, j + k)];
             valid[k] = true;
         }
     }
@@ -86,12 +120,16 @@ fn head_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     if r >= p.rows {
         return;
     }
-    let b = r * p.cols;
-    let end = b + p.cols;
+    let b = row_start(r);
     let y = class_index[r];
     var st = online_empty();
-    for (var i = b; i < end; i += 4u) {
-        st = online_push(st, load_capped(i, end));
+    var cache: array<vec4<f32>, CACHE>;
+    for (var j = 0u; j < cols(); j += 4u) {
+        let v = load_capped(b, j);
+        if LEN > 0u {
+            cache[j / 4u] = v;
+        }
+        st = online_push(st, v);
     }
     let m = st.m;
     let inv_s = 1.0 / st.s;
@@ -104,10 +142,15 @@ fn head_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     var maxima = 0.0;
     var hit = 0.0;
     var weighted = 0.0;
-    for (var i = b; i < end; i += 4u) {
-        let v = load_capped(i, end);
-        let c = vec4(i - b) + vec4(0u, 1u, 2u, 3u);
-        let valid = c < vec4(p.cols);
+    for (var j = 0u; j < cols(); j += 4u) {
+        var v: vec4<f32>;
+        if LEN > 0u {
+            v = cache[j / 4u];
+        } else {
+            v = load_capped(b, j);
+        }
+        let c = vec4(j) + vec4(0u, 1u, 2u, 3u);
+        let valid = c < vec4(cols());
         let w = weights(c);
         let d = v - m;
         let e = exp(d);
@@ -128,8 +171,8 @@ fn head_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         }
         g = select(g, vec4(0.0), ignored);
         for (var q = 0u; q < 4u; q++) {
-            if i + q < end {
-                dz[i + q] = g[q];
+            if j + q < cols() {
+                dz[at(b, j + q)] = g[q];
             }
         }
     }

@@ -290,3 +290,108 @@ fn class_dim_shape_errors_are_typed() {
         assert!(matches!(e, Error::TargetOutOfRange { row: 3, .. }), "{e}");
     }
 }
+
+/// `labels` as i32 in a wgpu buffer of the context's device (`None` on the CPU backend).
+fn labels_on_device(ctx: &gpu_activations::Context, labels: &[i64]) -> Option<Tensor> {
+    let (device, queue) = ctx.wgpu()?;
+    let words: Vec<i32> = labels.iter().map(|&l| l as i32).collect();
+    let buffer = device.create_buffer(&gpu_activations::wgpu::BufferDescriptor {
+        label: Some("labels"),
+        size: (4 * words.len()).max(16) as u64,
+        usage: gpu_activations::wgpu::BufferUsages::STORAGE
+            | gpu_activations::wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
+    Some(Tensor::from_wgpu_buffer_as(ctx, &buffer, 0, &[labels.len()], DType::I32).unwrap())
+}
+
+#[test]
+fn dim1_losses_read_the_lines_in_place_with_device_labels_and_pytorchs_edge_cases() {
+    for ctx in all_backends() {
+        // [N, C, H, W] with C and S = H·W off multiples of 4, and an ignored position.
+        let shape = [3, 6, 5, 3];
+        let (n, c, s) = (3, 6, 15);
+        let z = uniform(42, n * c * s, -8.0, 8.0);
+        let zt = Tensor::from_slice(&ctx, &z, &shape).unwrap();
+        let mut labels: Vec<i64> = (0..(n * s) as i64)
+            .map(|r| (r * 7 + 3) % c as i64)
+            .collect();
+        labels[17] = -100;
+        let o = CrossEntropyOptions {
+            weight: Some(uniform(43, c, 0.5, 2.0)),
+            ..Default::default()
+        };
+        let weight: Vec<f64> = o.weight.iter().flatten().map(|&w| f64::from(w)).collect();
+        let want = reference::cross_entropy(
+            &rows_of(&z, n, c, s),
+            c,
+            CrossEntropyTargets::Indices(&labels),
+            Some(&weight),
+            Reduction::Mean,
+            -100,
+            0.0,
+        );
+        let mut runs = vec![(
+            "host labels",
+            zt.cross_entropy_dim1(Targets::Indices(&labels), &o),
+        )];
+        if let Some(d) = labels_on_device(&ctx, &labels) {
+            runs.push((
+                "device labels",
+                zt.cross_entropy_dim1(Targets::Device(&d), &o),
+            ));
+        }
+        for (how, out) in runs {
+            let out = out.unwrap();
+            let case = format!("{} {how}", label(&ctx));
+            assert_all_close(
+                &case,
+                &out.loss.to_vec().unwrap(),
+                &want.loss,
+                &[],
+                ATOL,
+                RTOL,
+            );
+            let grad = dim1_of(&want.grad, n, c, s);
+            assert_all_close(&case, &out.grad.to_vec().unwrap(), &grad, &[&z], ATOL, RTOL);
+            // The ignored position's C gradients, S apart, are exactly zero.
+            let g = out.grad.to_vec().unwrap();
+            let (b, p) = (17 / s, 17 % s);
+            assert!((0..c).all(|k| g[(b * c + k) * s + p] == 0.0), "{case}");
+        }
+
+        // Classes that all weigh 0: PyTorch's mean is 0/0, NaN in the loss and in every
+        // gradient of a counted position; the ignored position's gradient stays 0.
+        let o = CrossEntropyOptions {
+            weight: Some(vec![0.0; c]),
+            ..Default::default()
+        };
+        for (name, out) in [
+            (
+                "cross_entropy",
+                zt.cross_entropy_dim1(Targets::Indices(&labels), &o),
+            ),
+            ("nll_loss", zt.nll_loss_dim1(Targets::Indices(&labels), &o)),
+        ] {
+            let out = out.unwrap();
+            let case = format!("{} {name} zero weights", label(&ctx));
+            assert!(out.loss.to_vec().unwrap()[0].is_nan(), "{case}");
+            let g = out.grad.to_vec().unwrap();
+            for (r, &y) in labels.iter().enumerate() {
+                let (b, p) = (r / s, r % s);
+                for k in 0..c {
+                    let v = g[(b * c + k) * s + p];
+                    let nan = match name {
+                        "cross_entropy" => y != -100,
+                        _ => y != -100 && k as i64 == y,
+                    };
+                    assert_eq!(v.is_nan(), nan, "{case}: position {r}, class {k}: {v}");
+                    if !nan {
+                        assert_eq!(v, 0.0, "{case}: position {r}, class {k}");
+                    }
+                }
+            }
+        }
+    }
+}

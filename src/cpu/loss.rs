@@ -250,6 +250,7 @@ pub fn nll_loss(
     let mut losses = vec![0.0; targets.len()];
     let mut grad = vec![0.0; log_probs.len()];
     let mut denominator = 0.0;
+    let mut hits = Vec::with_capacity(targets.len());
     for (r, &t) in targets.iter().enumerate() {
         if t == ignore_index {
             continue;
@@ -261,6 +262,7 @@ pub fn nll_loss(
         denominator += w(y);
         losses[r] = -w(y) * log_probs[r * classes + y];
         grad[r * classes + y] = -w(y);
+        hits.push(r * classes + y);
     }
     match reduction {
         Reduction::None => LossReference { loss: losses, grad },
@@ -269,7 +271,9 @@ pub fn nll_loss(
             grad,
         },
         Reduction::Mean => {
-            grad.iter_mut().for_each(|g| *g /= denominator);
+            // Only each row's target is divided (PyTorch's backward): a zero total weight makes
+            // those NaN and leaves the zeros.
+            hits.iter().for_each(|&i| grad[i] /= denominator);
             LossReference {
                 loss: vec![losses.iter().sum::<f64>() / denominator],
                 grad,

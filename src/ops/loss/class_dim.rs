@@ -1,16 +1,20 @@
 //! The losses in PyTorch's layout, the class at dim 1: logits `[N, C]` or `[N, C, d1, …, dk]`
-//! (a segmentation map's `[N, C, H, W]`), targets `[N]` or `[N, d1, …, dk]`. The class dim is
-//! moved last (`ops::transpose`), the row kernels run on `[N·S, C]`, and the gradient moves
-//! back; the last-dim layout that LLM heads produce keeps its own names
-//! ([`Tensor::cross_entropy`]).
+//! (a segmentation map's `[N, C, H, W]`), targets `[N]` or `[N, d1, …, dk]`. With class indices
+//! the cross-entropy runs the head kernel, and the NLL its own, over the lines in place (a row's
+//! classes `S` apart); for probability targets the class dim is moved last (`ops::transpose`), the row kernels run on
+//! `[N·S, C]`, and the gradient moves back. The last-dim layout that LLM heads produce keeps its
+//! own names ([`Tensor::cross_entropy`]).
 
-use crate::definitions::loss::{CrossEntropyOptions, Reduction};
+use crate::definitions::loss::{CrossEntropyOptions, HeadOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::layout::DType;
 use crate::ops::transpose::transpose_last_two;
 use crate::tensor::Tensor;
 
-use super::{LossAndGrad, Targets};
+use super::cross_entropy::check_class_options;
+use super::head::head_loss;
+use super::nll::nll;
+use super::{Lines, LossAndGrad, Targets};
 
 const OP: &str = "cross_entropy (class at dim 1)";
 const OP_NLL: &str = "nll_loss (class at dim 1)";
@@ -76,8 +80,19 @@ impl Tensor {
         targets: Targets<'_>,
         options: &CrossEntropyOptions,
     ) -> Result<LossAndGrad> {
-        in_class_dim1(OP, self, targets, options, |rows, targets| {
-            rows.cross_entropy(targets, options)
+        let (n, c, s, target_shape) = class_dim_layout(OP, self.shape())?;
+        check_targets(OP, &targets, self.shape(), &target_shape)?;
+        if let Targets::Probabilities(p) = targets {
+            return probabilities_in_class_dim1(self, p, options, (n, c, s), &target_shape);
+        }
+        self.expect_float(OP, "the logits")?;
+        check_class_options(OP, self.shape(), c, options)?;
+        let lines = Lines::class_dim1(n, c, s);
+        let no_extras = HeadOptions::default();
+        let r = head_loss(OP, self, targets, options, &no_extras, lines, &target_shape)?;
+        Ok(LossAndGrad {
+            loss: r.loss,
+            grad: r.grad,
         })
     }
 
@@ -90,82 +105,41 @@ impl Tensor {
         targets: Targets<'_>,
         options: &CrossEntropyOptions,
     ) -> Result<LossAndGrad> {
-        in_class_dim1(OP_NLL, self, targets, options, |rows, targets| {
-            rows.nll_loss(targets, options)
-        })
+        let (n, c, s, target_shape) = class_dim_layout(OP_NLL, self.shape())?;
+        check_targets(OP_NLL, &targets, self.shape(), &target_shape)?;
+        self.expect_float(OP_NLL, "the log-probabilities")?;
+        let lines = Lines::class_dim1(n, c, s);
+        nll(OP_NLL, self, targets, options, lines, &target_shape)
     }
 }
 
-/// Runs `loss` (a last-dim loss) on `x` in the class-at-dim-1 layout: the class moved last
-/// (and probability targets with it), the gradient moved back and the loss shaped
-/// `[N, d1, …, dk]` for `Reduction::None`.
-fn in_class_dim1(
-    op: &'static str,
+/// The cross-entropy with probability targets (`p` of the logits' shape): both moved to rows
+/// `[N·S, C]` (the class last), the row kernels run, the gradient moved back to the logits'
+/// layout and the loss shaped `[N, d1, …, dk]` for `Reduction::None`.
+fn probabilities_in_class_dim1(
     x: &Tensor,
-    targets: Targets<'_>,
+    p: &Tensor,
     options: &CrossEntropyOptions,
-    loss: impl FnOnce(&Tensor, Targets<'_>) -> Result<LossAndGrad>,
-) -> Result<LossAndGrad> {
-    let (n, c, s, target_shape) = class_dim_layout(op, x.shape())?;
-    check_targets(op, &targets, x.shape(), &target_shape)?;
-    if s == 1 {
-        // [N, C, 1, …]: already rows of classes.
-        let moved_targets;
-        let targets = match targets {
-            Targets::Probabilities(p) => {
-                moved_targets = p.reshape(&[n, c])?;
-                Targets::Probabilities(&moved_targets)
-            }
-            other => other,
-        };
-        let r = loss(&x.reshape(&[n, c])?, targets)?;
-        return finish(r, x.shape(), &target_shape, options, None);
-    }
-    let class_last = |t: &Tensor| {
-        let moved = transpose_last_two(&t.to_dtype(DType::F32)?, n, c, s)?;
-        moved.reshape(&[n * s, c])
-    };
-    let moved_targets;
-    let targets = match targets {
-        Targets::Probabilities(p) => {
-            moved_targets = class_last(p)?;
-            Targets::Probabilities(&moved_targets)
-        }
-        other => other,
-    };
-    let r = loss(&class_last(x)?, targets)?;
-    finish(
-        r,
-        x.shape(),
-        &target_shape,
-        options,
-        Some((n, c, s, x.dtype())),
-    )
-}
-
-/// The loss reshaped to `[N, d1, …, dk]` for `Reduction::None`, and the gradient moved back to
-/// the class-at-dim-1 layout (`moved_back`: `(N, C, S, dtype)` when the class was moved last)
-/// and rounded to the logits' type.
-fn finish(
-    r: LossAndGrad,
-    shape: &[usize],
+    (n, c, s): (usize, usize, usize),
     target_shape: &[usize],
-    options: &CrossEntropyOptions,
-    moved_back: Option<(usize, usize, usize, DType)>,
 ) -> Result<LossAndGrad> {
+    // [N, C, 1, …] is already rows of classes.
+    let class_last = |t: &Tensor| match s {
+        1 => t.reshape(&[n, c]),
+        _ => transpose_last_two(&t.to_dtype(DType::F32)?, n, c, s)?.reshape(&[n * s, c]),
+    };
+    let r = class_last(x)?.cross_entropy(Targets::Probabilities(&class_last(p)?), options)?;
     let loss = match options.reduction {
         Reduction::None => r.loss.reshape(target_shape)?,
         _ => r.loss,
     };
-    let grad = match moved_back {
-        Some((n, c, s, dtype)) => {
-            let back = transpose_last_two(&r.grad, n, s, c)?.reshape(shape)?;
-            return Ok(LossAndGrad {
-                loss: loss.to_dtype(dtype)?,
-                grad: back.to_dtype(dtype)?,
-            });
-        }
-        None => r.grad.reshape(shape)?,
+    let grad = match s {
+        1 => r.grad,
+        _ => transpose_last_two(&r.grad, n, s, c)?,
     };
-    Ok(LossAndGrad { loss, grad })
+    let grad = grad.reshape(x.shape())?;
+    Ok(LossAndGrad {
+        loss: loss.to_dtype(x.dtype())?,
+        grad: grad.to_dtype(x.dtype())?,
+    })
 }

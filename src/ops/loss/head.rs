@@ -14,12 +14,15 @@ use crate::tensor::{Storage, Tensor, write_host};
 
 use super::class_index::device_classes;
 use super::cross_entropy::{ClassIndex, Classes, check_options, validate_classes};
-use super::{Targets, mixed, narrow, widen};
+use super::{Lines, Targets, mixed, narrow, widen};
 
 const OP: &str = "cross_entropy_head";
 
 /// Invocations per workgroup (one row each).
 const WG: u32 = 64;
+
+/// The longest row the kernel holds in registers (`4·CACHE` in the shader).
+const CACHED_CLASSES: usize = 32;
 
 /// Mirrors `Params` in `shaders/cross_entropy_head.wgsl`.
 #[repr(C)]
@@ -32,6 +35,7 @@ struct HeadParams {
     w_all: f32,
     lse_square_scale: f32,
     softcap: f32,
+    stride: u32,
 }
 
 const HEAD_ROWS: Kernel = Kernel {
@@ -84,46 +88,66 @@ impl Tensor {
         options: &CrossEntropyOptions,
         head: &HeadOptions,
     ) -> Result<HeadLoss> {
-        head.validate(OP)?;
         self.expect_float(OP, "the logits")?;
         let (rows, classes) = check_options(OP, self, options)?;
-        let checked = class_targets(OP, self.context(), targets, (rows, classes), options)?;
-        let dtype = self.dtype();
-        let z = self.to_dtype(DType::F32)?;
         let row_shape = &self.shape()[..self.shape().len() - 1];
-        let loss_shape: Vec<usize> = match options.reduction {
-            Reduction::None => row_shape.to_vec(),
-            _ => Vec::new(),
-        };
-        let ctx = self.context();
-        let grad = Tensor::uninit_as(ctx, self.shape(), DType::F32, OP)?;
-        let (loss, z_loss, lse) = match (z.storage(), grad.storage()) {
-            (Storage::Host(_), Storage::Host(g)) => {
-                let r = host_head(OP, &widen(&z.to_vec()?), classes, &checked, options, head)?;
-                *write_host(g)? = narrow(&r.grad);
-                (
-                    Tensor::from_slice(ctx, &narrow(&r.loss), &loss_shape)?,
-                    Tensor::from_slice(ctx, &narrow(&r.z_loss), &loss_shape)?,
-                    Tensor::from_slice(ctx, &narrow(&r.lse), row_shape)?,
-                )
-            }
-            _ => launch(
-                &z,
-                &grad,
-                &checked,
-                options,
-                head,
-                (rows, classes),
-                &loss_shape,
-            )?,
-        };
-        Ok(HeadLoss {
-            loss: loss.to_dtype(dtype)?,
-            grad: grad.to_dtype(dtype)?,
-            z_loss: z_loss.to_dtype(dtype)?,
-            lse: lse.reshape(row_shape)?,
-        })
+        head_loss(
+            OP,
+            self,
+            targets,
+            options,
+            head,
+            Lines {
+                rows,
+                classes,
+                stride: 1,
+            },
+            row_shape,
+        )
     }
+}
+
+/// The head over `x`'s rows as `lines` lays them out (the options checked against
+/// `lines.classes` by the caller); the per-row results shaped `row_shape`.
+pub(super) fn head_loss(
+    op: &'static str,
+    x: &Tensor,
+    targets: Targets<'_>,
+    options: &CrossEntropyOptions,
+    head: &HeadOptions,
+    lines: Lines,
+    row_shape: &[usize],
+) -> Result<HeadLoss> {
+    head.validate(op)?;
+    let Lines { rows, classes, .. } = lines;
+    let checked = class_targets(op, x.context(), targets, (rows, classes), options)?;
+    let dtype = x.dtype();
+    let z = x.to_dtype(DType::F32)?;
+    let loss_shape: Vec<usize> = match options.reduction {
+        Reduction::None => row_shape.to_vec(),
+        _ => Vec::new(),
+    };
+    let ctx = x.context();
+    let grad = Tensor::uninit_as(ctx, x.shape(), DType::F32, op)?;
+    let (loss, z_loss, lse) = match (z.storage(), grad.storage()) {
+        (Storage::Host(_), Storage::Host(g)) => {
+            let in_rows = lines.gather(&widen(&z.to_vec()?));
+            let r = host_head(op, &in_rows, classes, &checked, options, head)?;
+            *write_host(g)? = narrow(&lines.scatter(&r.grad));
+            (
+                Tensor::from_slice(ctx, &narrow(&r.loss), &loss_shape)?,
+                Tensor::from_slice(ctx, &narrow(&r.z_loss), &loss_shape)?,
+                Tensor::from_slice(ctx, &narrow(&r.lse), row_shape)?,
+            )
+        }
+        _ => launch(op, &z, &grad, &checked, options, head, lines, &loss_shape)?,
+    };
+    Ok(HeadLoss {
+        loss: loss.to_dtype(dtype)?,
+        grad: grad.to_dtype(dtype)?,
+        z_loss: z_loss.to_dtype(dtype)?,
+        lse: lse.reshape(row_shape)?,
+    })
 }
 
 /// The head on the host (the CPU backend): the f64 reference over `logits`.
@@ -198,21 +222,24 @@ pub(super) fn class_targets(
 }
 
 /// The fused launch: `(loss, z_loss, lse)` with the gradient written into `grad`.
+#[allow(clippy::too_many_arguments)]
 fn launch(
+    op: &'static str,
     z: &Tensor,
     grad: &Tensor,
     checked: &Classes,
     options: &CrossEntropyOptions,
     head: &HeadOptions,
-    (rows, classes): (usize, usize),
+    lines: Lines,
     loss_shape: &[usize],
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    let Lines { rows, classes, .. } = lines;
     let ctx = z.context();
-    let gpu = ctx.gpu().ok_or_else(|| mixed(OP))?;
+    let gpu = ctx.gpu().ok_or_else(|| mixed(op))?;
     let n = z.len();
     if layout::bytes(n) > gpu.max_binding {
         return Err(Error::TooLarge {
-            op: OP,
+            op,
             requested: layout::bytes(n),
             limit: gpu.max_binding,
             what: "max_storage_buffer_binding_size (the head's logits are bound whole); split \
@@ -220,17 +247,17 @@ fn launch(
         });
     }
     let mut uploaded = None;
-    let index = checked.index.on_device(gpu, &mut uploaded, OP)?;
-    let kernel = HeadKernel::new(gpu, checked, options, head, classes)?;
+    let index = checked.index.on_device(gpu, &mut uploaded, op)?;
+    let kernel = HeadKernel::new(gpu, checked, options, head, classes)?.strided(lines.stride);
     let rows_out = RowOutputs::alloc(gpu, rows)?;
     let full = rows.max(1);
     kernel.launch(
         gpu,
         rows,
         [
-            z.view(0, n, OP)?,
+            z.view(0, n, op)?,
             index.view(full),
-            grad.view(0, n, OP)?,
+            grad.view(0, n, op)?,
             rows_out.loss.view(full),
             rows_out.z_loss.view(full),
             rows_out.lse.view(full),
@@ -289,7 +316,7 @@ pub(super) struct HeadKernel {
     weight: DeviceBuffer,
     weights: usize,
     params: HeadParams,
-    constants: [(&'static str, f64); 4],
+    constants: [(&'static str, f64); 6],
 }
 
 impl HeadKernel {
@@ -325,14 +352,32 @@ impl HeadKernel {
                 w_all: w_all as f32,
                 lse_square_scale: head.lse_square_scale,
                 softcap: head.softcap.unwrap_or(1.0),
+                stride: 1,
             },
             constants: [
                 ("WG", f64::from(wg)),
                 ("HAS_WEIGHT", flag(options.weight.is_some())),
                 ("SMOOTHING", flag(options.label_smoothing > 0.0)),
                 ("SOFTCAP", flag(head.softcap.is_some())),
+                ("STRIDED", 0.0),
+                (
+                    "LEN",
+                    if classes <= CACHED_CLASSES {
+                        classes as f64
+                    } else {
+                        0.0
+                    },
+                ),
             ],
         })
+    }
+
+    /// The same kernel over rows whose consecutive logits lie `stride` apart (PyTorch's
+    /// `[N, C, S]`; 1 keeps the contiguous rows).
+    pub fn strided(mut self, stride: usize) -> HeadKernel {
+        self.params.stride = stride as u32;
+        self.constants[4].1 = if stride > 1 { 1.0 } else { 0.0 };
+        self
     }
 
     /// The gradient's scale (`1/Σ w_y` for a mean, else 1).

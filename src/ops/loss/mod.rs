@@ -35,6 +35,50 @@ use crate::definitions::loss::{BceOptions, CrossEntropyOptions};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
+/// The rows a class-index loss reads: `rows` rows of `classes` values, a row's consecutive values
+/// `stride` apart (1 for the class along the last dim; `S` for PyTorch's `[N, C, S]`, whose row
+/// `n·S + s` starts at `n·C·S + s`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Lines {
+    pub rows: usize,
+    pub classes: usize,
+    pub stride: usize,
+}
+
+impl Lines {
+    /// The rows of a tensor `[N, C, S]`: `N·S` rows of `C` values, `S` apart.
+    pub fn class_dim1(n: usize, c: usize, s: usize) -> Lines {
+        Lines {
+            rows: n * s,
+            classes: c,
+            stride: s,
+        }
+    }
+
+    /// Where value `c` of row `r` lies.
+    fn at(self, r: usize, c: usize) -> usize {
+        let s = self.stride.max(1);
+        (r / s) * self.classes * s + c * s + r % s
+    }
+
+    /// The rows of `all`, one after another (`rows × classes`).
+    pub fn gather(self, all: &[f64]) -> Vec<f64> {
+        let n = self.rows * self.classes;
+        (0..n)
+            .map(|i| all[self.at(i / self.classes, i % self.classes)])
+            .collect()
+    }
+
+    /// `rows × classes` values put back where [`Lines::gather`] took them from.
+    pub fn scatter(self, in_rows: &[f64]) -> Vec<f64> {
+        let mut all = vec![0.0; in_rows.len()];
+        for (i, &v) in in_rows.iter().enumerate() {
+            all[self.at(i / self.classes, i % self.classes)] = v;
+        }
+        all
+    }
+}
+
 /// The targets of a cross-entropy.
 #[derive(Clone, Copy, Debug)]
 pub enum Targets<'a> {

@@ -1,6 +1,7 @@
 //! Negative log-likelihood of log-probabilities (`shaders/nll.wgsl`), as
-//! `torch.nn.functional.nll_loss`: class indices checked on the host, the loss per row and the
-//! gradient on the device, the losses reduced there.
+//! `torch.nn.functional.nll_loss`: class indices checked on the host, the gradient zeroed and
+//! each row's loss and gradient written on the device, the losses reduced there. Rows are the
+//! last dim's, or PyTorch's class-at-dim-1 lines read in place ([`Lines`]).
 
 use crate::cpu;
 use crate::definitions::loss::{CrossEntropyOptions, Reduction};
@@ -11,7 +12,7 @@ use crate::ops::sum::sum_to_scalar;
 use crate::tensor::{Storage, Tensor, write_host};
 
 use super::cross_entropy::{ClassIndex, validate_classes};
-use super::{LossAndGrad, Targets, check_weight, mixed, narrow, widen};
+use super::{Lines, LossAndGrad, Targets, check_weight, mixed, narrow, widen};
 
 const OP: &str = "nll_loss";
 
@@ -25,6 +26,7 @@ struct NllParams {
     rows: u32,
     classes: u32,
     scale: f32,
+    stride: u32,
 }
 
 const LOSSES: Kernel = Kernel {
@@ -33,22 +35,16 @@ const LOSSES: Kernel = Kernel {
     slots: &[
         Slot::Read(1),
         Slot::Read(2),
+        Slot::ReadWrite(3),
         Slot::ReadWrite(4),
         Slot::Read(5),
     ],
-};
-const GRADIENT: Kernel = Kernel {
-    shader: Shader::Nll,
-    entry: "gradient",
-    slots: &[Slot::Read(2), Slot::ReadWrite(3), Slot::Read(5)],
 };
 
 /// The kernels with their parameter block's size.
 #[cfg(test)]
 pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    [LOSSES, GRADIENT]
-        .map(|k| (k, size_of::<NllParams>()))
-        .to_vec()
+    vec![(LOSSES, size_of::<NllParams>())]
 }
 
 impl Tensor {
@@ -63,120 +59,136 @@ impl Tensor {
         targets: Targets<'_>,
         options: &CrossEntropyOptions,
     ) -> Result<LossAndGrad> {
-        let dtype = self.dtype();
         self.expect_float(OP, "the log-probabilities")?;
         let (rows, classes) = self.rows_cols(OP)?;
-        if options.label_smoothing != 0.0 {
-            return Err(Error::InvalidParameter {
-                op: OP,
-                name: "label_smoothing",
-                value: f64::from(options.label_smoothing),
-                reason: "nll_loss has no label smoothing (it is cross-entropy's option)",
+        let row_shape = &self.shape()[..self.shape().len() - 1];
+        let lines = Lines {
+            rows,
+            classes,
+            stride: 1,
+        };
+        nll(OP, self, targets, options, lines, row_shape)
+    }
+}
+
+/// The negative log-likelihood of `x`'s rows as `lines` lays them out, the per-row losses shaped
+/// `row_shape` for `Reduction::None`.
+pub(super) fn nll(
+    op: &'static str,
+    x: &Tensor,
+    targets: Targets<'_>,
+    options: &CrossEntropyOptions,
+    lines: Lines,
+    row_shape: &[usize],
+) -> Result<LossAndGrad> {
+    let Lines { rows, classes, .. } = lines;
+    let dtype = x.dtype();
+    if options.label_smoothing != 0.0 {
+        return Err(Error::InvalidParameter {
+            op,
+            name: "label_smoothing",
+            value: f64::from(options.label_smoothing),
+            reason: "nll_loss has no label smoothing (it is cross-entropy's option)",
+        });
+    }
+    check_weight(op, "weight", &options.weight, classes)?;
+    let widened;
+    let indices: &[i64] = match targets {
+        Targets::Indices(t) => t,
+        Targets::IndicesU32(t) => {
+            widened = t.iter().map(|&v| i64::from(v)).collect::<Vec<_>>();
+            &widened
+        }
+        Targets::Device(t) | Targets::Probabilities(t) => {
+            return Err(Error::DTypeMismatch {
+                op,
+                what: "targets",
+                got: t.dtype(),
+                expected: "class indices on the host (Targets::Indices or IndicesU32)",
             });
         }
-        check_weight(OP, "weight", &options.weight, classes)?;
-        let widened;
-        let indices: &[i64] = match targets {
-            Targets::Indices(t) => t,
-            Targets::IndicesU32(t) => {
-                widened = t.iter().map(|&v| i64::from(v)).collect::<Vec<_>>();
-                &widened
-            }
-            Targets::Device(t) | Targets::Probabilities(t) => {
-                return Err(Error::DTypeMismatch {
-                    op: OP,
-                    what: "targets",
-                    got: t.dtype(),
-                    expected: "class indices on the host (Targets::Indices or IndicesU32)",
+    };
+    let checked = validate_classes(op, indices, rows, classes, options)?;
+    let x = x.to_dtype(DType::F32)?;
+    let loss_shape: Vec<usize> = match options.reduction {
+        Reduction::None => row_shape.to_vec(),
+        _ => Vec::new(),
+    };
+    let ctx = x.context();
+    let grad = Tensor::zeros(ctx, x.shape())?;
+    let loss = match (x.storage(), grad.storage()) {
+        (Storage::Host(_), Storage::Host(g)) => {
+            let weight = options.weight.as_ref().map(|w| widen(w));
+            let r = cpu::loss::nll_loss(
+                &lines.gather(&widen(&x.to_vec()?)),
+                classes,
+                indices,
+                weight.as_deref(),
+                options.reduction,
+                options.ignore_index,
+            );
+            *write_host(g)? = narrow(&lines.scatter(&r.grad));
+            Tensor::from_slice(ctx, &narrow(&r.loss), &loss_shape)?
+        }
+        _ => {
+            let gpu = ctx.gpu().ok_or_else(|| mixed(op))?;
+            let n = x.len();
+            if layout::bytes(n) > gpu.max_binding {
+                return Err(Error::TooLarge {
+                    op,
+                    requested: layout::bytes(n),
+                    limit: gpu.max_binding,
+                    what: "max_storage_buffer_binding_size (the log-probabilities are bound \
+                           whole)",
                 });
             }
-        };
-        let checked = validate_classes(OP, indices, rows, classes, options)?;
-        let x = self.to_dtype(DType::F32)?;
-        let loss_shape: Vec<usize> = match options.reduction {
-            Reduction::None => self.shape()[..self.shape().len() - 1].to_vec(),
-            _ => Vec::new(),
-        };
-        let ctx = self.context();
-        let grad = Tensor::uninit_as(ctx, self.shape(), DType::F32, OP)?;
-        let loss = match (x.storage(), grad.storage()) {
-            (Storage::Host(_), Storage::Host(g)) => {
-                let weight = options.weight.as_ref().map(|w| widen(w));
-                let r = cpu::loss::nll_loss(
-                    &widen(&x.to_vec()?),
-                    classes,
-                    indices,
-                    weight.as_deref(),
-                    options.reduction,
-                    options.ignore_index,
-                );
-                *write_host(g)? = narrow(&r.grad);
-                Tensor::from_slice(ctx, &narrow(&r.loss), &loss_shape)?
-            }
-            _ => {
-                let gpu = ctx.gpu().ok_or_else(|| mixed(OP))?;
-                let n = x.len();
-                if layout::bytes(n) > gpu.max_binding {
-                    return Err(Error::TooLarge {
-                        op: OP,
-                        requested: layout::bytes(n),
-                        limit: gpu.max_binding,
-                        what: "max_storage_buffer_binding_size (the log-probabilities are \
-                               bound whole)",
-                    });
+            let ClassIndex::Host(index) = &checked.index else {
+                return Err(mixed(op));
+            };
+            let index = gpu.upload_new(bytemuck::cast_slice(index), op)?;
+            let ones;
+            let weight: &[f32] = match &options.weight {
+                Some(w) => w,
+                None => {
+                    ones = vec![1.0f32; classes];
+                    &ones
                 }
-                let ClassIndex::Host(index) = &checked.index else {
-                    return Err(mixed(OP));
-                };
-                let index = gpu.upload_new(bytemuck::cast_slice(index), OP)?;
-                let ones;
-                let weight: &[f32] = match &options.weight {
-                    Some(w) => w,
-                    None => {
-                        ones = vec![1.0f32; classes];
-                        &ones
-                    }
-                };
-                let weight = gpu.upload_new(bytemuck::cast_slice(weight), OP)?;
-                let row_loss = gpu.alloc(layout::bytes(rows.max(1)), OP)?;
-                let scale = match options.reduction {
-                    Reduction::Mean => (1.0 / checked.weight_sum) as f32,
-                    _ => 1.0,
-                };
-                let params = NllParams {
-                    rows: rows as u32,
-                    classes: classes as u32,
-                    scale,
-                };
-                let wg = WG.min(gpu.workgroup_cap());
-                let constants = [("WG", f64::from(wg))];
-                let x_view = x.view(0, n, OP)?;
-                let grad_view = grad.view(0, n, OP)?;
-                let (index_view, weight_view) = (index.view(rows), weight.view(classes));
-                gpu.launch(
-                    &LOSSES,
-                    &constants,
-                    &[x_view, index_view, row_loss.view(rows.max(1)), weight_view],
-                    bytemuck::bytes_of(&params),
-                    (rows as u64).div_ceil(u64::from(wg)).max(1),
-                )?;
-                gpu.launch(
-                    &GRADIENT,
-                    &constants,
-                    &[index_view, grad_view, weight_view],
-                    bytemuck::bytes_of(&params),
-                    (n as u64).div_ceil(u64::from(wg) * 4).max(1),
-                )?;
-                match options.reduction {
-                    Reduction::None => Tensor::from_device(ctx, row_loss, &loss_shape),
-                    Reduction::Sum => sum_to_scalar(gpu, ctx, &row_loss, rows, 1.0)?,
-                    Reduction::Mean => sum_to_scalar(gpu, ctx, &row_loss, rows, scale)?,
-                }
+            };
+            let weight = gpu.upload_new(bytemuck::cast_slice(weight), op)?;
+            let row_loss = gpu.alloc(layout::bytes(rows.max(1)), op)?;
+            let scale = match options.reduction {
+                Reduction::Mean => (1.0 / checked.weight_sum) as f32,
+                _ => 1.0,
+            };
+            let params = NllParams {
+                rows: rows as u32,
+                classes: classes as u32,
+                scale,
+                stride: lines.stride.max(1) as u32,
+            };
+            let wg = WG.min(gpu.workgroup_cap());
+            gpu.launch(
+                &LOSSES,
+                &[("WG", f64::from(wg))],
+                &[
+                    x.view(0, n, op)?,
+                    index.view(rows),
+                    grad.view(0, n, op)?,
+                    row_loss.view(rows.max(1)),
+                    weight.view(classes),
+                ],
+                bytemuck::bytes_of(&params),
+                (rows as u64).div_ceil(u64::from(wg)).max(1),
+            )?;
+            match options.reduction {
+                Reduction::None => Tensor::from_device(ctx, row_loss, &loss_shape),
+                Reduction::Sum => sum_to_scalar(gpu, ctx, &row_loss, rows, 1.0)?,
+                Reduction::Mean => sum_to_scalar(gpu, ctx, &row_loss, rows, scale)?,
             }
-        };
-        Ok(LossAndGrad {
-            loss: loss.to_dtype(dtype)?,
-            grad: grad.to_dtype(dtype)?,
-        })
-    }
+        }
+    };
+    Ok(LossAndGrad {
+        loss: loss.to_dtype(dtype)?,
+        grad: grad.to_dtype(dtype)?,
+    })
 }
