@@ -245,14 +245,7 @@ fn backward_op(v: V, g: V) -> V {
             return g * (n.cdf + v * n.pdf);
         }
         case 7u: {
-            let u2 = 2.0 * gelu_tanh_inner(v);
-            let l = logistic(u2);
-            let s = l.value;
-            let sd = l.slope;
-            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_K * v * v);
-            // Where σ(2u) saturates the second term is exactly 0 (x·u' may overflow there).
-            let d = select(s + 2.0 * v * sd * du, s, sd == splat(0.0));
-            return g * select(d, nan(), is_inf(v));
+            return g * gelu_tanh_slope(v);
         }
         case 8u: {
             let l = logistic(v);

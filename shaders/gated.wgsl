@@ -60,13 +60,8 @@ fn gated(a: V, b: V) -> Gated {
             return Gated(gelu * b, b * (n.cdf + a * n.pdf), gelu);
         }
         default: {
-            let u2 = 2.0 * gelu_tanh_inner(a);
-            let l = logistic(u2);
-            let gelu = a * l.value;
-            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_K * a * a);
-            // Where σ(2u) saturates the second term is exactly 0 (a·u' may overflow there).
-            let slope = select(l.value + 2.0 * a * l.slope * du, l.value, l.slope == splat(0.0));
-            return Gated(gelu * b, b * slope, gelu);
+            let gelu = a * logistic(2.0 * gelu_tanh_inner(a)).value;
+            return Gated(gelu * b, b * gelu_tanh_slope(a), gelu);
         }
     }
 }

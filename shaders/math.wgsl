@@ -113,3 +113,12 @@ fn normal(v: V) -> Normal {
 fn gelu_tanh_inner(v: V) -> V {
     return SQRT_2_OVER_PI * (v + GELU_TANH_K * v * v * v);
 }
+
+// gelu_tanh'(v) = σ(2u) + 2v·σ'(2u)·u', u' = √(2/π)(1 + 3·0.044715v²); exactly σ(2u) where
+// σ(2u) saturates (v·u' may overflow there), and NaN at ±∞ as PyTorch's ∞·0.
+fn gelu_tanh_slope(v: V) -> V {
+    let l = logistic(2.0 * gelu_tanh_inner(v));
+    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_K * v * v);
+    let d = select(l.value + 2.0 * v * l.slope * du, l.value, l.slope == splat(0.0));
+    return select(d, nan(), is_inf(v));
+}

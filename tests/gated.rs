@@ -5,6 +5,9 @@
 mod common;
 
 use common::{all_backends, assert_all_close, fixtures, label, npy, npy_f32, uniform};
+use gpu_activations::Activation;
+use gpu_activations::accuracy::close;
+use gpu_activations::cpu::activation::{backward, forward};
 use gpu_activations::cpu::gated as reference;
 use gpu_activations::{Error, Gate, Tensor};
 
@@ -140,6 +143,122 @@ fn split_and_pair_layouts_agree_with_the_reference_at_every_width() {
                     dx, split,
                     "{tag}: the split gradient holds ∂value then ∂gate per row"
                 );
+            }
+        }
+    }
+}
+
+/// The special values of the table, as value and as gate.
+const SPECIAL: [f32; 21] = [
+    0.0,
+    -0.0,
+    1e-30,
+    -1e-30,
+    1.0,
+    -1.0,
+    5.0,
+    -5.0,
+    30.0,
+    -30.0,
+    88.0,
+    -88.0,
+    100.0,
+    -100.0,
+    1e4,
+    -1e4,
+    1e30,
+    -1e30,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::NAN,
+];
+
+/// Whether an infinite operand meets a factor of the other that is not 0 but under 1e-30: the
+/// f32 intermediates of such a factor (e^−|x|, σ, Φ, φ) are subnormal or 0, so where the f64
+/// reference gives ±∞ (or a finite limit) an f32 kernel may give ∞·0 = NaN, WGSL letting an
+/// implementation flush subnormals (PyTorch's f32 kernels give NaN at most of these points too:
+/// σ(−100) is 1/(1 + e^100) = 0 there). Either is accepted.
+fn subnormal_corner(gate: Gate, a: f64, b: f64) -> bool {
+    let tiny = |v: f64| v != 0.0 && v.abs() < 1e-30;
+    let act = match gate {
+        Gate::Glu => Activation::Sigmoid,
+        Gate::Swiglu => Activation::Silu,
+        Gate::Geglu => Activation::Gelu,
+        Gate::GegluTanh => Activation::GeluTanh,
+    };
+    // (the operand whose factors may underflow, the other one)
+    let (x, other) = match gate {
+        Gate::Glu => (b, a),
+        _ => (a, b),
+    };
+    other.is_infinite() && (tiny(forward(act, x)) || tiny(backward(act, x, 1.0)))
+}
+
+#[test]
+fn gated_activations_match_the_reference_on_every_pair_of_special_values() {
+    let pairs: Vec<(f32, f32)> = SPECIAL
+        .iter()
+        .flat_map(|&a| SPECIAL.iter().map(move |&b| (a, b)))
+        .collect();
+    let n = pairs.len();
+    let a: Vec<f32> = pairs.iter().map(|p| p.0).collect();
+    let b: Vec<f32> = pairs.iter().map(|p| p.1).collect();
+    let g = vec![1.5f32; n];
+    // The split layout twice: one pair per row (element-wise walk) and one row whose halves
+    // are padded to a multiple of 4 (whole vec4s).
+    let per_row: Vec<f32> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let half4 = n.div_ceil(4) * 4;
+    let mut one_row = vec![0.0f32; 2 * half4];
+    one_row[..n].copy_from_slice(&a);
+    one_row[half4..half4 + n].copy_from_slice(&b);
+    let mut g4 = vec![0.0f32; half4];
+    g4[..n].copy_from_slice(&g);
+    for ctx in all_backends() {
+        let at = Tensor::from_slice(&ctx, &a, &[n]).unwrap();
+        let bt = Tensor::from_slice(&ctx, &b, &[n]).unwrap();
+        let gt = Tensor::from_slice(&ctx, &g, &[n]).unwrap();
+        let rows = Tensor::from_slice(&ctx, &per_row, &[n, 2]).unwrap();
+        let g_rows = Tensor::from_slice(&ctx, &g, &[n, 1]).unwrap();
+        let row = Tensor::from_slice(&ctx, &one_row, &[1, 2 * half4]).unwrap();
+        let g_row = Tensor::from_slice(&ctx, &g4, &[1, half4]).unwrap();
+        for gate in Gate::ALL {
+            let y_pair = Tensor::gated_pair(gate, &at, &bt)
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let (da, db) = Tensor::gated_pair_backward(gate, &at, &bt, &gt).unwrap();
+            let (da, db) = (da.to_vec().unwrap(), db.to_vec().unwrap());
+            let y_rows = rows.gated(gate).unwrap().to_vec().unwrap();
+            let dx_rows = rows
+                .gated_backward(gate, &g_rows)
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let y_row = row.gated(gate).unwrap().to_vec().unwrap();
+            let dx_row = row.gated_backward(gate, &g_row).unwrap().to_vec().unwrap();
+            for (i, &(a, b)) in pairs.iter().enumerate() {
+                let (a64, b64) = (f64::from(a), f64::from(b));
+                let want_y = reference::forward_pair(gate, a64, b64);
+                let (want_da, want_db) = reference::backward_pair(gate, a64, b64, 1.5);
+                let corner = subnormal_corner(gate, a64, b64);
+                let ok =
+                    |got: f32, want: f64| close(got, want, 1e-6, 1e-5) || (corner && got.is_nan());
+                let tag = format!("{} {gate}({a:e}, {b:e})", label(&ctx));
+                for (layout, y, da_i, db_i) in [
+                    ("pair", y_pair[i], da[i], db[i]),
+                    ("split rows", y_rows[i], dx_rows[2 * i], dx_rows[2 * i + 1]),
+                    ("split vec4", y_row[i], dx_row[i], dx_row[half4 + i]),
+                ] {
+                    assert!(ok(y, want_y), "{tag} {layout}: y = {y:e}, want {want_y:e}");
+                    assert!(
+                        ok(da_i, want_da),
+                        "{tag} {layout}: ∂value = {da_i:e}, want {want_da:e}"
+                    );
+                    assert!(
+                        ok(db_i, want_db),
+                        "{tag} {layout}: ∂gate = {db_i:e}, want {want_db:e}"
+                    );
+                }
             }
         }
     }

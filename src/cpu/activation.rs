@@ -15,6 +15,13 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// σ'(x) = σ(x)(1 − σ(x)) as e/(1 + e)² with e = e^−|x|, exact in both tails (1 − σ(x) would
+/// cancel for x ≫ 0).
+fn sigmoid_slope(x: f64) -> f64 {
+    let e = (-x.abs()).exp();
+    e / ((1.0 + e) * (1.0 + e))
+}
+
 /// Φ(x), the standard normal CDF, through erfc so that both tails are accurate.
 fn normal_cdf(x: f64) -> f64 {
     0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
@@ -205,10 +212,7 @@ pub fn forward(act: Activation, x: f64) -> f64 {
 /// `g·f'(x)`.
 pub fn backward(act: Activation, x: f64, g: f64) -> f64 {
     match act {
-        Activation::Sigmoid => {
-            let s = sigmoid(x);
-            g * s * (1.0 - s)
-        }
+        Activation::Sigmoid => g * sigmoid_slope(x),
         Activation::Tanh => {
             let t = x.tanh();
             g * (1.0 - t * t)
