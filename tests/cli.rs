@@ -161,6 +161,68 @@ fn every_op_matches_the_library_bit_for_bit_on_every_backend() {
                 .to_vec()
                 .unwrap(),
         ));
+        // Every other parameter flag, forward and backward, off its op's default.
+        for (flags, act) in [
+            ("celu --alpha 0.7", Activation::Celu { alpha: 0.7 }),
+            (
+                "hardtanh --min-val -0.5 --max-val 2",
+                Activation::Hardtanh {
+                    min_val: -0.5,
+                    max_val: 2.0,
+                },
+            ),
+            (
+                "threshold --threshold 0.3 --value -1",
+                Activation::Threshold {
+                    threshold: 0.3,
+                    value: -1.0,
+                },
+            ),
+            (
+                "hardshrink --lambd 0.7",
+                Activation::Hardshrink { lambd: 0.7 },
+            ),
+            (
+                "softshrink --lambd 0.7",
+                Activation::Softshrink { lambd: 0.7 },
+            ),
+            (
+                "rrelu-eval --lower 0.1 --upper 0.3",
+                Activation::RreluEval {
+                    lower: 0.1,
+                    upper: 0.3,
+                },
+            ),
+            (
+                "onnx-hardsigmoid --alpha 0.3 --beta 0.4",
+                Activation::OnnxHardSigmoid {
+                    alpha: 0.3,
+                    beta: 0.4,
+                },
+            ),
+            (
+                "onnx-selu --alpha 1.5 --gamma 1.1",
+                Activation::OnnxSelu {
+                    alpha: 1.5,
+                    gamma: 1.1,
+                },
+            ),
+            (
+                "onnx-thresholded-relu --alpha 0.5",
+                Activation::OnnxThresholdedRelu { alpha: 0.5 },
+            ),
+            ("onnx-swish --alpha 2", Activation::OnnxSwish { alpha: 2.0 }),
+        ] {
+            let words: Vec<String> = flags.split(' ').map(String::from).collect();
+            cases.push((words.clone(), xt.activation(act).unwrap().to_vec().unwrap()));
+            let mut backward = words;
+            backward[0] = format!("{}-backward", backward[0]);
+            backward.extend(["--grad-output".into(), f.s("g.npy")]);
+            cases.push((
+                backward,
+                xt.activation_backward(act, &gt).unwrap().to_vec().unwrap(),
+            ));
+        }
         cases.push((
             vec!["softmax".into()],
             xt.softmax().unwrap().to_vec().unwrap(),
@@ -605,6 +667,86 @@ fn the_families_ops_run_bit_for_bit_with_the_library() {
         stderr(&o)
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn class_index_targets_must_have_the_rows_shape_and_nll_loss_takes_either_layout() {
+    let f = Files::new();
+    let shape = [2, 6, 4];
+    let x = uniform(62, 48, -3.0, 0.0);
+    write_f32(&f.path("x.npy"), &x, &shape);
+    // Class at dim 1: one index per [N, d1] = [2, 4] position; class last: one per [2, 6] row.
+    let dim1: Vec<i64> = vec![0, 5, 2, 3, 1, 4, 0, 2];
+    let last: Vec<i64> = (0..12).map(|r| r % 4).collect();
+    write_npy(&f.path("t24.npy"), &dim1, &[2, 4], "<i8");
+    write_npy(&f.path("t42.npy"), &dim1, &[4, 2], "<i8");
+    write_npy(&f.path("t8.npy"), &dim1, &[8], "<i8");
+    write_npy(&f.path("t26.npy"), &last, &[2, 6], "<i8");
+    write_npy(&f.path("t12.npy"), &last, &[12], "<i8");
+    write_npy(&f.path("t62.npy"), &last, &[6, 2], "<i8");
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        let xt = Tensor::from_slice(&ctx, &x, &shape).unwrap();
+        let o = CrossEntropyOptions::default();
+        let want_last = xt.nll_loss(Targets::Indices(&last), &o).unwrap();
+        for targets in ["t26.npy", "t12.npy"] {
+            let args = [
+                "run",
+                "nll-loss",
+                "--input",
+                &f.s("x.npy"),
+                "--targets",
+                &f.s(targets),
+                "--output",
+                &f.s("dx.npy"),
+                "--loss-output",
+                &f.s("l.npy"),
+                "--backend",
+                &b,
+            ];
+            let out = run(&args);
+            assert!(out.status.success(), "{b} {targets}: {}", stderr(&out));
+            let dx = want_last.grad.to_vec().unwrap();
+            assert_bits(
+                &format!("{b} nll-loss {targets}"),
+                &read_f32(&f.path("dx.npy")).0,
+                &dx,
+            );
+            let l = want_last.loss.to_vec().unwrap();
+            assert_bits(
+                &format!("{b} nll-loss loss"),
+                &read_f32(&f.path("l.npy")).0,
+                &l,
+            );
+        }
+        // A target array with the right count but the wrong shape names the shape it needs and
+        // writes nothing.
+        let output = f.path("never.npy");
+        for (op, targets, needed) in [
+            ("cross-entropy-dim1", "t42.npy", "[2, 4]"),
+            ("cross-entropy-dim1", "t8.npy", "[2, 4]"),
+            ("nll-loss-dim1", "t42.npy", "[2, 4]"),
+            ("nll-loss", "t62.npy", "[2, 6]"),
+            ("cross-entropy", "t62.npy", "[2, 6]"),
+        ] {
+            let args = [
+                "run",
+                op,
+                "--input",
+                &f.s("x.npy"),
+                "--targets",
+                &f.s(targets),
+                "--output",
+                &output.to_string_lossy(),
+                "--backend",
+                &b,
+            ];
+            assert_fails(&args, targets, &output);
+            let err = stderr(&run(&args));
+            assert!(err.contains(needed), "{b} {op} {targets}: {err}");
+        }
+        assert!(!output.exists());
+    }
 }
 
 #[test]

@@ -12,7 +12,7 @@ use common::{
 };
 use gpu_activations::cpu::loss::{self as reference, CrossEntropyTargets, LossReference};
 use gpu_activations::{
-    BceOptions, Context, ContextOptions, CrossEntropyOptions, Error, LossAndGrad, Reduction,
+    BceOptions, Context, ContextOptions, CrossEntropyOptions, DType, Error, LossAndGrad, Reduction,
     RowStrategy, Subgroups, Targets, Tensor, class_indices_from_floats,
 };
 use rand::rngs::StdRng;
@@ -808,5 +808,53 @@ fn probability_targets_may_share_storage_with_the_logits() {
             .cross_entropy_in_place(Targets::Probabilities(&z), &CrossEntropyOptions::default())
             .unwrap();
         assert_same_result(ctx, &loss, &z, &want);
+    }
+}
+
+#[test]
+fn nll_loss_with_the_class_last_matches_the_reference() {
+    // Rows of log-probabilities [.., C] (leading dims kept for `none`), weights, an ignored row
+    // and a repeated class; every reduction, f32 and half storage.
+    let (rows, classes) = (3 * 7, 11);
+    let x: Vec<f32> = uniform(90, rows * classes, -9.0, 0.0);
+    let mut labels: Vec<i64> = (0..rows as i64).map(|r| (r * 4) % classes as i64).collect();
+    labels[6] = 3;
+    labels[13] = -100;
+    let weight = uniform(91, classes, 0.25, 2.0);
+    let w64: Vec<f64> = weight.iter().map(|&w| f64::from(w)).collect();
+    for ctx in common::all_backends() {
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let stored: Vec<f32> = x.iter().map(|&v| dtype.round(v)).collect();
+            let xt = Tensor::from_slice_as(&ctx, &stored, &[3, 7, classes], dtype).unwrap();
+            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+                let o = CrossEntropyOptions {
+                    reduction,
+                    weight: Some(weight.clone()),
+                    ..Default::default()
+                };
+                let out = xt.nll_loss(Targets::Indices(&labels), &o).unwrap();
+                let stored64: Vec<f64> = stored.iter().map(|&v| f64::from(v)).collect();
+                let want =
+                    reference::nll_loss(&stored64, classes, &labels, Some(&w64), reduction, -100);
+                let case = format!("{} {dtype} nll_loss {reduction:?}", label(&ctx));
+                let loss_shape: &[usize] = match reduction {
+                    Reduction::None => &[3, 7],
+                    _ => &[],
+                };
+                assert_eq!(out.loss.shape(), loss_shape, "{case}");
+                common::assert_stored_close(
+                    &case,
+                    dtype,
+                    &out.loss.to_vec().unwrap(),
+                    &want.loss,
+                    &[],
+                );
+                // Exactly one non-zero gradient per counted row, at its class.
+                let grad = out.grad.to_vec().unwrap();
+                common::assert_stored_close(&case, dtype, &grad, &want.grad, &[]);
+                let nonzero = grad.iter().filter(|&&g| g != 0.0).count();
+                assert_eq!(nonzero, rows - 1, "{case}: one gradient per counted row");
+            }
+        }
     }
 }

@@ -87,7 +87,9 @@ impl Item {
                 vec![64, 65536],
                 vec![16, 1_048_576],
             ],
-            Item::Op(CliOp::CrossEntropy) => vec![vec![4096, 1000], vec![512, 32000]],
+            Item::Op(CliOp::CrossEntropy | CliOp::NllLoss) => {
+                vec![vec![4096, 1000], vec![512, 32000]]
+            }
             // The segmentation case: 21 classes at dim 1 of a batch of 128 × 128 maps.
             Item::Op(CliOp::SoftmaxDim { .. } | CliOp::CrossEntropyDim1 | CliOp::NllLossDim1) => {
                 vec![vec![32, 21, 128, 128]]
@@ -453,8 +455,13 @@ impl<'a> Bench<'a> {
                 3
             }
             Item::Op(CliOp::CrossEntropy) => return (2 * size * n + 8 * rows) as f64,
-            Item::Op(CliOp::CrossEntropyDim1 | CliOp::NllLossDim1) => {
+            Item::Op(CliOp::CrossEntropyDim1) => {
                 return (2 * size * n + 8 * self.targets.len()) as f64;
+            }
+            // The gradient written whole (its zeros too); of the input only each position's
+            // target log-probability is read, with the target.
+            Item::Op(CliOp::NllLoss | CliOp::NllLossDim1) => {
+                return (size * n + (8 + size) * self.targets.len()) as f64;
             }
             // x read, half of it written; backward: x and g (half of x) read, dx written.
             Item::Op(CliOp::Gated {
@@ -759,6 +766,7 @@ fn run_on(
             })
         }
         CliOp::CrossEntropyDim1 => drop(x.cross_entropy_dim1(Targets::Indices(targets), &options)?),
+        CliOp::NllLoss => drop(x.nll_loss(Targets::Indices(targets), &options)?),
         CliOp::NllLossDim1 => drop(x.nll_loss_dim1(Targets::Indices(targets), &options)?),
         other => return Err(format!("{other} has its own launch in Bench::record").into()),
     }

@@ -11,7 +11,8 @@ use gpu_activations::cpu::gated as gated_ref;
 use gpu_activations::cpu::loss::{self as loss_ref, CrossEntropyTargets};
 use gpu_activations::cpu::softmax as softmax_ref;
 use gpu_activations::{
-    Activation, BceOptions, Context, CrossEntropyOptions, DType, Gate, Reduction, Targets, Tensor,
+    Activation, BceOptions, Context, CrossEntropyOptions, DType, Gate, HeadOptions, Reduction,
+    Targets, Tensor,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -481,26 +482,54 @@ fn family(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), 
         })
         .collect();
     checker.add("prelu", &shape, &xt.prelu(&wt)?.to_vec()?, &want, false);
-    for log in [false, true] {
-        let name = if log {
-            "log-softmax-dim 1"
-        } else {
-            "softmax-dim 1"
+    prelu_backward(ctx, checker, rng)?;
+    let (gt, g) = checker.upload(ctx, &uniform(rng, n * c * s, -1.0, 1.0), &shape)?;
+    let g_rows = class_last(&g, n, c, s);
+    for (name, log, neg) in [
+        ("softmax-dim 1", false, false),
+        ("log-softmax-dim 1", true, false),
+        ("softmin 1", false, true),
+    ] {
+        let y = match (log, neg) {
+            (true, _) => xt.log_softmax_dim(1)?,
+            (_, true) => xt.softmin(1)?,
+            _ => xt.softmax_dim(1)?,
         };
-        let y = if log {
-            xt.log_softmax_dim(1)?
-        } else {
-            xt.softmax_dim(1)?
-        };
+        let sign = if neg { -1.0 } else { 1.0 };
         let want: Vec<f64> = class_last(&x, n, c, s)
             .chunks(c)
-            .flat_map(|r| softmax_ref::forward_row(r, log))
+            .flat_map(|r| {
+                let r: Vec<f64> = r.iter().map(|v| sign * v).collect();
+                softmax_ref::forward_row(&r, log)
+            })
             .collect();
         checker.add(
             name,
             &shape,
             &y.to_vec()?,
             &class_back(&want, n, c, s),
+            false,
+        );
+        // The backward from the saved output, as the reference forms it from its own output.
+        let dx = match (log, neg) {
+            (true, _) => y.log_softmax_dim_backward(1, &gt)?,
+            (_, true) => y.softmin_backward(1, &gt)?,
+            _ => y.softmax_dim_backward(1, &gt)?,
+        };
+        let want_dx: Vec<f64> = class_last(&y.to_vec()?, n, c, s)
+            .chunks(c)
+            .zip(g_rows.chunks(c))
+            .flat_map(|(y, g)| {
+                softmax_ref::backward_row(y, g, log)
+                    .into_iter()
+                    .map(move |d| sign * d)
+            })
+            .collect();
+        checker.add(
+            format!("{name} backward"),
+            &shape,
+            &dx.to_vec()?,
+            &class_back(&want_dx, n, c, s),
             false,
         );
     }
@@ -556,6 +585,117 @@ fn family(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), 
         &shape,
         &out.grad.to_vec()?,
         &grad,
+        false,
+    );
+    head_and_nll(ctx, checker, rng)
+}
+
+/// PReLU's gradients, dx and each slope's (a sum over the batch and the spatial dims, short
+/// enough here that its f32 rounding stays within the absolute tolerance).
+fn prelu_backward(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), BoxError> {
+    let (n, c, s) = (3, 5, 4);
+    let shape = [n, c, s];
+    let (xt, x) = checker.upload(ctx, &uniform(rng, n * c * s, -1.0, 1.0), &shape)?;
+    let (gt, g) = checker.upload(ctx, &uniform(rng, n * c * s, -1.0, 1.0), &shape)?;
+    let slopes: Vec<f32> = (0..c).map(|k| 0.1 * k as f32 - 0.2).collect();
+    let (wt, w) = checker.upload(ctx, &slopes, &[c])?;
+    let (dx, dw) = xt.prelu_backward(&wt, &gt)?;
+    let mut want_dw = vec![0.0; c];
+    let want_dx: Vec<f64> = x
+        .iter()
+        .zip(&g)
+        .enumerate()
+        .map(|(i, (&v, &g))| {
+            let (v, g, k) = (f64::from(v), f64::from(g), (i / s) % c);
+            if v > 0.0 {
+                g
+            } else {
+                want_dw[k] += g * v;
+                f64::from(w[k]) * g
+            }
+        })
+        .collect();
+    checker.add("prelu-backward dx", &shape, &dx.to_vec()?, &want_dx, false);
+    checker.add(
+        "prelu-backward dslope",
+        &[c],
+        &dw.to_vec()?,
+        &want_dw,
+        false,
+    );
+    Ok(())
+}
+
+/// The losses with the class last that came with the family: NLL of log-probabilities, and the
+/// head's z-loss and softcap with its per-row log-sum-exp.
+fn head_and_nll(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), BoxError> {
+    let (rows, classes) = (64, 300);
+    let shape = [rows, classes];
+    let (zt, z) = checker.upload(ctx, &uniform(rng, rows * classes, -20.0, 20.0), &shape)?;
+    let z64 = widen(&z);
+    let labels: Vec<i64> = (0..rows)
+        .map(|_| rng.random_range(0..classes as i64))
+        .collect();
+    let out = zt.nll_loss(Targets::Indices(&labels), &CrossEntropyOptions::default())?;
+    let want = loss_ref::nll_loss(&z64, classes, &labels, None, Reduction::Mean, -100);
+    checker.add(
+        "nll-loss loss",
+        &shape,
+        &out.loss.to_vec()?,
+        &want.loss,
+        true,
+    );
+    checker.add(
+        "nll-loss grad",
+        &shape,
+        &out.grad.to_vec()?,
+        &want.grad,
+        false,
+    );
+    let head = HeadOptions {
+        lse_square_scale: 1e-3,
+        softcap: Some(15.0),
+    };
+    let o = CrossEntropyOptions::default();
+    let out = zt.cross_entropy_head(Targets::Indices(&labels), &o, &head)?;
+    let want = loss_ref::cross_entropy_head(
+        &z64,
+        classes,
+        &labels,
+        None,
+        Reduction::Mean,
+        -100,
+        0.0,
+        1e-3,
+        Some(15.0),
+    );
+    let name = "cross-entropy softcap + z-loss";
+    checker.add(
+        format!("{name} loss"),
+        &shape,
+        &out.loss.to_vec()?,
+        &want.loss,
+        true,
+    );
+    checker.add(
+        format!("{name} z-loss"),
+        &shape,
+        &out.z_loss.to_vec()?,
+        &want.z_loss,
+        true,
+    );
+    checker.add(
+        format!("{name} lse"),
+        &shape,
+        &out.lse.to_vec()?,
+        &want.lse,
+        true,
+    );
+    checker.add(
+        format!("{name} grad"),
+        &shape,
+        &out.grad.to_vec()?,
+        &want.grad,
         false,
     );
     Ok(())

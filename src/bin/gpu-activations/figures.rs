@@ -161,6 +161,7 @@ impl Family {
             Some(
                 CliOp::CrossEntropy
                 | CliOp::BceWithLogits
+                | CliOp::NllLoss
                 | CliOp::CrossEntropyDim1
                 | CliOp::NllLossDim1,
             ) => Family::Losses,

@@ -33,6 +33,8 @@ pub enum CliOp {
     },
     /// Cross-entropy in PyTorch's layout (the class at dim 1).
     CrossEntropyDim1,
+    /// NLL loss of log-probabilities, the class along the last dim.
+    NllLoss,
     /// NLL loss of log-probabilities in PyTorch's layout (the class at dim 1).
     NllLossDim1,
 }
@@ -171,7 +173,7 @@ impl CliOp {
                 ops.push(CliOp::SoftmaxDim { family, backward });
             }
         }
-        ops.extend([CliOp::CrossEntropyDim1, CliOp::NllLossDim1]);
+        ops.extend([CliOp::NllLoss, CliOp::CrossEntropyDim1, CliOp::NllLossDim1]);
         ops
     }
 
@@ -200,7 +202,10 @@ impl CliOp {
     pub fn is_row_op(self) -> bool {
         matches!(
             self,
-            CliOp::Softmax { .. } | CliOp::SoftmaxBackward { .. } | CliOp::CrossEntropy
+            CliOp::Softmax { .. }
+                | CliOp::SoftmaxBackward { .. }
+                | CliOp::CrossEntropy
+                | CliOp::NllLoss
         )
     }
 
@@ -222,6 +227,7 @@ impl CliOp {
             self,
             CliOp::CrossEntropy
                 | CliOp::BceWithLogits
+                | CliOp::NllLoss
                 | CliOp::CrossEntropyDim1
                 | CliOp::NllLossDim1
         )
@@ -252,6 +258,7 @@ impl fmt::Display for CliOp {
                 write!(f, "{name}{}", suffix(*backward))
             }
             CliOp::CrossEntropyDim1 => f.write_str("cross-entropy-dim1"),
+            CliOp::NllLoss => f.write_str("nll-loss"),
             CliOp::NllLossDim1 => f.write_str("nll-loss-dim1"),
         }
     }

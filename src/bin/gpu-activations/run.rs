@@ -56,8 +56,8 @@ pub struct RunArgs {
     /// onnx-thresholded-relu onnx-swish), softmax, log-softmax, a gated activation (glu swiglu
     /// geglu geglu-tanh, of X split along its last dim, value first), prelu (with --weight),
     /// softmax-dim, log-softmax-dim or softmin (along --dim), any of those with -backward;
-    /// cross-entropy, bce-with-logits, cross-entropy-dim1 or nll-loss-dim1 (PyTorch's layout,
-    /// the class at dim 1).
+    /// cross-entropy, nll-loss, bce-with-logits, or cross-entropy-dim1 and nll-loss-dim1
+    /// (PyTorch's layout, the class at dim 1: targets of shape [N, d1, …, dk]).
     op: String,
     /// The input X (float16, float32 or float64, C order). For backward ops, the op's input.
     #[arg(long)]
@@ -110,7 +110,7 @@ pub struct RunArgs {
     /// Where cross-entropy writes the z-loss alone, reduced as the loss.
     #[arg(long)]
     z_loss_output: Option<PathBuf>,
-    /// Weights: per class (cross-entropy, nll-loss-dim1, length K) or per column (bce,
+    /// Weights: per class (cross-entropy, nll-loss, length K) or per column (bce,
     /// length = last dim); prelu's slope (one, or one per channel: dim 1 of X).
     #[arg(long)]
     weight: Option<PathBuf>,
@@ -208,7 +208,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
         CliOp::CrossEntropy => cross_entropy(args, &xt, &x.shape, false)?,
         CliOp::BceWithLogits => bce(args, &xt, &x.shape)?,
         CliOp::CrossEntropyDim1 => cross_entropy(args, &xt, &x.shape, true)?,
-        CliOp::NllLossDim1 => nll_loss(args, &xt, &x.shape)?,
+        CliOp::NllLoss => nll_loss(args, &xt, &x.shape, false)?,
+        CliOp::NllLossDim1 => nll_loss(args, &xt, &x.shape, true)?,
         CliOp::Gated {
             gate,
             backward: false,
@@ -337,25 +338,70 @@ fn gated_shape(input: &Path, shape: &[usize]) -> Result<Vec<usize>, BoxError> {
 
 /// `(positions, classes)` of a loss's input: rows of the last dim, or, in PyTorch's layout,
 /// the `[N, d1, …, dk]` positions and dim 1.
-fn loss_layout(xt: &Tensor, dim1: bool) -> Result<(usize, usize), BoxError> {
-    if !dim1 {
-        return Ok(xt.rows_cols("cross_entropy")?);
+/// How a loss's input lays out its rows: `rows` rows of `classes`, one class index per row in
+/// a targets array of shape `targets` (`[N, d1, …, dk]` with the class at dim 1; the input's
+/// shape without its last dim, or a flat `[rows]`, with the class last).
+struct LossLayout {
+    rows: usize,
+    classes: usize,
+    targets: Vec<usize>,
+    dim1: bool,
+}
+
+impl LossLayout {
+    fn of(xt: &Tensor, dim1: bool) -> Result<LossLayout, BoxError> {
+        let shape = xt.shape();
+        if !dim1 {
+            let (rows, classes) = xt.rows_cols("cross_entropy")?;
+            let targets = shape[..shape.len().saturating_sub(1)].to_vec();
+            return Ok(LossLayout {
+                rows,
+                classes,
+                targets,
+                dim1,
+            });
+        }
+        match shape {
+            [n, c, spatial @ ..] => Ok(LossLayout {
+                rows: xt.len() / (*c).max(1),
+                classes: *c,
+                targets: [&[*n][..], spatial].concat(),
+                dim1,
+            }),
+            _ => Err(format!(
+                "the class-at-dim-1 layout needs an input of rank at least 2, found shape {shape:?}"
+            )
+            .into()),
+        }
     }
-    match xt.shape() {
-        [_, c, ..] => Ok((xt.len() / (*c).max(1), *c)),
-        shape => Err(format!(
-            "the class-at-dim-1 layout needs an input of rank at least 2, found shape {shape:?}"
-        )
-        .into()),
+
+    /// Whether a targets array of `shape` holds one class index per row.
+    fn one_per_row(&self, shape: &[usize]) -> bool {
+        shape == self.targets || (!self.dim1 && shape == [self.rows])
+    }
+
+    /// What the targets must be, for messages.
+    fn expected(&self) -> String {
+        if self.dim1 {
+            format!("shape {:?}", self.targets)
+        } else {
+            format!("shape {:?} or [{}]", self.targets, self.rows)
+        }
     }
 }
 
-fn nll_loss(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, BoxError> {
+fn nll_loss(
+    args: &RunArgs,
+    xt: &Tensor,
+    shape: &[usize],
+    dim1: bool,
+) -> Result<Produced, BoxError> {
     let targets_path = args
         .targets
         .as_ref()
-        .ok_or("nll-loss-dim1 needs --targets T.npy")?;
-    let (positions, classes) = loss_layout(xt, true)?;
+        .ok_or("nll-loss needs --targets T.npy")?;
+    let layout = LossLayout::of(xt, dim1)?;
+    let classes = layout.classes;
     let options = CrossEntropyOptions {
         reduction: args.reduction.into(),
         ignore_index: args.ignore_index,
@@ -363,27 +409,32 @@ fn nll_loss(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, Bo
         weight: read_table(&args.weight, classes, "--weight (one per class)")?,
     };
     let indices = match npy::read(targets_path)? {
-        Values::Int(t) if t.values.len() == positions => t.values,
+        Values::Int(t) if layout.one_per_row(&t.shape) => t.values,
         other => {
             return Err(file_error(
                 targets_path,
                 format!(
-                    "shape {:?} is not one integer class index per position ({positions} of \
-                     the input's {shape:?} without dim 1)",
-                    other.shape()
+                    "shape {:?} is not one integer class index per row of the input {shape:?} \
+                     ({})",
+                    other.shape(),
+                    layout.expected()
                 ),
             )
             .into());
         }
     };
-    let out = xt
-        .nll_loss_dim1(Targets::Indices(&indices), &options)
-        .map_err(|e| -> BoxError {
-            match e {
-                Error::TargetOutOfRange { .. } => file_error(targets_path, e.to_string()).into(),
-                other => other.into(),
-            }
-        })?;
+    let targets = Targets::Indices(&indices);
+    let out = if dim1 {
+        xt.nll_loss_dim1(targets, &options)
+    } else {
+        xt.nll_loss(targets, &options)
+    };
+    let out = out.map_err(|e| -> BoxError {
+        match e {
+            Error::TargetOutOfRange { .. } => file_error(targets_path, e.to_string()).into(),
+            other => other.into(),
+        }
+    })?;
     Ok(Produced {
         output: (out.grad.to_vec()?, shape.to_vec()),
         loss: Some((out.loss.to_vec()?, out.loss.shape().to_vec())),
@@ -437,7 +488,8 @@ fn cross_entropy(
         .targets
         .as_ref()
         .ok_or("cross-entropy needs --targets T.npy")?;
-    let (rows, classes) = loss_layout(xt, dim1)?;
+    let layout = LossLayout::of(xt, dim1)?;
+    let (rows, classes) = (layout.rows, layout.classes);
     let options = CrossEntropyOptions {
         reduction: args.reduction.into(),
         ignore_index: args.ignore_index,
@@ -457,8 +509,7 @@ fn cross_entropy(
         }
     };
     let targets = npy::read(targets_path)?;
-    let one_per_row =
-        targets.shape().iter().product::<usize>() == rows && (dim1 || targets.shape().len() <= 1);
+    let one_per_row = layout.one_per_row(targets.shape());
     if args.head_wanted() {
         let indices = match targets {
             Values::Int(t) if one_per_row => t.values,
@@ -500,7 +551,7 @@ fn cross_entropy(
     let out = match targets {
         Values::Int(t) if one_per_row => loss(Targets::Indices(&t.values)),
         Values::Int(t) => {
-            return Err(file_error(targets_path, format!("shape {:?} does not give one class index per row ({rows} rows)", t.shape)).into());
+            return Err(file_error(targets_path, format!("shape {:?} does not give one class index per row ({})", t.shape, layout.expected())).into());
         }
         floats if floats.shape() == shape => {
             let probs = floats.into_f32(targets_path)?;
@@ -516,7 +567,7 @@ fn cross_entropy(
             loss(Targets::Indices(&idx))
         }
         floats => {
-            return Err(file_error(targets_path, format!("shape {:?} is neither {rows} class indices nor probabilities of the input's shape {shape:?}", floats.shape())).into());
+            return Err(file_error(targets_path, format!("shape {:?} is neither one class index per row ({}) nor probabilities of the input's shape {shape:?}", floats.shape(), layout.expected())).into());
         }
     }
     .map_err(on_targets)?;
