@@ -44,6 +44,14 @@ fn every_variant() -> Vec<Activation> {
         },
         Activation::OnnxThresholdedRelu { alpha: 0.25 },
         Activation::OnnxSwish { alpha: 1.5 },
+        Activation::RreluEval {
+            lower: 0.05,
+            upper: 0.45,
+        },
+        Activation::OnnxHardSigmoid {
+            alpha: 0.3,
+            beta: 0.6,
+        },
     ]);
     all
 }
@@ -382,6 +390,105 @@ fn bad_input_gives_typed_errors() {
             x.softplus(0.0, 20.0),
             Err(Error::InvalidParameter { name: "beta", .. })
         ));
+        // Every parameter the family takes, NaN or out of its range: a typed error naming it,
+        // forward and backward alike, before anything runs.
+        let nan = f32::NAN;
+        for (act, name) in [
+            (Activation::Celu { alpha: nan }, "alpha"),
+            (Activation::Celu { alpha: 0.0 }, "alpha"),
+            (
+                Activation::Hardtanh {
+                    min_val: nan,
+                    max_val: 1.0,
+                },
+                "min_val",
+            ),
+            (
+                Activation::Hardtanh {
+                    min_val: -1.0,
+                    max_val: nan,
+                },
+                "max_val",
+            ),
+            (
+                Activation::Hardtanh {
+                    min_val: 1.0,
+                    max_val: -1.0,
+                },
+                "max_val",
+            ),
+            (
+                Activation::Threshold {
+                    threshold: nan,
+                    value: 0.0,
+                },
+                "threshold",
+            ),
+            (
+                Activation::Threshold {
+                    threshold: 0.0,
+                    value: nan,
+                },
+                "value",
+            ),
+            (Activation::Hardshrink { lambd: nan }, "lambd"),
+            (Activation::Softshrink { lambd: nan }, "lambd"),
+            (Activation::Softshrink { lambd: -0.5 }, "lambd"),
+            (
+                Activation::RreluEval {
+                    lower: nan,
+                    upper: 0.3,
+                },
+                "lower",
+            ),
+            (
+                Activation::RreluEval {
+                    lower: 0.3,
+                    upper: 0.1,
+                },
+                "upper",
+            ),
+            (
+                Activation::OnnxHardSigmoid {
+                    alpha: nan,
+                    beta: 0.5,
+                },
+                "alpha",
+            ),
+            (
+                Activation::OnnxHardSigmoid {
+                    alpha: 0.2,
+                    beta: nan,
+                },
+                "beta",
+            ),
+            (
+                Activation::OnnxSelu {
+                    alpha: 1.0,
+                    gamma: nan,
+                },
+                "gamma",
+            ),
+            (Activation::OnnxThresholdedRelu { alpha: nan }, "alpha"),
+            (Activation::OnnxSwish { alpha: nan }, "alpha"),
+            (
+                Activation::Softplus {
+                    beta: 1.0,
+                    threshold: nan,
+                },
+                "threshold",
+            ),
+        ] {
+            let g = Tensor::from_slice(&ctx, &[1.0; 6], &[2, 3]).unwrap();
+            for result in [x.activation(act), x.activation_backward(act, &g)] {
+                match result {
+                    Err(Error::InvalidParameter { name: got, .. }) => {
+                        assert_eq!(got, name, "{act:?}")
+                    }
+                    other => panic!("{act:?}: expected InvalidParameter {name}, got {other:?}"),
+                }
+            }
+        }
         let other = Tensor::from_slice(&Context::cpu(), &[1.0; 6], &[2, 3]).unwrap();
         assert!(matches!(
             x.activation_backward(Activation::Relu, &other),

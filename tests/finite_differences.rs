@@ -169,11 +169,13 @@ fn softmax_dim_and_dim1_losses_match_finite_differences() {
     let (n, c, s) = (2, 5, 6);
     let x = uniform(53, n * c * s, -3.0, 3.0);
     let g = uniform(54, n * c * s, -1.0, 1.0);
-    let contracted = |xs: &[f64], log: bool| -> f64 {
+    // softmin is the softmax of −x (`neg`).
+    let contracted = |xs: &[f64], log: bool, neg: bool| -> f64 {
+        let sign = if neg { -1.0 } else { 1.0 };
         let mut total = 0.0;
         for b in 0..n {
             for p in 0..s {
-                let line: Vec<f64> = (0..c).map(|k| xs[(b * c + k) * s + p]).collect();
+                let line: Vec<f64> = (0..c).map(|k| sign * xs[(b * c + k) * s + p]).collect();
                 for (k, y) in softmax_ref::forward_row(&line, log).into_iter().enumerate() {
                     total += f64::from(g[(b * c + k) * s + p]) * y;
                 }
@@ -189,23 +191,21 @@ fn softmax_dim_and_dim1_losses_match_finite_differences() {
     for ctx in all_backends() {
         let xt = Tensor::from_slice(&ctx, &x, &[n, c, s]).unwrap();
         let gt = Tensor::from_slice(&ctx, &g, &[n, c, s]).unwrap();
-        for log in [false, true] {
-            let y = if log {
-                xt.log_softmax_dim(1)
-            } else {
-                xt.softmax_dim(1)
-            }
-            .unwrap();
-            let dx = if log {
-                y.log_softmax_dim_backward(1, &gt)
-            } else {
-                y.softmax_dim_backward(1, &gt)
+        for (log, neg) in [(false, false), (true, false), (false, true)] {
+            // Each backward from its own saved output.
+            let dx = match (log, neg) {
+                (true, _) => xt
+                    .log_softmax_dim(1)
+                    .unwrap()
+                    .log_softmax_dim_backward(1, &gt),
+                (_, true) => xt.softmin(1).unwrap().softmin_backward(1, &gt),
+                _ => xt.softmax_dim(1).unwrap().softmax_dim_backward(1, &gt),
             }
             .unwrap();
             let want: Vec<Option<f64>> = (0..x.len())
-                .map(|i| slope(|t| contracted(&nudged(i, t), log), x[i].into()))
+                .map(|i| slope(|t| contracted(&nudged(i, t), log, neg), x[i].into()))
                 .collect();
-            let case = format!("{} softmax_dim(1) log={log}", label(&ctx));
+            let case = format!("{} softmax_dim(1) log={log} softmin={neg}", label(&ctx));
             assert_slopes(&case, &dx.to_vec().unwrap(), &want);
         }
         // The dim-1 cross-entropy's gradient is the slope of its (mean) loss.
