@@ -10,6 +10,8 @@
 
 use std::path::Path;
 
+use indicatif::{ProgressBar, ProgressStyle};
+
 use gpu_activations::{Adam, AdamState, Context, CrossEntropyOptions, Targets, Tensor};
 
 const EPOCHS: usize = 300;
@@ -77,16 +79,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut state_w, mut state_b) = (AdamState::new(&w)?, AdamState::new(&b)?);
     let labels = Targets::Indices(&data.train.1);
     let options = CrossEntropyOptions::default();
+    let progress = ProgressBar::new(EPOCHS as u64).with_style(ProgressStyle::with_template(
+        "{bar:40} epoch {pos}/{len} {msg}",
+    )?);
     for epoch in 1..=EPOCHS {
         let logits = x.linear(&w, Some(&b))?;
         let out = logits.cross_entropy(labels, &options)?;
         let (dw, db) = x.linear_param_backward(&w, &out.grad)?;
         adam_w.step(&w, &dw, &mut state_w)?;
         adam_b.step(&b, &db, &mut state_b)?;
-        if epoch == 1 || epoch % 50 == 0 {
-            println!("epoch {epoch:>4}: loss {:.5}", out.loss.to_vec()?[0]);
+        // Reading the loss back waits for the epoch's work; the bar shows it on a terminal.
+        let loss = out.loss.to_vec()?[0];
+        let line = format!("epoch {epoch:>4}: loss {loss:.5}");
+        if progress.is_hidden() {
+            println!("{line}");
+        } else {
+            progress.println(line);
         }
+        progress.set_message(format!("loss {loss:.5}"));
+        progress.inc(1);
     }
+    progress.finish();
 
     let x_test = Tensor::from_slice(&ctx, &data.test.0, &[m_test, FEATURES])?;
     let scores = x_test.linear(&w, Some(&b))?.to_vec()?;

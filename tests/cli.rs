@@ -1255,22 +1255,35 @@ fn train_learns_the_digits_and_names_a_bad_data_file() {
             accuracy > 93.0,
             "{b}: softmax regression after 60 epochs: {accuracy} %"
         );
+        // Every epoch's loss is printed (one line each when the output is not a terminal).
+        for epoch in [1, 30, 60] {
+            assert!(
+                text.contains(&format!("epoch {epoch:>5}: loss ")),
+                "{b}: no loss for epoch {epoch} in {text}"
+            );
+        }
     }
+    // Bad input fails naming the problem and writes no picture.
     let f = Files::new();
     std::fs::write(f.path("bad.csv"), "header\n1,2,3\n").unwrap();
-    let o = run(&["train", "--data", &f.s("bad.csv"), "--backend", "cpu"]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("bad.csv") && stderr(&o).contains("line 2"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run(&["train", "--lr", "NaN", "--backend", "cpu"]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("--lr"),
-        "{}",
-        stderr(&o)
-    );
+    let plot = f.path("loss.svg");
+    let plot_arg = plot.to_string_lossy().into_owned();
+    for (args, named) in [
+        (vec!["--data", &f.s("bad.csv")], vec!["bad.csv", "line 2"]),
+        (vec!["--data", &f.s("missing.csv")], vec!["missing.csv"]),
+        (vec!["--lr", "NaN"], vec!["--lr"]),
+        (vec!["--epochs", "0"], vec!["--epochs"]),
+    ] {
+        let mut all = vec!["train"];
+        all.extend(&args);
+        all.extend(["--plot", &plot_arg, "--backend", "cpu"]);
+        let o = run(&all);
+        assert!(!o.status.success(), "{all:?} should fail");
+        for word in named {
+            assert!(stderr(&o).contains(word), "{all:?}: {}", stderr(&o));
+        }
+        assert!(!plot.exists(), "{all:?} wrote {}", plot.display());
+    }
 }
 
 #[test]

@@ -104,6 +104,9 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
     if !args.lr.is_finite() || args.lr <= 0.0 {
         return Err(format!("--lr {} must be a positive number", args.lr).into());
     }
+    if args.epochs == Some(0) {
+        return Err("--epochs 0: train at least one epoch".into());
+    }
     let target = args.plot.as_deref().map(Target::new).transpose()?;
     let data = load(&args.data)?;
     let ctx = args.backend.context()?;
@@ -170,16 +173,17 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
             losses.push(last);
             correct_by_epoch.push(correct(&x_test, &w, &b, &data.test.1)?);
         }
+        // Every epoch's loss: above the bar on a terminal, one line each otherwise.
+        let line = format!("epoch {epoch:>5}: loss {last:.5}");
+        if progress.is_hidden() {
+            println!("{line}");
+        } else {
+            progress.println(line);
+        }
         progress.set_message(format!("loss {last:.5}"));
         progress.inc(1);
-        if !progress.is_hidden() {
-            continue;
-        }
-        if epoch == 1 || epoch % 50 == 0 || epoch == epochs {
-            println!("epoch {epoch:>5}: loss {last:.5}");
-        }
     }
-    progress.finish_and_clear();
+    progress.finish();
     let correct = correct(&x_test, &w, &b, &data.test.1)?;
     println!("final loss {last:.5}");
     println!(
