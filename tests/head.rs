@@ -243,3 +243,60 @@ fn bad_head_options_are_typed_errors() {
         assert!(matches!(e, Error::TargetOutOfRange { row: 1, .. }), "{e}");
     }
 }
+
+#[test]
+fn head_rows_with_infinities_and_nan_match_the_reference() {
+    // Rows holding +∞, −∞ (at the target and elsewhere), all −∞, NaN, ±3e38, and a plain row;
+    // rows of 7 classes (held in registers) and of 40 (read twice); with and without a softcap
+    // (which maps ±∞ to ±c).
+    for classes in [7, 40] {
+        let mut z = uniform(72, 7 * classes, -3.0, 3.0);
+        let row = |r: usize| r * classes;
+        z[row(0) + 2] = f32::INFINITY;
+        z[row(1) + 4] = f32::NEG_INFINITY;
+        z[row(2) + 1] = f32::NEG_INFINITY;
+        z[row(3)..row(4)].fill(f32::NEG_INFINITY);
+        z[row(4) + 5] = f32::NAN;
+        z[row(5)] = 3e38;
+        z[row(5) + 1] = -3e38;
+        let labels: Vec<i64> = vec![0, 3, 1, 2, 0, 1, 6];
+        let z64: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
+        for ctx in all_backends() {
+            let zt = Tensor::from_slice(&ctx, &z, &[7, classes]).unwrap();
+            for softcap in [None, Some(20.0)] {
+                let head = HeadOptions {
+                    lse_square_scale: 1e-3,
+                    softcap,
+                };
+                let o = CrossEntropyOptions {
+                    reduction: Reduction::None,
+                    ..Default::default()
+                };
+                let out = zt
+                    .cross_entropy_head(Targets::Indices(&labels), &o, &head)
+                    .unwrap();
+                let want = reference::cross_entropy_head(
+                    &z64,
+                    classes,
+                    &labels,
+                    None,
+                    Reduction::None,
+                    -100,
+                    0.0,
+                    1e-3,
+                    softcap.map(f64::from),
+                );
+                let case = format!("{} K={classes} softcap {softcap:?}", label(&ctx));
+                for (what, got, want) in [
+                    ("loss", &out.loss, &want.loss),
+                    ("z-loss", &out.z_loss, &want.z_loss),
+                    ("lse", &out.lse, &want.lse),
+                    ("grad", &out.grad, &want.grad),
+                ] {
+                    let got = got.to_vec().unwrap();
+                    assert_all_close(&format!("{case} {what}"), &got, want, &[], ATOL, RTOL);
+                }
+            }
+        }
+    }
+}
