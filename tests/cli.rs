@@ -570,6 +570,84 @@ fn the_families_ops_run_bit_for_bit_with_the_library() {
             assert!(o.status.success(), "{b} {args:?}: {}", stderr(&o));
             assert_bits(&format!("{b} {}", extra[0]), &read_f32(&out).0, &want);
         }
+        // The gated ops with the gates as a tensor of their own (`--gate`, X's shape).
+        let o = run(&[
+            "run",
+            "swiglu",
+            "--input",
+            &f.s("x.npy"),
+            "--gate",
+            &f.s("g.npy"),
+            "--output",
+            &f.s("y_pair.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let want = Tensor::gated_pair(Gate::Swiglu, &xt, &gt).unwrap();
+        assert_bits(
+            &format!("{b} swiglu --gate"),
+            &read_f32(&f.path("y_pair.npy")).0,
+            &want.to_vec().unwrap(),
+        );
+        let o = run(&[
+            "run",
+            "geglu-backward",
+            "--input",
+            &f.s("x.npy"),
+            "--gate",
+            &f.s("g.npy"),
+            "--grad-output",
+            &f.s("x.npy"),
+            "--output",
+            &f.s("da.npy"),
+            "--gate-grad-output",
+            &f.s("db.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let (da, db) = Tensor::gated_pair_backward(Gate::Geglu, &xt, &gt, &xt).unwrap();
+        for (file, want) in [("da.npy", da), ("db.npy", db)] {
+            let got = read_f32(&f.path(file));
+            assert_eq!(got.1, shape, "{b} geglu-backward --gate {file}");
+            assert_bits(
+                &format!("{b} geglu-backward --gate {file}"),
+                &got.0,
+                &want.to_vec().unwrap(),
+            );
+        }
+        // --gate must have X's shape, and belongs to the gated ops.
+        let never = f.path("never.npy");
+        let args = [
+            "run",
+            "glu",
+            "--input",
+            &f.s("x.npy"),
+            "--gate",
+            &f.s("g_half.npy"),
+            "--output",
+            &never.to_string_lossy(),
+            "--backend",
+            &b,
+        ];
+        assert_fails(&args, "g_half.npy", &never);
+        let o = run(&[
+            "run",
+            "relu",
+            "--input",
+            &f.s("x.npy"),
+            "--gate",
+            &f.s("g.npy"),
+            "--output",
+            &never.to_string_lossy(),
+        ]);
+        assert!(
+            !o.status.success() && stderr(&o).contains("--gate"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!never.exists());
         // prelu-backward writes the slopes' gradient beside dX; the losses write their loss.
         let o = run(&[
             "run",

@@ -54,7 +54,8 @@ pub struct RunArgs {
     /// softplus hardsigmoid hardswish relu6 logsigmoid celu hardtanh softsign tanhshrink
     /// threshold hardshrink softshrink rrelu-eval onnx-hardsigmoid onnx-selu
     /// onnx-thresholded-relu onnx-swish), softmax, log-softmax, a gated activation (glu swiglu
-    /// geglu geglu-tanh, of X split along its last dim, value first), prelu (with --weight),
+    /// geglu geglu-tanh, of X split along its last dim, value first, or of X and --gate),
+    /// prelu (with --weight),
     /// softmax-dim, log-softmax-dim or softmin (along --dim), any of those with -backward;
     /// cross-entropy, nll-loss, bce-with-logits, or cross-entropy-dim1 and nll-loss-dim1
     /// (PyTorch's layout, the class at dim 1: targets of shape [N, d1, …, dk]).
@@ -81,6 +82,14 @@ pub struct RunArgs {
     /// Where prelu-backward writes the slope's gradient (the weight's shape).
     #[arg(long)]
     weight_grad_output: Option<PathBuf>,
+    /// A gated op's gates as a tensor of their own (X's shape; X then holds the values alone
+    /// instead of both halves).
+    #[arg(long)]
+    gate: Option<PathBuf>,
+    /// Where a gated backward with --gate writes the gates' gradient (--output gets the
+    /// values').
+    #[arg(long)]
+    gate_grad_output: Option<PathBuf>,
     #[command(flatten)]
     params: ActivationParams,
     /// Loss targets: for cross-entropy one integer class index per row, or probabilities of
@@ -138,7 +147,8 @@ impl RunArgs {
 type BoxError = Box<dyn std::error::Error>;
 
 /// What a run produces: the main output and, for losses, the loss (for prelu-backward, the
-/// slope's gradient), and for the head's cross-entropy the lse and the z-loss.
+/// slope's gradient; for a gated backward with --gate, the gates'), and for the head's
+/// cross-entropy the lse and the z-loss.
 struct Produced {
     output: (Vec<f32>, Vec<usize>),
     loss: Option<(Vec<f32>, Vec<usize>)>,
@@ -160,6 +170,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     if args.weight_grad_output.is_some() && op != (CliOp::Prelu { backward: true }) {
         return Err(format!("--weight-grad-output applies to prelu-backward, not {op}").into());
     }
+    let gated = matches!(op, CliOp::Gated { .. });
+    if args.gate.is_some() && !gated {
+        return Err(format!("--gate applies to the gated ops, not {op}").into());
+    }
+    if args.gate_grad_output.is_some()
+        && !(args.gate.is_some() && matches!(op, CliOp::Gated { backward: true, .. }))
+    {
+        return Err(format!(
+            "--gate-grad-output applies to a gated backward with --gate, not {op}"
+        )
+        .into());
+    }
     let x = npy::read(&args.input)?;
     let dtype = match (args.dtype, x.is_f16()) {
         (Some(d), _) => d.into(),
@@ -175,9 +197,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
         .into());
     }
     let grad_shape = match op {
-        CliOp::Gated { .. } => gated_shape(&args.input, &x.shape)?,
+        CliOp::Gated { .. } if args.gate.is_none() => gated_shape(&args.input, &x.shape)?,
         _ => x.shape.clone(),
     };
+    let gates = args
+        .gate
+        .as_deref()
+        .map(|path| read_like(path, &x.shape))
+        .transpose()?;
     let grad = match (op.needs_grad(), &args.grad_output) {
         (true, Some(path)) => Some(read_like(path, &grad_shape)?),
         (true, None) => return Err(format!("{op} needs --grad-output G.npy").into()),
@@ -210,16 +237,24 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
         CliOp::CrossEntropyDim1 => cross_entropy(args, &xt, &x.shape, true)?,
         CliOp::NllLoss => nll_loss(args, &xt, &x.shape, false)?,
         CliOp::NllLossDim1 => nll_loss(args, &xt, &x.shape, true)?,
-        CliOp::Gated {
-            gate,
-            backward: false,
-        } => single(xt.gated(gate)?)?,
-        CliOp::Gated {
-            gate,
-            backward: true,
-        } => {
-            let g = device(&ctx, grad, dtype)?;
-            single(xt.gated_backward(gate, &g)?)?
+        CliOp::Gated { gate, backward } => {
+            let g = backward.then(|| device(&ctx, grad, dtype)).transpose()?;
+            match (gates, g) {
+                (None, None) => single(xt.gated(gate)?)?,
+                (None, Some(g)) => single(xt.gated_backward(gate, &g)?)?,
+                (Some(b), g) => {
+                    let bt = Tensor::from_slice_as(&ctx, &b.values, &b.shape, dtype)?;
+                    match g {
+                        None => single(Tensor::gated_pair(gate, &xt, &bt)?)?,
+                        Some(g) => {
+                            let (da, db) = Tensor::gated_pair_backward(gate, &xt, &bt, &g)?;
+                            let mut out = single(da)?;
+                            out.loss = Some((db.to_vec()?, db.shape().to_vec()));
+                            out
+                        }
+                    }
+                }
+            }
         }
         CliOp::Prelu { backward } => prelu(args, &xt, grad, backward)?,
         CliOp::SoftmaxDim { family, backward } => {
@@ -251,7 +286,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     let second = args
         .loss_output
         .as_ref()
-        .or(args.weight_grad_output.as_ref());
+        .or(args.weight_grad_output.as_ref())
+        .or(args.gate_grad_output.as_ref());
     if let (Some(path), Some((values, shape))) = (second, &produced.loss) {
         staged.push(npy::stage_as(path, values, shape, file_type)?);
     }
@@ -336,8 +372,6 @@ fn gated_shape(input: &Path, shape: &[usize]) -> Result<Vec<usize>, BoxError> {
     }
 }
 
-/// `(positions, classes)` of a loss's input: rows of the last dim, or, in PyTorch's layout,
-/// the `[N, d1, …, dk]` positions and dim 1.
 /// How a loss's input lays out its rows: `rows` rows of `classes`, one class index per row in
 /// a targets array of shape `targets` (`[N, d1, …, dk]` with the class at dim 1; the input's
 /// shape without its last dim, or a flat `[rows]`, with the class last).
