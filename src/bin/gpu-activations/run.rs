@@ -55,8 +55,8 @@ pub struct RunArgs {
     /// threshold hardshrink softshrink rrelu-eval onnx-hardsigmoid onnx-selu
     /// onnx-thresholded-relu onnx-swish), softmax, log-softmax, a gated activation (glu swiglu
     /// geglu geglu-tanh, of X split along its last dim, value first, or of X and --gate),
-    /// prelu (with --weight),
-    /// softmax-dim, log-softmax-dim or softmin (along --dim), any of those with -backward;
+    /// prelu (with --weight), softmax-dim, log-softmax-dim or softmin (along --dim), any of
+    /// those with -backward;
     /// cross-entropy, nll-loss, bce-with-logits, or cross-entropy-dim1 and nll-loss-dim1
     /// (PyTorch's layout, the class at dim 1: targets of shape [N, d1, …, dk]).
     op: String,
