@@ -6,15 +6,18 @@
 // Two kernels: `matmul` (tiled, below) and `matmul_patches` (registers only, further down).
 // In `matmul` a workgroup of 16 × 16 invocations computes a 64 × 64 block of C, each invocation a 4 × 4
 // patch held in registers; the K dim is walked in tiles of 16, each staged in workgroup memory
-// (64 × 16 of A', 16 × 64 of B'). Elements past the matrices' edges load as 0, and only those
-// inside are written, so any shape works (ragged edges, a dim of 1).
+// (64 × 16 of A', 16 × 64 of B'), every invocation loading one vec4 of each tile along the dim
+// its operand is contiguous in (VEC_A, VEC_B) or four elements. Elements past the matrices'
+// edges load as 0, and only those inside are written, so any shape works (ragged edges, a dim
+// of 1).
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
-// Whether matmul_patches reads A', B' as vec4s, and whether its neighbouring invocations take
-// neighbouring patches down M rather than across N (see there).
+// Whether A', B' are read as vec4s along the dim each is stored contiguous in (the host sets
+// them when that dim is a multiple of 4), and whether matmul_patches' neighbouring
+// invocations take neighbouring patches down M rather than across N (see there).
 override VEC_A: bool = false;
 override VEC_B: bool = false;
 override LANES_ALONG_M: bool = false;
@@ -34,8 +37,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+// A and B as vec4s (a tensor's storage holds whole vec4s); single elements are taken out of
+// them (a_at4, b_at4).
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
@@ -51,18 +56,88 @@ fn b_index(kk: u32, j: u32) -> u32 {
     return select(kk * p.n + j, j * p.k + kk, TRANS_B);
 }
 
-fn a_at(i: u32, kk: u32) -> f32 {
-    if i >= p.m || kk >= p.k {
-        return 0.0;
+
+// Invocation t's share of the A' tile (rows row0.., K from k0): elements t·4 … t·4 + 3 of the
+// tile, in the order its operand is stored, so that they are one vec4 with VEC_A.
+fn stage_tile_a(t: u32, row0: u32, k0: u32) {
+    let e = t * 4u;
+    if TRANS_A {
+        // A stored K × M: four neighbouring rows i at one kk.
+        let kk = e / BM;
+        let i = e % BM;
+        let inside = row0 + i < p.m && k0 + kk < p.k;
+        let v = load4_a(inside, a_index(row0 + i, k0 + kk), row0 + i, k0 + kk, true);
+        for (var q = 0u; q < 4u; q++) {
+            tile_a[(i + q) * BK + kk] = v[q];
+        }
+    } else {
+        // A stored M × K: four neighbouring kk in row i.
+        let i = e / BK;
+        let kk = e % BK;
+        let inside = row0 + i < p.m && k0 + kk < p.k;
+        let v = load4_a(inside, a_index(row0 + i, k0 + kk), row0 + i, k0 + kk, false);
+        for (var q = 0u; q < 4u; q++) {
+            tile_a[i * BK + kk + q] = v[q];
+        }
     }
-    return a[a_index(i, kk)];
 }
 
-fn b_at(kk: u32, j: u32) -> f32 {
-    if kk >= p.k || j >= p.n {
-        return 0.0;
+// The same for the B' tile (K from k0, columns col0..).
+fn stage_tile_b(t: u32, col0: u32, k0: u32) {
+    let e = t * 4u;
+    if TRANS_B {
+        // B stored N × K: four neighbouring kk in column j.
+        let j = e / BK;
+        let kk = e % BK;
+        let inside = k0 + kk < p.k && col0 + j < p.n;
+        let v = load4_b(inside, b_index(k0 + kk, col0 + j), k0 + kk, col0 + j, false);
+        for (var q = 0u; q < 4u; q++) {
+            tile_b[(kk + q) * BN + j] = v[q];
+        }
+    } else {
+        // B stored K × N: four neighbouring columns j at one kk.
+        let kk = e / BN;
+        let j = e % BN;
+        let inside = k0 + kk < p.k && col0 + j < p.n;
+        let v = load4_b(inside, b_index(k0 + kk, col0 + j), k0 + kk, col0 + j, true);
+        for (var q = 0u; q < 4u; q++) {
+            tile_b[kk * BN + j + q] = v[q];
+        }
     }
-    return b[b_index(kk, j)];
+}
+
+// Four elements of A' from stored index `at` on (row i, K index kk): a whole vec4 with VEC_A
+// (the first element inside means all four are, that dim being a multiple of 4), else element
+// by element, stepping i when `along_i` (A stored transposed), else kk.
+fn load4_a(inside: bool, at: u32, i: u32, kk: u32, along_i: bool) -> vec4<f32> {
+    if VEC_A {
+        return select(vec4(0.0), a4[at / 4u], inside);
+    }
+    var v = vec4(0.0);
+    for (var q = 0u; q < 4u; q++) {
+        if along_i {
+            v[q] = a_at4(i + q, kk);
+        } else {
+            v[q] = a_at4(i, kk + q);
+        }
+    }
+    return v;
+}
+
+// The same for B' (K index kk, column j), stepping j when `along_j` (B stored K × N).
+fn load4_b(inside: bool, at: u32, kk: u32, j: u32, along_j: bool) -> vec4<f32> {
+    if VEC_B {
+        return select(vec4(0.0), b4[at / 4u], inside);
+    }
+    var v = vec4(0.0);
+    for (var q = 0u; q < 4u; q++) {
+        if along_j {
+            v[q] = b_at4(kk, j + q);
+        } else {
+            v[q] = b_at4(kk + q, j);
+        }
+    }
+    return v;
 }
 
 @compute @workgroup_size(16, 16)
@@ -78,11 +153,8 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let t = lid.y * 16u + lid.x;
     var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        for (var q = 0u; q < 4u; q++) {
-            let e = t + q * THREADS;
-            tile_a[e] = a_at(row0 + e / BK, k0 + e % BK);
-            tile_b[e] = b_at(k0 + e / BN, col0 + e % BN);
-        }
+        stage_tile_a(t, row0, k0);
+        stage_tile_b(t, col0, k0);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             let o = kk * BN + lid.x * 4u;
@@ -117,10 +189,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // Neighbouring invocations take neighbouring patches across N (each streams its own rows of
 // a B stored N × K, all read the same rows of A'), or down M with LANES_ALONG_M (each streams
 // its own rows of an A stored M × K): the host picks the operand stored along K to stream.
-@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
-
-// a_at and b_at through the vec4 bindings.
+// A'[i, kk] and B'[kk, j], 0 past the edges.
 fn a_at4(i: u32, kk: u32) -> f32 {
     if i >= p.m || kk >= p.k {
         return 0.0;

@@ -394,8 +394,8 @@ pub(crate) fn matmul(ctx: &crate::Context, product: Product<'_>) -> Result<()> {
         ("TRANS_B", flag(trans_b)),
         ("HAS_BIAS", flag(bias.is_some())),
         ("ACCUMULATE", flag(accumulate)),
-        ("VEC_A", flag(registers && vec_a)),
-        ("VEC_B", flag(registers && vec_b)),
+        ("VEC_A", flag(vec_a)),
+        ("VEC_B", flag(vec_b)),
         ("LANES_ALONG_M", flag(!trans_b)),
     ];
     // Without a bias, B is bound in its place (never read).
