@@ -22,6 +22,14 @@ override STRIDED: bool = false;
 // count becomes a constant, so they unroll and index the cache with constants.
 override LEN: u32 = 0u;
 const CACHE: u32 = 8u;
+// With WIDE each pass steps 16 logits per loop iteration, four steps written out, instead of
+// 4: llvmpipe ends an invocation after 65,535 loop iterations in all, which this puts beyond
+// rows of 500,000 logits (the host sets it only for rows that need it there).
+override WIDE: bool = false;
+
+fn step() -> u32 {
+    return select(4u, 16u, WIDE);
+}
 
 const IGNORED: u32 = 0xffffffffu;
 
@@ -113,6 +121,78 @@ fn weight_of(y: u32) -> f32 {
     return weight[y];
 }
 
+// A row's facts the second pass needs.
+struct Row {
+    // Where its first logit lies, and its class (IGNORED for an ignored row).
+    b: u32,
+    y: u32,
+    // Its max, 1/Σ e^{z' − M}, and lse from the first pass (for the z-loss's gradient).
+    m: f32,
+    inv_s: f32,
+    lse_first: f32,
+    w_y: f32,
+}
+
+// The second pass's sums: Σ e^{z' − M} without the maxima, how many maxima, z'_y − M, and
+// Σ_c w_c·(z'_c − M) for the smoothing.
+struct Sums {
+    rest: f32,
+    maxima: f32,
+    hit: f32,
+    weighted: f32,
+}
+
+// The first pass over logits j … j+3: pushed into the online state, and kept in `cache` when
+// the row is held in registers.
+fn first_step(st: Online, b: u32, j: u32, cache: ptr<function, array<vec4<f32>, CACHE>>)
+    -> Online {
+    let v = load_capped(b, j);
+    if LEN > 0u {
+        (*cache)[j / 4u] = v;
+    }
+    return online_push(st, v);
+}
+
+// The second pass over logits j … j+3: the gradient written, the loss's sums taken.
+fn second_step(sums: Sums, row: Row, j: u32, cache: ptr<function, array<vec4<f32>, CACHE>>)
+    -> Sums {
+    var v: vec4<f32>;
+    if LEN > 0u {
+        v = (*cache)[j / 4u];
+    } else {
+        v = load_capped(row.b, j);
+    }
+    let c = vec4(j) + vec4(0u, 1u, 2u, 3u);
+    let valid = c < vec4(cols());
+    let w = weights(c);
+    let d = v - row.m;
+    let e = exp(d);
+    let prob = e * row.inv_s;
+    let at_max = (bitcast<vec4<u32>>(d) & vec4(0x7fffffffu)) == vec4(0u);
+    var out = sums;
+    out.rest += hsum(select(e, vec4(0.0), at_max | !valid));
+    out.maxima += hsum(select(vec4(0.0), vec4(1.0), at_max & valid));
+    out.hit += hsum(select(vec4(0.0), d, c == vec4(row.y) & valid));
+    let one_hot = select(vec4(0.0), vec4(1.0), c == vec4(row.y));
+    var g = (1.0 - p.eps) * row.w_y * (prob - one_hot);
+    if SMOOTHING {
+        out.weighted += hsum(select(vec4(0.0), w * d, valid));
+        g += p.eps / f32(p.cols) * (p.w_all * prob - w);
+    }
+    g = p.scale * (g + 2.0 * p.lse_square_scale * row.lse_first * prob);
+    if SOFTCAP {
+        let t = v / p.softcap;
+        g *= 1.0 - t * t;
+    }
+    g = select(g, vec4(0.0), row.y == IGNORED);
+    for (var q = 0u; q < 4u; q++) {
+        if j + q < cols() {
+            dz[at(row.b, j + q)] = g[q];
+        }
+    }
+    return out;
+}
+
 @compute @workgroup_size(WG)
 fn head_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
@@ -124,63 +204,31 @@ fn head_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let y = class_index[r];
     var st = online_empty();
     var cache: array<vec4<f32>, CACHE>;
-    for (var j = 0u; j < cols(); j += 4u) {
-        let v = load_capped(b, j);
-        if LEN > 0u {
-            cache[j / 4u] = v;
+    for (var j = 0u; j < cols(); j += step()) {
+        st = first_step(st, b, j, &cache);
+        if WIDE {
+            st = first_step(st, b, j + 4u, &cache);
+            st = first_step(st, b, j + 8u, &cache);
+            st = first_step(st, b, j + 12u, &cache);
         }
-        st = online_push(st, v);
+    }
+    let row = Row(b, y, st.m, 1.0 / st.s, st.m + log(st.s), weight_of(y));
+    var sums = Sums(0.0, 0.0, 0.0, 0.0);
+    for (var j = 0u; j < cols(); j += step()) {
+        sums = second_step(sums, row, j, &cache);
+        if WIDE {
+            sums = second_step(sums, row, j + 4u, &cache);
+            sums = second_step(sums, row, j + 8u, &cache);
+            sums = second_step(sums, row, j + 12u, &cache);
+        }
     }
     let m = st.m;
-    let inv_s = 1.0 / st.s;
-    // lse from the first pass, for the z-loss's gradient; the loss uses the sums below.
-    let lse_first = m + log(st.s);
-    let w_y = weight_of(y);
-    let k = f32(p.cols);
-    let ignored = y == IGNORED;
-    var rest = 0.0;
-    var maxima = 0.0;
-    var hit = 0.0;
-    var weighted = 0.0;
-    for (var j = 0u; j < cols(); j += 4u) {
-        var v: vec4<f32>;
-        if LEN > 0u {
-            v = cache[j / 4u];
-        } else {
-            v = load_capped(b, j);
-        }
-        let c = vec4(j) + vec4(0u, 1u, 2u, 3u);
-        let valid = c < vec4(cols());
-        let w = weights(c);
-        let d = v - m;
-        let e = exp(d);
-        let prob = e * inv_s;
-        let at_max = (bitcast<vec4<u32>>(d) & vec4(0x7fffffffu)) == vec4(0u);
-        rest += hsum(select(e, vec4(0.0), at_max | !valid));
-        maxima += hsum(select(vec4(0.0), vec4(1.0), at_max & valid));
-        hit += hsum(select(vec4(0.0), d, c == vec4(y) & valid));
-        var g = (1.0 - p.eps) * w_y * (prob - select(vec4(0.0), vec4(1.0), c == vec4(y)));
-        if SMOOTHING {
-            weighted += hsum(select(vec4(0.0), w * d, valid));
-            g += p.eps / k * (p.w_all * prob - w);
-        }
-        g = p.scale * (g + 2.0 * p.lse_square_scale * lse_first * prob);
-        if SOFTCAP {
-            let t = v / p.softcap;
-            g *= 1.0 - t * t;
-        }
-        g = select(g, vec4(0.0), ignored);
-        for (var q = 0u; q < 4u; q++) {
-            if j + q < cols() {
-                dz[at(b, j + q)] = g[q];
-            }
-        }
-    }
-    let log_s = log1p_pos(rest + (maxima - 1.0));
+    let log_s = log1p_pos(sums.rest + (sums.maxima - 1.0));
     let lse = m + log_s;
-    var loss = (1.0 - p.eps) * w_y * (log_s - hit);
+    let ignored = y == IGNORED;
+    var loss = (1.0 - p.eps) * row.w_y * (log_s - sums.hit);
     if SMOOTHING {
-        loss += p.eps / k * (p.w_all * log_s - weighted);
+        loss += p.eps / f32(p.cols) * (p.w_all * log_s - sums.weighted);
     }
     let z_loss = p.lse_square_scale * lse * lse;
     row_loss[r] = select(loss + z_loss, 0.0, ignored);

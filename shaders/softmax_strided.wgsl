@@ -11,6 +11,16 @@ override WG: u32 = 64u;
 override LOG: bool = false;
 override NEG: bool = false;
 
+// With WIDE a loop iteration of the online kernels covers 16 elements, as four steps written
+// out, instead of 4: llvmpipe ends an invocation after 65,535 loop iterations in all, which
+// this puts beyond lines of 500,000 elements (the host sets it only for lines that need it
+// there, and refuses longer ones).
+override WIDE: bool = false;
+
+fn step() -> u32 {
+    return select(4u, 16u, WIDE);
+}
+
 struct Params {
     // Lines: (product of the dims before dim) · S.
     lines: u32,
@@ -75,19 +85,32 @@ fn forward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
     let b = line_start(t);
     var st = online_empty();
-    for (var k = 0u; k < p.len; k += 4u) {
+    for (var k = 0u; k < p.len; k += step()) {
         st = online_push(st, load4(b, k, neg_inf(), NEG));
-    }
-    let m = st.m;
-    let log_s = log(st.s);
-    let inv_s = 1.0 / st.s;
-    for (var k = 0u; k < p.len; k += 4u) {
-        let d = load4(b, k, neg_inf(), NEG) - m;
-        if LOG {
-            store4(b, k, d - log_s);
-        } else {
-            store4(b, k, exp(d) * inv_s);
+        if WIDE {
+            st = online_push(st, load4(b, k + 4u, neg_inf(), NEG));
+            st = online_push(st, load4(b, k + 8u, neg_inf(), NEG));
+            st = online_push(st, load4(b, k + 12u, neg_inf(), NEG));
         }
+    }
+    let k2 = vec2(log(st.s), 1.0 / st.s);
+    for (var k = 0u; k < p.len; k += step()) {
+        normalise4(b, k, st.m, k2);
+        if WIDE {
+            normalise4(b, k + 4u, st.m, k2);
+            normalise4(b, k + 8u, st.m, k2);
+            normalise4(b, k + 12u, st.m, k2);
+        }
+    }
+}
+
+// Elements k … k+3 of the line from b normalised with the max m and (log S, 1/S).
+fn normalise4(b: u32, k: u32, m: f32, k2: vec2<f32>) {
+    let d = load4(b, k, neg_inf(), NEG) - m;
+    if LOG {
+        store4(b, k, d - k2.x);
+    } else {
+        store4(b, k, exp(d) * k2.y);
     }
 }
 
@@ -101,26 +124,43 @@ fn backward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     }
     let b = line_start(t);
     var d = 0.0;
-    for (var k = 0u; k < p.len; k += 4u) {
-        let g = load_g4(b, k);
-        if LOG {
-            d += hsum(g);
-        } else {
-            d += hsum(g * load4(b, k, 0.0, false));
+    for (var k = 0u; k < p.len; k += step()) {
+        d += dot_term4(b, k);
+        if WIDE {
+            d += dot_term4(b, k + 4u) + dot_term4(b, k + 8u) + dot_term4(b, k + 12u);
         }
     }
-    for (var k = 0u; k < p.len; k += 4u) {
-        let g = load_g4(b, k);
-        let s = load4(b, k, 0.0, false);
-        var dx = s * (g - d);
-        if LOG {
-            dx = g - exp(s) * d;
+    for (var k = 0u; k < p.len; k += step()) {
+        gradient4(b, k, d);
+        if WIDE {
+            gradient4(b, k + 4u, d);
+            gradient4(b, k + 8u, d);
+            gradient4(b, k + 12u, d);
         }
-        if NEG {
-            dx = -dx;
-        }
-        store4(b, k, dx);
     }
+}
+
+// Σ g·y over elements k … k+3 of the line from b (Σ g for LOG).
+fn dot_term4(b: u32, k: u32) -> f32 {
+    let g = load_g4(b, k);
+    if LOG {
+        return hsum(g);
+    }
+    return hsum(g * load4(b, k, 0.0, false));
+}
+
+// dx of elements k … k+3 of the line from b, with d = Σ g·y (Σ g for LOG).
+fn gradient4(b: u32, k: u32, d: f32) {
+    let g = load_g4(b, k);
+    let s = load4(b, k, 0.0, false);
+    var dx = s * (g - d);
+    if LOG {
+        dx = g - exp(s) * d;
+    }
+    if NEG {
+        dx = -dx;
+    }
+    store4(b, k, dx);
 }
 
 // The same for short lines (L = LEN ≤ CACHE, a pipeline constant), each line held in

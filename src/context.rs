@@ -11,6 +11,9 @@ use crate::gpu::{DeviceFacts, DeviceOwner, Gpu, SubgroupSizes};
 /// Environment variable that picks the backend when the options leave it open.
 pub const BACKEND_ENV: &str = "GPU_ACTIVATIONS_BACKEND";
 
+/// llvmpipe's limit on one invocation's loop iterations (all its loops together).
+const LLVMPIPE_LOOP_LIMIT: usize = 65_535;
+
 /// The API that runs the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -222,6 +225,14 @@ impl AdapterSummary {
             self.device_type,
             wgpu::DeviceType::Cpu | wgpu::DeviceType::Other
         )
+    }
+
+    /// The most loop iterations one shader invocation runs on this adapter, where it has such
+    /// a limit: Mesa's llvmpipe (lavapipe on Vulkan, and on GL) ends an invocation after
+    /// 65,535 iterations of all its loops together, silently (`LP_MAX_TGSI_LOOP_ITERATIONS`).
+    pub fn loop_limit(&self) -> Option<usize> {
+        let llvmpipe = |s: &str| s.to_ascii_lowercase().contains("llvmpipe");
+        (llvmpipe(&self.name) || llvmpipe(&self.driver)).then_some(LLVMPIPE_LOOP_LIMIT)
     }
 }
 
@@ -459,6 +470,15 @@ impl Context {
         self.inner.gpu.as_ref().is_some_and(|g| g.subgroups)
     }
 
+    /// The most loop iterations the adapter lets one shader invocation run, where it stops
+    /// invocations (llvmpipe: 65,535); `None` elsewhere and on the CPU backend. Ops choose
+    /// kernels whose invocations stay below it, and where none can (a head row of more than
+    /// about 130,000 classes, a matrix product's inner dim of more than about 260,000), fail
+    /// with [`Error::TooLarge`] rather than return a truncated result.
+    pub fn loop_limit(&self) -> Option<usize> {
+        self.inner.gpu.as_ref().and_then(|g| g.loop_limit)
+    }
+
     /// Which kernel row operations use (`Auto` unless the options forced one).
     pub fn row_strategy(&self) -> RowStrategy {
         self.inner.row_strategy
@@ -572,6 +592,7 @@ fn device_facts(
             max: info.subgroup_max_size,
         }),
         hardware: summary.is_hardware(),
+        loop_limit: summary.loop_limit(),
         owner,
         max_buffer_bytes: options.max_buffer_bytes,
         readback_timeout: options.readback_timeout,

@@ -647,6 +647,24 @@ fn the_families_ops_run_bit_for_bit_with_the_library() {
             "{}",
             stderr(&o)
         );
+        // A gated backward with --gate must say where the gates' gradient goes.
+        let o = run(&[
+            "run",
+            "glu-backward",
+            "--input",
+            &f.s("x.npy"),
+            "--gate",
+            &f.s("g.npy"),
+            "--grad-output",
+            &f.s("x.npy"),
+            "--output",
+            &never.to_string_lossy(),
+        ]);
+        assert!(
+            !o.status.success() && stderr(&o).contains("--gate-grad-output"),
+            "{}",
+            stderr(&o)
+        );
         assert!(!never.exists());
         // prelu-backward writes the slopes' gradient beside dX; the losses write their loss.
         let o = run(&[
@@ -1207,6 +1225,19 @@ fn info_check_demo_and_bench_work_on_every_backend() {
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success(), "check {b}: {text}{}", stderr(&o));
         assert!(text.contains(", 0 failed"), "check {b}: {text}");
+        // It covers the family: each op named in its table.
+        for op in [
+            "glu-backward",
+            "prelu-backward dslope",
+            "softmin 1 backward",
+            "log-softmax-dim 1 backward",
+            "cross-entropy-dim1 grad",
+            "nll-loss-dim1 grad",
+            "nll-loss grad",
+            "cross-entropy softcap + z-loss lse",
+        ] {
+            assert!(text.contains(op), "check {b} does not cover {op}");
+        }
 
         let o = run(&["demo", "--backend", &b, "--rows", "64", "--cols", "100"]);
         assert!(o.status.success(), "demo {b}: {}", stderr(&o));

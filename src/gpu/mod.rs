@@ -18,7 +18,7 @@ mod transfer;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use health::Health;
 use kernels::PipelineCache;
 use pool::{BufferPool, DeviceBuffer};
@@ -73,6 +73,10 @@ pub(crate) struct SubgroupSizes {
     pub max: u32,
 }
 
+/// Loop iterations left to a kernel's short loops (workgroup reductions, merges of partial
+/// results) beside the main loops that [`Gpu::loops_fit`] is asked about.
+const LOOP_MARGIN: usize = 256;
+
 /// Device state shared by every clone of a GPU `Context`.
 pub(crate) struct Gpu {
     pub device: wgpu::Device,
@@ -84,6 +88,10 @@ pub(crate) struct Gpu {
     pub subgroup_sizes: Option<SubgroupSizes>,
     /// Whether the adapter is GPU hardware (not a software rasteriser on the CPU).
     pub hardware: bool,
+    /// The most loop iterations one invocation runs in all, where the adapter stops an
+    /// invocation there (llvmpipe: 65,535, silently); kernels whose invocations would loop
+    /// longer are split or refused.
+    pub loop_limit: Option<usize>,
     /// The largest buffer this context allocates, in bytes (the adapter's `max_buffer_size`,
     /// or less if the options cap it); larger tensors are split into several buffers.
     pub max_buffer: u64,
@@ -106,6 +114,8 @@ pub(crate) struct DeviceFacts {
     pub subgroup_sizes: Option<SubgroupSizes>,
     /// Whether the adapter is GPU hardware.
     pub hardware: bool,
+    /// The adapter's limit on one invocation's loop iterations, if it has one.
+    pub loop_limit: Option<usize>,
     /// Whose device it is.
     pub owner: DeviceOwner,
     /// A cap on the size of one buffer below the device's `max_buffer_size`.
@@ -118,6 +128,7 @@ impl Gpu {
         let DeviceFacts {
             subgroup_sizes,
             hardware,
+            loop_limit,
             owner,
             max_buffer_bytes,
             readback_timeout,
@@ -141,6 +152,7 @@ impl Gpu {
             subgroups: subgroup_sizes.is_some(),
             subgroup_sizes,
             hardware,
+            loop_limit,
             max_buffer,
             max_binding,
             owner,
@@ -162,6 +174,32 @@ impl Gpu {
             .min(self.limits.max_compute_workgroup_size_x)
             .max(1);
         1 << (31 - limit.leading_zeros())
+    }
+
+    /// Whether one invocation may run `iterations` iterations of its main loops (and the short
+    /// ones every kernel has besides) on this adapter.
+    pub fn loops_fit(&self, iterations: usize) -> bool {
+        self.loop_limit
+            .is_none_or(|limit| iterations + LOOP_MARGIN <= limit)
+    }
+
+    /// `Err(TooLarge)` when one invocation of `op` would run `iterations` loop iterations on
+    /// an adapter that stops it sooner (`what`: the work that is too long).
+    pub fn check_loop_limit(
+        &self,
+        op: &'static str,
+        iterations: usize,
+        what: &'static str,
+    ) -> Result<()> {
+        match self.loop_limit {
+            Some(limit) if !self.loops_fit(iterations) => Err(Error::TooLarge {
+                op,
+                requested: iterations as u64,
+                limit: (limit - LOOP_MARGIN) as u64,
+                what,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A pooled storage buffer of at least `bytes` bytes.

@@ -61,6 +61,12 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
 /// Invocations per workgroup of the matrix kernels.
 const THREADS: usize = 256;
 
+/// Loop iterations per inner-dim tile of 16 in the tiled kernel on llvmpipe (measured: its
+/// tile loop and the 16-step loop inside, which the driver does not unroll), and the inner-dim
+/// elements per iteration of the register kernel (a group of four).
+const TILED_ITERATIONS_PER_TILE: usize = 18;
+const TILE_K: usize = 16;
+
 impl crate::Context {
     /// Records the arithmetic-peak probe of `shaders/matmul.wgsl` (`fma_peak`): `workgroups`
     /// of 256 invocations, each `rounds` rounds of eight vec4 FMAs. It performs
@@ -71,6 +77,12 @@ impl crate::Context {
         let Some(gpu) = self.gpu() else {
             return Ok(None);
         };
+        gpu.check_loop_limit(
+            OP,
+            rounds as usize,
+            "rounds of the FMA probe, one loop iteration each (the adapter ends an invocation \
+             after that many; llvmpipe)",
+        )?;
         let out = Tensor::uninit_as(self, &[workgroups as usize * THREADS], DType::F32, OP)?;
         let params = MatmulParams {
             m: 0,
@@ -370,6 +382,17 @@ pub(crate) fn matmul(ctx: &crate::Context, product: Product<'_>) -> Result<()> {
         b = transposed.view(k * n);
         trans_b = true;
     }
+    let iterations = if registers {
+        k.div_ceil(4)
+    } else {
+        k.div_ceil(TILE_K) * TILED_ITERATIONS_PER_TILE
+    };
+    gpu.check_loop_limit(
+        OP,
+        iterations,
+        "loop iterations of one invocation over a matrix product's inner dim (the adapter \
+         ends an invocation after that many; llvmpipe)",
+    )?;
     let col_blocks = n.div_ceil(BLOCK);
     let (kernel, blocks, groups) = if registers {
         let patches = m.div_ceil(4) * n.div_ceil(4);

@@ -21,6 +21,7 @@ const WG: u32 = 256;
 /// small), and the fewest elements worth a chunk.
 const MAX_CHUNKS: usize = 256;
 const MIN_CHUNK: usize = 4096;
+const MAX_CHUNK: usize = 16_384;
 
 /// Mirrors `Params` in `shaders/prelu.wgsl`.
 #[repr(C)]
@@ -224,7 +225,11 @@ fn params(gpu: &Gpu, x: &Tensor, channels: usize, inner: usize) -> Result<PreluP
         });
     }
     let per_channel = x.len() / channels.max(1);
-    let chunks = (per_channel / MIN_CHUNK).clamp(1, MAX_CHUNKS);
+    // Chunks of at most MAX_CHUNK elements, so that an invocation's loop stays well within
+    // llvmpipe's 65,535 iterations.
+    let chunks = (per_channel / MIN_CHUNK)
+        .clamp(1, MAX_CHUNKS)
+        .max(per_channel.div_ceil(MAX_CHUNK));
     Ok(PreluParams {
         len: x.len() as u32,
         channels: channels as u32,

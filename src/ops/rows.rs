@@ -47,7 +47,9 @@ pub(crate) enum RowPlan {
 }
 
 impl RowPlan {
-    /// The plan for `rows × cols` on `gpu`, honouring a forced `strategy`.
+    /// The plan for `rows × cols` on `gpu`, honouring a forced `strategy` unless its
+    /// invocations would loop longer than the adapter allows (see
+    /// [`RowPlan::within_loop_limit`]).
     pub fn choose(gpu: &Gpu, strategy: RowStrategy, rows: usize, cols: usize) -> RowPlan {
         match RowPlan::choose_uncapped(gpu, strategy, rows, cols) {
             RowPlan::Workgroup { wg } => RowPlan::Workgroup {
@@ -55,6 +57,43 @@ impl RowPlan {
             },
             plan => plan,
         }
+        .within_loop_limit(gpu, cols)
+    }
+
+    /// The loop iterations of the plan's longest invocation over rows of `cols` floats: every
+    /// row kernel walks its share of a row twice, a vec4 per iteration (statistics, then the
+    /// output), and a segment's finishing invocation also merges the row's partials.
+    pub fn loop_iterations(self, cols: usize) -> usize {
+        let walk = |len: usize| 2 * vec4s(len);
+        match self {
+            RowPlan::PerRow | RowPlan::PerRowCached => walk(cols),
+            RowPlan::Segmented { seg_len, segs } => walk(seg_len) + segs,
+            RowPlan::Workgroup { wg } => walk(cols.div_ceil(wg as usize)),
+            RowPlan::SubgroupRows { lane_vec4s, .. } => 2 * lane_vec4s as usize,
+        }
+    }
+
+    /// This plan, or one workgroup per row where this plan's invocations would loop longer
+    /// than the adapter lets them (llvmpipe ends an invocation after 65,535 iterations): a
+    /// CPU adapter's one invocation per row covers rows of up to about 131,000 floats.
+    pub fn within_loop_limit(self, gpu: &Gpu, cols: usize) -> RowPlan {
+        if gpu.loops_fit(self.loop_iterations(cols)) {
+            return self;
+        }
+        RowPlan::Workgroup {
+            wg: gpu.workgroup_cap().min(256),
+        }
+    }
+
+    /// `Err(TooLarge)` where even this plan's invocations loop too long (rows of tens of
+    /// millions of floats on llvmpipe).
+    pub fn check_loop_limit(self, gpu: &Gpu, cols: usize, op: &'static str) -> Result<()> {
+        gpu.check_loop_limit(
+            op,
+            self.loop_iterations(cols),
+            "loop iterations of one invocation over its share of a row (the adapter ends an \
+             invocation after that many; llvmpipe)",
+        )
     }
 
     fn choose_uncapped(gpu: &Gpu, strategy: RowStrategy, rows: usize, cols: usize) -> RowPlan {
@@ -112,6 +151,7 @@ impl RowPlan {
             (RowStrategy::Auto, Some(sub)) if !short => sub,
             _ => plan,
         }
+        .within_loop_limit(gpu, cols)
     }
 
     /// One subgroup per row, if the adapter has subgroups and a vec4 row fits in the lanes'

@@ -280,6 +280,7 @@ fn launch_rows(
     let max_elems = layout::elements_in(gpu.max_binding);
     let align = layout::offset_alignment_elements_of(&gpu.limits, storage);
     let (plan, long_rows) = choose_plan(gpu, op, x.context().row_strategy(), storage, (rows, cols));
+    plan.check_loop_limit(gpu, cols, op.name())?;
     let (seg_len, segs) = match plan {
         RowPlan::Segmented { seg_len, segs } => (seg_len, segs),
         _ => (cols, 1),

@@ -227,6 +227,15 @@ fn run(
     if lines == 0 || len == 0 {
         return Ok(());
     }
+    // Two passes over a line, a vec4 per loop iteration, or four (`WIDE`) where the adapter
+    // would end an invocation sooner.
+    let wide = !gpu.loops_fit(2 * len.div_ceil(4));
+    gpu.check_loop_limit(
+        op,
+        2 * len.div_ceil(16),
+        "loop iterations of one invocation over a line of the dim (the adapter ends an \
+         invocation after that many; llvmpipe): a dim of more than about 520,000",
+    )?;
     let params = StridedParams {
         lines: lines as u32,
         len: len as u32,
@@ -240,6 +249,7 @@ fn run(
         ("LOG", if log { 1.0 } else { 0.0 }),
         ("NEG", if neg { 1.0 } else { 0.0 }),
         ("LEN", if cached { len as f64 } else { 1.0 }),
+        ("WIDE", if wide { 1.0 } else { 0.0 }),
     ];
     let n = x.len();
     let mut views = vec![x.view(0, n, op)?];

@@ -70,6 +70,10 @@ pub struct LinearCrossEntropyJson {
 
 const MIB: f64 = (1u64 << 20) as f64;
 
+/// The most rounds of the FMA probe: its invocations loop once per round, and llvmpipe ends an
+/// invocation after 65,535 loop iterations (the probe would then count flops never done).
+const MAX_PROBE_ROUNDS: u32 = 1 << 15;
+
 /// Runs the layer benchmarks asked for, printing a table for each.
 pub fn run(
     ctx: &Context,
@@ -286,7 +290,8 @@ pub(crate) fn measure_linear(
         let forward_once = timed(&forward)?;
         timed(&backward)?;
         let (t, _) = probe(rounds)?;
-        rounds = ((f64::from(rounds) * forward_once / t.max(1e-6)) as u32).clamp(16, 1 << 20);
+        rounds =
+            ((f64::from(rounds) * forward_once / t.max(1e-6)) as u32).clamp(16, MAX_PROBE_ROUNDS);
     }
     let flops = 2.0 * (n * h * k) as f64;
     let (mut fwd, mut bwd, mut peak, mut fwd_ratio, mut bwd_ratio) =

@@ -174,9 +174,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     if args.gate.is_some() && !gated {
         return Err(format!("--gate applies to the gated ops, not {op}").into());
     }
-    if args.gate_grad_output.is_some()
-        && !(args.gate.is_some() && matches!(op, CliOp::Gated { backward: true, .. }))
-    {
+    let pair_backward = args.gate.is_some() && matches!(op, CliOp::Gated { backward: true, .. });
+    if pair_backward && args.gate_grad_output.is_none() {
+        return Err(format!(
+            "{op} with --gate writes two gradients: give --gate-grad-output for the gates'"
+        )
+        .into());
+    }
+    if args.gate_grad_output.is_some() && !pair_backward {
         return Err(format!(
             "--gate-grad-output applies to a gated backward with --gate, not {op}"
         )

@@ -388,7 +388,9 @@ impl FusedCrossEntropy<'_> {
             RowPlan::Segmented { .. } if gpu.hardware => RowPlan::workgroup(gpu, classes),
             RowPlan::Segmented { .. } => RowPlan::PerRow,
             plan => plan,
-        };
+        }
+        .within_loop_limit(gpu, classes);
+        plan.check_loop_limit(gpu, classes, OP_CE)?;
         let vec4 = classes.is_multiple_of(layout::VEC4);
         let kernel = kernel(self.classes.is_some(), plan, vec4, plan.uses_subgroups(gpu));
         let has_weight = self.weight.is_some();

@@ -316,7 +316,7 @@ pub(super) struct HeadKernel {
     weight: DeviceBuffer,
     weights: usize,
     params: HeadParams,
-    constants: [(&'static str, f64); 6],
+    constants: [(&'static str, f64); 7],
 }
 
 impl HeadKernel {
@@ -327,6 +327,13 @@ impl HeadKernel {
         head: &HeadOptions,
         classes: usize,
     ) -> Result<HeadKernel> {
+        // Two passes over a row, 16 logits per loop iteration.
+        gpu.check_loop_limit(
+            OP,
+            2 * classes.div_ceil(16),
+            "loop iterations of one invocation over a row of the head (the adapter ends an \
+             invocation after that many; llvmpipe): a row of more than about 520,000 classes",
+        )?;
         let weight = gpu.upload_new(
             bytemuck::cast_slice(options.weight.as_deref().unwrap_or(&[0.0])),
             OP,
@@ -368,6 +375,8 @@ impl HeadKernel {
                         0.0
                     },
                 ),
+                // Four vec4s per loop iteration where one would loop too long (llvmpipe).
+                ("WIDE", flag(!gpu.loops_fit(2 * classes.div_ceil(4)))),
             ],
         })
     }
