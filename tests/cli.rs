@@ -780,12 +780,14 @@ fn class_index_targets_must_have_the_rows_shape_and_nll_loss_takes_either_layout
     write_npy(&f.path("t26.npy"), &last, &[2, 6], "<i8");
     write_npy(&f.path("t12.npy"), &last, &[12], "<i8");
     write_npy(&f.path("t62.npy"), &last, &[6, 2], "<i8");
+    let last_f: Vec<f32> = last.iter().map(|&v| v as f32).collect();
+    write_npy(&f.path("t26f.npy"), &last_f, &[2, 6], "<f4");
     for ctx in backends() {
         let b = backend_name(&ctx);
         let xt = Tensor::from_slice(&ctx, &x, &shape).unwrap();
         let o = CrossEntropyOptions::default();
         let want_last = xt.nll_loss(Targets::Indices(&last), &o).unwrap();
-        for targets in ["t26.npy", "t12.npy"] {
+        for targets in ["t26.npy", "t12.npy", "t26f.npy"] {
             let args = [
                 "run",
                 "nll-loss",

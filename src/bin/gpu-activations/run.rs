@@ -208,10 +208,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     let gates = args
         .gate
         .as_deref()
-        .map(|path| read_like(path, &x.shape))
+        .map(|path| read_like(path, &x.shape, "the input's"))
         .transpose()?;
     let grad = match (op.needs_grad(), &args.grad_output) {
-        (true, Some(path)) => Some(read_like(path, &grad_shape)?),
+        (true, Some(path)) => Some(read_like(path, &grad_shape, "the output's")?),
         (true, None) => return Err(format!("{op} needs --grad-output G.npy").into()),
         (false, _) => None,
     };
@@ -327,13 +327,13 @@ fn device(
     Ok(Tensor::from_slice_as(ctx, &a.values, &a.shape, dtype)?)
 }
 
-/// Reads a float array that must have `shape`.
-fn read_like(path: &Path, shape: &[usize]) -> Result<npy::Array<f32>, BoxError> {
+/// Reads a float array that must have `shape` (`whose`: "the input's", "the output's").
+fn read_like(path: &Path, shape: &[usize], whose: &str) -> Result<npy::Array<f32>, BoxError> {
     let a = npy::read_f32(path)?;
     if a.shape != shape {
         return Err(file_error(
             path,
-            format!("shape {:?} does not match the input's {shape:?}", a.shape),
+            format!("shape {:?} does not match {whose} {shape:?}", a.shape),
         )
         .into());
     }
@@ -449,12 +449,25 @@ fn nll_loss(
     };
     let indices = match npy::read(targets_path)? {
         Values::Int(t) if layout.one_per_row(&t.shape) => t.values,
+        // Whole numbers stored as floats, as the cross-entropy takes them.
+        floats if layout.one_per_row(floats.shape()) => {
+            let values: Vec<f64> = match floats {
+                Values::F64(a) => a.values,
+                other => other
+                    .into_f32(targets_path)?
+                    .values
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+            };
+            class_indices_from_floats(&values)
+                .map_err(|e| file_error(targets_path, e.to_string()))?
+        }
         other => {
             return Err(file_error(
                 targets_path,
                 format!(
-                    "shape {:?} is not one integer class index per row of the input {shape:?} \
-                     ({})",
+                    "shape {:?} is not one class index per row of the input {shape:?} ({})",
                     other.shape(),
                     layout.expected()
                 ),
@@ -622,7 +635,7 @@ fn bce(args: &RunArgs, xt: &Tensor, shape: &[usize]) -> Result<Produced, BoxErro
         .targets
         .as_ref()
         .ok_or("bce-with-logits needs --targets T.npy")?;
-    let t = read_like(targets_path, shape)?;
+    let t = read_like(targets_path, shape, "the input's")?;
     let cols = shape.last().copied().unwrap_or(1);
     let options = BceOptions {
         reduction: args.reduction.into(),
