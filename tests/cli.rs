@@ -694,6 +694,35 @@ fn the_families_ops_run_bit_for_bit_with_the_library() {
             &read_f32(&f.path("dw.npy")).0,
             &dw.to_vec().unwrap(),
         );
+        // A 0-d slope (one for all channels, as torch.nn.PReLU's num_parameters=1 squeezed)
+        // gets a 0-d gradient: the weight's own shape.
+        write_f32(&f.path("w0.npy"), &[0.3], &[]);
+        let o = run(&[
+            "run",
+            "prelu-backward",
+            "--input",
+            &f.s("x.npy"),
+            "--weight",
+            &f.s("w0.npy"),
+            "--grad-output",
+            &f.s("g.npy"),
+            "--output",
+            &f.s("dx0.npy"),
+            "--weight-grad-output",
+            &f.s("dw0.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let (dw0, dw0_shape) = read_f32(&f.path("dw0.npy"));
+        assert_eq!(
+            dw0_shape,
+            Vec::<usize>::new(),
+            "{b}: a 0-d slope's gradient is 0-d"
+        );
+        let one = Tensor::from_slice(&ctx, &[0.3], &[1]).unwrap();
+        let (_, want) = xt.prelu_backward(&one, &gt).unwrap();
+        assert_bits(&format!("{b} prelu 0-d dw"), &dw0, &want.to_vec().unwrap());
         let o = run(&[
             "run",
             "cross-entropy-dim1",

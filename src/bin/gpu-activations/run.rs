@@ -512,7 +512,8 @@ fn prelu(
         )
         .into());
     }
-    let wt = Tensor::from_slice_as(xt.context(), &w.values, &[w.values.len()], xt.dtype())?;
+    // A 0-d slope stays 0-d, so that its gradient is written with the slope's own shape.
+    let wt = Tensor::from_slice_as(xt.context(), &w.values, &w.shape, xt.dtype())?;
     if !backward {
         return single(xt.prelu(&wt)?);
     }
