@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// |---|---|---|
 /// | sigmoid | 1/(1+e^−x) | σ(1−σ) |
 /// | tanh | tanh x | 1 − tanh² x |
-/// | relu | max(x, 0) | [x > 0] |
+/// | relu | max(x, 0) | x > 0 ? 1 : 0 |
 /// | leaky_relu(s) | x > 0 ? x : s·x | x > 0 ? 1 : s |
 /// | elu(α) | x > 0 ? x : α(e^x − 1) | x > 0 ? 1 : αe^x |
 /// | selu | λ·elu(x, α₀), λ ≈ 1.0507, α₀ ≈ 1.6733 | λ·elu'(x, α₀) |
