@@ -233,6 +233,42 @@ pub struct Staged {
     target: PathBuf,
 }
 
+/// Checks, before anything is computed or written, that each of a run's `targets` can be
+/// written: its directory exists, it is not a directory, and no two of them name the same file
+/// (the second would silently replace the first).
+pub fn check_targets(targets: &[&Path]) -> Result<(), FileError> {
+    let mut seen: Vec<(PathBuf, &Path)> = Vec::with_capacity(targets.len());
+    for &target in targets {
+        let dir = parent_dir(target);
+        if !dir.is_dir() {
+            return Err(file_error(
+                target,
+                format!("no directory {}", dir.display()),
+            ));
+        }
+        let name = match target.file_name() {
+            Some(name) if !target.is_dir() => name,
+            _ => return Err(file_error(target, "is a directory, not a file name")),
+        };
+        let resolved = dir.canonicalize().unwrap_or(dir).join(name);
+        if let Some((_, first)) = seen.iter().find(|(r, _)| *r == resolved) {
+            return Err(file_error(
+                target,
+                format!("names the same file as {} (two outputs)", first.display()),
+            ));
+        }
+        seen.push((resolved, target));
+    }
+    Ok(())
+}
+
+fn parent_dir(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Writes `values` as float32 to a temporary file beside `target`.
 pub fn stage(target: &Path, values: &[f32], shape: &[usize]) -> Result<Staged, FileError> {
     stage_as(target, values, shape, FileType::F32)
@@ -245,23 +281,30 @@ pub fn stage_as(
     shape: &[usize],
     file_type: FileType,
 ) -> Result<Staged, FileError> {
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
     let bytes =
         encode_as(values, shape, file_type).map_err(|e| file_error(target, e.to_string()))?;
-    let mut file = tempfile::Builder::new()
-        .prefix(".gpu-activations-")
-        .suffix(".npy.tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            file_error(
-                target,
-                format!("cannot create a file in {} ({e})", dir.display()),
-            )
-        })?;
-    file.write_all(&bytes)
+    stage_bytes(target, &bytes)
+}
+
+/// Writes `bytes` (any file: an array, a picture, a report) to a temporary file beside
+/// `target`, readable as a newly created file would be (0666 less the umask on Unix, not a
+/// temporary file's 0600).
+pub fn stage_bytes(target: &Path, bytes: &[u8]) -> Result<Staged, FileError> {
+    let dir = parent_dir(target);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".gpu-activations-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut file = builder.tempfile_in(&dir).map_err(|e| {
+        file_error(
+            target,
+            format!("cannot create a file in {} ({e})", dir.display()),
+        )
+    })?;
+    file.write_all(bytes)
         .and_then(|_| file.as_file().sync_all())
         .map_err(|e| file_error(target, format!("cannot write ({e})")))?;
     Ok(Staged {
@@ -279,4 +322,15 @@ impl Staged {
             .map(|_| ())
             .map_err(|e| file_error(&target, format!("cannot write ({})", e.error)))
     }
+}
+
+/// Commits every staged file, in order: `staged` is first checked with [`check_targets`], so a
+/// rename can only fail for a reason that arose in between.
+pub fn commit_all(staged: Vec<Staged>) -> Result<(), FileError> {
+    let targets: Vec<&Path> = staged.iter().map(|s| s.target.as_path()).collect();
+    check_targets(&targets)?;
+    for s in staged {
+        s.commit()?;
+    }
+    Ok(())
 }

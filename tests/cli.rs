@@ -1240,6 +1240,92 @@ fn bad_input_fails_with_one_line_naming_the_file_and_writes_nothing() {
 }
 
 #[test]
+fn every_output_is_checked_before_any_is_written() {
+    let f = Files::new();
+    write_f32(&f.path("x.npy"), &uniform(1, 32, -3.0, 3.0), &[4, 8]);
+    write_npy(&f.path("labels.npy"), &[0i64, 3, 7, 2], &[4], "<i8");
+    std::fs::create_dir(f.path("adir")).unwrap();
+    let keep = f.path("keep.npy");
+    write_f32(&keep, &[1.0; 32], &[4, 8]);
+    let ce = |output: &str, loss: &str| {
+        vec![
+            "run".to_string(),
+            "cross-entropy".into(),
+            "--input".into(),
+            f.s("x.npy"),
+            "--targets".into(),
+            f.s("labels.npy"),
+            "--output".into(),
+            output.into(),
+            "--loss-output".into(),
+            loss.into(),
+            "--backend".into(),
+            "cpu".into(),
+        ]
+    };
+    let args = ce(&f.s("keep.npy"), &f.s("adir"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A second output that cannot be written leaves the first untouched.
+    assert_fails(&args, "adir", &keep);
+    // Two outputs naming one file (the second would replace the first).
+    let same = f.root.join(".").join("keep.npy");
+    let args = ce(&f.s("keep.npy"), &same.to_string_lossy());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_fails(&args, "same file", &keep);
+    // Outputs are created as any new file is (0666 less the umask), not 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let o = run(&[
+            "run",
+            "relu",
+            "--input",
+            &f.s("x.npy"),
+            "--output",
+            &f.s("y.npy"),
+            "--backend",
+            "cpu",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::File::create(f.path("plain")).unwrap();
+        let mode = |name: &str| {
+            std::fs::metadata(f.path(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("y.npy"), mode("plain"), "an output's mode");
+    }
+    // bench checks its report's path before it times anything, and writes neither report.
+    let o = run(&[
+        "bench",
+        "--op",
+        "relu",
+        "--shape",
+        "64,64",
+        "--runs",
+        "1",
+        "--backend",
+        "cpu",
+        "--chart",
+        &f.s("c.svg"),
+        "--json",
+        &f.s("missing/b.json"),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("missing"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("relu"),
+        "bench ran before checking its outputs"
+    );
+    assert!(!f.path("c.svg").exists());
+}
+
+#[test]
 fn info_check_demo_and_bench_work_on_every_backend() {
     let f = Files::new();
     for ctx in backends() {

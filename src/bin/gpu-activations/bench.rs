@@ -4,12 +4,13 @@
 //! `--chart` draws the fractions of the copy ceiling by op family.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
 use gpu_activations::cpu::{self, loss::CrossEntropyTargets};
+use gpu_activations::npy;
 use gpu_activations::{
     BceOptions, Context, CrossEntropyOptions, DType, Reduction, Targets, Tensor,
 };
@@ -167,6 +168,13 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
         .filter(|o| LayerBench::parse(o).is_none())
         .collect();
     let chart = args.chart.as_deref().map(Target::new).transpose()?;
+    let reports: Vec<&Path> = args
+        .chart
+        .iter()
+        .chain(&args.json)
+        .map(PathBuf::as_path)
+        .collect();
+    npy::check_targets(&reports)?;
     if chart.is_some() && !args.ops.is_empty() && ops.is_empty() {
         return Err(
             "--chart draws the ops' fraction of the copy ceiling, and the linear layers are \
@@ -285,6 +293,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
         .iter()
         .max_by_key(|r| r.shape.iter().product::<usize>())
         .map_or(0.0, |r| r.copy_gbs);
+    // The chart and the JSON report are staged, then renamed into place together.
+    let mut staged = Vec::new();
     if let Some(target) = &chart {
         let several_dtypes = dtypes.len() > 1;
         let bars = jobs
@@ -307,7 +317,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
                 }
             })
             .collect();
-        target.write(&BenchBars::new(
+        staged.push(target.stage(&BenchBars::new(
             format!(
                 "Fraction of the copy ceiling on {} ({})",
                 info.name, info.backend
@@ -318,8 +328,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
                 args.runs.max(1)
             ),
             bars,
-        ))?;
-        println!("wrote {}", target.path().display());
+        ))?);
     }
     if let Some(path) = &args.json {
         let doc = BenchJson {
@@ -338,8 +347,14 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
             matmul,
             linear_cross_entropy,
         };
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        staged.push(npy::stage_bytes(
+            path,
+            serde_json::to_string_pretty(&doc)?.as_bytes(),
+        )?);
+    }
+    npy::commit_all(staged)?;
+    if let Some(target) = &chart {
+        println!("wrote {}", target.path().display());
     }
     Ok(ExitCode::SUCCESS)
 }

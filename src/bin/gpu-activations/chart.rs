@@ -1,11 +1,10 @@
 //! The command's pictures: SVG or PNG by the output's extension, drawn with plotters in memory
 //! and written beside the target, then renamed over it, so that a failure leaves nothing behind.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use gpu_activations::npy::file_error;
+use gpu_activations::npy::{self, file_error};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -58,13 +57,7 @@ impl Target {
                 .into());
             }
         };
-        let dir = parent_dir(path);
-        if !dir.is_dir() {
-            return Err(file_error(path, format!("no directory {}", dir.display())).into());
-        }
-        if path.is_dir() {
-            return Err(file_error(path, "is a directory").into());
-        }
+        npy::check_targets(&[path])?;
         Ok(Target {
             path: path.to_path_buf(),
             format,
@@ -78,9 +71,15 @@ impl Target {
     /// Draws `picture` in memory, then writes it to a temporary file beside the target and
     /// renames that over the target.
     pub fn write(&self, picture: &impl Picture) -> Result<(), BoxError> {
+        Ok(self.stage(picture)?.commit()?)
+    }
+
+    /// Draws `picture` in memory and writes it beside the target, for the caller to commit
+    /// with its other outputs.
+    pub fn stage(&self, picture: &impl Picture) -> Result<npy::Staged, BoxError> {
         let bytes = render(picture, self.format)
             .map_err(|e| file_error(&self.path, format!("cannot draw the picture ({e})")))?;
-        write_staged(&self.path, &bytes)
+        Ok(npy::stage_bytes(&self.path, &bytes)?)
     }
 }
 
@@ -91,13 +90,6 @@ pub trait Picture {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), BoxError>
     where
         DB::ErrorType: 'static;
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// Registers the bundled font once; plotters needs it to lay out any text.
@@ -146,32 +138,6 @@ fn render(picture: &impl Picture, format: Format) -> Result<Vec<u8>, BoxError> {
             Ok(bytes)
         }
     }
-}
-
-/// Writes `bytes` to a temporary file beside `target`, then renames it over the target; on
-/// any failure the temporary file is removed and the target left as it was.
-fn write_staged(target: &Path, bytes: &[u8]) -> Result<(), BoxError> {
-    let dir = parent_dir(target);
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".gpu-activations-").suffix(".tmp");
-    // A picture is for others to read: the usual 0666 less the umask, not tempfile's 0600.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut file = builder.tempfile_in(&dir).map_err(|e| {
-        file_error(
-            target,
-            format!("cannot create a file in {} ({e})", dir.display()),
-        )
-    })?;
-    file.write_all(bytes)
-        .and_then(|_| file.as_file().sync_all())
-        .map_err(|e| file_error(target, format!("cannot write ({e})")))?;
-    file.persist(target)
-        .map_err(|e| file_error(target, format!("cannot write ({})", e.error)))?;
-    Ok(())
 }
 
 /// The smallest and largest finite values, widened so that a flat curve still has a range and

@@ -134,6 +134,20 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// Every file the run writes.
+    fn outputs(&self) -> Vec<&Path> {
+        let optional = [
+            &self.loss_output,
+            &self.weight_grad_output,
+            &self.gate_grad_output,
+            &self.lse_output,
+            &self.z_loss_output,
+        ];
+        std::iter::once(self.output.as_path())
+            .chain(optional.into_iter().flatten().map(PathBuf::as_path))
+            .collect()
+    }
+
     /// Whether any of Liger-Kernel's head options is given (the cross-entropy then runs as
     /// `Tensor::cross_entropy_head`).
     fn head_wanted(&self) -> bool {
@@ -187,6 +201,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
         )
         .into());
     }
+    npy::check_targets(&args.outputs())?;
     let x = npy::read(&args.input)?;
     let dtype = match (args.dtype, x.is_f16()) {
         (Some(d), _) => d.into(),
@@ -304,9 +319,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
             staged.push(npy::stage_as(path, &z_loss.0, &z_loss.1, file_type)?);
         }
     }
-    for s in staged {
-        s.commit()?;
-    }
+    npy::commit_all(staged)?;
     Ok(ExitCode::SUCCESS)
 }
 
