@@ -213,13 +213,14 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
         .collect();
 
     let info = ctx.adapter_info();
-    println!("adapter: {info}");
-    println!(
+    say!("adapter: {info}");
+    say!(
         "method:  median of {} runs after {} warm-up runs, data resident on the device; a run \
          repeats the op back to back for at least 5 ms (times are per launch), and each is \
          paired with a run of the copy kernel over as many elements; `of copy` is the median of \
          the pairs' ratios",
-        args.runs, args.warmup
+        args.runs,
+        args.warmup
     );
     let progress = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(Some(jobs.len() as u64), ProgressDrawTarget::stderr())
@@ -236,8 +237,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     let (matmul, linear_cross_entropy) =
         bench_linear::run(&ctx, &layers, &args.shapes, args.warmup, args.runs.max(1))?;
     if !jobs.is_empty() {
-        println!();
-        println!(
+        say!();
+        say!(
             "{:<24} {:<9} {:<16} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "op",
             "dtype",
@@ -254,7 +255,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
         progress.set_message(format!("{} {dtype} {shape:?}", item.name()));
         let bench = Bench::new(&ctx, *item, shape, *dtype)?;
         let r = bench.measure(args.warmup, args.runs.max(1))?;
-        println!(
+        say!(
             "{:<24} {:<9} {:<16} {:>10.3} {:>9.2} {:>9.2} {:>9.2} {:>8.0}% {:>8.1}x",
             r.op,
             r.dtype,
@@ -276,17 +277,25 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     progress.finish_and_clear();
 
     if !transfers.is_empty() {
-        println!();
-        println!("transfers (host ⇄ device, one f32 tensor):");
-        println!(
+        say!();
+        say!("transfers (host ⇄ device, one f32 tensor):");
+        say!(
             "{:>12} {:>11} {:>11} {:>13} {:>13}",
-            "elements", "upload ms", "upload GB/s", "read-back ms", "read-back GB/s"
+            "elements",
+            "upload ms",
+            "upload GB/s",
+            "read-back ms",
+            "read-back GB/s"
         );
     }
     for t in &transfers {
-        println!(
+        say!(
             "{:>12} {:>11.2} {:>11.2} {:>13.2} {:>13.2}",
-            t.elements, t.upload_ms, t.upload_gbs, t.readback_ms, t.readback_gbs
+            t.elements,
+            t.upload_ms,
+            t.upload_gbs,
+            t.readback_ms,
+            t.readback_gbs
         );
     }
     let ceiling = results
@@ -354,7 +363,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     }
     npy::commit_all(staged)?;
     if let Some(target) = &chart {
-        println!("wrote {}", target.path().display());
+        say!("wrote {}", target.path().display());
     }
     Ok(ExitCode::SUCCESS)
 }

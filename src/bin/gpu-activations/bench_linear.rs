@@ -89,9 +89,9 @@ pub fn run(
         } else {
             shapes.to_vec()
         };
-        println!();
+        say!();
         match layer {
-            LayerBench::Linear => println!(
+            LayerBench::Linear => say!(
                 "{:<20} {:>11} {:>9} {:>12} {:>9} {:>10} {:>9} {:>9}",
                 "linear [N, H, K]",
                 "forward ms",
@@ -102,7 +102,7 @@ pub fn run(
                 "fwd/peak",
                 "bwd/peak"
             ),
-            LayerBench::LinearCrossEntropy => println!(
+            LayerBench::LinearCrossEntropy => say!(
                 "{:<30} {:>10} {:>14} {:>11} {:>17} {:>20}",
                 "linear-cross-entropy [N, H, K]",
                 "fused ms",
@@ -119,7 +119,7 @@ pub fn run(
             match layer {
                 LayerBench::Linear => {
                     let m = measure_linear(ctx, (n, h, k), warmup, runs)?;
-                    println!(
+                    say!(
                         "{:<20} {:>11.3} {:>9.1} {:>12.3} {:>9.1} {:>10.1} {:>8.0}% {:>8.0}%",
                         format!("{shape:?}"),
                         m.forward_ms,
@@ -136,7 +136,7 @@ pub fn run(
                     let m = measure_linear_cross_entropy(ctx, (n, h, k), warmup, runs)?;
                     let or_dash =
                         |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
-                    println!(
+                    say!(
                         "{:<30} {:>10.1} {:>14.1} {:>11.1} {:>17} {:>20}",
                         format!("{shape:?}"),
                         m.fused_ms,
@@ -146,7 +146,7 @@ pub fn run(
                         or_dash(m.materialised_peak_bytes.map(|b| b as f64 / MIB)),
                     );
                     if let Some(e) = &m.materialised_error {
-                        println!("  materialised path not run: {e}");
+                        say!("  materialised path not run: {e}");
                     }
                     fused.push(m);
                 }

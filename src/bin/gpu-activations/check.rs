@@ -117,11 +117,11 @@ fn widen(v: &[f32]) -> Vec<f64> {
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode, BoxError> {
     let ctx = args.backend.context()?;
-    println!("adapter: {}", ctx.adapter_info());
-    println!("bound:   |got - ref| <= {ATOL:e} + {RTOL:e}·|ref| (losses: {RTOL:e}·|ref|)");
-    println!("         [float16], [bfloat16]: one ulp of the storage type more, of the reference");
-    println!("         rounded to it");
-    println!();
+    say!("adapter: {}", ctx.adapter_info());
+    say!("bound:   |got - ref| <= {ATOL:e} + {RTOL:e}·|ref| (losses: {RTOL:e}·|ref|)");
+    say!("         [float16], [bfloat16]: one ulp of the storage type more, of the reference");
+    say!("         rounded to it");
+    say!();
     let mut rows = Vec::new();
     for dtype in [DType::F32, DType::F16, DType::BF16] {
         let mut checker = Checker {
@@ -141,12 +141,15 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, BoxError> {
         dtype: DType::F32,
     };
 
-    println!(
+    say!(
         "{:<52} {:<14} {:>12} {:>12}  result",
-        "op", "shape", "max |err|", "max rel err"
+        "op",
+        "shape",
+        "max |err|",
+        "max rel err"
     );
     for r in &checker.rows {
-        println!(
+        say!(
             "{:<52} {:<14} {:>12.3e} {:>12.3e}  {}",
             r.op,
             r.shape,
@@ -156,8 +159,8 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, BoxError> {
         );
     }
     let failed = checker.rows.iter().filter(|r| !r.passed).count();
-    println!();
-    println!("{} checks, {failed} failed", checker.rows.len());
+    say!();
+    say!("{} checks, {failed} failed", checker.rows.len());
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -42,9 +42,9 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, BoxError> {
     let (rows, cols) = (args.rows.max(1), args.cols.max(1));
     let n = rows * cols;
     let ctx = args.backend.context()?;
-    println!("adapter: {}", ctx.adapter_info());
-    println!("why:     {}", ctx.selection_reason());
-    println!("batch:   {rows} x {cols} logits with one class label per row");
+    say!("adapter: {}", ctx.adapter_info());
+    say!("why:     {}", ctx.selection_reason());
+    say!("batch:   {rows} x {cols} logits with one class label per row");
     // A deterministic batch: pre-activations spread over [-8, 8], an upstream gradient, labels.
     let x: Vec<f32> = (0..n)
         .map(|i| ((i.wrapping_mul(7919) % 10007) as f32 / 10007.0 - 0.5) * 16.0)
@@ -136,13 +136,15 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, BoxError> {
     );
     let loss_err = (f64::from(loss[0]) - want.loss[0]).abs();
 
-    println!();
-    println!(
+    say!();
+    say!(
         "{:<28} {:>10} {:>14}  within 1e-6 + 1e-5·|ref|",
-        "op", "time (ms)", "max |err|"
+        "op",
+        "time (ms)",
+        "max |err|"
     );
     for l in &lines {
-        println!(
+        say!(
             "{:<28} {:>10.2} {:>14.2e}  {}",
             l.op,
             l.ms,
@@ -150,14 +152,15 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, BoxError> {
             if l.passed { "yes" } else { "NO" }
         );
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "cross-entropy loss (mean): {:.7} (CPU reference {:.7}, |err| {loss_err:.1e})",
-        loss[0], want.loss[0]
+        loss[0],
+        want.loss[0]
     );
-    println!("upload of 2 x {n} floats: {upload_ms:.2} ms (times exclude one warm-up run per op)");
+    say!("upload of 2 x {n} floats: {upload_ms:.2} ms (times exclude one warm-up run per op)");
     let worst = lines.iter().map(|l| l.max_abs).fold(loss_err, f64::max);
-    println!("largest error against the CPU reference: {worst:.2e}");
+    say!("largest error against the CPU reference: {worst:.2e}");
     let ok = lines.iter().all(|l| l.passed) && loss_err <= 1e-5 * want.loss[0].abs();
     Ok(if ok {
         ExitCode::SUCCESS

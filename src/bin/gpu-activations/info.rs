@@ -15,14 +15,18 @@ pub struct InfoArgs {
 
 pub fn run(args: &InfoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     use gpu_activations::wgpu::Features;
-    println!("Adapters found:");
-    println!(
+    say!("Adapters found:");
+    say!(
         "  {:<8} {:<14} {:<36} {:<10} {:<4} driver",
-        "backend", "type", "name", "subgroups", "f16"
+        "backend",
+        "type",
+        "name",
+        "subgroups",
+        "f16"
     );
     let yes = |f: Features, which: Features| if f.contains(which) { "yes" } else { "no" };
     for a in Context::adapters() {
-        println!(
+        say!(
             "  {:<8} {:<14} {:<36} {:<10} {:<4} {}",
             a.backend.name(),
             format!("{:?}", a.device_type),
@@ -33,12 +37,12 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
     }
     let ctx = args.backend.context()?;
-    println!();
-    println!("Chosen: {}", ctx.adapter_info());
-    println!("Why:    {}", ctx.selection_reason());
+    say!();
+    say!("Chosen: {}", ctx.adapter_info());
+    say!("Why:    {}", ctx.selection_reason());
     if let Some(l) = ctx.limits() {
-        println!();
-        println!("Limits and features that matter:");
+        say!();
+        say!("Limits and features that matter:");
         let rows: [(&str, String); 8] = [
             (
                 "max_storage_buffer_binding_size",
@@ -74,7 +78,7 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             ),
         ];
         for (k, v) in rows {
-            println!("  {k:<40} {v}");
+            say!("  {k:<40} {v}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,15 @@
 //! reference, benchmark them against the adapter's copy ceiling, demo the whole path, and draw
 //! the activations, a training run and a benchmark.
 
+/// `println!` that returns the write's error instead of panicking (a closed pipe, as with
+/// `gpu-activations check | head`): `main` ends quietly on a broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 mod bench;
 mod bench_linear;
 mod chart;
@@ -168,11 +177,18 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader stopped reading (`| head`): nothing is left to say to anyone.
+        Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gpu-activations: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Mesa's window-system code prints "XDG_RUNTIME_DIR is invalid or not set" on headless machines;

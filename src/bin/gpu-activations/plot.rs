@@ -145,9 +145,9 @@ pub fn run(args: &PlotArgs) -> Result<ExitCode, BoxError> {
         curves,
     };
     target.write(&picture)?;
-    println!("adapter: {info}");
+    say!("adapter: {info}");
     let panels = picture.curves.len();
-    println!(
+    say!(
         "wrote {} ({panels} panel{}, {range}, {n} points)",
         target.path().display(),
         if panels == 1 { "" } else { "s" }

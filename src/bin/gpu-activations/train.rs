@@ -121,8 +121,8 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
             args.weight_decay.unwrap_or(1e-4),
         ),
     };
-    println!("adapter: {}", ctx.adapter_info());
-    println!(
+    say!("adapter: {}", ctx.adapter_info());
+    say!(
         "data:    {m} training and {m_test} test images ({})",
         args.data.display()
     );
@@ -176,7 +176,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
         // Every epoch's loss: above the bar on a terminal, one line each otherwise.
         let line = format!("epoch {epoch:>5}: loss {last:.5}");
         if progress.is_hidden() {
-            println!("{line}");
+            say!("{line}");
         } else {
             progress.println(line);
         }
@@ -185,8 +185,8 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
     }
     progress.finish();
     let correct = correct(&x_test, &w, &b, &data.test.1)?;
-    println!("final loss {last:.5}");
-    println!(
+    say!("final loss {last:.5}");
+    say!(
         "test accuracy: {:.2} % ({correct} of {m_test})",
         100.0 * correct as f64 / m_test as f64
     );
@@ -207,7 +207,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
             correct: correct_by_epoch,
             test_images: m_test,
         })?;
-        println!("wrote {}", target.path().display());
+        say!("wrote {}", target.path().display());
     }
     Ok(ExitCode::SUCCESS)
 }
