@@ -1,7 +1,9 @@
 //! Reading and writing `.npy` files (with npyz), as the command line does: float16/float32/
 //! float64 arrays of either byte order in C order as f32 (float16 widened exactly), integer
 //! arrays of any width as class indices, and atomic writes of float32 or float16 (a temporary
-//! file beside the target, renamed into place) so that a failed run leaves no partial output.
+//! file beside the target, renamed into place) so that a failed run leaves no partial output;
+//! the same staging ([`stage_bytes`], [`check_targets`], [`commit_all`]) writes the command's
+//! pictures and reports.
 //! Every problem is a [`FileError`] naming the file. numpy has no bfloat16: bfloat16 data is
 //! read and written as float32 holding bfloat16 values.
 
