@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::gpu::kernels::PipelineRecord;
 use crate::gpu::{DeviceFacts, DeviceOwner, Gpu, SubgroupSizes};
 
 /// Environment variable that picks the backend when the options leave it open.
@@ -524,6 +525,16 @@ impl Context {
         if let Some(gpu) = &self.inner.gpu {
             gpu.reset_peak_device_bytes();
         }
+    }
+
+    /// Every pipeline this context has built so far (family, storage type, entry point and
+    /// override constants), for feeding the same pipelines to another shader compiler
+    /// (`gpu-activations shaders --dump`); empty on the CPU backend.
+    pub fn pipelines_built(&self) -> Result<Vec<PipelineRecord>> {
+        self.inner
+            .gpu
+            .as_ref()
+            .map_or(Ok(Vec::new()), Gpu::pipelines_built)
     }
 
     /// Releases the idle buffers of the pool and the upload staging buffers.

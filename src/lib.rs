@@ -44,7 +44,7 @@ pub use definitions::activation::Activation;
 pub use definitions::gated::Gate;
 pub use definitions::loss::{BceOptions, CrossEntropyOptions, HeadOptions, Reduction};
 pub use error::{Error, Result};
-pub use gpu::kernels::Shader;
+pub use gpu::kernels::{PipelineRecord, Shader};
 pub use layout::DType;
 pub use ops::loss::{
     HeadLoss, LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN, LinearCrossEntropy,

@@ -254,6 +254,20 @@ pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
 
+/// One pipeline a context has built: its family, storage type, entry point and override
+/// constants, as [`crate::Context::pipelines_built`] lists them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineRecord {
+    /// The kernel family (one composed module per family and storage type).
+    pub shader: Shader,
+    /// The storage type the module was composed for.
+    pub storage: DType,
+    /// The entry point.
+    pub entry: &'static str,
+    /// The override constants the pipeline was created with, by name.
+    pub constants: Vec<(&'static str, f64)>,
+}
+
 impl PipelineCache {
     /// The pipeline for `kernel` on tensors stored as `storage`, with these override
     /// constants, built once.
@@ -276,6 +290,28 @@ impl PipelineCache {
         let built = Arc::new(build_pipeline(device, &module, kernel, constants)?);
         // Another thread may have built the same pipeline meanwhile; keep the first.
         Ok(lock(&self.pipelines)?.entry(key).or_insert(built).clone())
+    }
+
+    /// Every pipeline built so far, sorted by family, storage type, entry point and constants.
+    pub fn built(&self) -> Result<Vec<PipelineRecord>> {
+        let mut all: Vec<PipelineRecord> = lock(&self.pipelines)?
+            .keys()
+            .map(|(kernel, storage, constants)| PipelineRecord {
+                shader: kernel.shader,
+                storage: *storage,
+                entry: kernel.entry,
+                constants: constants
+                    .iter()
+                    .map(|&(name, bits)| (name, f64::from_bits(bits)))
+                    .collect(),
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            (a.shader.name(), a.storage.name(), a.entry)
+                .cmp(&(b.shader.name(), b.storage.name(), b.entry))
+                .then_with(|| format!("{:?}", a.constants).cmp(&format!("{:?}", b.constants)))
+        });
+        Ok(all)
     }
 
     fn module(

@@ -232,6 +232,11 @@ impl Gpu {
         self.pool.reset_peak();
     }
 
+    /// Every pipeline built on this device so far.
+    pub fn pipelines_built(&self) -> Result<Vec<kernels::PipelineRecord>> {
+        self.pipelines.built()
+    }
+
     pub fn trim_pool(&self) {
         self.pool.clear();
         if let Ok(mut slots) = self.upload_staging.lock() {

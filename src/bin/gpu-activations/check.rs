@@ -122,22 +122,8 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, BoxError> {
     say!("         [float16], [bfloat16]: one ulp of the storage type more, of the reference");
     say!("         rounded to it");
     say!();
-    let mut rows = Vec::new();
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
-        let mut checker = Checker {
-            rows: Vec::new(),
-            dtype,
-        };
-        let mut rng = StdRng::seed_from_u64(2026);
-        activations(&ctx, &mut checker, &mut rng)?;
-        softmax(&ctx, &mut checker, &mut rng)?;
-        cross_entropy(&ctx, &mut checker, &mut rng)?;
-        bce(&ctx, &mut checker, &mut rng)?;
-        family(&ctx, &mut checker, &mut rng)?;
-        rows.extend(checker.rows);
-    }
     let checker = Checker {
-        rows,
+        rows: every_check(&ctx)?,
         dtype: DType::F32,
     };
 
@@ -166,6 +152,31 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, BoxError> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Every check on every storage type, run on `ctx`.
+fn every_check(ctx: &Context) -> Result<Vec<Row>, BoxError> {
+    let mut rows = Vec::new();
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let mut checker = Checker {
+            rows: Vec::new(),
+            dtype,
+        };
+        let mut rng = StdRng::seed_from_u64(2026);
+        activations(ctx, &mut checker, &mut rng)?;
+        softmax(ctx, &mut checker, &mut rng)?;
+        cross_entropy(ctx, &mut checker, &mut rng)?;
+        bce(ctx, &mut checker, &mut rng)?;
+        family(ctx, &mut checker, &mut rng)?;
+        rows.extend(checker.rows);
+    }
+    Ok(rows)
+}
+
+/// Runs every check on `ctx` and returns how many failed (what `shaders --dump` runs to learn
+/// which pipelines the crate builds).
+pub fn count_failures(ctx: &Context) -> Result<usize, BoxError> {
+    Ok(every_check(ctx)?.iter().filter(|r| !r.passed).count())
 }
 
 fn activations(ctx: &Context, checker: &mut Checker, rng: &mut StdRng) -> Result<(), BoxError> {

@@ -21,6 +21,7 @@ mod info;
 mod op;
 mod plot;
 mod run;
+mod shaders;
 mod train;
 
 use std::process::ExitCode;
@@ -71,6 +72,10 @@ enum Command {
         gpu-activations plot gelu mish elu --range=-4,4 --output act.png --backend vulkan"
     )]
     Plot(plot::PlotArgs),
+    /// Write every WGSL module as the crate composes it, and the pipelines it builds, for
+    /// another shader compiler.
+    #[command(after_help = "Example:\n  gpu-activations shaders --dump wgsl/")]
+    Shaders(shaders::ShadersArgs),
 }
 
 /// The `--backend` option every subcommand takes.
@@ -174,6 +179,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Shaders(args) => shaders::run(&args),
     };
     match result {
         Ok(code) => code,
