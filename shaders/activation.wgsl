@@ -259,7 +259,7 @@ fn backward_op(v: V, g: V) -> V {
             return select(g * sigmoid(z), g, z > splat(param.y));
         }
         case 11u: {
-            let inside = v > splat(-3.0) & v < splat(3.0);
+            let inside = (v > splat(-3.0)) & (v < splat(3.0));
             return select(splat(0.0), g * (1.0 / 6.0), inside);
         }
         case 12u: {
@@ -268,7 +268,7 @@ fn backward_op(v: V, g: V) -> V {
             return select(select(mid, g, v >= splat(3.0)), splat(0.0), v < splat(-3.0));
         }
         case 13u: {
-            let inside = v > splat(0.0) & v < splat(6.0);
+            let inside = (v > splat(0.0)) & (v < splat(6.0));
             return select(splat(0.0), g, inside);
         }
         case 14u: {
@@ -284,7 +284,7 @@ fn backward_op(v: V, g: V) -> V {
             return select(g * exp(min(v, splat(0.0)) * param.y), g, v > splat(0.0));
         }
         case 18u: {
-            return select(splat(0.0), g, v > splat(param.x) & v < splat(param.y));
+            return select(splat(0.0), g, (v > splat(param.x)) & (v < splat(param.y)));
         }
         case 19u: {
             let d = 1.0 + abs(v);
@@ -302,7 +302,7 @@ fn backward_op(v: V, g: V) -> V {
         }
         case 24u: {
             let u = param.x * v + param.y;
-            return select(splat(0.0), g * param.x, u > splat(0.0) & u < splat(1.0));
+            return select(splat(0.0), g * param.x, (u > splat(0.0)) & (u < splat(1.0)));
         }
         case 25u: {
             let d = select(param.x * exp(min(v, splat(0.0))), splat(1.0), v > splat(0.0));

@@ -168,7 +168,7 @@ fn common_sums(d: vec4<f32>, e: vec4<f32>, valid: vec4<bool>) -> Sums {
 fn index_sums(d: vec4<f32>, e: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32) -> Sums {
     let valid = c < vec4(p.cols);
     var sums = common_sums(d, e, valid);
-    sums.hit = hsum(select(vec4(0.0), d, c == vec4(y) & valid));
+    sums.hit = hsum(select(vec4(0.0), d, (c == vec4(y)) & valid));
     if SMOOTHING {
         sums.weighted = hsum(select(vec4(0.0), w * d, valid));
     }

@@ -172,7 +172,7 @@ fn second_step(sums: Sums, row: Row, j: u32, cache: ptr<function, array<vec4<f32
     var out = sums;
     out.rest += hsum(select(e, vec4(0.0), at_max | !valid));
     out.maxima += hsum(select(vec4(0.0), vec4(1.0), at_max & valid));
-    out.hit += hsum(select(vec4(0.0), d, c == vec4(row.y) & valid));
+    out.hit += hsum(select(vec4(0.0), d, (c == vec4(row.y)) & valid));
     let one_hot = select(vec4(0.0), vec4(1.0), c == vec4(row.y));
     var g = (1.0 - p.eps) * row.w_y * (prob - one_hot);
     if SMOOTHING {

@@ -39,7 +39,7 @@ fn smoothing_sum_part(c: ptr<function, Part>, h: u32, m: f32, s: LaneSpan) -> f3
 
 // Writes the gradient of part h from e = e^{z − M} without label smoothing:
 // dz = a·e/S − a·[c = y] with a = scale·w_y (index_grad's formula with ε = 0), the one-hot
-// term added only in the vec4 that holds class y.
+// term added only in the vec4 that holds class y; 0 for an ignored row.
 fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32, inv_s: f32) {
     let a = p.scale * w_y;
     let a_inv_s = a * inv_s;
@@ -47,7 +47,8 @@ fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         if j < s.n {
-            dz4[s.b + j] = (*c)[k] * a_inv_s - select(vec4(0.0), hit, j == y / 4u);
+            let dz = (*c)[k] * a_inv_s - select(vec4(0.0), hit, j == y / 4u);
+            dz4[s.b + j] = select(dz, vec4(0.0), y == IGNORED);
         }
     }
 }
@@ -58,33 +59,22 @@ fn store_smoothed_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32,
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         if j < s.n {
-            dz4[s.b + j] = index_grad((*c)[k] * inv_s, classes(4u * j), weights_vec4(j), y, w_y);
+            let dz = index_grad((*c)[k] * inv_s, classes(4u * j), weights_vec4(j), y, w_y);
+            dz4[s.b + j] = select(dz, vec4(0.0), y == IGNORED);
         }
-    }
-}
-
-// Zeros the gradient of an ignored row.
-fn store_zero(s: LaneSpan) {
-    for (var j = s.lane; j < s.n; j += s.size) {
-        dz4[s.b + j] = vec4(0.0);
     }
 }
 
 @compute @workgroup_size(WG)
 fn index_subgroup_rows(ids: SubgroupIds) {
+    // Every lane runs every subgroup operation (no return on NO_ROW or an ignored row, which
+    // a compiler cannot prove uniform); a lane past the rows has an empty span and stores
+    // nothing, and an ignored row (IGNORED, also a stand-in for NO_ROW) stores zeros.
     let r = subgroup_row(ids);
-    if r == NO_ROW {
-        return;
-    }
-    let span = lane_span(ids, p.base + r * p.cols, p.cols);
-    let y = class_index[p.row0 + r];
-    // The same y for the whole subgroup, so an ignored row returns as one.
-    if y == IGNORED {
-        store_zero(span);
-        if ids.lane == 0u {
-            row_loss[p.row0 + r] = 0.0;
-        }
-        return;
+    let span = lane_span(ids, r, p.base + r * p.cols, p.cols);
+    var y = IGNORED;
+    if r != NO_ROW {
+        y = class_index[p.row0 + r];
     }
     var c0: Part;
     var c1: Part;
@@ -92,7 +82,10 @@ fn index_subgroup_rows(ids: SubgroupIds) {
     var c3: Part;
     let m = load_row(&c0, &c1, &c2, &c3, span);
     // z_y − M, read before the gradient may overwrite the logits (in place).
-    let z_y = z4[span.b + y / 4u][y % 4u];
+    var z_y = 0.0;
+    if y != IGNORED {
+        z_y = z4[span.b + y / 4u][y % 4u];
+    }
     var sums = Sums(0.0, 0.0, z_y - m, 0.0);
     if SMOOTHING {
         sums.weighted = subgroupAdd((smoothing_sum_part(&c0, 0u, m, span) + smoothing_sum_part(&c1, 1u, m, span))
@@ -114,7 +107,7 @@ fn index_subgroup_rows(ids: SubgroupIds) {
         store_grad_part(&c2, 2u, span, y, w_y, inv_s);
         store_grad_part(&c3, 3u, span, y, w_y, inv_s);
     }
-    if ids.lane == 0u {
-        row_loss[p.row0 + r] = index_loss(sums, w_y);
+    if ids.lane == 0u && r != NO_ROW {
+        row_loss[p.row0 + r] = select(index_loss(sums, w_y), 0.0, y == IGNORED);
     }
 }

@@ -1,7 +1,7 @@
 // Shared elementwise helpers, appended by the host to the elementwise kernel files:
 // σ(v) = 1/(1 + e^−v) evaluated without overflow (and σ' with it), log(1 + e) for 0 ≤ e ≤ 1 to
 // 2 ulp, e^v − 1 to 4 ulp, tanh through it, the normal CDF and density (for gelu), and NaN
-// tests by bits.
+// tests by bits (special.wgsl).
 
 alias V = vec4<f32>;
 
@@ -10,15 +10,15 @@ fn splat(v: f32) -> V {
 }
 
 fn is_nan(v: V) -> vec4<bool> {
-    return (bitcast<vec4<u32>>(v) & vec4(0x7fffffffu)) > vec4(0x7f800000u);
+    return is_nan4(v);
 }
 
 fn is_inf(v: V) -> vec4<bool> {
-    return (bitcast<vec4<u32>>(v) & vec4(0x7fffffffu)) == vec4(0x7f800000u);
+    return is_inf4(v);
 }
 
 fn nan() -> V {
-    return bitcast<V>(vec4(0x7fc00000u));
+    return V(nan_f32());
 }
 
 // σ(v) from e = e^−|v|: 1/(1 + e) for v ≥ 0, e/(1 + e) otherwise.

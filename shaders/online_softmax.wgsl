@@ -6,12 +6,6 @@
 // −∞ entries add exactly 0 and never form −∞ − (−∞); NaN is carried by s, so a max that drops
 // NaN cannot lose it. A row of all −∞ ends with (−∞, 0) and normalises to NaN; a +∞ makes s NaN.
 
-const NEG_INF_BITS: u32 = 0xff800000u;
-
-fn neg_inf() -> f32 {
-    return bitcast<f32>(NEG_INF_BITS);
-}
-
 fn hmax(v: vec4<f32>) -> f32 {
     return max(max(v.x, v.y), max(v.z, v.w));
 }

@@ -75,7 +75,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 
 fn positive4(v: vec4<f32>) -> vec4<bool> {
     let bits = bitcast<vec4<u32>>(v);
-    return v > vec4(0.0) & (bits & vec4(0x7fffffffu)) <= vec4(0x7f800000u);
+    return (v > vec4(0.0)) & ((bits & vec4(0x7fffffffu)) <= vec4(0x7f800000u));
 }
 
 @compute @workgroup_size(WG)

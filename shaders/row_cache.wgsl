@@ -37,16 +37,19 @@ struct SubgroupIds {
 const NO_ROW: u32 = 0xffffffffu;
 
 // The row of this subgroup, or NO_ROW for a subgroup past SUBGROUP_ROWS or past the launch's
-// rows. The same for every lane of a subgroup, so that returning on NO_ROW leaves the
-// subgroup operations of the others with all their lanes.
+// rows. The same for every lane of a subgroup, but a compiler cannot prove it (`subgroup_id`
+// is not uniform to its analysis): kernels never branch on it around subgroup operations, they
+// run them with an empty span (`lane_span`) and skip the stores.
 fn subgroup_row(ids: SubgroupIds) -> u32 {
     let r = (ids.wid.y * ids.nwg.x + ids.wid.x) * SUBGROUP_ROWS + ids.sg;
-    return select(r, NO_ROW, ids.sg >= SUBGROUP_ROWS | r >= p.rows);
+    return select(r, NO_ROW, (ids.sg >= SUBGROUP_ROWS) | (r >= p.rows));
 }
 
-// This lane's span of a row of `cols` floats starting at element `start` (both divisible by 4).
-fn lane_span(ids: SubgroupIds, start: u32, cols: u32) -> LaneSpan {
-    return LaneSpan(start / 4u, cols / 4u, ids.lane, ids.size);
+// This lane's span of row r, `cols` floats starting at element `start` (both divisible by 4);
+// empty for NO_ROW.
+fn lane_span(ids: SubgroupIds, r: u32, start: u32, cols: u32) -> LaneSpan {
+    let live = r != NO_ROW;
+    return LaneSpan(select(0u, start / 4u, live), select(0u, cols / 4u, live), ids.lane, ids.size);
 }
 
 // vec4s in part h of the lane's cache.

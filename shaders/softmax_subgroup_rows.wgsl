@@ -49,10 +49,7 @@ fn store_part(c: ptr<function, Part>, h: u32, s: LaneSpan, k: f32) {
 @compute @workgroup_size(WG)
 fn forward_subgroup_rows(ids: SubgroupIds) {
     let r = subgroup_row(ids);
-    if r == NO_ROW {
-        return;
-    }
-    let span = lane_span(ids, row_start(r), p.cols);
+    let span = lane_span(ids, r, row_start(r), p.cols);
     var c0: Part;
     var c1: Part;
     var c2: Part;
@@ -101,10 +98,7 @@ fn store_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32,
 @compute @workgroup_size(WG)
 fn backward_subgroup_rows(ids: SubgroupIds) {
     let r = subgroup_row(ids);
-    if r == NO_ROW {
-        return;
-    }
-    let span = lane_span(ids, row_start(r), p.cols);
+    let span = lane_span(ids, r, row_start(r), p.cols);
     var y0: Part;
     var y1: Part;
     var y2: Part;

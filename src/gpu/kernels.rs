@@ -158,16 +158,19 @@ impl Shader {
         match self {
             Shader::Activation => concat!(
                 include_str!("../../shaders/activation.wgsl"),
-                include_str!("../../shaders/math.wgsl")
+                include_str!("../../shaders/math.wgsl"),
+                include_str!("../../shaders/special.wgsl")
             ),
             Shader::Softmax => concat!(
                 include_str!("../../shaders/softmax.wgsl"),
                 include_str!("../../shaders/online_softmax.wgsl"),
+                include_str!("../../shaders/special.wgsl"),
                 include_str!("../../shaders/row_reduce_shared.wgsl")
             ),
             Shader::SoftmaxSubgroup => concat!(
                 include_str!("../../shaders/softmax.wgsl"),
                 include_str!("../../shaders/online_softmax.wgsl"),
+                include_str!("../../shaders/special.wgsl"),
                 include_str!("../../shaders/row_reduce_subgroup.wgsl"),
                 include_str!("../../shaders/softmax_subgroup_rows.wgsl"),
                 include_str!("../../shaders/row_cache.wgsl")
@@ -175,18 +178,21 @@ impl Shader {
             Shader::CrossEntropy => concat!(
                 include_str!("../../shaders/cross_entropy.wgsl"),
                 include_str!("../../shaders/online_softmax.wgsl"),
+                include_str!("../../shaders/special.wgsl"),
                 include_str!("../../shaders/row_reduce_shared.wgsl")
             ),
             Shader::CrossEntropySubgroup => concat!(
                 include_str!("../../shaders/cross_entropy.wgsl"),
                 include_str!("../../shaders/online_softmax.wgsl"),
+                include_str!("../../shaders/special.wgsl"),
                 include_str!("../../shaders/row_reduce_subgroup.wgsl"),
                 include_str!("../../shaders/cross_entropy_subgroup_rows.wgsl"),
                 include_str!("../../shaders/row_cache.wgsl")
             ),
             Shader::BceWithLogits => concat!(
                 include_str!("../../shaders/bce_with_logits.wgsl"),
-                include_str!("../../shaders/math.wgsl")
+                include_str!("../../shaders/math.wgsl"),
+                include_str!("../../shaders/special.wgsl")
             ),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
@@ -194,11 +200,13 @@ impl Shader {
             Shader::Prelu => include_str!("../../shaders/prelu.wgsl"),
             Shader::SoftmaxStrided => concat!(
                 include_str!("../../shaders/softmax_strided.wgsl"),
-                include_str!("../../shaders/online_softmax.wgsl")
+                include_str!("../../shaders/online_softmax.wgsl"),
+                include_str!("../../shaders/special.wgsl")
             ),
             Shader::Gated => concat!(
                 include_str!("../../shaders/gated.wgsl"),
-                include_str!("../../shaders/math.wgsl")
+                include_str!("../../shaders/math.wgsl"),
+                include_str!("../../shaders/special.wgsl")
             ),
             Shader::Convert => include_str!("../../shaders/convert.wgsl"),
             Shader::Transpose => include_str!("../../shaders/transpose.wgsl"),
@@ -208,6 +216,7 @@ impl Shader {
             Shader::CrossEntropyHead => concat!(
                 include_str!("../../shaders/cross_entropy_head.wgsl"),
                 include_str!("../../shaders/online_softmax.wgsl"),
+                include_str!("../../shaders/special.wgsl"),
                 include_str!("../../shaders/math.wgsl")
             ),
         }
