@@ -22,7 +22,8 @@
 
 use std::time::Instant;
 
-use gpu_activations::{Activation, Context, Shader};
+use gpu_activations::wgsl;
+use gpu_activations::{Activation, Context, DType};
 use wgpu::util::DeviceExt;
 
 const ELEMENTS: usize = 16_777_216;
@@ -234,25 +235,30 @@ fn main() {
 
     let copy_params = uniform([vec4s, 0, 0, 0]);
     let copy = launcher.kernel(
-        &Shader::Copy.source(),
+        wgsl::module("copy", DType::F32)
+            .expect("copy module")
+            .source(),
         "copy",
         (0, None),
         &[(0, &copy_params), (1, &x), (2, &out)],
     );
-    let source = with_probes(&Shader::Activation.source());
+    let activation = wgsl::module("activation", DType::F32).expect("activation module");
+    let source = with_probes(activation.source());
     let baseline = std::env::var("ARITHMETIC_BASELINE").ok().map(|dir| {
         let read = |file: &str| {
             std::fs::read_to_string(std::path::Path::new(&dir).join(file))
                 .unwrap_or_else(|e| panic!("ARITHMETIC_BASELINE: {dir}/{file}: {e}"))
         };
-        // The f32 storage codec, which activation.wgsl is written against (an older file
-        // without it leaves the codec unused).
-        let codec = include_str!("../shaders/storage_f32.wgsl");
-        with_probes(&format!(
-            "{}{}{codec}",
-            read("activation.wgsl"),
-            read("math.wgsl")
-        ))
+        // Today's module with the baseline's activation.wgsl and math.wgsl in place of today's
+        // (the module holds each file verbatim; the helpers they import are today's).
+        let composed = activation
+            .source()
+            .replace(
+                include_str!("../shaders/activation.wgsl"),
+                &read("activation.wgsl"),
+            )
+            .replace(include_str!("../shaders/math.wgsl"), &read("math.wgsl"));
+        with_probes(&composed)
     });
 
     println!(

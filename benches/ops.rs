@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gpu_activations::{
-    Activation, BceOptions, Context, CrossEntropyOptions, Shader, Targets, Tensor,
+    Activation, BceOptions, Context, CrossEntropyOptions, DType, Targets, Tensor,
 };
 use wgpu::util::DeviceExt;
 
@@ -199,7 +199,13 @@ fn small_ops(c: &mut Criterion) {
     let x = Tensor::from_slice(&ctx, &data(640, 4.0), &[64, 10]).expect("upload");
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: None,
-        source: wgpu::ShaderSource::Wgsl(Shader::Activation.source()),
+        source: wgpu::ShaderSource::Wgsl(
+            gpu_activations::wgsl::module("activation", DType::F32)
+                .expect("activation module")
+                .source()
+                .to_owned()
+                .into(),
+        ),
     });
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: None,

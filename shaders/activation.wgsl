@@ -42,6 +42,8 @@
 // NaN in gives NaN out, except where PyTorch's backward defines otherwise (relu, leaky_relu,
 // hardsigmoid, relu6: see `backward_checked`); forward formulas that carry NaN by themselves skip
 // the test (`nan_by_formula`).
+//! import math, grid
+//! storage f32, f16, bf16
 
 override OP: u32 = 0u;
 override WG: u32 = 256u;
@@ -363,20 +365,13 @@ fn backward_checked(v: V, g: V) -> V {
     return select(backward_op(v, g), at_nan, is_nan(v));
 }
 
-// Every entry point walks its vec4s with a grid stride over a 2-D grid of workgroups.
-fn first_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
-fn stride(nwg: vec3<u32>) -> u32 {
-    return nwg.x * nwg.y * WG;
-}
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     load_param();
-    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+    for (var i = invocation_index(wid, nwg, lid); i < p.len; i += grid_stride(nwg)) {
         out[i] = store4(forward_checked(load4(x_in[i])));
     }
 }
@@ -385,7 +380,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 fn forward_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
     load_param();
-    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+    for (var i = invocation_index(wid, nwg, lid); i < p.len; i += grid_stride(nwg)) {
         out[i] = store4(forward_checked(load4(out[i])));
     }
 }
@@ -394,7 +389,7 @@ fn forward_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     load_param();
-    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+    for (var i = invocation_index(wid, nwg, lid); i < p.len; i += grid_stride(nwg)) {
         out[i] = store4(backward_checked(load4(x_in[i]), load4(g_in[i])));
     }
 }
@@ -404,7 +399,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 fn backward_over_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
     load_param();
-    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+    for (var i = invocation_index(wid, nwg, lid); i < p.len; i += grid_stride(nwg)) {
         out[i] = store4(backward_checked(load4(x_in[i]), load4(out[i])));
     }
 }
@@ -414,7 +409,7 @@ fn backward_over_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 fn backward_over_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
     load_param();
-    for (var i = first_index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+    for (var i = invocation_index(wid, nwg, lid); i < p.len; i += grid_stride(nwg)) {
         out[i] = store4(backward_checked(load4(out[i]), load4(g_in[i])));
     }
 }

@@ -11,6 +11,8 @@
 // Elements are walked as vec4s with a grid stride; the padding lanes of the last vec4 are
 // masked out of the loss. `bce_none` writes each element's loss; `bce_sum` writes the sum of
 // each invocation's losses, which the host reduces with reduce.wgsl.
+//! import math, grid
+//! storage f32, f16, bf16
 
 override WG: u32 = 256u;
 override HAS_WEIGHT: bool = false;
@@ -33,7 +35,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-// Logits, targets and the gradient through the storage codec (f32, f16 or bf16, appended by
+// Logits, targets and the gradient through the storage codec (f32, f16 or bf16, composed by
 // the host: storage_*.wgsl); the losses and their partial sums are f32.
 @group(0) @binding(1) var<storage, read> z_in: array<Stored4>;
 @group(0) @binding(2) var<storage, read> y_in: array<Stored4>;
@@ -81,15 +83,12 @@ fn bce_element(i: u32) -> vec4<f32> {
     return select(vec4(0.0), loss, valid);
 }
 
-fn first_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
 // Reduction "none": every element's loss.
 @compute @workgroup_size(WG)
 fn bce_none(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    for (var i = first_index(wid, nwg, lid); i < p.len; i += p.invocations) {
+    for (var i = invocation_index(wid, nwg, lid); i < p.len; i += p.invocations) {
         loss4[i] = bce_element(i);
     }
 }
@@ -98,7 +97,7 @@ fn bce_none(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG)
 fn bce_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let first = first_index(wid, nwg, lid);
+    let first = invocation_index(wid, nwg, lid);
     if first >= p.invocations {
         return;
     }

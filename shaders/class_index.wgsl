@@ -8,6 +8,7 @@
 //                               the launch is read.
 // A label is compared as a 64-bit integer (lo, hi) words: i32 labels are sign-extended, u32 ones
 // zero-extended, i64 ones read as two words (little-endian).
+//! import grid
 
 override WG: u32 = 256u;
 // Words per label: 1 (u32, i32) or 2 (i64).
@@ -16,7 +17,6 @@ override WIDTH: u32 = 1u;
 override SIGNED: bool = true;
 override HAS_WEIGHT: bool = false;
 
-const IGNORED: u32 = 0xffffffffu;
 
 struct Params {
     // Labels in this launch.
@@ -38,7 +38,7 @@ struct Params {
 @compute @workgroup_size(WG)
 fn convert(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let r = (wid.y * nwg.x + wid.x) * WG + lid;
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }

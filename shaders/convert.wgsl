@@ -3,6 +3,8 @@
 //   narrow  dst_half[i] = store4(src_f32[i])    rounded once to nearest, ties to even
 // Ops that have no kernel for half storage run on f32 copies of their inputs through these,
 // with the same grid-stride walk as the copy kernel.
+//! import grid
+//! storage f32, f16, bf16
 
 override WG: u32 = 256u;
 
@@ -20,8 +22,8 @@ struct Params {
 @compute @workgroup_size(WG)
 fn widen(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let stride = nwg.x * nwg.y * WG;
-    for (var i = (wid.y * nwg.x + wid.x) * WG + lid; i < p.len; i += stride) {
+    let stride = grid_stride(nwg);
+    for (var i = invocation_index(wid, nwg, lid); i < p.len; i += stride) {
         dst_f32[i] = load4(src_half[i]);
     }
 }
@@ -29,8 +31,8 @@ fn widen(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(WG)
 fn narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let stride = nwg.x * nwg.y * WG;
-    for (var i = (wid.y * nwg.x + wid.x) * WG + lid; i < p.len; i += stride) {
+    let stride = grid_stride(nwg);
+    for (var i = invocation_index(wid, nwg, lid); i < p.len; i += stride) {
         dst_half[i] = store4(src_f32[i]);
     }
 }

@@ -4,6 +4,8 @@
 // does not have), so it is the ceiling of half storage too.
 // It reads and writes each element once with the same grid-stride walk as the elementwise
 // kernels, so an op's time over this one's is the cost of its arithmetic and its shape.
+//! import grid
+//! storage f32, f16, bf16
 
 override WG: u32 = 256u;
 
@@ -19,8 +21,8 @@ struct Params {
 @compute @workgroup_size(WG)
 fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let stride = nwg.x * nwg.y * WG;
-    for (var i = (wid.y * nwg.x + wid.x) * WG + lid; i < p.len; i += stride) {
+    let stride = grid_stride(nwg);
+    for (var i = invocation_index(wid, nwg, lid); i < p.len; i += stride) {
         dst[i] = src[i];
     }
 }

@@ -13,7 +13,9 @@
 // written over the logits (z and dz bound to one buffer): every element is read before it is
 // overwritten, by the same invocation. Per-row losses go to `row_loss`; the host sums them.
 // `*_rows` use one invocation per row, `*_workgroup` one workgroup per row (with
-// workgroup_max/workgroup_sum from the appended reduction file).
+// workgroup_max/workgroup_sum from the reduction file the root imports:
+// cross_entropy_shared.wgsl or cross_entropy_subgroup.wgsl).
+//! import online_softmax, grid
 
 override WG: u32 = 64u;
 override HAS_WEIGHT: bool = false;
@@ -21,7 +23,6 @@ override HAS_WEIGHT: bool = false;
 // compiled as a masked branch on some adapters (lavapipe runs both sides for every element).
 override SMOOTHING: bool = false;
 
-const IGNORED: u32 = 0xffffffffu;
 
 struct Params {
     // Rows in this launch.
@@ -228,16 +229,13 @@ fn classes(first: u32) -> vec4<u32> {
     return vec4(first) + vec4(0u, 1u, 2u, 3u);
 }
 
-fn invocation(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
 // ---- class indices, one invocation per row ----
 
 @compute @workgroup_size(WG)
 fn index_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let r = invocation(wid, nwg, lid);
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -263,7 +261,7 @@ fn index_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 @compute @workgroup_size(WG)
 fn index_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let r = invocation(wid, nwg, lid);
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -320,7 +318,7 @@ fn index_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(WG)
 fn prob_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let r = invocation(wid, nwg, lid);
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -347,7 +345,7 @@ fn prob_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn prob_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let r = invocation(wid, nwg, lid);
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -386,7 +384,7 @@ fn workgroup_sums(s: Sums, lid: u32) -> Sums {
 @compute @workgroup_size(WG)
 fn index_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let r = wid.y * nwg.x + wid.x;
+    let r = group_index(wid, nwg);
     // The same branch for the whole workgroup, so the barriers below stay uniform.
     if r >= p.rows {
         return;
@@ -416,7 +414,7 @@ fn index_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(WG)
 fn prob_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let r = wid.y * nwg.x + wid.x;
+    let r = group_index(wid, nwg);
     if r >= p.rows {
         return;
     }

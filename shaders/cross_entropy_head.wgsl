@@ -11,7 +11,8 @@
 // class-at-dim-1 layout [N, K, S]: logit c of row r = n·S + s at n·K·S + c·S + s, the gradient
 // written in the same layout.
 // The loss is formed from sums of z' − M (as in cross_entropy.wgsl), so a confident row's tiny
-// loss keeps its relative accuracy. The host appends online_softmax.wgsl and math.wgsl.
+// loss keeps its relative accuracy.
+//! import online_softmax, math, grid
 
 override WG: u32 = 64u;
 override HAS_WEIGHT: bool = false;
@@ -21,7 +22,7 @@ override STRIDED: bool = false;
 // K when a row's K ≤ 4·CACHE logits are held in registers (0: read twice): the loops' trip
 // count becomes a constant, so they unroll and index the cache with constants.
 override LEN: u32 = 0u;
-const CACHE: u32 = 8u;
+const CACHE: u32 = HEAD_CACHE;
 // With WIDE each pass steps 16 logits per loop iteration, four steps written out, instead of
 // 4: llvmpipe ends an invocation after 65,535 loop iterations in all, which this puts beyond
 // rows of 500,000 logits (the host sets it only for rows that need it there).
@@ -31,7 +32,6 @@ fn step() -> u32 {
     return select(4u, 16u, WIDE);
 }
 
-const IGNORED: u32 = 0xffffffffu;
 
 struct Params {
     rows: u32,
@@ -196,7 +196,7 @@ fn second_step(sums: Sums, row: Row, j: u32, cache: ptr<function, array<vec4<f32
 @compute @workgroup_size(WG)
 fn head_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let r = (wid.y * nwg.x + wid.x) * WG + lid;
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }

@@ -2,8 +2,10 @@
 // memory once and held in registers (row_cache.wgsl): M = subgroupMax, then e = e^{z − M}
 // computed once and kept while the loss sums are taken (subgroupAdd), then the gradient
 // written from e/S. The formulas are the other cross-entropy kernels' (index_sums, index_grad,
-// index_loss), arranged so that the common case (no label smoothing) costs least per element. Appended by the host to cross_entropy.wgsl on adapters with
+// index_loss), arranged so that the common case (no label smoothing) costs least per
+// element. Imported with cross_entropy.wgsl by cross_entropy_subgroup.wgsl, on adapters with
 // SUBGROUP, for K ≤ 4·S·LANE_VEC4S classes with K and base divisible by 4.
+//! import row_cache
 
 // The vec4 row_cache.wgsl's `load_part` reads.
 fn row_load(i: u32) -> vec4<f32> {

@@ -13,6 +13,7 @@
 // in split rows whose H is a multiple of 4 (`*_split4`; a tensor's storage holds whole
 // vec4s, so a last partial one reads and writes only padding past the end), else element by
 // element, masked at the end.
+//! import math, grid
 
 override GATE: u32 = 0u;
 override WG: u32 = 256u;
@@ -94,11 +95,11 @@ fn load_g(j: u32) -> V {
 }
 
 fn first(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return 4u * ((wid.y * nwg.x + wid.x) * WG + lid);
+    return 4u * (invocation_index(wid, nwg, lid));
 }
 
 fn stride(nwg: vec3<u32>) -> u32 {
-    return 4u * nwg.x * nwg.y * WG;
+    return 4u * grid_stride(nwg);
 }
 
 @compute @workgroup_size(WG)
@@ -147,11 +148,11 @@ fn value_index4(j: u32) -> u32 {
 }
 
 fn first4(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
+    return invocation_index(wid, nwg, lid);
 }
 
 fn stride4(nwg: vec3<u32>) -> u32 {
-    return nwg.x * nwg.y * WG;
+    return grid_stride(nwg);
 }
 
 @compute @workgroup_size(WG)

@@ -1,7 +1,8 @@
-// Shared elementwise helpers, appended by the host to the elementwise kernel files:
+// Shared elementwise helpers of the elementwise kernel files:
 // σ(v) = 1/(1 + e^−v) evaluated without overflow (and σ' with it), log(1 + e) for 0 ≤ e ≤ 1 to
 // 2 ulp, e^v − 1 to 4 ulp, tanh through it, the normal CDF and density (for gelu), and NaN
 // tests by bits (special.wgsl).
+//! import special
 
 alias V = vec4<f32>;
 

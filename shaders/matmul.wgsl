@@ -10,6 +10,7 @@
 // its operand is contiguous in (VEC_A, VEC_B) or four elements. Elements past the matrices'
 // edges load as 0, and only those inside are written, so any shape works (ragged edges, a dim
 // of 1).
+//! import grid
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -22,10 +23,10 @@ override VEC_A: bool = false;
 override VEC_B: bool = false;
 override LANES_ALONG_M: bool = false;
 
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK: u32 = 16u;
-const THREADS: u32 = 256u;
+const BM: u32 = MATMUL_BLOCK;
+const BN: u32 = MATMUL_BLOCK;
+const BK: u32 = MATMUL_TILE_K;
+const WG: u32 = MATMUL_THREADS;
 
 struct Params {
     m: u32,
@@ -143,7 +144,7 @@ fn load4_b(inside: bool, at: u32, kk: u32, j: u32, along_j: bool) -> vec4<f32> {
 @compute @workgroup_size(16, 16)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) lid: vec3<u32>) {
-    let block = wid.y * nwg.x + wid.x;
+    let block = group_index(wid, nwg);
     // The same for the whole workgroup, so the barriers below stay uniform.
     if block >= p.blocks {
         return;
@@ -270,7 +271,7 @@ fn b_patch_elements(k0: u32, j0: u32) -> mat4x4<f32> {
 @compute @workgroup_size(16, 16)
 fn matmul_patches(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let tile = (wid.y * nwg.x + wid.x) * THREADS + lid;
+    let tile = invocation_index(wid, nwg, lid);
     if tile >= p.blocks {
         return;
     }
@@ -346,5 +347,5 @@ fn fma_peak(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     for (var q = 0u; q < 8u; q++) {
         total += acc[q];
     }
-    c[(wid.y * nwg.x + wid.x) * THREADS + t] = dot(total, vec4(1.0));
+    c[group_index(wid, nwg) * WG + t] = dot(total, vec4(1.0));
 }

@@ -5,11 +5,10 @@
 // A row's values lie `stride` apart: 1 for the class along the last dim, S for PyTorch's
 // [N, C, S] (row r = n·S + s starts at n·C·S + s). The host zeroes the gradient; one invocation
 // per row writes its loss and its one non-zero gradient.
+//! import grid
 
 override WG: u32 = 256u;
 
-// The class index of an ignored row.
-const IGNORED: u32 = 0xffffffffu;
 
 struct Params {
     rows: u32,
@@ -28,8 +27,8 @@ struct Params {
 @compute @workgroup_size(WG)
 fn losses(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let first = (wid.y * nwg.x + wid.x) * WG + lid;
-    for (var r = first; r < p.rows; r += nwg.x * nwg.y * WG) {
+    let first = invocation_index(wid, nwg, lid);
+    for (var r = first; r < p.rows; r += grid_stride(nwg)) {
         let y = class_index[r];
         var loss = 0.0;
         if y != IGNORED {

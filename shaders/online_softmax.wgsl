@@ -1,10 +1,11 @@
 // Online softmax statistics of a row: after the elements x_j seen so far, m = max_j x_j and
-// s = Σ_j e^{x_j − m}, so a row is normalised after one reading pass. Appended by the host to
+// s = Σ_j e^{x_j − m}, so a row is normalised after one reading pass. Imported by
 // the row-kernel files (softmax, cross-entropy).
 //
 // The state starts at (m, s) = (−∞, 0) and guards its two exponentials so that idle lanes and
 // −∞ entries add exactly 0 and never form −∞ − (−∞); NaN is carried by s, so a max that drops
 // NaN cannot lose it. A row of all −∞ ends with (−∞, 0) and normalises to NaN; a +∞ makes s NaN.
+//! import special
 
 fn hmax(v: vec4<f32>) -> f32 {
     return max(max(v.x, v.y), max(v.z, v.w));

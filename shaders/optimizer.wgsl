@@ -5,6 +5,7 @@
 //         θ ← θ − η·(m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε)
 // (Kingma & Ba; PyTorch's torch.optim.Adam with weight_decay λ). The host passes the bias
 // corrections 1 − β₁ᵗ and 1 − β₂ᵗ of step t.
+//! import grid
 
 override WG: u32 = 256u;
 
@@ -27,7 +28,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
 fn element(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
+    return invocation_index(wid, nwg, lid);
 }
 
 @compute @workgroup_size(WG)

@@ -8,6 +8,7 @@
 // NaN is tested by its bits: a compiler may fold a comparison with NaN. `forward4` and
 // `backward_input4` walk whole vec4s (p.len counting vec4s) where a vec4 never straddles two
 // channels (inner a multiple of 4, or one slope).
+//! import grid
 
 override WG: u32 = 256u;
 
@@ -44,17 +45,14 @@ fn slope(i: u32) -> f32 {
 }
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
+    return invocation_index(wid, nwg, lid);
 }
 
-fn stride(nwg: vec3<u32>) -> u32 {
-    return nwg.x * nwg.y * WG;
-}
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    for (var i = index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+    for (var i = index(wid, nwg, lid); i < p.len; i += grid_stride(nwg)) {
         let v = x[i];
         out[i] = select(slope(i) * v, v, positive(v));
     }
@@ -63,7 +61,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    for (var i = index(wid, nwg, lid); i < p.len; i += stride(nwg)) {
+    for (var i = index(wid, nwg, lid); i < p.len; i += grid_stride(nwg)) {
         let g = g_in[i];
         out[i] = select(slope(i) * g, g, positive(x[i]));
     }
@@ -81,7 +79,7 @@ fn positive4(v: vec4<f32>) -> vec4<bool> {
 @compute @workgroup_size(WG)
 fn forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    for (var j = index(wid, nwg, lid); j < p.len; j += stride(nwg)) {
+    for (var j = index(wid, nwg, lid); j < p.len; j += grid_stride(nwg)) {
         let v = x4[j];
         out4[j] = select(slope(4u * j) * v, v, positive4(v));
     }
@@ -90,7 +88,7 @@ fn forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG)
 fn backward_input4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    for (var j = index(wid, nwg, lid); j < p.len; j += stride(nwg)) {
+    for (var j = index(wid, nwg, lid); j < p.len; j += grid_stride(nwg)) {
         let g = g4[j];
         out4[j] = select(slope(4u * j) * g, g, positive4(x4[j]));
     }

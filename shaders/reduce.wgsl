@@ -2,6 +2,7 @@
 // Applied level after level by the host with short groups (a tree of sums, so rounding grows
 // with log N rather than N), it reduces per-row or per-invocation losses to one scalar on the
 // device. Plain sums, not compensated ones: those would turn an infinite loss into NaN.
+//! import grid
 
 override WG: u32 = 64u;
 
@@ -21,7 +22,7 @@ struct Params {
 @compute @workgroup_size(WG)
 fn sum_groups(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    let i = invocation_index(wid, nwg, lid);
     let start = i * p.group;
     if start >= p.len {
         return;

@@ -1,18 +1,19 @@
-// A row held in registers by one subgroup: lane l holds the row's vec4s l, l + S, l + 2S, …
+// A row held in registers by one subgroup: lane l holds the row's vec4s j = l + i·S, i = 0, 1, …
 // (S the subgroup size), at most PARTS·PART of them, in PARTS arrays of PART so that every
 // loop over them has a short trip count fixed at pipeline creation and unrolls (a compiler
 // leaves longer loops rolled, and a rolled loop indexes the array dynamically, out of
 // registers: lavapipe unrolls 24 iterations of softmax's loop body but not 16 of the
-// cross-entropy's). Appended by the host to the `*_subgroup_rows.wgsl` kernels, which declare
+// cross-entropy's). Imported by the `*_subgroup_rows.wgsl` kernels, which declare
 // `row_load(i)`, the row's vec4 at index i of its binding, and a `p.rows`.
+//! requires subgroups
 
 // vec4s each lane holds (at most PARTS·PART), and rows (subgroups) per workgroup: both fixed at
 // pipeline creation.
 override LANE_VEC4S: u32 = 8u;
 override SUBGROUP_ROWS: u32 = 8u;
 
-const PART: u32 = 8u;
-const PARTS: u32 = 4u;
+const PART: u32 = LANE_PART;
+const PARTS: u32 = LANE_PARTS;
 
 alias Part = array<vec4<f32>, PART>;
 

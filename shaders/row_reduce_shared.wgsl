@@ -1,6 +1,6 @@
 // Workgroup reductions through workgroup memory: workgroup_max(v) = max over the workgroup's
 // invocations of v, workgroup_sum(v) = Σ v, by a log₂(WG)-step tree (WG a power of two).
-// Appended by the host to a kernel file that declares `override WG`; the fallback for adapters
+// Imported by a root whose kernel file declares `override WG`; the fallback for adapters
 // without subgroups. Call from uniform control flow only (it has barriers).
 
 var<workgroup> reduce_scratch: array<f32, WG>;

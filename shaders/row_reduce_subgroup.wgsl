@@ -1,9 +1,10 @@
 // Workgroup reductions through subgroups: workgroup_max(v) = max over the workgroup's
 // invocations of v, workgroup_sum(v) = Σ v: a subgroup reduction, one slot per subgroup in
-// workgroup memory, then every invocation folds the slots. Appended by the host to a kernel
+// workgroup memory, then every invocation folds the slots. Imported by a root whose kernel
 // file that declares `override WG`, on adapters with SUBGROUP. The subgroup size is counted
 // (subgroupAdd(1)) rather than trusted, and subgroups are taken to be consecutive invocations.
 // Call from uniform control flow only (it has barriers).
+//! requires subgroups
 
 // One slot per subgroup; subgroups have at least 4 invocations and WG is at most 1024.
 var<workgroup> reduce_slots: array<f32, 256>;

@@ -9,21 +9,21 @@
 //                writes each segment's partial (max, sum) or Σ, the second combines the row's
 //                partials and normalises its segment (for few, long rows);
 //   *_workgroup  one workgroup per row, reducing through `workgroup_max`/`workgroup_sum`,
-//                which come from row_reduce_shared.wgsl or row_reduce_subgroup.wgsl (the host
-//                appends one of them to this file).
+//                which come from row_reduce_shared.wgsl or row_reduce_subgroup.wgsl (the root,
+//                softmax_shared.wgsl or softmax_subgroup.wgsl, imports one of them).
 // The `_vec4` variants need cols and base divisible by 4; the others read scalars four at a time.
 // The `_vec4` variants read and write through the storage codec (f32, f16 or bf16 storage:
-// storage_*.wgsl, appended by the host), computing in f32; the scalar ones are f32 only.
+// storage_*.wgsl, one composed into the module), computing in f32; the scalar ones are f32 only.
 //
 // Edge semantics (as PyTorch): NaN anywhere in a row, a +∞, or a row of all −∞ gives a NaN row;
 // −∞ entries of an otherwise finite row give 0 (−∞ for log-softmax). The online state and its
-// guards are in online_softmax.wgsl, which the host appends.
+// guards are in online_softmax.wgsl.
+//! import online_softmax, grid
 
 override WG: u32 = 64u;
 override LOG: bool = false;
 // vec4s per row for `forward_rows_cached` (cols / 4, at most ROW_CACHE).
 override ROW_VEC4S: u32 = 16u;
-const ROW_CACHE: u32 = 16u;
 
 struct Params {
     // Rows in this launch.
@@ -130,9 +130,6 @@ fn store(i: u32, end: u32, v: vec4<f32>) {
 
 // ---- indexing ----
 
-fn invocation(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
 fn row_start(r: u32) -> u32 {
     return p.base + r * p.cols;
@@ -143,7 +140,7 @@ fn row_start(r: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let r = invocation(wid, nwg, lid);
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -162,7 +159,7 @@ fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(WG)
 fn forward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let r = invocation(wid, nwg, lid);
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -185,7 +182,7 @@ fn forward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 @compute @workgroup_size(WG)
 fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
-    let r = invocation(wid, nwg, lid);
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -227,7 +224,7 @@ fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 
 // (row, segment) of this invocation, and the segment's [start, end) in elements.
 fn segment(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec4<u32> {
-    let t = invocation(wid, nwg, lid);
+    let t = invocation_index(wid, nwg, lid);
     let r = t / p.segs;
     let s = t % p.segs;
     let b = row_start(r) + s * p.seg_len;
@@ -314,7 +311,7 @@ fn forward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 @compute @workgroup_size(WG)
 fn forward_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let r = wid.y * nwg.x + wid.x;
+    let r = group_index(wid, nwg);
     // Every invocation of a workgroup takes the same branch, so barriers stay uniform.
     if r >= p.rows {
         return;
@@ -338,7 +335,7 @@ fn forward_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 @compute @workgroup_size(WG)
 fn backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let r = invocation(wid, nwg, lid);
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -356,7 +353,7 @@ fn backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(WG)
 fn backward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
-    let r = invocation(wid, nwg, lid);
+    let r = invocation_index(wid, nwg, lid);
     if r >= p.rows {
         return;
     }
@@ -441,7 +438,7 @@ fn backward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
 @compute @workgroup_size(WG)
 fn backward_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
-    let r = wid.y * nwg.x + wid.x;
+    let r = group_index(wid, nwg);
     if r >= p.rows {
         return;
     }

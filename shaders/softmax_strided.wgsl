@@ -5,7 +5,8 @@
 //   forward   y_k = e^{v_k − M} / Σ e^{v − M}, or (v_k − M) − log Σ e^{v − M} (LOG);
 //   backward  from the saved output y: dx = s·y ⊙ (g − Σ g·y), or g − e^y·Σ g (LOG), where
 //             s = −1 for softmin (d(−x)/dx) and 1 otherwise.
-// NaN, +∞ and all-−∞ lines give NaN as in the row kernels (online_softmax.wgsl, appended).
+// NaN, +∞ and all-−∞ lines give NaN as in the row kernels (online_softmax.wgsl).
+//! import online_softmax, grid
 
 override WG: u32 = 64u;
 override LOG: bool = false;
@@ -72,14 +73,11 @@ fn store4(b: u32, k: u32, v: vec4<f32>) {
     }
 }
 
-fn line_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
 @compute @workgroup_size(WG)
 fn forward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let t = line_index(wid, nwg, lid);
+    let t = invocation_index(wid, nwg, lid);
     if t >= p.lines {
         return;
     }
@@ -118,7 +116,7 @@ fn normalise4(b: u32, k: u32, m: f32, k2: vec2<f32>) {
 @compute @workgroup_size(WG)
 fn backward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let t = line_index(wid, nwg, lid);
+    let t = invocation_index(wid, nwg, lid);
     if t >= p.lines {
         return;
     }
@@ -169,13 +167,13 @@ fn gradient4(b: u32, k: u32, d: f32) {
 // element (max, then e^{v − M} kept and summed, then scaled), where the online form above reads
 // twice and takes two; the backward reads y and g once.
 override LEN: u32 = 1u;
-const CACHE: u32 = 32u;
+const CACHE: u32 = STRIDED_CACHE;
 
 @compute @workgroup_size(WG)
 fn forward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
-    let t = line_index(wid, nwg, lid);
+    let t = invocation_index(wid, nwg, lid);
     if t >= p.lines {
         return;
     }
@@ -210,7 +208,7 @@ fn forward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
 fn backward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
-    let t = line_index(wid, nwg, lid);
+    let t = invocation_index(wid, nwg, lid);
     if t >= p.lines {
         return;
     }

@@ -2,10 +2,11 @@
 // once and held in registers (row_cache.wgsl). Forward: M = subgroupMax of the lanes' maxima,
 // then e = e^{x − M} is computed once, kept and summed (S = subgroupAdd), and y = e / S (or
 // (x − M) − log S) written. Backward: y and g are held, d = subgroupAdd of the row sum, and
-// dx = y ⊙ (g − d) (or g − e^y·d) written. Appended by the host to softmax.wgsl on adapters
+// dx = y ⊙ (g − d) (or g − e^y·d) written. Imported with softmax.wgsl by softmax_subgroup.wgsl, on adapters
 // with SUBGROUP, for rows of cols ≤ 4·S·LANE_VEC4S floats with cols and base divisible by 4.
 // Slots past the row's end hold −∞ and so add e = 0 whenever M is finite; NaN, +∞ and all-−∞
 // rows come out NaN through the arithmetic, as in the online kernels.
+//! import row_cache
 
 // The vec4 row_cache.wgsl's `load_part` reads.
 fn row_load(i: u32) -> vec4<f32> {

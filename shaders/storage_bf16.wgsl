@@ -1,5 +1,5 @@
-// Storage codec for bfloat16 tensors (WGSL has no bf16 type): the upper 16 bits of an f32, two
-// elements packed in a u32 (element 2k in the low half), four in a vec2<u32>.
+// Storage codec for bfloat16 tensors (WGSL has no bf16 type): bf16(x) = the upper 16 bits of x,
+// two elements packed in a u32 (element 2k in the low half), four in a vec2<u32>.
 //   load:  the bits shifted into the upper half of an f32, exact.
 //   store: x rounded once to the nearest bf16, ties to even: add 0x7fff plus the lowest kept
 //          bit and drop 16 bits (an overflow carries into ±∞); NaN stays a quiet NaN.

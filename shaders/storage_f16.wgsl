@@ -1,6 +1,7 @@
-// Storage codec for f16 tensors: two elements packed in a u32 (element 2k in the low half),
-// four in a vec2<u32>, so that every adapter holds them, with or without `shader-f16`.
-//   load:  unpack2x16float, exact.
+// Storage codec for f16 tensors: load4(w) = w's four f16 values widened, store4(v) = v rounded
+// to f16; two elements packed in a u32 (element 2k in the low half), four in a vec2<u32>, so
+// that every adapter holds them, with or without `shader-f16`.
+//   load:  exact, in integer arithmetic (normal, subnormal and special values by their bits).
 //   store: x rounded once to the nearest f16, ties to even, in integer arithmetic (WGSL leaves
 //          the rounding of an f32 → f16 conversion, and any result beyond f16's range, to the
 //          implementation):  |x| ≥ 65520 → ±∞,  NaN → quiet NaN,  |x| < 2⁻¹⁴ → a multiple

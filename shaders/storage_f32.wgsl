@@ -1,6 +1,6 @@
-// Storage codec for f32 tensors: four elements are one vec4<f32>, loaded and stored as they are.
+// Storage codec for f32 tensors: load4(w) = w and store4(v) = v, four elements one vec4<f32>.
 // A family written against a codec (`Stored4`, `load4`, `store4`) reads and writes any float
-// storage type with the same code; the host appends one codec file to the module.
+// storage type with the same code; one codec file is composed into each module (a root's `//! storage` line).
 
 alias Stored4 = vec4<f32>;
 

@@ -2,6 +2,7 @@
 // the class dim of PyTorch's [N, C, d1, …, dk] layout to the end ([N, C, S] → [N, S, C], with
 // S = d1·…·dk) for the row kernels, and back ([N, S, C] → [N, C, S]). One invocation per
 // output element, grid-stride; the reads are strided, the writes contiguous.
+//! import grid
 
 override WG: u32 = 256u;
 
@@ -21,8 +22,8 @@ fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
              @builtin(local_invocation_index) lid: u32) {
     let plane = p.rows * p.cols;
     let total = p.batch * plane;
-    let stride = nwg.x * nwg.y * WG;
-    for (var o = (wid.y * nwg.x + wid.x) * WG + lid; o < total; o += stride) {
+    let stride = grid_stride(nwg);
+    for (var o = invocation_index(wid, nwg, lid); o < total; o += stride) {
         // o = b·C·R + c·R + r in the output [B, C, R].
         let b = o / plane;
         let rest = o - b * plane;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::PipelineRecord;
+use crate::gpu::pipelines::PipelineRecord;
 use crate::gpu::{DeviceFacts, DeviceOwner, Gpu, SubgroupSizes};
 
 /// Environment variable that picks the backend when the options leave it open.

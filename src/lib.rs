@@ -35,6 +35,7 @@ mod layout;
 pub mod npy;
 mod ops;
 mod tensor;
+pub mod wgsl;
 
 pub use context::{
     AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, MatmulKernel, RowStrategy,
@@ -44,7 +45,7 @@ pub use definitions::activation::Activation;
 pub use definitions::gated::Gate;
 pub use definitions::loss::{BceOptions, CrossEntropyOptions, HeadOptions, Reduction};
 pub use error::{Error, Result};
-pub use gpu::kernels::{PipelineRecord, Shader};
+pub use gpu::pipelines::PipelineRecord;
 pub use layout::DType;
 pub use ops::loss::{
     HeadLoss, LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN, LinearCrossEntropy,

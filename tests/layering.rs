@@ -9,6 +9,7 @@ const LAYERS: &[&[&str]] = &[
     &["ops"],
     &["tensor"],
     &["context"],
+    &["wgsl"],
     &["gpu"],
     &["cpu"],
     &["definitions"],

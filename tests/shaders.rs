@@ -2,45 +2,33 @@
 //! (DX12) and GLSL (GL), entry point by entry point, so that a back end's breakage shows here
 //! without its machine. Needs no GPU.
 
-use gpu_activations::{DType, Shader};
+use gpu_activations::wgsl::{self, Module};
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-fn parse(shader: Shader, storage: DType) -> (naga::Module, naga::valid::ModuleInfo) {
-    let source = shader.source_for(storage).unwrap();
-    let module = naga::front::wgsl::parse_str(&source)
-        .unwrap_or_else(|e| panic!("{}.wgsl: {}", shader.name(), e.emit_to_string(&source)));
+fn parse(m: &Module) -> (naga::Module, naga::valid::ModuleInfo) {
+    let name = format!("{} ({})", m.name, m.storage);
+    let module = naga::front::wgsl::parse_str(m.source())
+        .unwrap_or_else(|e| panic!("{name}: {}", m.relabel(&e.emit_to_string(m.source()))));
     let info = Validator::new(ValidationFlags::all(), Capabilities::all())
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{}.wgsl: {}", shader.name(), e.emit_to_string(&source)));
+        .unwrap_or_else(|e| panic!("{name}: {}", m.relabel(&e.emit_to_string(m.source()))));
     (module, info)
-}
-
-/// Every family with every storage type it is built for.
-fn every_module() -> Vec<(Shader, DType)> {
-    let mut all = Vec::new();
-    for shader in Shader::ALL {
-        all.push((shader, DType::F32));
-        if shader.has_half_storage() {
-            all.extend([(shader, DType::F16), (shader, DType::BF16)]);
-        } else {
-            assert!(shader.source_for(DType::F16).is_none(), "{}", shader.name());
-        }
-    }
-    all
 }
 
 #[test]
 fn every_shader_validates_and_translates_to_every_backend_language() {
-    for (shader, storage) in every_module() {
-        let (module, info) = parse(shader, storage);
+    let all = wgsl::modules();
+    assert!(all.len() >= 30, "{} modules", all.len());
+    for m in &all {
+        let (module, info) = parse(m);
         assert!(
             !module.entry_points.is_empty(),
             "{}.wgsl has no entry point",
-            shader.name()
+            m.name
         );
         for ep in &module.entry_points {
-            let name = format!("{}::{} ({storage})", shader.name(), ep.name);
+            let name = format!("{}::{} ({})", m.name, ep.name, m.storage);
             assert_eq!(ep.stage, naga::ShaderStage::Compute, "{name}");
             // Resolve the override constants to their defaults, as a pipeline would.
             let (module, info) = naga::back::pipeline_constants::process_overrides(
@@ -89,7 +77,7 @@ fn every_shader_validates_and_translates_to_every_backend_language() {
             );
 
             // wgpu's GL backend offers no subgroups, so modules that use them never run there.
-            if shader.needs_subgroups() {
+            if m.requires_subgroups {
                 continue;
             }
             let glsl_options = glsl::Options {
@@ -121,14 +109,105 @@ fn every_shader_validates_and_translates_to_every_backend_language() {
 }
 
 #[test]
-fn every_shader_states_its_formula_in_a_header_comment() {
-    for shader in Shader::ALL {
-        let source = shader.source();
+fn every_file_states_its_formula_in_a_header_comment() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
         let header: Vec<&str> = source.lines().take_while(|l| l.starts_with("//")).collect();
         assert!(
             !header.is_empty() && header.iter().any(|l| l.contains('=')),
-            "{}.wgsl should open with a comment giving its formula",
-            shader.name()
+            "{} should open with a comment giving its formula",
+            path.display()
+        );
+        files += 1;
+    }
+    assert!(files >= 30, "{files} files");
+}
+
+/// Every module is composed of the files its root imports, transitively, each once, with the
+/// generated prelude; a file in shaders/ that no module uses is a mistake.
+#[test]
+fn modules_are_composed_from_their_imports() {
+    let all = wgsl::modules();
+    let softmax = all
+        .iter()
+        .find(|m| m.name == "softmax_subgroup" && m.storage == gpu_activations::DType::F16)
+        .unwrap();
+    assert_eq!(
+        softmax.files(),
+        [
+            "softmax_subgroup",
+            "softmax",
+            "online_softmax",
+            "special",
+            "grid",
+            "softmax_subgroup_rows",
+            "row_cache",
+            "row_reduce_subgroup",
+            "prelude",
+            "storage_f16"
+        ]
+    );
+    assert!(softmax.requires_subgroups);
+    let shared = all.iter().find(|m| m.name == "softmax_shared").unwrap();
+    assert!(!shared.requires_subgroups);
+    assert!(!shared.files().contains(&"row_reduce_subgroup"));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(
+            all.iter().any(|m| m.files().contains(&stem.as_str())),
+            "shaders/{stem}.wgsl is in no module"
         );
     }
+}
+
+/// A compiler's message about a composed module points at the file and line it came from.
+#[test]
+fn a_compiler_error_points_at_the_file_and_line_it_came_from() {
+    let m = wgsl::module("activation", gpu_activations::DType::BF16).unwrap();
+    // Break one line of math.wgsl inside the composed source, and find it again.
+    let (number, _) = m
+        .source()
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.starts_with("fn log1p_unit"))
+        .unwrap();
+    let (file, line) = m.locate(number + 1).unwrap();
+    assert_eq!(file, "math");
+    let in_file = include_str!("../shaders/math.wgsl")
+        .lines()
+        .position(|l| l.starts_with("fn log1p_unit"))
+        .unwrap();
+    assert_eq!(line, in_file + 1);
+    let broken: String = m
+        .source()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == number {
+                "fn log1p_unit(e: V) -> V { return e +; }"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let error = naga::front::wgsl::parse_str(&broken).unwrap_err();
+    let message = m.relabel(&error.emit_to_string(&broken));
+    assert!(
+        message.contains(&format!("math.wgsl:{}:", in_file + 1)),
+        "{message}"
+    );
+    // Lines of the generated prelude say so.
+    let (number, _) = m
+        .source()
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.starts_with("const IGNORED"))
+        .unwrap();
+    assert_eq!(m.locate(number + 1).map(|(f, _)| f), Some("prelude"));
 }

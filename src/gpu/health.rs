@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{DeviceOwner, Gpu, pop_now};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::lock;
+use crate::gpu::pipelines::lock;
 
 /// What the device's callbacks report, read by every launch.
 #[derive(Default)]

@@ -6,11 +6,11 @@
 //! is full, before a host write, or when a result is read back; nothing waits on the GPU except
 //! a read-back or [`Gpu::synchronize`]. One responsibility per file: `health` (device loss and
 //! errors), `recorder` (launches and submissions), `transfer` (uploads and read-backs), `memory`
-//! (what a software adapter may allocate), `kernels` (shaders and pipelines), `pool` (buffers).
+//! (what a software adapter may allocate), `pipelines` (shader modules and pipelines), `pool` (buffers).
 
 mod health;
-pub(crate) mod kernels;
 mod memory;
+pub(crate) mod pipelines;
 pub(crate) mod pool;
 mod recorder;
 mod transfer;
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use health::Health;
-use kernels::PipelineCache;
+use pipelines::PipelineCache;
 use pool::{BufferPool, DeviceBuffer};
 use recorder::Recorder;
 use transfer::UploadSlot;
@@ -233,7 +233,7 @@ impl Gpu {
     }
 
     /// Every pipeline built on this device so far.
-    pub fn pipelines_built(&self) -> Result<Vec<kernels::PipelineRecord>> {
+    pub fn pipelines_built(&self) -> Result<Vec<pipelines::PipelineRecord>> {
         self.pipelines.built()
     }
 

@@ -212,7 +212,7 @@ impl BufferPool {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, PoolState>> {
-        super::kernels::lock(&self.state)
+        super::pipelines::lock(&self.state)
     }
 }
 

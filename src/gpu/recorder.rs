@@ -3,7 +3,7 @@
 
 use super::{Gpu, View};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{self, Kernel, PARAMS_SLOT, lock};
+use crate::gpu::pipelines::{self, Kernel, PARAMS_SLOT, lock};
 use crate::layout::{self, DType};
 
 /// Launches recorded before the batch is submitted (and parameter slots in the arena).
@@ -118,7 +118,7 @@ impl Gpu {
         }];
         for (slot, view) in kernel.slots.iter().zip(views) {
             let binding = match *slot {
-                kernels::Slot::Read(b) | kernels::Slot::ReadWrite(b) => b,
+                pipelines::Slot::Read(b) | pipelines::Slot::ReadWrite(b) => b,
             };
             entries.push(wgpu::BindGroupEntry {
                 binding,

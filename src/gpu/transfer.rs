@@ -4,7 +4,7 @@
 use super::Gpu;
 use super::pool::{self, DeviceBuffer};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::lock;
+use crate::gpu::pipelines::lock;
 
 /// Bytes moved per staging step of an upload or read-back, so that staging memory stays
 /// bounded however large a tensor is.

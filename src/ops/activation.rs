@@ -5,11 +5,12 @@
 use crate::cpu;
 use crate::definitions::activation::Activation;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout::DType;
 use crate::ops::convert::round_host;
 use crate::ops::launch_elementwise_stored;
 use crate::tensor::{Storage, Tensor, read_host, write_host};
+use crate::wgsl::Shader;
 
 impl Activation {
     /// The `OP` override constant that selects this function in `shaders/activation.wgsl`
@@ -115,27 +116,27 @@ impl Derivative {
 }
 
 const FORWARD: Kernel = Kernel {
-    shader: Shader::Activation,
+    module: Shader::Activation.module(),
     entry: "forward",
     slots: &[Slot::Read(1), Slot::ReadWrite(3)],
 };
 const FORWARD_INPLACE: Kernel = Kernel {
-    shader: Shader::Activation,
+    module: Shader::Activation.module(),
     entry: "forward_inplace",
     slots: &[Slot::ReadWrite(3)],
 };
 const BACKWARD: Kernel = Kernel {
-    shader: Shader::Activation,
+    module: Shader::Activation.module(),
     entry: "backward",
     slots: &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(3)],
 };
 const BACKWARD_OVER_GRAD: Kernel = Kernel {
-    shader: Shader::Activation,
+    module: Shader::Activation.module(),
     entry: "backward_over_grad",
     slots: &[Slot::Read(1), Slot::ReadWrite(3)],
 };
 const BACKWARD_OVER_INPUT: Kernel = Kernel {
-    shader: Shader::Activation,
+    module: Shader::Activation.module(),
     entry: "backward_over_input",
     slots: &[Slot::Read(2), Slot::ReadWrite(3)],
 };

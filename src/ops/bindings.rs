@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, ModuleRef, Slot};
+use crate::layout::DType;
+use crate::wgsl::Shader;
 
 /// How the shader uses one binding of group 0.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,13 +19,14 @@ enum Use {
     Storage { writable: bool },
 }
 
-fn parse(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let module = naga::front::wgsl::parse_str(&shader.source())
-        .unwrap_or_else(|e| panic!("{}: {e}", shader.name()));
+fn parse(module: ModuleRef) -> (naga::Module, naga::valid::ModuleInfo) {
+    let composed = (module.compose)(module.name, DType::F32).expect("every family has f32");
+    let parsed = naga::front::wgsl::parse_str(&composed.source)
+        .unwrap_or_else(|e| panic!("{}: {e}", module.name));
     let info = Validator::new(ValidationFlags::all(), Capabilities::all())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {e}", shader.name()));
-    (module, info)
+        .validate(&parsed)
+        .unwrap_or_else(|e| panic!("{}: {e}", module.name));
+    (parsed, info)
 }
 
 /// The bindings of group 0 that `entry` uses, by binding number.
@@ -76,13 +79,13 @@ fn every_launched_kernel_binds_what_its_shader_declares() {
     assert!(kernels.len() > 60, "{} kernels", kernels.len());
     for (kernel, params_bytes) in kernels {
         let Kernel {
-            shader,
+            module,
             entry,
             slots,
         } = kernel;
-        let (module, info) = modules.entry(shader).or_insert_with(|| parse(shader));
-        let used = used_bindings(module, info, entry);
-        let name = format!("{}::{entry}", shader.name());
+        let (parsed, info) = modules.entry(module).or_insert_with(|| parse(module));
+        let used = used_bindings(parsed, info, entry);
+        let name = format!("{}::{entry}", module.name);
         for (&binding, what) in &used {
             match what {
                 Use::Uniform { bytes } => {
@@ -90,7 +93,7 @@ fn every_launched_kernel_binds_what_its_shader_declares() {
                     // The copy kernel reads only the first field of the elementwise block.
                     assert!(
                         *bytes as usize <= params_bytes
-                            && params_bytes as u64 <= crate::gpu::kernels::PARAMS_SLOT,
+                            && params_bytes as u64 <= crate::gpu::pipelines::PARAMS_SLOT,
                         "{name}: the shader's Params is {bytes} bytes, the host writes {params_bytes}"
                     );
                 }
@@ -125,7 +128,7 @@ fn every_launched_kernel_binds_what_its_shader_declares() {
 /// of the wrong size, are both caught.
 #[test]
 fn a_wrong_binding_or_params_size_is_caught() {
-    let (module, info) = parse(Shader::Activation);
+    let (module, info) = parse(Shader::Activation.module());
     let used = used_bindings(&module, &info, "forward");
     assert_eq!(used.get(&1), Some(&Use::Storage { writable: false }));
     assert_eq!(used.get(&3), Some(&Use::Storage { writable: true }));
@@ -137,7 +140,7 @@ fn a_wrong_binding_or_params_size_is_caught() {
     );
     // The softmax block is larger than the elementwise one: a host that wrote the elementwise
     // block for a softmax kernel would fail the size check.
-    let (module, info) = parse(Shader::Softmax);
+    let (module, info) = parse(Shader::Softmax.module());
     let Some(Use::Uniform { bytes }) = used_bindings(&module, &info, "forward_rows").remove(&0)
     else {
         panic!("forward_rows reads its Params");

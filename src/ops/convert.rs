@@ -3,18 +3,19 @@
 //! f32, its results rounded once to the storage type (PyTorch's semantics for half tensors).
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout::DType;
 use crate::ops::launch_elementwise_stored;
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 const WIDEN: Kernel = Kernel {
-    shader: Shader::Convert,
+    module: Shader::Convert.module(),
     entry: "widen",
     slots: &[Slot::Read(1), Slot::ReadWrite(2)],
 };
 const NARROW: Kernel = Kernel {
-    shader: Shader::Convert,
+    module: Shader::Convert.module(),
     entry: "narrow",
     slots: &[Slot::Read(1), Slot::ReadWrite(2)],
 };

@@ -5,11 +5,12 @@ use crate::cpu;
 use crate::definitions::gated::Gate;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout;
 use crate::ops::activation::check_same;
 use crate::ops::convert::half_route;
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 const OP: &str = "gated activation";
 
@@ -25,12 +26,12 @@ struct GatedParams {
 }
 
 const FORWARD_SPLIT: Kernel = Kernel {
-    shader: Shader::Gated,
+    module: Shader::Gated.module(),
     entry: "forward_split",
     slots: &[Slot::Read(1), Slot::ReadWrite(4)],
 };
 const BACKWARD_SPLIT: Kernel = Kernel {
-    shader: Shader::Gated,
+    module: Shader::Gated.module(),
     entry: "backward_split",
     slots: &[Slot::Read(1), Slot::Read(3), Slot::ReadWrite(4)],
 };
@@ -43,12 +44,12 @@ const BACKWARD_SPLIT4: Kernel = Kernel {
     ..BACKWARD_SPLIT
 };
 const FORWARD_PAIR: Kernel = Kernel {
-    shader: Shader::Gated,
+    module: Shader::Gated.module(),
     entry: "forward_pair",
     slots: &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(4)],
 };
 const BACKWARD_PAIR: Kernel = Kernel {
-    shader: Shader::Gated,
+    module: Shader::Gated.module(),
     entry: "backward_pair",
     slots: &[
         Slot::Read(1),

@@ -6,12 +6,13 @@
 use crate::context::MatmulKernel;
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::{Gpu, View};
 use crate::layout::{self, DType};
 use crate::ops::convert::half_route;
 use crate::ops::transpose::transpose_view;
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 const OP: &str = "linear";
 
@@ -30,7 +31,7 @@ struct MatmulParams {
 }
 
 const MATMUL: Kernel = Kernel {
-    shader: Shader::Matmul,
+    module: Shader::Matmul.module(),
     entry: "matmul",
     slots: &[
         Slot::Read(1),
@@ -45,7 +46,7 @@ const MATMUL_PATCHES: Kernel = Kernel {
     ..MATMUL
 };
 const FMA_PEAK: Kernel = Kernel {
-    shader: Shader::Matmul,
+    module: Shader::Matmul.module(),
     entry: "fma_peak",
     slots: &[Slot::ReadWrite(4)],
 };

@@ -17,9 +17,10 @@ pub(crate) mod transpose;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout;
 use crate::tensor::Tensor;
+use crate::wgsl::Shader;
 
 /// Invocations per workgroup of the elementwise kernels.
 pub(crate) const ELEMENTWISE_WG: u32 = 256;
@@ -86,7 +87,7 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
 }
 
 const COPY: Kernel = Kernel {
-    shader: Shader::Copy,
+    module: Shader::Copy.module(),
     entry: "copy",
     slots: &[Slot::Read(1), Slot::ReadWrite(2)],
 };

@@ -2,8 +2,9 @@
 //! term `λ·θ` added to the gradient, updating the parameter (and Adam's moments) in place.
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 const OP: &str = "optimizer step";
 
@@ -25,12 +26,12 @@ struct OptimizerParams {
 }
 
 const SGD: Kernel = Kernel {
-    shader: Shader::Optimizer,
+    module: Shader::Optimizer.module(),
     entry: "sgd",
     slots: &[Slot::ReadWrite(1), Slot::Read(2)],
 };
 const ADAM: Kernel = Kernel {
-    shader: Shader::Optimizer,
+    module: Shader::Optimizer.module(),
     entry: "adam",
     slots: &[
         Slot::ReadWrite(1),

@@ -5,12 +5,13 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout;
 use crate::ops::activation::check_same;
 use crate::ops::convert::half_route;
 use crate::ops::sum::sum_groups;
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 const OP: &str = "prelu";
 
@@ -35,12 +36,12 @@ struct PreluParams {
 }
 
 const FORWARD: Kernel = Kernel {
-    shader: Shader::Prelu,
+    module: Shader::Prelu.module(),
     entry: "forward",
     slots: &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(4)],
 };
 const BACKWARD_INPUT: Kernel = Kernel {
-    shader: Shader::Prelu,
+    module: Shader::Prelu.module(),
     entry: "backward_input",
     slots: &[
         Slot::Read(1),
@@ -62,7 +63,7 @@ const BACKWARD_INPUT4: Kernel = Kernel {
     ..BACKWARD_INPUT
 };
 const WEIGHT_PARTIALS: Kernel = Kernel {
-    shader: Shader::Prelu,
+    module: Shader::Prelu.module(),
     entry: "weight_partials",
     slots: &[Slot::Read(1), Slot::Read(3), Slot::ReadWrite(5)],
 };

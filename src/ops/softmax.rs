@@ -2,13 +2,14 @@
 
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::{Gpu, View};
 use crate::layout;
 use crate::ops::activation::check_same_float;
 use crate::ops::convert::{half_route_into, round_host};
 use crate::ops::rows::{CACHED_ROW_MAX, RowBlock, RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 /// Mirrors `Params` in `shaders/softmax.wgsl`.
 #[repr(C)]
@@ -88,11 +89,12 @@ impl RowOp {
             (Backward, RowPlan::Workgroup { .. }, _, _) => ("backward_workgroup", BWD),
         };
         Kernel {
-            shader: if subgroups {
+            module: if subgroups {
                 Shader::SoftmaxSubgroup
             } else {
                 Shader::Softmax
-            },
+            }
+            .module(),
             entry,
             slots,
         }

@@ -5,11 +5,12 @@
 
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout;
 use crate::ops::activation::check_same;
 use crate::ops::convert::half_route;
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 /// Invocations (lines) per workgroup.
 const WG: u32 = 64;
@@ -24,12 +25,12 @@ struct StridedParams {
 }
 
 const FORWARD: Kernel = Kernel {
-    shader: Shader::SoftmaxStrided,
+    module: Shader::SoftmaxStrided.module(),
     entry: "forward_strided",
     slots: &[Slot::Read(1), Slot::ReadWrite(3)],
 };
 const BACKWARD: Kernel = Kernel {
-    shader: Shader::SoftmaxStrided,
+    module: Shader::SoftmaxStrided.module(),
     entry: "backward_strided",
     slots: &[Slot::Read(1), Slot::Read(2), Slot::ReadWrite(3)],
 };

@@ -3,10 +3,11 @@
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::layout;
 use crate::tensor::Tensor;
+use crate::wgsl::Shader;
 
 /// Mirrors `Params` in `shaders/reduce.wgsl`.
 #[repr(C)]
@@ -21,7 +22,7 @@ struct ReduceParams {
 const REDUCE_GROUP: usize = 64;
 
 const SUM_GROUPS: Kernel = Kernel {
-    shader: Shader::Reduce,
+    module: Shader::Reduce.module(),
     entry: "sum_groups",
     slots: &[Slot::Read(1), Slot::ReadWrite(2)],
 };

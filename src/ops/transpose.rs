@@ -3,10 +3,11 @@
 //! and how their results go back.
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::{Gpu, View};
 use crate::layout::{self, DType};
 use crate::tensor::{Storage, Tensor, read_host, write_host};
+use crate::wgsl::Shader;
 
 const OP: &str = "transpose";
 
@@ -23,7 +24,7 @@ struct TransposeParams {
 }
 
 const TRANSPOSE: Kernel = Kernel {
-    shader: Shader::Transpose,
+    module: Shader::Transpose.module(),
     entry: "transpose",
     slots: &[Slot::Read(1), Slot::ReadWrite(2)],
 };

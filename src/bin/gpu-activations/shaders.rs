@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use gpu_activations::{DType, Shader};
+use gpu_activations::DType;
+use gpu_activations::wgsl;
 
 use crate::BackendArg;
 
@@ -24,40 +25,24 @@ pub struct ShadersArgs {
     backend: BackendArg,
 }
 
-/// The storage types a family is composed for.
-pub fn storages(shader: Shader) -> Vec<DType> {
-    [DType::F32, DType::F16, DType::BF16]
-        .into_iter()
-        .filter(|&t| shader.source_for(t).is_some())
-        .collect()
-}
-
-/// The file a module is written to.
-pub fn module_file(shader: Shader, storage: DType) -> String {
-    format!(
-        "{}.{}.wgsl",
-        shader.name().replace('+', "_"),
-        storage.name()
-    )
+/// The file a module is written to: FAMILY.STORAGE.wgsl.
+pub fn module_file(name: &str, storage: DType) -> String {
+    format!("{name}.{}.wgsl", storage.name())
 }
 
 pub fn run(args: &ShadersArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&args.dump)?;
     let mut modules = Vec::new();
-    for shader in Shader::ALL {
-        for storage in storages(shader) {
-            let Some(source) = shader.source_for(storage) else {
-                continue;
-            };
-            let file = module_file(shader, storage);
-            std::fs::write(args.dump.join(&file), source.as_bytes())?;
-            modules.push(serde_json::json!({
-                "shader": shader.name(),
-                "storage": storage.name(),
-                "file": file,
-                "subgroups": shader.needs_subgroups(),
-            }));
-        }
+    for module in wgsl::modules() {
+        let file = module_file(module.name, module.storage);
+        std::fs::write(args.dump.join(&file), module.source())?;
+        modules.push(serde_json::json!({
+            "family": module.name,
+            "storage": module.storage.name(),
+            "file": file,
+            "files": module.files(),
+            "subgroups": module.requires_subgroups,
+        }));
     }
     let mut pipelines = Vec::new();
     if !args.modules_only {
@@ -70,7 +55,7 @@ pub fn run(args: &ShadersArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 .map(|&(k, v)| (k.to_string(), serde_json::json!(v)))
                 .collect();
             pipelines.push(serde_json::json!({
-                "file": module_file(p.shader, p.storage),
+                "file": module_file(p.module, p.storage),
                 "entry": p.entry,
                 "constants": constants,
             }));

@@ -6,11 +6,12 @@ use crate::cpu;
 use crate::definitions::loss::{BceOptions, Reduction};
 use crate::error::Result;
 use crate::gpu::View;
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout;
 use crate::layout::DType;
 use crate::ops::activation::check_same_float;
 use crate::tensor::{Storage, Tensor};
+use crate::wgsl::Shader;
 
 use super::{LossAndGrad, OP_BCE, check_weight, mixed, narrow, widen};
 use crate::ops::sum::sum_to_scalar;
@@ -34,7 +35,7 @@ const BCE_VEC4_PER_INVOCATION: usize = 8;
 /// The BCE kernel writing per-element losses (`per_element`) or per-invocation sums.
 fn kernel(per_element: bool) -> Kernel {
     Kernel {
-        shader: Shader::BceWithLogits,
+        module: Shader::BceWithLogits.module(),
         entry: if per_element { "bce_none" } else { "bce_sum" },
         slots: &[
             Slot::Read(1),

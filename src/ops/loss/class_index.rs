@@ -7,11 +7,12 @@ use super::OP_CE;
 use crate::definitions::loss::{CrossEntropyOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::layout::{self, DType};
 use crate::ops::sum::sum_to_scalar;
 use crate::tensor::Tensor;
+use crate::wgsl::Shader;
 
 /// Mirrors `Params` in `shaders/class_index.wgsl`.
 #[repr(C)]
@@ -30,7 +31,7 @@ const WG: u32 = 256;
 const NONE: u32 = u32::MAX;
 
 const CONVERT: Kernel = Kernel {
-    shader: Shader::ClassIndex,
+    module: Shader::ClassIndex.module(),
     entry: "convert",
     slots: &[
         Slot::Read(1),
@@ -42,7 +43,7 @@ const CONVERT: Kernel = Kernel {
 };
 
 const OFFENDER: Kernel = Kernel {
-    shader: Shader::ClassIndex,
+    module: Shader::ClassIndex.module(),
     entry: "offender",
     slots: &[Slot::Read(1), Slot::ReadWrite(4)],
 };

@@ -7,7 +7,7 @@ use crate::cpu::loss::CrossEntropyTargets;
 use crate::definitions::loss::{CrossEntropyOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::layout;
 use crate::layout::DType;
@@ -15,6 +15,7 @@ use crate::ops::activation::check_same;
 use crate::ops::convert::common_float;
 use crate::ops::rows::{RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 use super::class_index::device_classes;
 use super::{OP_CE, Targets, check_weight, mixed, narrow, widen};
@@ -265,11 +266,12 @@ fn kernel(indices: bool, plan: RowPlan, vec4: bool, subgroups: bool) -> Kernel {
         (false, _, true) => "prob_rows_vec4",
     };
     Kernel {
-        shader: if subgroups {
+        module: if subgroups {
             Shader::CrossEntropySubgroup
         } else {
             Shader::CrossEntropy
-        },
+        }
+        .module(),
         entry,
         slots: &[
             Slot::ReadWrite(1),

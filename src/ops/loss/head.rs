@@ -6,11 +6,12 @@ use crate::cpu;
 use crate::definitions::loss::{CrossEntropyOptions, HeadOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::View;
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::layout::{self, DType};
 use crate::ops::sum::sum_to_scalar;
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 use super::class_index::device_classes;
 use super::cross_entropy::{ClassIndex, Classes, check_options, validate_classes};
@@ -39,7 +40,7 @@ struct HeadParams {
 }
 
 const HEAD_ROWS: Kernel = Kernel {
-    shader: Shader::CrossEntropyHead,
+    module: Shader::CrossEntropyHead.module(),
     entry: "head_rows",
     slots: &[
         Slot::ReadWrite(1),

@@ -6,10 +6,11 @@
 use crate::cpu;
 use crate::definitions::loss::{CrossEntropyOptions, Reduction};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, Shader, Slot};
+use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout::{self, DType};
 use crate::ops::sum::sum_to_scalar;
 use crate::tensor::{Storage, Tensor, write_host};
+use crate::wgsl::Shader;
 
 use super::cross_entropy::{ClassIndex, validate_classes};
 use super::{Lines, LossAndGrad, Targets, check_weight, mixed, narrow, widen};
@@ -30,7 +31,7 @@ struct NllParams {
 }
 
 const LOSSES: Kernel = Kernel {
-    shader: Shader::Nll,
+    module: Shader::Nll.module(),
     entry: "losses",
     slots: &[
         Slot::Read(1),
