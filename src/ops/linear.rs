@@ -17,7 +17,7 @@ use crate::wgsl::Shader;
 const OP: &str = "linear";
 
 /// Rows and columns of the block of C one workgroup computes (`BM`, `BN` in the shader).
-const BLOCK: usize = 64;
+use crate::wgsl::MATMUL_BLOCK as BLOCK;
 
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
 #[repr(C)]
@@ -60,13 +60,13 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
 }
 
 /// Invocations per workgroup of the matrix kernels.
-const THREADS: usize = 256;
+use crate::wgsl::MATMUL_THREADS as THREADS;
 
 /// Loop iterations per inner-dim tile of 16 in the tiled kernel on llvmpipe (measured: its
 /// tile loop and the 16-step loop inside, which the driver does not unroll), and the inner-dim
 /// elements per iteration of the register kernel (a group of four).
 const TILED_ITERATIONS_PER_TILE: usize = 18;
-const TILE_K: usize = 16;
+use crate::wgsl::MATMUL_TILE_K as TILE_K;
 
 impl crate::Context {
     /// Records the arithmetic-peak probe of `shaders/matmul.wgsl` (`fma_peak`): `workgroups`

@@ -13,12 +13,11 @@ const ROW_WG: u32 = 64;
 const CPU_PARALLEL_INVOCATIONS: usize = 1024;
 
 /// Longest row the cached per-row kernel holds (`ROW_CACHE` vec4s in softmax.wgsl).
-pub(crate) const CACHED_ROW_MAX: usize = 64;
+pub(crate) use crate::wgsl::CACHED_ROW_MAX;
 
-/// The most vec4s a lane of a subgroup-per-row kernel holds (`LANE_CACHE` in the
-/// `*_subgroup_rows.wgsl` files), and a tighter bound on GPUs, where registers are shared by
-/// the invocations resident on a core.
-const LANE_CACHE: usize = 32;
+/// The most vec4s a lane of a subgroup-per-row kernel holds (row_cache.wgsl), and a tighter
+/// bound on GPUs, where registers are shared by the invocations resident on a core.
+const LANE_CACHE: usize = crate::wgsl::LANE_PART * crate::wgsl::LANE_PARTS;
 const LANE_CACHE_HARDWARE: usize = 8;
 
 /// Shortest segment worth a separate invocation.

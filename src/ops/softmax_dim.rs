@@ -44,8 +44,8 @@ const BACKWARD_CACHED: Kernel = Kernel {
     ..BACKWARD
 };
 
-/// The longest line the cached kernels hold in registers (`CACHE` in the shader).
-const CACHED_LEN: usize = 32;
+/// The longest line the cached kernels hold in registers (`STRIDED_CACHE` in the shader).
+use crate::wgsl::STRIDED_CACHED_LEN as CACHED_LEN;
 
 /// The kernels with their parameter block's size.
 #[cfg(test)]

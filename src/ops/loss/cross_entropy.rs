@@ -21,8 +21,8 @@ use super::class_index::device_classes;
 use super::{OP_CE, Targets, check_weight, mixed, narrow, widen};
 use crate::ops::sum::sum_to_scalar;
 
-/// Class indices as the kernel reads them: u32, with ignored rows marked.
-pub(super) const IGNORED: u32 = u32::MAX;
+/// The class index of an ignored row, as every loss kernel reads it.
+pub(super) use crate::wgsl::IGNORED;
 
 /// Validated class-index targets.
 pub(super) struct Classes {

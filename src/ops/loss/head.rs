@@ -22,8 +22,8 @@ const OP: &str = "cross_entropy_head";
 /// Invocations per workgroup (one row each).
 const WG: u32 = 64;
 
-/// The longest row the kernel holds in registers (`4·CACHE` in the shader).
-const CACHED_CLASSES: usize = 32;
+/// The longest row the kernel holds in registers (`4·HEAD_CACHE` in the shader).
+use crate::wgsl::HEAD_CACHED_CLASSES as CACHED_CLASSES;
 
 /// Mirrors `Params` in `shaders/cross_entropy_head.wgsl`.
 #[repr(C)]
