@@ -2,7 +2,11 @@
 # Installs what gpu-activations needs on a Debian/Ubuntu machine, and nothing that is already
 # there: a Rust toolchain if cargo is missing, and Mesa's software drivers (lavapipe for Vulkan,
 # llvmpipe for GL) when no Vulkan driver is installed. Sourced by scripts/demo.sh and
-# scripts/test.sh; safe to run twice.
+# scripts/test.sh; safe to run twice. With GPU_ACTIVATIONS_SETUP=test (scripts/test.sh) it also
+# installs what the test suite checks against: lavapipe even beside another Vulkan driver,
+# SwiftShader's Vulkan driver and Chromium's WebGPU (the `chromium` package ships both;
+# Debian has no lighter source of SwiftShader), chromedriver, the Khronos validation layer
+# and spirv-tools, and adds SwiftShader to the Vulkan loader's drivers.
 set -euo pipefail
 
 as_root() {
@@ -41,10 +45,25 @@ if command -v dpkg-query >/dev/null; then
   for pkg in libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
   done
+  if [ "${GPU_ACTIVATIONS_SETUP:-}" = test ]; then
+    for pkg in mesa-vulkan-drivers chromium chromium-driver vulkan-validationlayers spirv-tools; do
+      dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+  fi
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     apt_install "${missing[@]}"
   fi
+fi
+
+# SwiftShader's Vulkan driver (from the chromium package) beside the system's drivers: the
+# loader then lists lavapipe and SwiftShader, and the tests run on both.
+swiftshader_icd=/usr/lib/chromium/vk_swiftshader_icd.json
+if [ "${GPU_ACTIVATIONS_SETUP:-}" = test ] && [ -f "$swiftshader_icd" ]; then
+  case ":${VK_ADD_DRIVER_FILES:-}:" in
+    *":$swiftshader_icd:"*) ;;
+    *) export VK_ADD_DRIVER_FILES="${VK_ADD_DRIVER_FILES:+$VK_ADD_DRIVER_FILES:}$swiftshader_icd" ;;
+  esac
 fi
 
 # Mesa's window-system code warns without this; a private directory keeps it quiet.

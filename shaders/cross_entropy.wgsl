@@ -4,7 +4,8 @@
 //                   dz_j = scale·[(1 − ε)·w_y·(p_j − [j = y]) + (ε/K)·(W·p_j − w_j)],  W = Σ_c w_c;
 //   probabilities t: loss = −Σ_c w_c t'_c log p_c,   dz_j = scale·(p_j·Σ_c w_c t'_c − w_j t'_j).
 // Without weights w ≡ 1, so dz = scale·(p − t'). `scale` is 1/Σ w_y (or 1/N) for a mean, else 1.
-// A row whose index is IGNORED gets zero loss and zero gradient.
+// A row whose index is IGNORED gets zero loss and zero gradient. A row holding a NaN or a +∞, or
+// of all −∞, gets NaN loss and gradient (as PyTorch), decided by bits (online_softmax.wgsl).
 //
 // Each row is read twice (an online max-and-sum pass, then a pass that writes the gradient and
 // accumulates the row's loss) and written once; no softmax is stored. The loss is formed from
@@ -188,7 +189,7 @@ fn index_grad(prob: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32, w_y: f32) -> 
 // Class-index target y for four classes c with logits v; (M, 1/S) from the first pass.
 fn index_step(v: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32, w_y: f32, k: vec2<f32>) -> Step {
     let d = v - k.x;
-    let e = exp(d);
+    let e = exp_finite(v, k.x);
     return Step(index_grad(e * k.y, c, w, y, w_y), index_sums(d, e, c, w, y));
 }
 
@@ -204,7 +205,7 @@ fn index_loss(s: Sums, w_y: f32) -> f32 {
 // Probability targets t for four classes; a = Σ_c w_c t'_c of the row.
 fn prob_step(v: vec4<f32>, t: vec4<f32>, w: vec4<f32>, valid: vec4<bool>, a: f32, k: vec2<f32>) -> Step {
     let d = v - k.x;
-    let e = exp(d);
+    let e = exp_finite(v, k.x);
     let t_s = (1.0 - p.eps) * t + p.eps / f32(p.cols);
     var sums = common_sums(d, e, valid);
     sums.weighted = hsum(select(vec4(0.0), w * t_s * d, valid));
@@ -220,9 +221,18 @@ fn smoothed_weight(t: vec4<f32>, w: vec4<f32>, valid: vec4<bool>) -> f32 {
     return hsum(select(vec4(0.0), w * t_s, valid));
 }
 
-// (M, 1/S) of a finished first pass.
+// (M, 1/S) of a finished first pass (S is never 0 but for a NaN row, whose 1/S goes unused).
 fn max_and_inverse(st: Online) -> vec2<f32> {
-    return vec2(st.m, 1.0 / st.s);
+    return vec2(st.m, 1.0 / select(st.s, 1.0, online_nan_row(st)));
+}
+
+// What a row stores: 0 for an ignored row, NaN for a NaN row, v otherwise.
+fn row_dz(dz: vec4<f32>, ignored: bool, nan_row: bool) -> vec4<f32> {
+    return select(select(dz, vec4(nan_f32()), nan_row), vec4(0.0), ignored);
+}
+
+fn row_value(v: f32, ignored: bool, nan_row: bool) -> f32 {
+    return select(select(v, nan_f32(), nan_row), 0.0, ignored);
 }
 
 fn classes(first: u32) -> vec4<u32> {
@@ -247,15 +257,16 @@ fn index_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         st = online_push(st, load_z(i, end));
     }
     let k = max_and_inverse(st);
+    let nan_row = online_nan_row(st);
     let w_y = weight_of(y);
     var sums = sums_empty();
     for (var i = b; i < end; i += 4u) {
         let c = classes(i - b);
         let step = index_step(load_z(i, end), c, weights(c), y, w_y, k);
-        store_dz(i, end, select(step.dz, vec4(0.0), y == IGNORED));
+        store_dz(i, end, row_dz(step.dz, y == IGNORED, nan_row));
         sums = sums_add(sums, step.sums);
     }
-    row_loss[p.row0 + r] = select(index_loss(sums, w_y), 0.0, y == IGNORED);
+    row_loss[p.row0 + r] = row_value(index_loss(sums, w_y), y == IGNORED, nan_row);
 }
 
 @compute @workgroup_size(WG)
@@ -274,11 +285,12 @@ fn index_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
     let k = max_and_inverse(st);
     let w_y = weight_of_vec4(y);
-    if y == IGNORED {
+    if y == IGNORED || online_nan_row(st) {
+        let fill = row_value(0.0, y == IGNORED, true);
         for (var i = b; i < end; i++) {
-            dz4[i] = vec4(0.0);
+            dz4[i] = vec4(fill);
         }
-        row_loss[p.row0 + r] = 0.0;
+        row_loss[p.row0 + r] = fill;
         return;
     }
     var sums = sums_empty();
@@ -300,8 +312,9 @@ fn index_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         var rest = vec4(0.0);
         var maxima = vec4(0.0);
         for (var i = b; i < end; i++) {
-            let d = z4[i] - k.x;
-            let e = exp(d);
+            let z = z4[i];
+            let d = z - k.x;
+            let e = exp_finite(z, k.x);
             let at_max = at_row_max(d);
             rest += select(e, vec4(0.0), at_max);
             maxima += select(vec4(0.0), vec4(1.0), at_max);
@@ -332,14 +345,15 @@ fn prob_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         a += smoothed_weight(load_t(i, end), weights(c), c < vec4(p.cols));
     }
     let k = max_and_inverse(st);
+    let nan_row = online_nan_row(st);
     var sums = sums_empty();
     for (var i = b; i < end; i += 4u) {
         let c = classes(i - b);
         let step = prob_step(load_z(i, end), load_t(i, end), weights(c), c < vec4(p.cols), a, k);
-        store_dz(i, end, step.dz);
+        store_dz(i, end, row_dz(step.dz, false, nan_row));
         sums = sums_add(sums, step.sums);
     }
-    row_loss[p.row0 + r] = prob_loss(sums, a);
+    row_loss[p.row0 + r] = row_value(prob_loss(sums, a), false, nan_row);
 }
 
 @compute @workgroup_size(WG)
@@ -359,26 +373,33 @@ fn prob_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         a += smoothed_weight(t4[i], weights_vec4(i - b), all);
     }
     let k = max_and_inverse(st);
+    let nan_row = online_nan_row(st);
     var sums = sums_empty();
     for (var i = b; i < end; i++) {
         let step = prob_step(z4[i], t4[i], weights_vec4(i - b), all, a, k);
-        dz4[i] = step.dz;
+        dz4[i] = row_dz(step.dz, false, nan_row);
         sums = sums_add(sums, step.sums);
     }
-    row_loss[p.row0 + r] = prob_loss(sums, a);
+    row_loss[p.row0 + r] = row_value(prob_loss(sums, a), false, nan_row);
 }
 
 // ---- one workgroup per row ----
 
-fn workgroup_max_and_inverse(st: Online, lid: u32) -> vec2<f32> {
-    let m = workgroup_max(st.m, lid);
-    let s = workgroup_sum(rescale(st.s, st.m, m), lid);
-    return vec2(m, 1.0 / s);
+// The row's state from every invocation's: M and the NaN flag in one reduction, then S.
+fn workgroup_online(st: Online, lid: u32) -> Online {
+    let mf = workgroup_max2(vec2(st.m, select(0.0, 1.0, specials_poison(st.sp))), lid);
+    let s = workgroup_sum2(vec2(rescale(st.s, st.m, mf.x), 0.0), lid).x;
+    var sp = specials_empty();
+    if mf.y > 0.0 {
+        sp.abs_max = vec4(ABS_BITS);
+    }
+    return Online(mf.x, s, sp);
 }
 
 fn workgroup_sums(s: Sums, lid: u32) -> Sums {
-    return Sums(workgroup_sum(s.rest, lid), workgroup_sum(s.maxima, lid),
-                workgroup_sum(s.hit, lid), workgroup_sum(s.weighted, lid));
+    let a = workgroup_sum2(vec2(s.rest, s.maxima), lid);
+    let b = workgroup_sum2(vec2(s.hit, s.weighted), lid);
+    return Sums(a.x, a.y, b.x, b.y);
 }
 
 @compute @workgroup_size(WG)
@@ -396,18 +417,20 @@ fn index_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     for (var i = b + 4u * lid; i < end; i += 4u * WG) {
         st = online_push(st, load_z(i, end));
     }
-    let k = workgroup_max_and_inverse(st, lid);
+    let row = workgroup_online(st, lid);
+    let k = max_and_inverse(row);
+    let nan_row = online_nan_row(row);
     let w_y = weight_of(y);
     var sums = sums_empty();
     for (var i = b + 4u * lid; i < end; i += 4u * WG) {
         let c = classes(i - b);
         let step = index_step(load_z(i, end), c, weights(c), y, w_y, k);
-        store_dz(i, end, select(step.dz, vec4(0.0), y == IGNORED));
+        store_dz(i, end, row_dz(step.dz, y == IGNORED, nan_row));
         sums = sums_add(sums, step.sums);
     }
     sums = workgroup_sums(sums, lid);
     if lid == 0u {
-        row_loss[p.row0 + r] = select(index_loss(sums, w_y), 0.0, y == IGNORED);
+        row_loss[p.row0 + r] = row_value(index_loss(sums, w_y), y == IGNORED, nan_row);
     }
 }
 
@@ -427,17 +450,19 @@ fn prob_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         st = online_push(st, load_z(i, end));
         a += smoothed_weight(load_t(i, end), weights(c), c < vec4(p.cols));
     }
-    let k = workgroup_max_and_inverse(st, lid);
-    a = workgroup_sum(a, lid);
+    let row = workgroup_online(st, lid);
+    let k = max_and_inverse(row);
+    let nan_row = online_nan_row(row);
+    a = workgroup_sum2(vec2(a, 0.0), lid).x;
     var sums = sums_empty();
     for (var i = b + 4u * lid; i < end; i += 4u * WG) {
         let c = classes(i - b);
         let step = prob_step(load_z(i, end), load_t(i, end), weights(c), c < vec4(p.cols), a, k);
-        store_dz(i, end, step.dz);
+        store_dz(i, end, row_dz(step.dz, false, nan_row));
         sums = sums_add(sums, step.sums);
     }
     sums = workgroup_sums(sums, lid);
     if lid == 0u {
-        row_loss[p.row0 + r] = prob_loss(sums, a);
+        row_loss[p.row0 + r] = row_value(prob_loss(sums, a), false, nan_row);
     }
 }

@@ -11,7 +11,9 @@
 // class-at-dim-1 layout [N, K, S]: logit c of row r = n·S + s at n·K·S + c·S + s, the gradient
 // written in the same layout.
 // The loss is formed from sums of z' − M (as in cross_entropy.wgsl), so a confident row's tiny
-// loss keeps its relative accuracy.
+// loss keeps its relative accuracy. Edge semantics by bits (online_softmax.wgsl): a row whose
+// z' holds a NaN or a +∞, or is all −∞, gets NaN loss, z-loss, lse and gradient (the softcap
+// maps ±∞ to ±c, and keeps NaN).
 //! import online_softmax, math, grid
 
 override WG: u32 = 64u;
@@ -96,7 +98,9 @@ fn load_capped(b: u32, j: u32) -> vec4<f32> {
         }
     }
     if SOFTCAP {
-        v = p.softcap * tanh_stable(v / p.softcap);
+        let c = vec4(p.softcap);
+        let capped = select(c * tanh_stable(v / c), select(-c, c, v > vec4(0.0)), is_inf4(v));
+        v = select(capped, v, is_nan4(v));
     }
     return select(vec4(neg_inf()), v, valid);
 }
@@ -131,6 +135,8 @@ struct Row {
     inv_s: f32,
     lse_first: f32,
     w_y: f32,
+    // Whether its outputs are NaN (a NaN or +∞ in z', or all −∞).
+    nan_row: bool,
 }
 
 // The second pass's sums: Σ e^{z' − M} without the maxima, how many maxima, z'_y − M, and
@@ -166,7 +172,7 @@ fn second_step(sums: Sums, row: Row, j: u32, cache: ptr<function, array<vec4<f32
     let valid = c < vec4(cols());
     let w = weights(c);
     let d = v - row.m;
-    let e = exp(d);
+    let e = exp_finite(v, row.m);
     let prob = e * row.inv_s;
     let at_max = (bitcast<vec4<u32>>(d) & vec4(0x7fffffffu)) == vec4(0u);
     var out = sums;
@@ -184,7 +190,7 @@ fn second_step(sums: Sums, row: Row, j: u32, cache: ptr<function, array<vec4<f32
         let t = v / p.softcap;
         g *= 1.0 - t * t;
     }
-    g = select(g, vec4(0.0), row.y == IGNORED);
+    g = select(select(g, vec4(nan_f32()), row.nan_row), vec4(0.0), row.y == IGNORED);
     for (var q = 0u; q < 4u; q++) {
         if j + q < cols() {
             dz[at(row.b, j + q)] = g[q];
@@ -212,7 +218,9 @@ fn head_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
             st = first_step(st, b, j + 12u, &cache);
         }
     }
-    let row = Row(b, y, st.m, 1.0 / st.s, st.m + log(st.s), weight_of(y));
+    let nan_row = online_nan_row(st);
+    let s = select(st.s, 1.0, nan_row);
+    let row = Row(b, y, st.m, 1.0 / s, st.m + log(s), weight_of(y), nan_row);
     var sums = Sums(0.0, 0.0, 0.0, 0.0);
     for (var j = 0u; j < cols(); j += step()) {
         sums = second_step(sums, row, j, &cache);
@@ -231,7 +239,8 @@ fn head_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         loss += p.eps / f32(p.cols) * (p.w_all * log_s - sums.weighted);
     }
     let z_loss = p.lse_square_scale * lse * lse;
-    row_loss[r] = select(loss + z_loss, 0.0, ignored);
-    row_z_loss[r] = select(z_loss, 0.0, ignored);
-    row_lse[r] = lse;
+    let nan = nan_f32();
+    row_loss[r] = select(select(loss + z_loss, nan, nan_row), 0.0, ignored);
+    row_z_loss[r] = select(select(z_loss, nan, nan_row), 0.0, ignored);
+    row_lse[r] = select(lse, nan, nan_row);
 }

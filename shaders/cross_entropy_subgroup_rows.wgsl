@@ -20,7 +20,7 @@ fn exp_sums_part(c: ptr<function, Part>, h: u32, m: f32) -> vec2<f32> {
     var maxima = vec4(0.0);
     for (var k = 0u; k < part_count(h); k++) {
         let d = (*c)[k] - m;
-        let e = exp(d);
+        let e = exp_finite((*c)[k], m);
         let at_max = at_row_max(d);
         rest += select(e, vec4(0.0), at_max);
         maxima += select(vec4(0.0), vec4(1.0), at_max);
@@ -42,7 +42,8 @@ fn smoothing_sum_part(c: ptr<function, Part>, h: u32, m: f32, s: LaneSpan) -> f3
 // Writes the gradient of part h from e = e^{z − M} without label smoothing:
 // dz = a·e/S − a·[c = y] with a = scale·w_y (index_grad's formula with ε = 0), the one-hot
 // term added only in the vec4 that holds class y; 0 for an ignored row.
-fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32, inv_s: f32) {
+fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32, inv_s: f32,
+                   nan_row: bool) {
     let a = p.scale * w_y;
     let a_inv_s = a * inv_s;
     let hit = one_hot_term(y, a);
@@ -50,19 +51,19 @@ fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32
         let j = cached_index(h, k, s);
         if j < s.n {
             let dz = (*c)[k] * a_inv_s - select(vec4(0.0), hit, j == y / 4u);
-            dz4[s.b + j] = select(dz, vec4(0.0), y == IGNORED);
+            dz4[s.b + j] = row_dz(dz, y == IGNORED, nan_row);
         }
     }
 }
 
 // The same with label smoothing, through index_grad.
 fn store_smoothed_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32,
-                            inv_s: f32) {
+                            inv_s: f32, nan_row: bool) {
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         if j < s.n {
             let dz = index_grad((*c)[k] * inv_s, classes(4u * j), weights_vec4(j), y, w_y);
-            dz4[s.b + j] = select(dz, vec4(0.0), y == IGNORED);
+            dz4[s.b + j] = row_dz(dz, y == IGNORED, nan_row);
         }
     }
 }
@@ -82,7 +83,8 @@ fn index_subgroup_rows(ids: SubgroupIds) {
     var c1: Part;
     var c2: Part;
     var c3: Part;
-    let m = load_row(&c0, &c1, &c2, &c3, span);
+    let mf = load_row(&c0, &c1, &c2, &c3, span);
+    let m = mf.x;
     // z_y − M, read before the gradient may overwrite the logits (in place).
     var z_y = 0.0;
     if y != IGNORED {
@@ -97,19 +99,22 @@ fn index_subgroup_rows(ids: SubgroupIds) {
     sums.rest = subgroupAdd(part.x);
     sums.maxima = subgroupAdd(part.y);
     let w_y = weight_of_vec4(y);
-    let inv_s = 1.0 / (sums.rest + sums.maxima);
+    // S = rest + maxima: 0 only for a row of all −∞ (a NaN row, as one holding NaN or +∞).
+    let s = sums.rest + sums.maxima;
+    let nan_row = mf.y > 0.0 || bitcast<u32>(s) == 0u;
+    let inv_s = 1.0 / select(s, 1.0, nan_row);
     if SMOOTHING {
-        store_smoothed_grad_part(&c0, 0u, span, y, w_y, inv_s);
-        store_smoothed_grad_part(&c1, 1u, span, y, w_y, inv_s);
-        store_smoothed_grad_part(&c2, 2u, span, y, w_y, inv_s);
-        store_smoothed_grad_part(&c3, 3u, span, y, w_y, inv_s);
+        store_smoothed_grad_part(&c0, 0u, span, y, w_y, inv_s, nan_row);
+        store_smoothed_grad_part(&c1, 1u, span, y, w_y, inv_s, nan_row);
+        store_smoothed_grad_part(&c2, 2u, span, y, w_y, inv_s, nan_row);
+        store_smoothed_grad_part(&c3, 3u, span, y, w_y, inv_s, nan_row);
     } else {
-        store_grad_part(&c0, 0u, span, y, w_y, inv_s);
-        store_grad_part(&c1, 1u, span, y, w_y, inv_s);
-        store_grad_part(&c2, 2u, span, y, w_y, inv_s);
-        store_grad_part(&c3, 3u, span, y, w_y, inv_s);
+        store_grad_part(&c0, 0u, span, y, w_y, inv_s, nan_row);
+        store_grad_part(&c1, 1u, span, y, w_y, inv_s, nan_row);
+        store_grad_part(&c2, 2u, span, y, w_y, inv_s, nan_row);
+        store_grad_part(&c3, 3u, span, y, w_y, inv_s, nan_row);
     }
     if ids.lane == 0u && r != NO_ROW {
-        row_loss[p.row0 + r] = select(index_loss(sums, w_y), 0.0, y == IGNORED);
+        row_loss[p.row0 + r] = row_value(index_loss(sums, w_y), y == IGNORED, nan_row);
     }
 }

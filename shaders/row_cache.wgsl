@@ -5,6 +5,7 @@
 // registers: lavapipe unrolls 24 iterations of softmax's loop body but not 16 of the
 // cross-entropy's). Imported by the `*_subgroup_rows.wgsl` kernels, which declare
 // `row_load(i)`, the row's vec4 at index i of its binding, and a `p.rows`.
+//! import online_softmax
 //! requires subgroups
 
 // vec4s each lane holds (at most PARTS·PART), and rows (subgroups) per workgroup: both fixed at
@@ -63,9 +64,11 @@ fn cached_index(h: u32, k: u32, s: LaneSpan) -> u32 {
     return s.lane + (h * PART + k) * s.size;
 }
 
-// Loads part h of this lane's share of the row (−∞ past its end); returns that part's maximum.
-fn load_part(c: ptr<function, Part>, h: u32, s: LaneSpan) -> f32 {
+// Loads part h of this lane's share of the row (−∞ past its end); returns that part's maximum
+// and 1 where it holds a NaN or a +∞ (which makes the row NaN), 0 otherwise.
+fn load_part(c: ptr<function, Part>, h: u32, s: LaneSpan) -> vec2<f32> {
     var m = neg_inf();
+    var sp = specials_empty();
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         (*c)[k] = vec4(neg_inf());
@@ -73,15 +76,16 @@ fn load_part(c: ptr<function, Part>, h: u32, s: LaneSpan) -> f32 {
             (*c)[k] = row_load(s.b + j);
         }
         m = max(m, hmax((*c)[k]));
+        sp = specials_push(sp, (*c)[k]);
     }
-    return m;
+    return vec2(m, select(0.0, 1.0, specials_poison(sp)));
 }
 
-// Loads this lane's share of the row into its four parts and returns the row's maximum M (over
-// the subgroup). The parts are separate variables: naga cannot pass a pointer to a member of a
-// struct or array variable to a function when writing SPIR-V.
+// Loads this lane's share of the row into its four parts and returns the row's maximum M and
+// its NaN-or-+∞ flag (over the subgroup). The parts are separate variables: naga cannot pass a
+// pointer to a member of a struct or array variable to a function when writing SPIR-V.
 fn load_row(c0: ptr<function, Part>, c1: ptr<function, Part>, c2: ptr<function, Part>,
-            c3: ptr<function, Part>, s: LaneSpan) -> f32 {
+            c3: ptr<function, Part>, s: LaneSpan) -> vec2<f32> {
     return subgroupMax(max(max(load_part(c0, 0u, s), load_part(c1, 1u, s)),
                            max(load_part(c2, 2u, s), load_part(c3, 3u, s))));
 }

@@ -8,16 +8,18 @@
 //   *_partials + *_finish (segments): one invocation per (row, segment); the first launch
 //                writes each segment's partial (max, sum) or Σ, the second combines the row's
 //                partials and normalises its segment (for few, long rows);
-//   *_workgroup  one workgroup per row, reducing through `workgroup_max`/`workgroup_sum`,
+//   *_workgroup  one workgroup per row, reducing through `workgroup_max2`/`workgroup_sum2`,
 //                which come from row_reduce_shared.wgsl or row_reduce_subgroup.wgsl (the root,
 //                softmax_shared.wgsl or softmax_subgroup.wgsl, imports one of them).
 // The `_vec4` variants need cols and base divisible by 4; the others read scalars four at a time.
 // The `_vec4` variants read and write through the storage codec (f32, f16 or bf16 storage:
 // storage_*.wgsl, one composed into the module), computing in f32; the scalar ones are f32 only.
 //
-// Edge semantics (as PyTorch): NaN anywhere in a row, a +∞, or a row of all −∞ gives a NaN row;
-// −∞ entries of an otherwise finite row give 0 (−∞ for log-softmax). The online state and its
-// guards are in online_softmax.wgsl.
+// Edge semantics (as PyTorch), decided by bits on every implementation: NaN anywhere in a row,
+// a +∞, or a row of all −∞ gives a NaN row; −∞ entries of an otherwise finite row give 0 (−∞
+// for log-softmax). Backward: a NaN in g (or, for softmax, in y) makes the row's dx NaN; for
+// log-softmax a NaN y gives NaN and a −∞ y gives e^y = 0 at its own element. The online state
+// and its guards are in online_softmax.wgsl.
 //! import online_softmax, grid
 
 override WG: u32 = 64u;
@@ -55,19 +57,32 @@ struct Params {
 // Per-segment partials: (max, sum) pairs forward, Σ backward.
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 
-// (M, 1/S) for softmax or (M, log S) for log-softmax.
-fn finish(st: Online) -> vec2<f32> {
-    if LOG {
-        return vec2(st.m, log(st.s));
-    }
-    return vec2(st.m, 1.0 / st.s);
+// What normalises a row: M, and 1/S for softmax or log S for log-softmax, and whether the
+// row's outputs are all NaN.
+struct Norm {
+    m: f32,
+    k: f32,
+    nan_row: bool,
 }
 
-fn normalise(v: vec4<f32>, k: vec2<f32>) -> vec4<f32> {
+fn finish(st: Online) -> Norm {
+    let nan_row = online_nan_row(st);
+    // S is at least 1 for a row that is not NaN; the NaN row's S is never used.
+    let s = select(st.s, 1.0, nan_row);
     if LOG {
-        return (v - k.x) - k.y;
+        return Norm(st.m, log(s), nan_row);
     }
-    return exp(v - k.x) * k.y;
+    return Norm(st.m, 1.0 / s, nan_row);
+}
+
+fn normalise(v: vec4<f32>, n: Norm) -> vec4<f32> {
+    var y: vec4<f32>;
+    if LOG {
+        y = select((v - n.m) - n.k, vec4(neg_inf()), is_neg_inf4(v));
+    } else {
+        y = exp_finite(v, n.m) * n.k;
+    }
+    return select(y, vec4(nan_f32()), n.nan_row);
 }
 
 // ---- backward pieces ----
@@ -80,11 +95,26 @@ fn dot_term(y: vec4<f32>, g: vec4<f32>) -> f32 {
     return hsum(g * y);
 }
 
-fn grad(y: vec4<f32>, g: vec4<f32>, d: f32) -> vec4<f32> {
+// The NaN record of the values the row sum reads: g, and y for softmax.
+fn dot_nans(acc: vec4<u32>, y: vec4<f32>, g: vec4<f32>) -> vec4<u32> {
     if LOG {
-        return g - exp(y) * d;
+        return nan_acc_push(acc, g);
     }
-    return y * (g - d);
+    return nan_acc_push(nan_acc_push(acc, y), g);
+}
+
+// dx from y, g and the row sum d; all NaN when `nan_row` (a NaN in the sum's terms).
+fn grad(y: vec4<f32>, g: vec4<f32>, d: f32, nan_row: bool) -> vec4<f32> {
+    var dx: vec4<f32>;
+    if LOG {
+        // e^y taken only of finite y: 0 for −∞ (NaN is routed below), by bits.
+        let finite = is_finite4(y);
+        let e = select(vec4(0.0), exp(select(vec4(0.0), y, finite)), finite);
+        dx = select(g - e * d, vec4(nan_f32()), is_nan4(y));
+    } else {
+        dx = y * (g - d);
+    }
+    return select(dx, vec4(nan_f32()), nan_row);
 }
 
 // ---- scalar loads four at a time, masked at the row's end ----
@@ -130,7 +160,6 @@ fn store(i: u32, end: u32, v: vec4<f32>) {
 
 // ---- indexing ----
 
-
 fn row_start(r: u32) -> u32 {
     return p.base + r * p.cols;
 }
@@ -150,9 +179,9 @@ fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     for (var i = b; i < end; i += 4u) {
         st = online_push(st, load_x(i, end));
     }
-    let k = finish(st);
+    let n = finish(st);
     for (var i = b; i < end; i += 4u) {
-        store(i, end, normalise(load_x(i, end), k));
+        store(i, end, normalise(load_x(i, end), n));
     }
 }
 
@@ -169,16 +198,15 @@ fn forward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     for (var i = b; i < end; i++) {
         st = online_push(st, load4(x4[i]));
     }
-    let k = finish(st);
+    let n = finish(st);
     for (var i = b; i < end; i++) {
-        y4[i] = store4(normalise(load4(x4[i]), k));
+        y4[i] = store4(normalise(load4(x4[i]), n));
     }
 }
 
-// One invocation per short row (cols ≤ 64, a multiple of 4), the row read from device memory
-// once into a private array with a trip count fixed at pipeline creation (so the compiler can
-// keep it in registers): max, then e = e^{x − M} and S, then the output. NaN, +∞ and all-−∞
-// rows come out NaN through the arithmetic, as in the online kernels.
+// One invocation per short row (cols ≤ 4·ROW_CACHE, a multiple of 4), the row read from device
+// memory once into a private array with a trip count fixed at pipeline creation (so the
+// compiler can keep it in registers): max, then e = e^{x − M} and S, then the output.
 @compute @workgroup_size(WG)
 fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
@@ -189,33 +217,32 @@ fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     let b = row_start(r) / 4u;
     var row: array<vec4<f32>, ROW_CACHE>;
     var m = neg_inf();
+    var sp = specials_empty();
     for (var j = 0u; j < ROW_VEC4S; j++) {
         row[j] = load4(x4[b + j]);
         m = max(m, hmax(row[j]));
+        sp = specials_push(sp, row[j]);
     }
     // Keeps x − M (exact for the row's values near M) for log-softmax, e for softmax: the
     // output is then (x − M) − log S, never x − (M + log S), whose sum would round to the
     // ulp of M (1e-3 at M = 1e4).
     var s = 0.0;
     for (var j = 0u; j < ROW_VEC4S; j++) {
-        let d = row[j] - m;
-        let e = exp(d);
+        let e = exp_finite(row[j], m);
         s += hsum(e);
         if LOG {
-            row[j] = d;
+            row[j] = select(row[j] - m, vec4(neg_inf()), is_neg_inf4(row[j]));
         } else {
             row[j] = e;
         }
     }
-    if LOG {
-        let log_s = log(s);
-        for (var j = 0u; j < ROW_VEC4S; j++) {
-            y4[b + j] = store4(row[j] - log_s);
-        }
-    } else {
-        let inv = 1.0 / s;
-        for (var j = 0u; j < ROW_VEC4S; j++) {
-            y4[b + j] = store4(row[j] * inv);
+    let n = finish(Online(m, s, sp));
+    let nan = vec4(nan_f32());
+    for (var j = 0u; j < ROW_VEC4S; j++) {
+        if LOG {
+            y4[b + j] = store4(select(row[j] - n.k, nan, n.nan_row));
+        } else {
+            y4[b + j] = store4(select(row[j] * n.k, nan, n.nan_row));
         }
     }
 }
@@ -243,9 +270,15 @@ fn row_online(r: u32) -> Online {
     let first = (p.part_row + r) * p.segs_total;
     for (var s = 0u; s < p.segs_total; s++) {
         let i = 2u * (first + s);
-        st = online_merge(st, Online(part[i], part[i + 1u]));
+        st = online_merge(st, online_from_partial(part[i], part[i + 1u]));
     }
     return st;
+}
+
+fn write_partial(seg: vec4<u32>, st: Online) {
+    let o = 2u * part_index(seg.x, seg.y);
+    part[o] = st.m;
+    part[o + 1u] = mark_partial(st.s, specials_poison(st.sp));
 }
 
 @compute @workgroup_size(WG)
@@ -259,9 +292,7 @@ fn forward_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     for (var i = seg.z; i < seg.w; i += 4u) {
         st = online_push(st, load_x(i, seg.w));
     }
-    let o = 2u * part_index(seg.x, seg.y);
-    part[o] = st.m;
-    part[o + 1u] = st.s;
+    write_partial(seg, st);
 }
 
 @compute @workgroup_size(WG)
@@ -275,9 +306,7 @@ fn forward_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
         st = online_push(st, load4(x4[i]));
     }
-    let o = 2u * part_index(seg.x, seg.y);
-    part[o] = st.m;
-    part[o + 1u] = st.s;
+    write_partial(seg, st);
 }
 
 @compute @workgroup_size(WG)
@@ -287,9 +316,9 @@ fn forward_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if seg.x >= p.rows {
         return;
     }
-    let k = finish(row_online(seg.x));
+    let n = finish(row_online(seg.x));
     for (var i = seg.z; i < seg.w; i += 4u) {
-        store(i, seg.w, normalise(load_x(i, seg.w), k));
+        store(i, seg.w, normalise(load_x(i, seg.w), n));
     }
 }
 
@@ -300,13 +329,24 @@ fn forward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     if seg.x >= p.rows {
         return;
     }
-    let k = finish(row_online(seg.x));
+    let n = finish(row_online(seg.x));
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
-        y4[i] = store4(normalise(load4(x4[i]), k));
+        y4[i] = store4(normalise(load4(x4[i]), n));
     }
 }
 
 // ---- forward: one workgroup per row ----
+
+// The row's state from every invocation's: M and the NaN flag in one reduction, then S.
+fn workgroup_online(st: Online, lid: u32) -> Online {
+    let mf = workgroup_max2(vec2(st.m, select(0.0, 1.0, specials_poison(st.sp))), lid);
+    let s = workgroup_sum2(vec2(rescale(st.s, st.m, mf.x), 0.0), lid).x;
+    var sp = specials_empty();
+    if mf.y > 0.0 {
+        sp.abs_max = vec4(ABS_BITS);
+    }
+    return Online(mf.x, s, sp);
+}
 
 @compute @workgroup_size(WG)
 fn forward_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -322,11 +362,9 @@ fn forward_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     for (var i = b + 4u * lid; i < end; i += 4u * WG) {
         st = online_push(st, load_x(i, end));
     }
-    let m = workgroup_max(st.m, lid);
-    let s = workgroup_sum(rescale(st.s, st.m, m), lid);
-    let k = finish(Online(m, s));
+    let n = finish(workgroup_online(st, lid));
     for (var i = b + 4u * lid; i < end; i += 4u * WG) {
-        store(i, end, normalise(load_x(i, end), k));
+        store(i, end, normalise(load_x(i, end), n));
     }
 }
 
@@ -342,11 +380,16 @@ fn backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let b = row_start(r);
     let end = b + p.cols;
     var d = 0.0;
+    var nans = vec4(0u);
     for (var i = b; i < end; i += 4u) {
-        d += dot_term(load_y(i, end), load_g(i, end));
+        let y = load_y(i, end);
+        let g = load_g(i, end);
+        d += dot_term(y, g);
+        nans = dot_nans(nans, y, g);
     }
+    let nan_row = nan_acc_any(nans);
     for (var i = b; i < end; i += 4u) {
-        store(i, end, grad(load_y(i, end), load_g(i, end), d));
+        store(i, end, grad(load_y(i, end), load_g(i, end), d, nan_row));
     }
 }
 
@@ -360,23 +403,36 @@ fn backward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let b = row_start(r) / 4u;
     let end = b + p.cols / 4u;
     var d = 0.0;
+    var nans = vec4(0u);
     for (var i = b; i < end; i++) {
-        d += dot_term(load4(x4[i]), load4(g4[i]));
+        let y = load4(x4[i]);
+        let g = load4(g4[i]);
+        d += dot_term(y, g);
+        nans = dot_nans(nans, y, g);
     }
+    let nan_row = nan_acc_any(nans);
     for (var i = b; i < end; i++) {
-        y4[i] = store4(grad(load4(x4[i]), load4(g4[i]), d));
+        y4[i] = store4(grad(load4(x4[i]), load4(g4[i]), d, nan_row));
     }
 }
 
 // ---- backward: segments ----
 
-fn row_dot(r: u32) -> f32 {
-    var d = 0.0;
+// The row sum over every partial, NaN-marked partials making the row NaN.
+struct RowDot {
+    d: f32,
+    nan_row: bool,
+}
+
+fn row_dot(r: u32) -> RowDot {
+    var out = RowDot(0.0, false);
     let first = (p.part_row + r) * p.segs_total;
     for (var s = 0u; s < p.segs_total; s++) {
-        d += part[first + s];
+        let v = part[first + s];
+        out.nan_row = out.nan_row || partial_poison(v);
+        out.d += select(v, 0.0, partial_poison(v));
     }
-    return d;
+    return out;
 }
 
 @compute @workgroup_size(WG)
@@ -387,10 +443,14 @@ fn backward_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         return;
     }
     var d = 0.0;
+    var nans = vec4(0u);
     for (var i = seg.z; i < seg.w; i += 4u) {
-        d += dot_term(load_y(i, seg.w), load_g(i, seg.w));
+        let y = load_y(i, seg.w);
+        let g = load_g(i, seg.w);
+        d += dot_term(y, g);
+        nans = dot_nans(nans, y, g);
     }
-    part[part_index(seg.x, seg.y)] = d;
+    part[part_index(seg.x, seg.y)] = mark_partial(d, nan_acc_any(nans));
 }
 
 @compute @workgroup_size(WG)
@@ -401,10 +461,14 @@ fn backward_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
         return;
     }
     var d = 0.0;
+    var nans = vec4(0u);
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
-        d += dot_term(load4(x4[i]), load4(g4[i]));
+        let y = load4(x4[i]);
+        let g = load4(g4[i]);
+        d += dot_term(y, g);
+        nans = dot_nans(nans, y, g);
     }
-    part[part_index(seg.x, seg.y)] = d;
+    part[part_index(seg.x, seg.y)] = mark_partial(d, nan_acc_any(nans));
 }
 
 @compute @workgroup_size(WG)
@@ -416,7 +480,7 @@ fn backward_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
     let d = row_dot(seg.x);
     for (var i = seg.z; i < seg.w; i += 4u) {
-        store(i, seg.w, grad(load_y(i, seg.w), load_g(i, seg.w), d));
+        store(i, seg.w, grad(load_y(i, seg.w), load_g(i, seg.w), d.d, d.nan_row));
     }
 }
 
@@ -429,7 +493,7 @@ fn backward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     }
     let d = row_dot(seg.x);
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
-        y4[i] = store4(grad(load4(x4[i]), load4(g4[i]), d));
+        y4[i] = store4(grad(load4(x4[i]), load4(g4[i]), d.d, d.nan_row));
     }
 }
 
@@ -445,11 +509,15 @@ fn backward_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let b = row_start(r);
     let end = b + p.cols;
     var d = 0.0;
+    var nans = vec4(0u);
     for (var i = b + 4u * lid; i < end; i += 4u * WG) {
-        d += dot_term(load_y(i, end), load_g(i, end));
+        let y = load_y(i, end);
+        let g = load_g(i, end);
+        d += dot_term(y, g);
+        nans = dot_nans(nans, y, g);
     }
-    d = workgroup_sum(d, lid);
+    let total = workgroup_sum2(vec2(d, select(0.0, 1.0, nan_acc_any(nans))), lid);
     for (var i = b + 4u * lid; i < end; i += 4u * WG) {
-        store(i, end, grad(load_y(i, end), load_g(i, end), d));
+        store(i, end, grad(load_y(i, end), load_g(i, end), total.x, total.y > 0.0));
     }
 }

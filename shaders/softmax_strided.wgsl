@@ -5,7 +5,8 @@
 //   forward   y_k = e^{v_k − M} / Σ e^{v − M}, or (v_k − M) − log Σ e^{v − M} (LOG);
 //   backward  from the saved output y: dx = s·y ⊙ (g − Σ g·y), or g − e^y·Σ g (LOG), where
 //             s = −1 for softmin (d(−x)/dx) and 1 otherwise.
-// NaN, +∞ and all-−∞ lines give NaN as in the row kernels (online_softmax.wgsl).
+// NaN, +∞ and all-−∞ lines (of v) give NaN as in the row kernels (online_softmax.wgsl), by
+// bits; backward, a NaN in g (or in y, for softmax) makes the line's dx NaN.
 //! import online_softmax, grid
 
 override WG: u32 = 64u;
@@ -91,25 +92,44 @@ fn forward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
             st = online_push(st, load4(b, k + 12u, neg_inf(), NEG));
         }
     }
-    let k2 = vec2(log(st.s), 1.0 / st.s);
+    let n = line_norm(st.m, st.s, online_nan_row(st));
     for (var k = 0u; k < p.len; k += step()) {
-        normalise4(b, k, st.m, k2);
+        normalise4(b, k, n);
         if WIDE {
-            normalise4(b, k + 4u, st.m, k2);
-            normalise4(b, k + 8u, st.m, k2);
-            normalise4(b, k + 12u, st.m, k2);
+            normalise4(b, k + 4u, n);
+            normalise4(b, k + 8u, n);
+            normalise4(b, k + 12u, n);
         }
     }
 }
 
-// Elements k … k+3 of the line from b normalised with the max m and (log S, 1/S).
-fn normalise4(b: u32, k: u32, m: f32, k2: vec2<f32>) {
-    let d = load4(b, k, neg_inf(), NEG) - m;
+// What normalises a line: M, log S for log-softmax or 1/S otherwise, and whether the line's
+// outputs are all NaN.
+struct LineNorm {
+    m: f32,
+    k: f32,
+    nan_row: bool,
+}
+
+fn line_norm(m: f32, s: f32, nan_row: bool) -> LineNorm {
+    let s1 = select(s, 1.0, nan_row);
+    return LineNorm(m, select(1.0 / s1, log(s1), LOG), nan_row);
+}
+
+// y of v: e^{v − M}/S or (v − M) − log S, 0 or −∞ for v = −∞, NaN for a NaN line.
+fn normalised(v: vec4<f32>, n: LineNorm) -> vec4<f32> {
+    var y: vec4<f32>;
     if LOG {
-        store4(b, k, d - k2.x);
+        y = select((v - n.m) - n.k, vec4(neg_inf()), is_neg_inf4(v));
     } else {
-        store4(b, k, exp(d) * k2.y);
+        y = exp_finite(v, n.m) * n.k;
     }
+    return select(y, vec4(nan_f32()), n.nan_row);
+}
+
+// Elements k … k+3 of the line from b normalised.
+fn normalise4(b: u32, k: u32, n: LineNorm) {
+    store4(b, k, normalised(load4(b, k, neg_inf(), NEG), n));
 }
 
 // In the backward, x holds the saved output y.
@@ -121,7 +141,7 @@ fn backward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     let b = line_start(t);
-    var d = 0.0;
+    var d = vec2(0.0);
     for (var k = 0u; k < p.len; k += step()) {
         d += dot_term4(b, k);
         if WIDE {
@@ -138,27 +158,37 @@ fn backward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     }
 }
 
-// Σ g·y over elements k … k+3 of the line from b (Σ g for LOG).
-fn dot_term4(b: u32, k: u32) -> f32 {
+// Σ g·y over elements k … k+3 of the line from b (Σ g for LOG), and 1 where those terms hold a
+// NaN (0 otherwise; summed over the line, any count makes the line NaN).
+fn dot_term4(b: u32, k: u32) -> vec2<f32> {
     let g = load_g4(b, k);
+    var nans = nan_acc_push(vec4(0u), g);
     if LOG {
-        return hsum(g);
+        return vec2(hsum(g), select(0.0, 1.0, nan_acc_any(nans)));
     }
-    return hsum(g * load4(b, k, 0.0, false));
+    let y = load4(b, k, 0.0, false);
+    nans = nan_acc_push(nans, y);
+    return vec2(hsum(g * y), select(0.0, 1.0, nan_acc_any(nans)));
 }
 
-// dx of elements k … k+3 of the line from b, with d = Σ g·y (Σ g for LOG).
-fn gradient4(b: u32, k: u32, d: f32) {
-    let g = load_g4(b, k);
-    let s = load4(b, k, 0.0, false);
-    var dx = s * (g - d);
+// dx from y, g and the line's sum d; −dx for softmin; NaN where the sum's terms hold a NaN.
+fn line_grad(y: vec4<f32>, g: vec4<f32>, d: vec2<f32>) -> vec4<f32> {
+    var dx = y * (g - d.x);
     if LOG {
-        dx = g - exp(s) * d;
+        // e^y of finite y only: 0 for −∞ (NaN is routed below), by bits.
+        let finite = is_finite4(y);
+        let e = select(vec4(0.0), exp(select(vec4(0.0), y, finite)), finite);
+        dx = select(g - e * d.x, vec4(nan_f32()), is_nan4(y));
     }
     if NEG {
         dx = -dx;
     }
-    store4(b, k, dx);
+    return select(dx, vec4(nan_f32()), d.y > 0.0);
+}
+
+// dx of elements k … k+3 of the line from b.
+fn gradient4(b: u32, k: u32, d: vec2<f32>) {
+    store4(b, k, line_grad(load4(b, k, 0.0, false), load_g4(b, k), d));
 }
 
 // The same for short lines (L = LEN ≤ CACHE, a pipeline constant), each line held in
@@ -180,11 +210,17 @@ fn forward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
     let b = line_start(t);
     var v: array<f32, CACHE>;
     var m = neg_inf();
+    // The specials' record (online_softmax.wgsl) one element at a time.
+    var abs_max = 0u;
+    var signed_max = bitcast<i32>(0x80000000u);
     for (var k = 0u; k < LEN; k++) {
         v[k] = select(x[b + k * p.stride], -x[b + k * p.stride], NEG);
         m = max(m, v[k]);
+        let bits = bitcast<u32>(v[k]);
+        abs_max = max(abs_max, bits & ABS_BITS);
+        signed_max = max(signed_max, bitcast<i32>(bits));
     }
-    // e^{v − M}, exactly 0 for −∞ (so that an all −∞ line gives 0/0, NaN, as the row kernels).
+    // e^{v − M}, exactly 0 for −∞; a line of all −∞ has S = 0 and is NaN.
     var s = 0.0;
     for (var k = 0u; k < LEN; k++) {
         let e = select(exp(v[k] - m), 0.0, bitcast<u32>(v[k]) == NEG_INF_BITS);
@@ -193,14 +229,16 @@ fn forward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
             v[k] = e;
         }
     }
-    let log_s = log(s);
-    let inv_s = 1.0 / s;
+    let poison = abs_max > POS_INF_BITS || signed_max >= bitcast<i32>(POS_INF_BITS);
+    let n = line_norm(m, s, poison || bitcast<u32>(s) == 0u);
     for (var k = 0u; k < LEN; k++) {
+        var out: f32;
         if LOG {
-            y[b + k * p.stride] = (v[k] - m) - log_s;
+            out = select((v[k] - m) - n.k, neg_inf(), bitcast<u32>(v[k]) == NEG_INF_BITS);
         } else {
-            y[b + k * p.stride] = v[k] * inv_s;
+            out = v[k] * n.k;
         }
+        y[b + k * p.stride] = select(out, nan_f32(), n.nan_row);
     }
 }
 
@@ -216,16 +254,28 @@ fn backward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
     var s: array<f32, CACHE>;
     var g: array<f32, CACHE>;
     var d = 0.0;
+    var nans = 0u;
     for (var k = 0u; k < LEN; k++) {
         s[k] = x[b + k * p.stride];
         g[k] = g_in[b + k * p.stride];
         d += select(g[k] * s[k], g[k], LOG);
+        nans = max(nans, bitcast<u32>(g[k]) & ABS_BITS);
+        if !LOG {
+            nans = max(nans, bitcast<u32>(s[k]) & ABS_BITS);
+        }
     }
+    let nan_line = nans > POS_INF_BITS;
     for (var k = 0u; k < LEN; k++) {
         var dx = s[k] * (g[k] - d);
         if LOG {
-            dx = g[k] - exp(s[k]) * d;
+            // e^y of finite y only (line_grad's rule, one element at a time).
+            let finite = is_finite1(s[k]);
+            let e = select(0.0, exp(select(0.0, s[k], finite)), finite);
+            dx = select(g[k] - e * d, nan_f32(), is_nan1(s[k]));
         }
-        y[b + k * p.stride] = select(dx, -dx, NEG);
+        if NEG {
+            dx = -dx;
+        }
+        y[b + k * p.stride] = select(dx, nan_f32(), nan_line);
     }
 }

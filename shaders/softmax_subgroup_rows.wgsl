@@ -4,8 +4,8 @@
 // (x − M) − log S) written. Backward: y and g are held, d = subgroupAdd of the row sum, and
 // dx = y ⊙ (g − d) (or g − e^y·d) written. Imported with softmax.wgsl by softmax_subgroup.wgsl, on adapters
 // with SUBGROUP, for rows of cols ≤ 4·S·LANE_VEC4S floats with cols and base divisible by 4.
-// Slots past the row's end hold −∞ and so add e = 0 whenever M is finite; NaN, +∞ and all-−∞
-// rows come out NaN through the arithmetic, as in the online kernels.
+// Slots past the row's end hold −∞ and add e = 0; NaN, +∞ and all-−∞ rows come out NaN, by
+// bits, as in the online kernels.
 //! import row_cache
 
 // The vec4 row_cache.wgsl's `load_part` reads.
@@ -21,11 +21,11 @@ fn row_load(i: u32) -> vec4<f32> {
 fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> f32 {
     var s = 0.0;
     for (var k = 0u; k < part_count(h); k++) {
-        let d = (*c)[k] - m;
-        let e = exp(d);
+        let v = (*c)[k];
+        let e = exp_finite(v, m);
         s += hsum(e);
         if LOG {
-            (*c)[k] = d;
+            (*c)[k] = select(v - m, vec4(neg_inf()), is_neg_inf4(v));
         } else {
             (*c)[k] = e;
         }
@@ -33,16 +33,19 @@ fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> f32 {
     return s;
 }
 
-// Writes part h: e·k for softmax (k = 1/S), (x − M) − k for log-softmax (k = log S).
-fn store_part(c: ptr<function, Part>, h: u32, s: LaneSpan, k: f32) {
+// Writes part h: e·k for softmax (k = 1/S), (x − M) − k for log-softmax (k = log S); NaN for
+// a NaN row.
+fn store_part(c: ptr<function, Part>, h: u32, s: LaneSpan, n: Norm) {
     for (var i = 0u; i < part_count(h); i++) {
         let j = cached_index(h, i, s);
         if j < s.n {
+            var y: vec4<f32>;
             if LOG {
-                y4[s.b + j] = store4((*c)[i] - k);
+                y = (*c)[i] - n.k;
             } else {
-                y4[s.b + j] = store4((*c)[i] * k);
+                y = (*c)[i] * n.k;
             }
+            y4[s.b + j] = store4(select(y, vec4(nan_f32()), n.nan_row));
         }
     }
 }
@@ -55,25 +58,30 @@ fn forward_subgroup_rows(ids: SubgroupIds) {
     var c1: Part;
     var c2: Part;
     var c3: Part;
-    let m = load_row(&c0, &c1, &c2, &c3, span);
+    let mf = load_row(&c0, &c1, &c2, &c3, span);
+    let m = mf.x;
     let s = subgroupAdd((exp_part(&c0, 0u, m) + exp_part(&c1, 1u, m))
                         + (exp_part(&c2, 2u, m) + exp_part(&c3, 3u, m)));
-    var k = 1.0 / s;
-    if LOG {
-        k = log(s);
+    var sp = specials_empty();
+    if mf.y > 0.0 {
+        sp.abs_max = vec4(ABS_BITS);
     }
-    store_part(&c0, 0u, span, k);
-    store_part(&c1, 1u, span, k);
-    store_part(&c2, 2u, span, k);
-    store_part(&c3, 3u, span, k);
+    let n = finish(Online(m, s, sp));
+    store_part(&c0, 0u, span, n);
+    store_part(&c1, 1u, span, n);
+    store_part(&c2, 2u, span, n);
+    store_part(&c3, 3u, span, n);
 }
 
 // ---- backward: dx = y ⊙ (g − Σ g·y) (softmax) or g − e^y·Σ g (log-softmax) ----
 
 // Loads part h of the saved output y (bound as x4) and of the gradient g, 0 past the row's
-// end, and returns that part's share of the row sum (dot_term).
-fn load_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, s: LaneSpan) -> f32 {
+// end, and returns that part's share of the row sum (dot_term) and 1 where the sum's terms
+// hold a NaN (0 otherwise).
+fn load_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, s: LaneSpan)
+    -> vec2<f32> {
     var d = 0.0;
+    var nans = vec4(0u);
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         (*yc)[k] = vec4(0.0);
@@ -83,15 +91,17 @@ fn load_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, 
             (*gc)[k] = load4(g4[s.b + j]);
         }
         d += dot_term((*yc)[k], (*gc)[k]);
+        nans = dot_nans(nans, (*yc)[k], (*gc)[k]);
     }
-    return d;
+    return vec2(d, select(0.0, 1.0, nan_acc_any(nans)));
 }
 
-fn store_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, s: LaneSpan, d: f32) {
+fn store_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, s: LaneSpan,
+                       d: vec2<f32>) {
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         if j < s.n {
-            y4[s.b + j] = store4(grad((*yc)[k], (*gc)[k], d));
+            y4[s.b + j] = store4(grad((*yc)[k], (*gc)[k], d.x, d.y > 0.0));
         }
     }
 }

@@ -12,6 +12,10 @@ use crate::gpu::{DeviceFacts, DeviceOwner, Gpu, SubgroupSizes};
 /// Environment variable that picks the backend when the options leave it open.
 pub const BACKEND_ENV: &str = "GPU_ACTIVATIONS_BACKEND";
 
+/// Environment variable that picks the adapter by name when the options leave it open: only
+/// adapters whose name contains it (case-insensitive) are considered.
+pub const ADAPTER_ENV: &str = "GPU_ACTIVATIONS_ADAPTER";
+
 /// llvmpipe's limit on one invocation's loop iterations (all its loops together).
 const LLVMPIPE_LOOP_LIMIT: usize = 65_535;
 
@@ -149,6 +153,10 @@ pub enum MatmulKernel {
 pub struct ContextOptions {
     /// The backend to use; `None` reads [`BACKEND_ENV`] and otherwise picks the best adapter.
     pub backend: Option<Backend>,
+    /// Only adapters whose name contains this text (case-insensitive), e.g. `"swiftshader"`
+    /// when several adapters share a backend; `None` reads [`ADAPTER_ENV`] and otherwise
+    /// considers every adapter.
+    pub adapter: Option<String>,
     /// Whether to fall back to the CPU reference when no adapter is found.
     pub allow_cpu_fallback: bool,
     /// Subgroup policy for row reductions.
@@ -169,6 +177,7 @@ impl Default for ContextOptions {
     fn default() -> Self {
         ContextOptions {
             backend: None,
+            adapter: None,
             allow_cpu_fallback: true,
             subgroups: Subgroups::Auto,
             row_strategy: RowStrategy::Auto,
@@ -312,6 +321,13 @@ impl Context {
         if requested == Some(Backend::Cpu) {
             return Ok(Context::cpu());
         }
+        let wanted_name = match &options.adapter {
+            Some(name) => Some(name.clone()),
+            None => std::env::var(ADAPTER_ENV)
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+        }
+        .map(|name| name.trim().to_lowercase());
         let instance = instance();
         let backends = requested.map_or(wgpu::Backends::all(), Backend::wgpu_backends);
         let adapters = instance.enumerate_adapters(backends).await;
@@ -319,6 +335,11 @@ impl Context {
             .into_iter()
             .filter_map(|a| {
                 let summary = AdapterSummary::of(&a)?;
+                if let Some(wanted) = &wanted_name
+                    && !summary.name.to_lowercase().contains(wanted.as_str())
+                {
+                    return None;
+                }
                 let compute = a
                     .get_downlevel_capabilities()
                     .flags
@@ -327,7 +348,7 @@ impl Context {
             })
             .min_by_key(|(r, _, _)| *r);
         let Some((_, adapter, summary)) = best else {
-            if requested.is_none() && options.allow_cpu_fallback {
+            if requested.is_none() && wanted_name.is_none() && options.allow_cpu_fallback {
                 return Ok(Context::from_inner(Inner {
                     summary: AdapterSummary::cpu(),
                     why: "no GPU adapter was found; using the CPU reference".into(),
@@ -336,14 +357,19 @@ impl Context {
                     matmul_kernel: MatmulKernel::Auto,
                 }));
             }
-            return Err(Error::NoAdapter {
-                wanted: requested.map_or(String::new(), |b| format!(" for backend {b}")),
-            });
+            let mut wanted = requested.map_or(String::new(), |b| format!(" for backend {b}"));
+            if let Some(name) = &wanted_name {
+                wanted.push_str(&format!(" named like {name:?}"));
+            }
+            return Err(Error::NoAdapter { wanted });
         };
-        let why = match requested {
-            Some(b) => format!("backend {b} was requested"),
-            None if summary.is_hardware() => "the best hardware adapter found".into(),
-            None => "no hardware adapter was found; this is the best software adapter".into(),
+        let why = match (requested, &wanted_name) {
+            (_, Some(name)) => format!("an adapter named like {name:?} was requested"),
+            (Some(b), None) => format!("backend {b} was requested"),
+            (None, None) if summary.is_hardware() => "the best hardware adapter found".into(),
+            (None, None) => {
+                "no hardware adapter was found; this is the best software adapter".into()
+            }
         };
         let gpu = open_device(adapter, &summary, &options).await?;
         Ok(Context::from_inner(Inner {

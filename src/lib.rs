@@ -38,8 +38,8 @@ mod tensor;
 pub mod wgsl;
 
 pub use context::{
-    AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, MatmulKernel, RowStrategy,
-    Subgroups, WgpuSetup,
+    ADAPTER_ENV, AdapterSummary, BACKEND_ENV, Backend, Context, ContextOptions, MatmulKernel,
+    RowStrategy, Subgroups, WgpuSetup,
 };
 pub use definitions::activation::Activation;
 pub use definitions::gated::Gate;

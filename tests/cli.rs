@@ -57,8 +57,13 @@ fn read_f32(path: &Path) -> (Vec<f32>, Vec<usize>) {
     (f.into_vec::<f32>().unwrap(), shape)
 }
 
+/// The `--backend` value that picks the adapter `ctx` runs on (`vulkan:NAME`: lavapipe and
+/// SwiftShader are both Vulkan adapters).
 fn backend_name(ctx: &Context) -> String {
-    ctx.backend().to_string()
+    match ctx.backend() {
+        gpu_activations::Backend::Cpu => "cpu".into(),
+        b => format!("{b}:{}", ctx.adapter_info().name),
+    }
 }
 
 /// Every GPU present and the CPU backend, as the command line names them.
@@ -112,6 +117,8 @@ fn every_op_matches_the_library_bit_for_bit_on_every_backend() {
         // The library on a context built the way the command builds it.
         let lib = Context::with_options(ContextOptions {
             backend: Some(ctx.backend()),
+            adapter: (ctx.backend() != gpu_activations::Backend::Cpu)
+                .then(|| ctx.adapter_info().name.clone()),
             ..Default::default()
         })
         .unwrap();

@@ -37,11 +37,9 @@ fn contexts() -> &'static [Context] {
             }
             for (row_strategy, subgroups) in forced {
                 let options = ContextOptions {
-                    backend: Some(ctx.backend()),
-                    allow_cpu_fallback: false,
                     subgroups,
                     row_strategy,
-                    ..Default::default()
+                    ..common::same_adapter(ctx)
                 };
                 all.push(Context::with_options(options).expect("same adapter opens twice"));
             }

@@ -653,10 +653,8 @@ fn small_buffer_contexts() -> Vec<(Context, u64)> {
     for c in common::gpus() {
         for cap in [1u64 << 20, 64 << 10] {
             let options = ContextOptions {
-                backend: Some(c.backend()),
-                allow_cpu_fallback: false,
                 max_buffer_bytes: Some(cap),
-                ..Default::default()
+                ..common::same_adapter(c)
             };
             all.push((Context::with_options(options).unwrap(), cap));
         }

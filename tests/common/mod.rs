@@ -15,30 +15,54 @@ use rand::{RngExt, SeedableRng};
 /// Set to 1 to make a missing adapter a failure instead of a skip.
 pub const REQUIRE_ADAPTER_ENV: &str = "GPU_ACTIVATIONS_REQUIRE_ADAPTER";
 
+/// Comma-separated names (case-insensitive substrings, optionally `backend:name`) of adapters
+/// that must be among those under test, e.g. `vulkan:llvmpipe,vulkan:swiftshader,gl:llvmpipe`:
+/// a missing one fails every GPU test instead of leaving its implementation untested.
+pub const REQUIRE_ADAPTERS_ENV: &str = "GPU_ACTIVATIONS_REQUIRE_ADAPTERS";
+
 /// Writes to the real stderr, past the test harness's capture, so that every run shows it.
 pub fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-fn open(backend: Backend, subgroups: Subgroups) -> Option<Context> {
-    let options = ContextOptions {
-        backend: Some(backend),
+/// Options that open the adapter `ctx` runs on again (its backend and name), with the rest at
+/// their defaults, for a test to override.
+pub fn same_adapter(ctx: &Context) -> ContextOptions {
+    ContextOptions {
+        backend: Some(ctx.backend()),
+        adapter: Some(ctx.adapter_info().name.clone()),
         allow_cpu_fallback: false,
-        subgroups,
         ..Default::default()
-    };
-    Context::with_options(options).ok()
+    }
 }
 
-/// One context per GPU adapter present (each backend's best adapter), created once per test
-/// binary. Fails the test when none is found and `GPU_ACTIVATIONS_REQUIRE_ADAPTER=1`.
+fn open(ctx: &Context, subgroups: Subgroups) -> Option<Context> {
+    Context::with_options(ContextOptions {
+        subgroups,
+        ..same_adapter(ctx)
+    })
+    .ok()
+}
+
+/// One context per GPU adapter present (every adapter of every backend: lavapipe and
+/// SwiftShader are both Vulkan adapters), created once per test binary. Fails the test when
+/// none is found and `GPU_ACTIVATIONS_REQUIRE_ADAPTER=1`, or when an adapter named in
+/// `GPU_ACTIVATIONS_REQUIRE_ADAPTERS` is missing.
 pub fn gpus() -> &'static [Context] {
     static CONTEXTS: OnceLock<Vec<Context>> = OnceLock::new();
     let contexts = CONTEXTS.get_or_init(|| {
-        let found: Vec<Context> = Backend::ALL
+        let found: Vec<Context> = Context::adapters()
             .into_iter()
-            .filter(|b| *b != Backend::Cpu)
-            .filter_map(|b| open(b, Subgroups::Auto))
+            .filter(|a| a.backend != Backend::Cpu)
+            .filter_map(|a| {
+                Context::with_options(ContextOptions {
+                    backend: Some(a.backend),
+                    adapter: Some(a.name.clone()),
+                    allow_cpu_fallback: false,
+                    ..Default::default()
+                })
+                .ok()
+            })
             .collect();
         let names: Vec<String> = found.iter().map(|c| c.adapter_info().to_string()).collect();
         report(&format!(
@@ -55,7 +79,29 @@ pub fn gpus() -> &'static [Context] {
     if contexts.is_empty() {
         require_adapter();
     }
+    require_named_adapters(contexts);
     contexts
+}
+
+fn require_named_adapters(contexts: &[Context]) {
+    let Ok(list) = std::env::var(REQUIRE_ADAPTERS_ENV) else {
+        return;
+    };
+    for wanted in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let (backend, name) = match wanted.split_once(':') {
+            Some((b, n)) => (Some(b.to_lowercase()), n.to_lowercase()),
+            None => (None, wanted.to_lowercase()),
+        };
+        let present = contexts.iter().any(|c| {
+            backend.as_ref().is_none_or(|b| *b == c.backend().name())
+                && c.adapter_info().name.to_lowercase().contains(&name)
+        });
+        assert!(
+            present,
+            "{REQUIRE_ADAPTERS_ENV} names {wanted:?}, which is not among the adapters under test \
+             (scripts/setup.sh installs lavapipe, llvmpipe and SwiftShader)"
+        );
+    }
 }
 
 /// The GPU contexts plus, where an adapter has subgroups, a second context on it with
@@ -67,7 +113,7 @@ pub fn gpus_with_reduction_paths() -> &'static [Context] {
         for ctx in gpus() {
             if let Some(off) = ctx
                 .uses_subgroups()
-                .then(|| open(ctx.backend(), Subgroups::Off))
+                .then(|| open(ctx, Subgroups::Off))
                 .flatten()
             {
                 report(&format!(
@@ -82,7 +128,7 @@ pub fn gpus_with_reduction_paths() -> &'static [Context] {
     })
 }
 
-/// Every GPU backend present with each row strategy forced, the workgroup strategy with
+/// Every GPU adapter present with each row strategy forced, the workgroup strategy with
 /// subgroups both on and off, and one subgroup per row where the adapter has subgroups. The
 /// first context of each backend is the automatic one.
 pub fn row_strategy_contexts() -> &'static [Context] {
@@ -105,11 +151,9 @@ pub fn row_strategy_contexts() -> &'static [Context] {
                     continue;
                 }
                 let options = ContextOptions {
-                    backend: Some(ctx.backend()),
-                    allow_cpu_fallback: false,
                     subgroups,
                     row_strategy,
-                    ..Default::default()
+                    ..same_adapter(ctx)
                 };
                 all.push(Context::with_options(options).expect("same adapter opens twice"));
             }
@@ -119,7 +163,7 @@ pub fn row_strategy_contexts() -> &'static [Context] {
 }
 
 /// Every context a test should cover: the GPUs and the CPU backend.
-/// Every GPU backend present with each matrix kernel forced (tiled, then registers), and the
+/// Every GPU adapter present with each matrix kernel forced (tiled, then registers), and the
 /// CPU backend: what the linear layer's tests run on.
 pub fn matmul_contexts() -> &'static [Context] {
     static ALL: OnceLock<Vec<Context>> = OnceLock::new();
@@ -128,10 +172,8 @@ pub fn matmul_contexts() -> &'static [Context] {
         for ctx in gpus() {
             for matmul_kernel in [MatmulKernel::Tiled, MatmulKernel::Registers] {
                 let options = ContextOptions {
-                    backend: Some(ctx.backend()),
-                    allow_cpu_fallback: false,
                     matmul_kernel,
-                    ..Default::default()
+                    ..same_adapter(ctx)
                 };
                 if let Ok(forced) = Context::with_options(options) {
                     all.push(forced);

@@ -82,7 +82,10 @@ enum Command {
 #[derive(Args, Clone, Debug)]
 pub struct BackendArg {
     /// auto, vulkan, metal, dx12, gl or cpu (auto: hardware first, then software, then CPU).
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    /// Add `:NAME` to take only adapters whose name contains NAME (case-insensitive) where
+    /// several share a backend, e.g. `vulkan:swiftshader` or `vulkan:llvmpipe` (`info` lists
+    /// them).
+    #[arg(long, default_value = "auto", value_parser = parse_backend, value_name = "BACKEND[:NAME]")]
     pub backend: BackendChoice,
     /// Which kernel covers a row in softmax and cross-entropy (for tuning; auto chooses by
     /// shape and adapter).
@@ -145,21 +148,31 @@ impl From<RowKernelArg> for RowStrategy {
     }
 }
 
-/// A parsed `--backend` value: `None` is auto.
+/// A parsed `--backend` value: the backend (`None`: auto) and an adapter name to match.
 #[derive(Clone, Debug)]
-pub struct BackendChoice(pub Option<Backend>);
+pub struct BackendChoice {
+    pub backend: Option<Backend>,
+    pub adapter: Option<String>,
+}
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
-    Backend::parse_choice(s)
-        .map(BackendChoice)
-        .map_err(|e| e.to_string())
+    let (backend, adapter) = match s.split_once(':') {
+        Some((b, name)) if !name.trim().is_empty() => (b, Some(name.trim().to_string())),
+        Some((b, _)) => (b, None),
+        None => (s, None),
+    };
+    Ok(BackendChoice {
+        backend: Backend::parse_choice(backend).map_err(|e| e.to_string())?,
+        adapter,
+    })
 }
 
 impl BackendArg {
     /// The context the user asked for.
     pub fn context(&self) -> gpu_activations::Result<Context> {
         Context::with_options(ContextOptions {
-            backend: self.backend.0,
+            backend: self.backend.backend,
+            adapter: self.backend.adapter.clone(),
             row_strategy: self.row_kernel.into(),
             matmul_kernel: self.matmul_kernel.into(),
             readback_timeout: std::time::Duration::from_secs_f64(self.timeout),
