@@ -6,7 +6,9 @@
 //   dz = scale·w·(q·σ(z) − π·y)                             (= scale·w·(σ(z) − y) when π = 1),
 // where w is the weight and π the positive-class weight of the element's column (both 1 when
 // absent) and `scale` is 1/numel for a mean, else 1. Finite and exact at z = ±1e4: nothing
-// overflows (e^{−|z|} ≤ 1).
+// overflows (e^{−|z|} ≤ 1). PyTorch's answers at the edges, by bits: a NaN logit or target
+// gives NaN loss and gradient, and z = −∞ gives a NaN loss (its (1 − y)·z + max(−z, 0) is
+// −∞ + ∞) beside the gradient −w·π·y.
 //
 // Elements are walked as vec4s with a grid stride; the padding lanes of the last vec4 are
 // masked out of the loss. `bce_none` writes each element's loss; `bce_sum` writes the sum of
@@ -76,9 +78,11 @@ fn bce_element(i: u32) -> vec4<f32> {
     let e = exp(-abs(z));
     let r = 1.0 / (1.0 + e);
     let sigma = select(e * r, r, z >= vec4(0.0));
-    dz_out[i] = store4(p.scale * w * (q * sigma - pw * y));
+    let nan_in = is_nan4(z) | is_nan4(y);
+    let nan = vec4(nan_f32());
+    dz_out[i] = store4(select(p.scale * w * (q * sigma - pw * y), nan, nan_in));
     let linear = select(-pw * y * z, (1.0 - y) * z, z >= vec4(0.0));
-    let loss = w * (linear + q * log1p_unit(e));
+    let loss = select(w * (linear + q * log1p_unit(e)), nan, nan_in | is_neg_inf4(z));
     let valid = vec4(4u * i) + vec4(0u, 1u, 2u, 3u) < vec4(p.n);
     return select(vec4(0.0), loss, valid);
 }
