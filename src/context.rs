@@ -171,6 +171,11 @@ pub struct ContextOptions {
     /// `max_buffer_size` (`None`: the adapter's limit). Tensors larger than a buffer are split
     /// into several buffers either way; a small cap exercises that path cheaply in tests.
     pub max_buffer_bytes: Option<u64>,
+    /// A cap, in bytes, on any one storage binding, below the adapter's
+    /// `max_storage_buffer_binding_size` (`None`: the adapter's limit). Longer tensors and rows
+    /// are covered by several launches either way; a cap makes that path as cheap to test on
+    /// an adapter with 1 GiB bindings (SwiftShader) as on one with 128 MiB (lavapipe).
+    pub max_binding_bytes: Option<u64>,
 }
 
 impl Default for ContextOptions {
@@ -184,6 +189,7 @@ impl Default for ContextOptions {
             matmul_kernel: MatmulKernel::Auto,
             readback_timeout: Duration::from_secs(120),
             max_buffer_bytes: None,
+            max_binding_bytes: None,
         }
     }
 }
@@ -632,6 +638,7 @@ fn device_facts(
         loop_limit: summary.loop_limit(),
         owner,
         max_buffer_bytes: options.max_buffer_bytes,
+        max_binding_bytes: options.max_binding_bytes,
         readback_timeout: options.readback_timeout,
     }
 }

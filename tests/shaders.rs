@@ -20,6 +20,7 @@ fn parse(m: &Module) -> (naga::Module, naga::valid::ModuleInfo) {
 fn every_shader_validates_and_translates_to_every_backend_language() {
     let all = wgsl::modules();
     assert!(all.len() >= 30, "{} modules", all.len());
+    let spirv = SpirvFiles::new();
     for m in &all {
         let (module, info) = parse(m);
         assert!(
@@ -39,7 +40,11 @@ fn every_shader_validates_and_translates_to_every_backend_language() {
             )
             .unwrap_or_else(|e| panic!("{name}: overrides: {e}"));
 
-            let spv_options = spv::Options::default();
+            // SPIR-V 1.3 (Vulkan 1.1), which the subgroup operations need.
+            let spv_options = spv::Options {
+                lang_version: (1, 3),
+                ..Default::default()
+            };
             let spv_pipeline = spv::PipelineOptions {
                 shader_stage: ep.stage,
                 entry_point: ep.name.clone(),
@@ -47,6 +52,7 @@ fn every_shader_validates_and_translates_to_every_backend_language() {
             let words = spv::write_vec(&module, &info, &spv_options, Some(&spv_pipeline))
                 .unwrap_or_else(|e| panic!("{name}: SPIR-V: {e}"));
             assert_eq!(words.first(), Some(&0x0723_0203), "{name}: SPIR-V magic");
+            spirv.add(&name, &words);
 
             let msl_options = msl::Options {
                 lang_version: (2, 4),
@@ -106,6 +112,109 @@ fn every_shader_validates_and_translates_to_every_backend_language() {
             );
         }
     }
+}
+
+/// The SPIR-V naga writes for every entry point, kept in a temporary directory and validated
+/// by Khronos' `spirv-val` (Debian's spirv-tools) when dropped: a module naga accepts but the
+/// SPIR-V rules do not (which a Vulkan driver may then reject or miscompile) fails here.
+struct SpirvFiles {
+    dir: tempfile::TempDir,
+    files: std::cell::RefCell<Vec<(String, std::path::PathBuf)>>,
+}
+
+impl SpirvFiles {
+    fn new() -> SpirvFiles {
+        SpirvFiles {
+            dir: tempfile::tempdir().unwrap(),
+            files: Default::default(),
+        }
+    }
+
+    fn add(&self, name: &str, words: &[u32]) {
+        let mut files = self.files.borrow_mut();
+        let path = self.dir.path().join(format!("{}.spv", files.len()));
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        files.push((name.to_string(), path));
+    }
+}
+
+impl Drop for SpirvFiles {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let files = self.files.borrow();
+        let probe = std::process::Command::new("spirv-val")
+            .arg("--version")
+            .output();
+        if probe.is_err() {
+            let required = std::env::var("GPU_ACTIVATIONS_REQUIRE_ADAPTER").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "spirv-val is missing (apt-get install spirv-tools; scripts/setup.sh does with \
+                 GPU_ACTIVATIONS_SETUP=test)"
+            );
+            eprintln!(
+                "SKIP: spirv-val not found; {} SPIR-V modules not validated",
+                files.len()
+            );
+            return;
+        }
+        let mut failures = Vec::new();
+        for (name, path) in files.iter() {
+            let out = std::process::Command::new("spirv-val")
+                .args(["--target-env", "vulkan1.1"])
+                .arg(path)
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                failures.push(format!(
+                    "{name}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        assert!(files.len() >= 150, "{} SPIR-V modules", files.len());
+        assert!(failures.is_empty(), "spirv-val:\n{}", failures.join("\n"));
+    }
+}
+
+/// The check above can fail: spirv-val rejects a module that breaks a SPIR-V rule.
+#[test]
+fn spirv_val_rejects_invalid_spirv() {
+    if std::process::Command::new("spirv-val")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return;
+    }
+    let m = wgsl::module("copy", gpu_activations::DType::F32).unwrap();
+    let module = naga::front::wgsl::parse_str(m.source()).unwrap();
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .unwrap();
+    let (module, info) = naga::back::pipeline_constants::process_overrides(
+        &module,
+        &info,
+        Some((naga::ShaderStage::Compute, "copy")),
+        &Default::default(),
+    )
+    .unwrap();
+    let mut words = spv::write_vec(&module, &info, &spv::Options::default(), None).unwrap();
+    // The id bound (word 3) below the ids the module uses breaks the rule every id obeys.
+    words[3] = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.spv");
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("spirv-val")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "spirv-val accepted a broken module");
 }
 
 #[test]

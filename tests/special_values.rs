@@ -35,7 +35,10 @@ fn edge_rows(cols: usize) -> (Vec<f32>, Vec<i64>) {
         (with(&[(1, f32::NEG_INFINITY)]), 1 % cols as i64),
         (vec![f32::NEG_INFINITY; cols], 0),
         (with(&[(0, 3e38), (cols - 1, -3e38)]), (cols - 1) as i64),
-        (with(&[(0, f32::NEG_INFINITY), (cols - 1, f32::INFINITY)]), 0),
+        (
+            with(&[(0, f32::NEG_INFINITY), (cols - 1, f32::INFINITY)]),
+            0,
+        ),
         (with(&[(cols / 3, f32::NAN)]), -100),
         (with(&[(cols / 2, 1e4), (0, -1e4)]), (cols / 2) as i64),
     ];
@@ -79,11 +82,22 @@ fn cross_entropy_with_class_indices_on_edge_rows() {
                     -100,
                     f64::from(smoothing),
                 );
-                let case = format!("{} {:?} K={cols} ε={smoothing}", label(ctx), ctx.row_strategy());
+                let case = format!(
+                    "{} {:?} K={cols} ε={smoothing}",
+                    label(ctx),
+                    ctx.row_strategy()
+                );
                 let loss = got.loss.to_vec().unwrap();
                 assert_all_close(&format!("{case} loss"), &loss, &want.loss, &[], ATOL, RTOL);
                 let grad = got.grad.to_vec().unwrap();
-                assert_all_close(&format!("{case} grad"), &grad, &want.grad, &[&z], ATOL, RTOL);
+                assert_all_close(
+                    &format!("{case} grad"),
+                    &grad,
+                    &want.grad,
+                    &[&z],
+                    ATOL,
+                    RTOL,
+                );
             }
         }
     }
@@ -118,7 +132,14 @@ fn cross_entropy_with_probabilities_on_edge_rows() {
             let loss = got.loss.to_vec().unwrap();
             assert_all_close(&format!("{case} loss"), &loss, &want.loss, &[], ATOL, RTOL);
             let grad = got.grad.to_vec().unwrap();
-            assert_all_close(&format!("{case} grad"), &grad, &want.grad, &[&z], ATOL, RTOL);
+            assert_all_close(
+                &format!("{case} grad"),
+                &grad,
+                &want.grad,
+                &[&z],
+                ATOL,
+                RTOL,
+            );
         }
     }
 }
@@ -180,7 +201,14 @@ fn nll_loss_on_log_probabilities_with_nan_and_infinities() {
             let loss = got.loss.to_vec().unwrap();
             assert_all_close(&format!("{case} loss"), &loss, &want.loss, &[], ATOL, RTOL);
             let grad = got.grad.to_vec().unwrap();
-            assert_all_close(&format!("{case} grad"), &grad, &want.grad, &[&x], ATOL, RTOL);
+            assert_all_close(
+                &format!("{case} grad"),
+                &grad,
+                &want.grad,
+                &[&x],
+                ATOL,
+                RTOL,
+            );
         }
     }
 }
@@ -234,9 +262,23 @@ fn bce_with_logits_on_every_pair_of_special_values() {
             );
             let case = format!("{} bce pos_weight {pos_weight:?}", label(&ctx));
             let loss = got.loss.to_vec().unwrap();
-            assert_all_close(&format!("{case} loss"), &loss, &want.loss, &[&z, &y], ATOL, RTOL);
+            assert_all_close(
+                &format!("{case} loss"),
+                &loss,
+                &want.loss,
+                &[&z, &y],
+                ATOL,
+                RTOL,
+            );
             let grad = got.grad.to_vec().unwrap();
-            assert_all_close(&format!("{case} grad"), &grad, &want.grad, &[&z, &y], ATOL, RTOL);
+            assert_all_close(
+                &format!("{case} grad"),
+                &grad,
+                &want.grad,
+                &[&z, &y],
+                ATOL,
+                RTOL,
+            );
         }
     }
 }

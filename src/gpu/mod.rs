@@ -120,6 +120,8 @@ pub(crate) struct DeviceFacts {
     pub owner: DeviceOwner,
     /// A cap on the size of one buffer below the device's `max_buffer_size`.
     pub max_buffer_bytes: Option<u64>,
+    /// A cap on the size of one storage binding below the device's limit.
+    pub max_binding_bytes: Option<u64>,
     /// How long a read-back waits for the device.
     pub readback_timeout: Duration,
 }
@@ -131,6 +133,7 @@ impl Gpu {
             loop_limit,
             owner,
             max_buffer_bytes,
+            max_binding_bytes,
             readback_timeout,
         } = facts;
         let health = Health::watch(&device, owner);
@@ -143,6 +146,7 @@ impl Gpu {
             .max(1024);
         let max_binding = limits
             .max_storage_buffer_binding_size
+            .min(max_binding_bytes.unwrap_or(u64::MAX).max(1024))
             .min(max_buffer)
             .min(u64::from(u32::MAX));
         Gpu {

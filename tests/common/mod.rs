@@ -219,7 +219,12 @@ fn binary_name() -> String {
 
 /// A short label for a context in failure messages.
 pub fn label(ctx: &Context) -> String {
-    let name = ctx.adapter_info().name.split_whitespace().next().unwrap_or("");
+    let name = ctx
+        .adapter_info()
+        .name
+        .split_whitespace()
+        .next()
+        .unwrap_or("");
     format!(
         "{}:{name}{}",
         ctx.backend(),
