@@ -4,7 +4,7 @@
 // Ops that have no kernel for half storage run on f32 copies of their inputs through these,
 // with the same grid-stride walk as the copy kernel.
 //! import grid
-//! storage f32, f16, bf16
+//! storage f16, bf16
 
 override WG: u32 = 256u;
 

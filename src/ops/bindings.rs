@@ -20,7 +20,10 @@ enum Use {
 }
 
 fn parse(module: ModuleRef) -> (naga::Module, naga::valid::ModuleInfo) {
-    let composed = (module.compose)(module.name, DType::F32).expect("every family has f32");
+    let composed = [DType::F32, DType::F16]
+        .into_iter()
+        .find_map(|t| (module.compose)(module.name, t))
+        .expect("every family is built for f32 or f16");
     let parsed = naga::front::wgsl::parse_str(&composed.source)
         .unwrap_or_else(|e| panic!("{}: {e}", module.name));
     let info = Validator::new(ValidationFlags::all(), Capabilities::all())

@@ -211,16 +211,6 @@ impl RowPlan {
         }
     }
 
-    /// Whether the plan's kernels are built with the subgroup reduction file appended (one
-    /// workgroup or one subgroup per row, on an adapter with subgroups).
-    pub fn uses_subgroups(self, gpu: &Gpu) -> bool {
-        gpu.subgroups
-            && matches!(
-                self,
-                RowPlan::Workgroup { .. } | RowPlan::SubgroupRows { .. }
-            )
-    }
-
     /// One plan of each kind (for tests that enumerate kernels).
     #[cfg(test)]
     pub fn examples() -> [RowPlan; 5] {

@@ -49,7 +49,9 @@ impl RowOp {
     }
 
     /// The kernel for one stage of a plan (`stage` 0 or, for segments, 1), from the module
-    /// with the subgroup reduction file appended if `subgroups`.
+    /// with subgroups (softmax_subgroup.wgsl) on a device that has them, for every plan (its
+    /// per-row and segment kernels are the same code as without), so that every entry point
+    /// of each module is one a plan launches.
     fn kernel(self, plan: RowPlan, vec4: bool, stage: usize, subgroups: bool) -> Kernel {
         use Direction::{Backward, Forward};
         const FWD: &[Slot] = &[Slot::Read(1), Slot::ReadWrite(3)];
@@ -355,7 +357,7 @@ fn launch_rows(
         | RowPlan::PerRowCached
         | RowPlan::Workgroup { .. }
         | RowPlan::SubgroupRows { .. } => {
-            let k = op.kernel(plan, vec4, 0, plan.uses_subgroups(gpu));
+            let k = op.kernel(plan, vec4, 0, gpu.subgroups);
             for w in &windows {
                 let views = io(w)?;
                 gpu.launch_stored(
@@ -377,8 +379,8 @@ fn launch_rows(
             } else {
                 windows.iter().map(per_launch).max().unwrap_or(1) * part_per_segment
             };
-            let k1 = op.kernel(plan, vec4, 0, plan.uses_subgroups(gpu));
-            let k2 = op.kernel(plan, vec4, 1, plan.uses_subgroups(gpu));
+            let k1 = op.kernel(plan, vec4, 0, gpu.subgroups);
+            let k2 = op.kernel(plan, vec4, 1, gpu.subgroups);
             let stages: [(&Kernel, bool); 2] = [(&k1, false), (&k2, true)];
             let launch_stage = |kernel: &Kernel, w: &Window, part: View<'_>, writes_output| {
                 let views = stage_views(io(w)?, part, writes_output);

@@ -394,7 +394,7 @@ impl FusedCrossEntropy<'_> {
         .within_loop_limit(gpu, classes);
         plan.check_loop_limit(gpu, classes, OP_CE)?;
         let vec4 = classes.is_multiple_of(layout::VEC4);
-        let kernel = kernel(self.classes.is_some(), plan, vec4, plan.uses_subgroups(gpu));
+        let kernel = kernel(self.classes.is_some(), plan, vec4, gpu.subgroups);
         let has_weight = self.weight.is_some();
         let mut constants = plan.constants(classes);
         constants.push(("HAS_WEIGHT", if has_weight { 1.0 } else { 0.0 }));
