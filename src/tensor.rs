@@ -266,6 +266,11 @@ impl Tensor {
     /// `min_storage_buffer_offset_alignment` (at least 16); the view holds a positive multiple
     /// of 4 elements (kernels write whole vec4s, and would write past a shorter view); it lies
     /// inside the buffer, within one storage binding; and the buffer belongs to the context's
+    /// device. A buffer of another device of the same `wgpu::Instance` (every context the
+    /// crate opens itself shares one) is always caught. wgpu 30 does not say which instance a
+    /// buffer comes from, and looks it up by an id unique only within one, so a buffer of
+    /// another instance is caught unless its id names a storage buffer of the same size on
+    /// the context's device: make the context with [`Context::from_wgpu`] on the buffers'
     /// device.
     pub fn from_wgpu_buffer(
         ctx: &Context,
@@ -332,8 +337,8 @@ impl Tensor {
         }
         if let Err(message) = gpu.check_own_buffer(buffer) {
             return Err(broken(format!(
-                "the buffer cannot be bound on this context's device (a buffer of another \
-                 device?): {message}"
+                "the buffer is not one of this context's device (a buffer of another device, \
+                 or of another wgpu instance): {message}"
             )));
         }
         Ok(Tensor {
