@@ -274,10 +274,8 @@ impl fmt::Debug for Context {
 
 impl Context {
     /// The best adapter available: [`BACKEND_ENV`] if set, else hardware first, then a
-    /// software adapter (lavapipe, WARP), then the CPU reference. GL adapters (llvmpipe GL
-    /// among them) are looked for only when no Vulkan, Metal or DX12 adapter runs compute
-    /// shaders, or when GL is asked for, so that opening a context on such an adapter prints
-    /// nothing (Mesa's EGL warns on stderr on a headless machine).
+    /// software adapter (lavapipe, WARP, llvmpipe GL), then the CPU reference. The adapters are
+    /// enumerated once per process, by the first context.
     pub fn new() -> Result<Context> {
         Context::with_options(ContextOptions::default())
     }
@@ -316,15 +314,19 @@ impl Context {
             return Ok(Context::cpu());
         }
         let wanted = requested.map_or(wgpu::Backends::all(), Backend::wgpu_backends);
-        // GL only where no other API offers a compute adapter: making a GL instance probes
-        // EGL, which on a headless machine writes warnings to stderr.
-        let mut candidates = Vec::new();
-        for apis in [Apis::Native, Apis::Gl] {
-            if candidates.is_empty() && wanted.intersects(apis.backends()) {
-                candidates = compute_adapters(apis, wanted).await;
-            }
-        }
-        let best = candidates.into_iter().min_by_key(|(r, _, _)| *r);
+        let best = adapters()
+            .await
+            .into_iter()
+            .filter(|a| wanted.contains(a.get_info().backend.into()))
+            .filter_map(|a| {
+                let summary = AdapterSummary::of(&a)?;
+                let compute = a
+                    .get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
+                compute.then_some((rank(&summary), a, summary))
+            })
+            .min_by_key(|(r, _, _)| *r);
         let Some((_, adapter, summary)) = best else {
             if requested.is_none() && options.allow_cpu_fallback {
                 return Ok(Context::from_inner(Inner {
@@ -420,13 +422,11 @@ impl Context {
         self.gpu().is_some_and(|g| g.owner == DeviceOwner::Crate)
     }
 
-    /// Every adapter wgpu can see on this machine (compute-capable or not), plus the CPU
-    /// backend. This probes GL too (on a headless machine Mesa's EGL may print warnings).
+    /// Every adapter wgpu can see on this machine (compute-capable or not), plus the CPU backend.
     pub fn adapters() -> Vec<AdapterSummary> {
-        let mut all: Vec<AdapterSummary> = [Apis::Native, Apis::Gl]
-            .into_iter()
-            .flat_map(|apis| pollster::block_on(instance(apis).enumerate_adapters(apis.backends())))
-            .filter_map(|a| AdapterSummary::of(&a))
+        let mut all: Vec<AdapterSummary> = pollster::block_on(adapters())
+            .iter()
+            .filter_map(AdapterSummary::of)
             .collect();
         all.sort_by_key(rank);
         all.push(AdapterSummary::cpu());
@@ -653,49 +653,36 @@ fn missing_requirements(limits: &wgpu::Limits) -> Vec<String> {
         .collect()
 }
 
-/// The two groups of APIs the crate makes an instance for: GL apart from the others, because
-/// making a GL instance probes EGL (on a headless machine Mesa's EGL prints warnings).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Apis {
-    /// Vulkan, Metal, DX12, and a browser's WebGPU on wasm32.
-    Native,
-    /// OpenGL and OpenGL ES.
-    Gl,
-}
-
-impl Apis {
-    fn backends(self) -> wgpu::Backends {
-        match self {
-            Apis::Native => wgpu::Backends::all() - wgpu::Backends::GL,
-            Apis::Gl => wgpu::Backends::GL,
-        }
-    }
-}
-
-/// The crate's instance for `apis`, made on first use and shared by every context the crate
-/// opens in the process. Sharing it is what lets a buffer of one context be recognised as
-/// another device's when handed to another context: wgpu looks a buffer up by an id that is
-/// unique only within its instance ([`crate::Tensor::from_wgpu_buffer`]).
+/// The adapters of the crate's wgpu instance, which every context the crate opens itself
+/// shares: made and enumerated once per process (natively). Sharing the instance is what lets a
+/// buffer of one context be recognised as another device's when handed to another context:
+/// wgpu looks a buffer up by an id that is unique only within its instance
+/// ([`crate::Tensor::from_wgpu_buffer`]). Enumerating once keeps a second context from probing
+/// the drivers again (and on a headless Linux machine Mesa's Vulkan device-select layer, asked
+/// for the adapters, tries to reach a Wayland compositor, and libwayland prints
+/// "XDG_RUNTIME_DIR is invalid or not set" each time).
 #[cfg(not(target_arch = "wasm32"))]
-fn instance(apis: Apis) -> wgpu::Instance {
-    static NATIVE: std::sync::OnceLock<wgpu::Instance> = std::sync::OnceLock::new();
-    static GL: std::sync::OnceLock<wgpu::Instance> = std::sync::OnceLock::new();
-    let cell = match apis {
-        Apis::Native => &NATIVE,
-        Apis::Gl => &GL,
-    };
-    cell.get_or_init(|| new_instance(apis)).clone()
+async fn adapters() -> Vec<wgpu::Adapter> {
+    static ADAPTERS: std::sync::OnceLock<Vec<wgpu::Adapter>> = std::sync::OnceLock::new();
+    if let Some(found) = ADAPTERS.get() {
+        return found.clone();
+    }
+    let found = new_instance()
+        .enumerate_adapters(wgpu::Backends::all())
+        .await;
+    ADAPTERS.get_or_init(|| found).clone()
 }
 
-/// In a browser wgpu's objects cannot be shared between threads: a new instance each time.
+/// In a browser wgpu's objects stay on one thread: a new instance each time.
 #[cfg(target_arch = "wasm32")]
-fn instance(apis: Apis) -> wgpu::Instance {
-    new_instance(apis)
+async fn adapters() -> Vec<wgpu::Adapter> {
+    new_instance()
+        .enumerate_adapters(wgpu::Backends::all())
+        .await
 }
 
-fn new_instance(apis: Apis) -> wgpu::Instance {
+fn new_instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends &= apis.backends();
     // A browser's WebGPU exists only on wasm32.
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -706,26 +693,6 @@ fn new_instance(apis: Apis) -> wgpu::Instance {
     // Error::OutOfMemory) instead of pushing the system into swap or the OOM killer.
     desc.memory_budget_thresholds.for_resource_creation = Some(90);
     wgpu::Instance::new(desc)
-}
-
-/// The adapters of `apis` among `wanted` that run compute shaders, with their rank.
-async fn compute_adapters(
-    apis: Apis,
-    wanted: wgpu::Backends,
-) -> Vec<((u8, u8), wgpu::Adapter, AdapterSummary)> {
-    instance(apis)
-        .enumerate_adapters(wanted & apis.backends())
-        .await
-        .into_iter()
-        .filter_map(|a| {
-            let summary = AdapterSummary::of(&a)?;
-            let compute = a
-                .get_downlevel_capabilities()
-                .flags
-                .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
-            compute.then_some((rank(&summary), a, summary))
-        })
-        .collect()
 }
 
 /// Lower is better: hardware before software, then the native APIs before GL.

@@ -887,3 +887,73 @@ fn beyond_max_buffer_size() {
         ));
     }
 }
+
+/// Opens the best context, marks stderr, then opens more contexts, and prints their backend.
+#[test]
+#[ignore = "the child of later_contexts_print_nothing_on_a_headless_machine"]
+fn headless_child() {
+    let first = Context::new().unwrap();
+    eprintln!("FIRST CONTEXT OPEN");
+    let again = Context::new().unwrap();
+    let options = ContextOptions {
+        backend: Some(first.backend()),
+        ..Default::default()
+    };
+    let chosen = Context::with_options(options).unwrap();
+    let listed = Context::adapters();
+    println!(
+        "BACKEND {} {} {} {}",
+        first.backend(),
+        again.backend(),
+        chosen.backend(),
+        listed.len()
+    );
+}
+
+/// Runs `headless_child` with `XDG_RUNTIME_DIR` unset (and `extra` set): (stdout, stderr).
+fn headless_run(extra: &[(&str, &str)]) -> (String, String) {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "headless_child", "--ignored", "--nocapture"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove(gpu_activations::BACKEND_ENV)
+        .env_remove("WGPU_BACKEND");
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let out = command.output().expect("the test binary runs itself");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "child failed: {stdout}");
+    (stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn later_contexts_print_nothing_on_a_headless_machine() {
+    let Some(vulkan) = common::gpus()
+        .iter()
+        .find(|c| c.backend() == gpu_activations::Backend::Vulkan)
+    else {
+        report("[reliability] no Vulkan adapter: the headless stderr check is skipped");
+        return;
+    };
+    // On a machine without a display, Mesa's Vulkan device-select layer (an implicit layer)
+    // tries to reach a Wayland compositor whenever Vulkan adapters are enumerated, and
+    // libwayland complains on stderr that XDG_RUNTIME_DIR is not set. The crate enumerates
+    // once per process: the first context may bring that line, later ones bring nothing.
+    let (stdout, stderr) = headless_run(&[]);
+    assert!(
+        stdout.contains("BACKEND vulkan vulkan vulkan"),
+        "{}: the best adapter should be Vulkan here: {stdout}",
+        label(vulkan)
+    );
+    let after_first = stderr.split("FIRST CONTEXT OPEN\n").nth(1);
+    assert_eq!(
+        after_first,
+        Some(""),
+        "contexts after the first wrote to stderr: {stderr}"
+    );
+    // With Mesa's layer off, opening contexts (and listing the adapters, GL's included)
+    // writes nothing at all.
+    let (_, stderr) = headless_run(&[("NODEVICE_SELECT", "1")]);
+    assert_eq!(stderr, "FIRST CONTEXT OPEN\n", "a context wrote to stderr");
+}
