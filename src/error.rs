@@ -63,15 +63,18 @@ pub enum Error {
         /// The timeout that expired.
         seconds: f64,
     },
-    /// A request is larger than the device can hold, found before any work started.
-    #[error("{op}: needs {requested} bytes, but the device allows at most {limit} ({what})")]
+    /// A request larger than the device, the adapter or the host can take, found before any
+    /// work started or anything was allocated.
+    #[error("{op}: needs {} {unit}, but at most {limit} {unit} fit ({what})", amount(*requested))]
     TooLarge {
         /// The operation.
         op: &'static str,
-        /// Bytes requested.
+        /// What the request needs, in `unit`s (`u64::MAX` when the count overflows).
         requested: u64,
-        /// The device's limit in bytes.
+        /// The most the limit allows, in `unit`s.
         limit: u64,
+        /// What `requested` and `limit` count.
+        unit: Unit,
         /// Which limit.
         what: &'static str,
     },
@@ -209,6 +212,40 @@ pub enum Error {
         /// The operation refused.
         op: &'static str,
     },
+}
+
+/// What the figures of an [`Error::TooLarge`] count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unit {
+    /// Bytes of memory.
+    Bytes,
+    /// Elements of a tensor.
+    Elements,
+    /// Loop iterations of one shader invocation.
+    LoopIterations,
+    /// Workgroups of one dispatch.
+    Workgroups,
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unit::Bytes => "bytes",
+            Unit::Elements => "elements",
+            Unit::LoopIterations => "loop iterations",
+            Unit::Workgroups => "workgroups",
+        })
+    }
+}
+
+/// A requested amount as text: "at least u64::MAX" where counting it overflowed.
+fn amount(requested: u64) -> String {
+    if requested == u64::MAX {
+        format!("at least {requested}")
+    } else {
+        requested.to_string()
+    }
 }
 
 impl Error {

@@ -43,7 +43,7 @@ pub use context::{
 pub use definitions::activation::Activation;
 pub use definitions::gated::Gate;
 pub use definitions::loss::{BceOptions, CrossEntropyOptions, HeadOptions, Reduction};
-pub use error::{Error, Result};
+pub use error::{Error, Result, Unit};
 pub use gpu::kernels::{PipelineRecord, Shader};
 pub use layout::DType;
 pub use ops::loss::{

@@ -17,6 +17,7 @@ impl Gpu {
                 op,
                 requested: bytes,
                 limit,
+                unit: crate::Unit::Bytes,
                 what: "available host memory (a software adapter's device memory)",
             }),
             _ => Ok(()),

@@ -196,6 +196,7 @@ impl Gpu {
                 op,
                 requested: iterations as u64,
                 limit: (limit - LOOP_MARGIN) as u64,
+                unit: crate::Unit::LoopIterations,
                 what,
             }),
             _ => Ok(()),

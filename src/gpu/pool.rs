@@ -160,6 +160,7 @@ impl BufferPool {
                 op,
                 requested: bytes,
                 limit: max_buffer_size,
+                unit: crate::Unit::Bytes,
                 what: "max_buffer_size",
             });
         }

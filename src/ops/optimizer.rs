@@ -230,6 +230,7 @@ fn launch(kernel: &Kernel, params: &OptimizerParams, tensors: &[&Tensor]) -> Res
             op: OP,
             requested: bytes,
             limit: gpu.max_binding,
+            unit: crate::Unit::Bytes,
             what: "max_storage_buffer_binding_size (a parameter is bound whole)",
         });
     }

@@ -373,6 +373,7 @@ impl FusedCrossEntropy<'_> {
                 op: OP_CE,
                 requested: layout::bytes(rows),
                 limit: binding,
+                unit: crate::Unit::Bytes,
                 what: "max_storage_buffer_binding_size (one class index and one loss per row); split the batch",
             });
         }

@@ -138,6 +138,7 @@ pub(super) fn nll(
                     op,
                     requested: layout::bytes(n),
                     limit: gpu.max_binding,
+                    unit: crate::Unit::Bytes,
                     what: "max_storage_buffer_binding_size (the log-probabilities are bound \
                            whole)",
                 });
