@@ -96,16 +96,6 @@ pub enum Error {
         /// Why it is invalid.
         reason: &'static str,
     },
-    /// The element count of a shape overflows the integer arithmetic of the device.
-    #[error("{op}: shape {shape:?} has more elements than {limit} can address")]
-    ShapeOverflow {
-        /// The operation.
-        op: &'static str,
-        /// The offending shape.
-        shape: Vec<usize>,
-        /// The integer type that overflowed.
-        limit: &'static str,
-    },
     /// Two tensors that must agree in shape do not.
     #[error("{op}: {what} has shape {got:?}, expected {expected:?}")]
     ShapeMismatch {

@@ -249,10 +249,60 @@ fn requests_beyond_the_device_fail_before_any_work() {
         let x = Tensor::from_slice(ctx, &[1.0, -1.0], &[2]).unwrap();
         assert_eq!(x.relu().unwrap().to_vec().unwrap(), vec![1.0, 0.0]);
     }
-    // On the CPU backend the host allocation is the limit: still a typed error, not an abort.
+    // On the CPU backend the host's memory is the limit: still a typed error, not an abort.
     match Tensor::zeros(&Context::cpu(), &[usize::MAX / 8]) {
-        Err(Error::OutOfMemory { .. }) => {}
-        other => panic!("cpu: expected OutOfMemory, got {other:?}"),
+        Err(Error::TooLarge { .. }) => {}
+        other => panic!("cpu: expected TooLarge, got {other:?}"),
+    }
+}
+
+/// Whether `r` is `Error::TooLarge` with a request beyond its limit; panics naming `case`
+/// otherwise.
+fn assert_too_large<T: std::fmt::Debug>(case: &str, r: gpu_activations::Result<T>) {
+    match r {
+        Err(Error::TooLarge {
+            requested, limit, ..
+        }) if requested > limit => {}
+        other => panic!("{case}: expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn shapes_beyond_any_memory_are_too_large_before_any_allocation_on_every_backend() {
+    let shapes: [&[usize]; 5] = [
+        &[usize::MAX, 2],
+        &[1 << 40, 1024],
+        &[100_000_000_000, 100_000_000_000],
+        // No elements, but a sub-shape (every dim but the first) whose count overflows.
+        &[0, usize::MAX, 2],
+        &[1 << 62],
+    ];
+    for ctx in common::all_backends() {
+        let small = Tensor::from_slice(&ctx, &[1.0, -2.0, 3.0, -4.0], &[4]).unwrap();
+        for shape in shapes {
+            let case = format!("{} {shape:?}", label(&ctx));
+            assert_too_large(&format!("{case} zeros"), Tensor::zeros(&ctx, shape));
+            assert_too_large(
+                &format!("{case} zeros f16"),
+                Tensor::zeros_as(&ctx, shape, gpu_activations::DType::F16),
+            );
+            assert_too_large(
+                &format!("{case} from_slice"),
+                Tensor::from_slice(&ctx, &[1.0; 4], shape),
+            );
+            assert_too_large(&format!("{case} reshape"), small.reshape(shape));
+        }
+        // An op's output larger than anything: x [2^20, 4] · W [2^20, 4]ᵀ is 2^40 floats.
+        let x = Tensor::zeros(&ctx, &[1 << 20, 4]).unwrap();
+        assert_too_large(
+            &format!("{} linear output of 2^40 elements", label(&ctx)),
+            x.linear(&x, None),
+        );
+        // The context is unharmed.
+        assert_eq!(
+            small.relu().unwrap().to_vec().unwrap(),
+            [1.0, 0.0, 3.0, 0.0]
+        );
     }
 }
 

@@ -10,7 +10,7 @@
 
 mod health;
 pub(crate) mod kernels;
-mod memory;
+pub(crate) mod memory;
 pub(crate) mod pool;
 mod recorder;
 mod transfer;
