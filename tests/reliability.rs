@@ -374,44 +374,48 @@ fn eight_threads_on_one_context_get_exactly_the_single_thread_results() {
     }
 }
 
-/// Runs 100,000 ops on every GPU and prints `RESIDENT start end` lines. Resident memory is
-/// process-wide, so the parent test below runs this in a child process of its own, away from
-/// the other tests' large tensors.
+/// Ops per step of the memory test, and steps: the first step is the warm-up (pipelines,
+/// pool, the driver's caches), growth is measured over the other four.
+const MEMORY_STEP_OPS: usize = 100_000;
+const MEMORY_STEPS: usize = 5;
+
+/// Runs `MEMORY_STEPS` × 100,000 ops on every GPU and prints a `RESIDENT name pool rss…` line
+/// with the resident bytes after each step. Resident memory is process-wide, so the parent
+/// test below runs this in a child process of its own, away from the other tests' large
+/// tensors.
 #[test]
-#[ignore = "the child of a_hundred_thousand_ops_hold_memory_flat"]
+#[ignore = "the child of a_loop_of_ops_holds_memory_flat_after_warm_up"]
 fn memory_child() {
     for ctx in common::gpus() {
         let x = Tensor::from_slice(ctx, &uniform(9, 4096, -3.0, 3.0), &[64, 64]).unwrap();
-        // Warm up the pool and pipelines, then measure.
         let mut t = x.clone();
-        for _ in 0..3000 {
-            t = t.tanh().unwrap().softmax().unwrap().gelu().unwrap();
+        let mut resident = Vec::new();
+        for step in 0..MEMORY_STEPS {
+            for i in 0..MEMORY_STEP_OPS {
+                t = match (step * MEMORY_STEP_OPS + i) % 3 {
+                    0 => t.tanh().unwrap(),
+                    1 => t.softmax().unwrap(),
+                    _ => t.gelu().unwrap(),
+                };
+            }
+            assert!(t.to_vec().unwrap().iter().all(|v| v.is_finite()));
+            resident.push(resident_bytes().to_string());
         }
-        t.to_vec().unwrap();
-        let start = resident_bytes();
-        let mut t = x.clone();
-        for i in 0..100_000 {
-            t = match i % 3 {
-                0 => t.tanh().unwrap(),
-                1 => t.softmax().unwrap(),
-                _ => t.gelu().unwrap(),
-            };
-        }
-        let last = t.to_vec().unwrap();
-        assert!(last.iter().all(|v| v.is_finite()));
         println!(
-            "RESIDENT {} {} {} {}",
+            "RESIDENT {} {} {}",
             label(ctx),
-            start,
-            resident_bytes(),
-            ctx.pooled_bytes()
+            ctx.pooled_bytes(),
+            resident.join(" ")
         );
     }
 }
 
 #[test]
-fn a_hundred_thousand_ops_hold_memory_flat() {
+fn a_loop_of_ops_holds_memory_flat_after_warm_up() {
     common::gpus();
+    // Debug builds of wgpu turn on the Vulkan validation layer where it is installed; it keeps
+    // a record of every command buffer and grows by about 9 MiB per 100,000 ops on lavapipe
+    // (the crate and the driver stay flat): the child runs without it, as release builds do.
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -420,6 +424,7 @@ fn a_hundred_thousand_ops_hold_memory_flat() {
             "--nocapture",
             "--test-threads=1",
         ])
+        .env("WGPU_VALIDATION", "0")
         .output()
         .expect("the test binary runs itself");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -441,21 +446,26 @@ fn a_hundred_thousand_ops_hold_memory_flat() {
     );
     for record in records {
         let f: Vec<&str> = record.split_whitespace().collect();
-        let (name, start, end, pool) = (
-            f[0],
-            f[1].parse::<u64>().unwrap(),
-            f[2].parse::<u64>().unwrap(),
-            f[3].parse::<u64>().unwrap(),
-        );
+        let name = f[0];
+        let pool = f[1].parse::<u64>().unwrap();
+        let resident: Vec<u64> = f[2..].iter().map(|v| v.parse().unwrap()).collect();
+        assert_eq!(resident.len(), MEMORY_STEPS, "{record}");
+        let mib = |b: u64| format!("{:.1}", b as f64 / 1048576.0);
         report(&format!(
-            "[reliability] {name}: 100,000 ops; resident {:.1} MiB before, {:.1} MiB after; pool {:.2} MiB idle",
-            start as f64 / 1048576.0,
-            end as f64 / 1048576.0,
-            pool as f64 / 1048576.0
+            "[reliability] {name}: resident MiB after each 100,000 ops: {}; pool {} MiB idle",
+            resident
+                .iter()
+                .map(|&b| mib(b))
+                .collect::<Vec<_>>()
+                .join(", "),
+            mib(pool)
         ));
+        // After the warm-up step, 400,000 more ops may not add 8 MiB (20 bytes an op): a
+        // leak of anything per op or per batch shows, a busy machine's noise does not.
+        let (warm, last) = (resident[0], resident[MEMORY_STEPS - 1]);
         assert!(
-            end < start + (16 << 20),
-            "{name}: resident memory grew from {start} to {end} bytes"
+            last < warm + (8 << 20),
+            "{name}: resident memory grew from {warm} to {last} bytes after the warm-up"
         );
     }
 }
