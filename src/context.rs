@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::PipelineRecord;
-use crate::gpu::{DeviceFacts, DeviceOwner, Gpu, SubgroupSizes};
+use crate::gpu::{DeviceFacts, DeviceOwner, Gpu, GpuHolder, SubgroupSizes};
 
 /// Environment variable that picks the backend when the options leave it open.
 pub const BACKEND_ENV: &str = "GPU_ACTIVATIONS_BACKEND";
@@ -571,6 +571,12 @@ impl Context {
         Context {
             inner: Arc::new(inner),
         }
+    }
+}
+
+impl GpuHolder for Context {
+    fn held(&self) -> Option<&Gpu> {
+        self.gpu()
     }
 }
 

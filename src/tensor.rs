@@ -517,7 +517,9 @@ impl Tensor {
     }
 
     /// [`Tensor::to_vec`] without blocking, for a browser (wasm32 and WebGPU) or an async
-    /// runtime: the read-back's maps are awaited instead of waited for.
+    /// runtime: the read-back's maps are awaited instead of waited for. Natively a helper
+    /// thread submits the recorded work and waits on the device; the future is pending until
+    /// the data is mapped, and no `poll` waits on the device.
     pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
         self.expect_float("to_vec_async", "the tensor")?;
         match &self.storage {
@@ -530,12 +532,12 @@ impl Tensor {
                     if self.dtype.is_half() {
                         let mut bits = host_vec::<u16>(len.next_multiple_of(2), "read-back")?;
                         let bytes = bytemuck::cast_slice_mut(&mut bits);
-                        gpu.read_into_async(part.buffer(), part.offset(), bytes)
+                        gpu.read_into_async(&self.ctx, part.buffer(), part.offset(), bytes)
                             .await?;
                         decode_half(&bits, self.dtype, dst);
                     } else {
                         let bytes = bytemuck::cast_slice_mut(dst);
-                        gpu.read_into_async(part.buffer(), part.offset(), bytes)
+                        gpu.read_into_async(&self.ctx, part.buffer(), part.offset(), bytes)
                             .await?;
                     }
                 }

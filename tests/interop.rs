@@ -631,3 +631,52 @@ fn a_buffer_of_another_instance_is_refused_never_resolved_among_the_contexts_buf
         assert_handler_never_called(ctx, errors);
     }
 }
+
+#[test]
+fn to_vec_async_is_pending_until_the_device_has_finished() {
+    use std::future::Future;
+    use std::task::{Poll, Waker};
+    let (rows, cols) = (4096, 1024);
+    let x = common::uniform(31, rows * cols, -4.0, 4.0);
+    let first_row: Vec<f64> = x[..cols].iter().map(|&v| f64::from(v)).collect();
+    let want = softmax_ref::forward_row(&first_row, false);
+    for ctx in common::gpus() {
+        let xt = Tensor::from_slice(ctx, &x, &[rows, cols]).unwrap();
+        ctx.synchronize().unwrap();
+        // Sixteen passes over 16 MiB: a long while on a software adapter. The first softmax
+        // gives the rows' softmax, the next ones the softmax of a softmax, ...: read the first.
+        let y = xt.softmax().unwrap();
+        let mut z = y.clone();
+        for _ in 0..15 {
+            z = z.softmax().unwrap();
+        }
+        // Recorded, not yet submitted: the read-back submits it (natively from a helper
+        // thread, since a driver may run or block a submission in the submitting call).
+        let mut fut = std::pin::pin!(async { (y.to_vec_async().await, z.to_vec_async().await) });
+        let mut cx = std::task::Context::from_waker(Waker::noop());
+        let started = std::time::Instant::now();
+        let first = fut.as_mut().poll(&mut cx);
+        let first_poll = started.elapsed();
+        let pending = first.is_pending();
+        let polls = std::iter::repeat_with(|| {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            fut.as_mut().poll(&mut cx)
+        });
+        let (yv, zv) = match first {
+            Poll::Ready(r) => r,
+            Poll::Pending => polls
+                .take(120_000)
+                .find_map(|p| match p {
+                    Poll::Ready(r) => Some(r),
+                    Poll::Pending => None,
+                })
+                .expect("the read-back finishes"),
+        };
+        let case = format!("{} (first poll {first_poll:?})", ctx.adapter_info());
+        common::report(&format!("[interop] to_vec_async: {case}"));
+        assert!(pending, "{case}: the first poll waited for the device");
+        let yv = yv.unwrap();
+        assert_all_close(&case, &yv[..cols], &want, &[&x[..cols]], 1e-6, 1e-5);
+        assert_eq!(zv.unwrap(), z.to_vec().unwrap(), "{case}");
+    }
+}

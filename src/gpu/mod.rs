@@ -43,6 +43,23 @@ pub(crate) fn pop_now(scope: wgpu::ErrorScopeGuard) -> Option<wgpu::Error> {
     }
 }
 
+/// What keeps a device layer alive and reaches it (a context): a read-back's helper thread
+/// holds a clone while it waits on the device.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) trait GpuHolder: Clone + Send + Sync + 'static {
+    /// The device layer, if there is one.
+    fn held(&self) -> Option<&Gpu>;
+}
+
+/// What keeps a device layer alive and reaches it (a context; in a browser nothing is sent
+/// to another thread, and nothing waits on the device).
+#[cfg(target_arch = "wasm32")]
+pub(crate) trait GpuHolder: Clone + 'static {
+    /// The device layer, if there is one.
+    #[allow(dead_code)]
+    fn held(&self) -> Option<&Gpu>;
+}
+
 /// Usage of every tensor buffer.
 pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
