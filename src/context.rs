@@ -472,9 +472,10 @@ impl Context {
 
     /// The most loop iterations the adapter lets one shader invocation run, where it stops
     /// invocations (llvmpipe: 65,535); `None` elsewhere and on the CPU backend. Ops choose
-    /// kernels whose invocations stay below it, and where none can (a head row of more than
-    /// about 130,000 classes, a matrix product's inner dim of more than about 260,000), fail
-    /// with [`Error::TooLarge`] rather than return a truncated result.
+    /// kernels whose invocations stay below it, and where none can (a head row or a line along
+    /// an inner dim of more than about 520,000 elements, a matrix product's inner dim of more
+    /// than about 260,000), fail with [`Error::TooLarge`] rather than return a truncated
+    /// result.
     pub fn loop_limit(&self) -> Option<usize> {
         self.inner.gpu.as_ref().and_then(|g| g.loop_limit)
     }

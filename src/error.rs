@@ -37,13 +37,16 @@ pub enum Error {
         /// wgpu's message.
         message: String,
     },
-    /// The device could not allocate memory.
-    #[error("GPU out of memory allocating {bytes} bytes for {op}")]
+    /// An allocation failed: of device memory, or of host memory (the CPU backend's tensors,
+    /// read-backs).
+    #[error("out of {memory} memory allocating {bytes} bytes for {op}")]
     OutOfMemory {
         /// The operation that allocated.
         op: &'static str,
         /// The size of the failed allocation.
         bytes: u64,
+        /// Which memory ran out: `"device"` or `"host"`.
+        memory: &'static str,
     },
     /// A shader failed to compile or a pipeline failed to build.
     #[error("shader {shader}::{entry} failed to build: {message}")]
@@ -239,6 +242,12 @@ fn amount(requested: u64) -> String {
 }
 
 impl Error {
+    /// An f32 parameter as the f64 that prints as the f32 does (`-0.1`, where widening gives
+    /// `-0.10000000149011612`), for [`Error::InvalidParameter`]'s value.
+    pub(crate) fn f32_param(value: f32) -> f64 {
+        value.to_string().parse().unwrap_or(f64::from(value))
+    }
+
     pub(crate) fn invalid_shape(op: &'static str, shape: &[usize], reason: &'static str) -> Self {
         Error::InvalidShape {
             op,

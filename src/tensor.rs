@@ -222,7 +222,7 @@ fn host_vec<T: Clone + Default>(n: usize, op: &'static str) -> Result<Vec<T>> {
     check_host_bytes(bytes, op)?;
     let mut v = Vec::new();
     v.try_reserve_exact(n)
-        .map_err(|_| Error::OutOfMemory { op, bytes })?;
+        .map_err(|_| host_out_of_memory(op, bytes))?;
     v.resize(n, T::default());
     Ok(v)
 }
@@ -801,14 +801,20 @@ fn last_dim(shape: &[usize]) -> usize {
     shape.last().copied().unwrap_or(1)
 }
 
+/// The error of a host allocation of `bytes` that failed.
+fn host_out_of_memory(op: &'static str, bytes: u64) -> Error {
+    Error::OutOfMemory {
+        op,
+        bytes,
+        memory: "host",
+    }
+}
+
 /// A copy of `values` in host memory, or a typed error if the host cannot hold it.
 fn copy_host(values: &[f32], op: &'static str) -> Result<Vec<f32>> {
     let mut copy = Vec::new();
     copy.try_reserve_exact(values.len())
-        .map_err(|_| Error::OutOfMemory {
-            op,
-            bytes: layout::bytes(values.len()),
-        })?;
+        .map_err(|_| host_out_of_memory(op, layout::bytes(values.len())))?;
     copy.extend_from_slice(values);
     Ok(copy)
 }
@@ -829,4 +835,18 @@ pub(crate) fn write_host(
         op: "write",
         message: "a thread panicked while writing this tensor".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_host_allocation_says_host_memory_ran_out() {
+        let message = host_out_of_memory("zeros", 1 << 40).to_string();
+        assert_eq!(
+            message,
+            "out of host memory allocating 1099511627776 bytes for zeros"
+        );
+    }
 }

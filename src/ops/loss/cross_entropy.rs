@@ -87,7 +87,7 @@ pub(super) fn check_class_options(
         return Err(Error::InvalidParameter {
             op,
             name: "label_smoothing",
-            value: f64::from(eps),
+            value: crate::Error::f32_param(eps),
             reason: "must lie in [0, 1]",
         });
     }

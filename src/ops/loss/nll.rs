@@ -87,7 +87,7 @@ pub(super) fn nll(
         return Err(Error::InvalidParameter {
             op,
             name: "label_smoothing",
-            value: f64::from(options.label_smoothing),
+            value: crate::Error::f32_param(options.label_smoothing),
             reason: "nll_loss has no label smoothing (it is cross-entropy's option)",
         });
     }
