@@ -9,8 +9,8 @@ use crate::error::{Error, Result, Unit};
 /// The most buffers one tensor is split into (tensors larger than `max_buffer_size` are).
 pub(crate) const MAX_PARTS: u64 = 4096;
 
-/// Requests from this size on are checked against the host's available memory on a software
-/// adapter (reading /proc/meminfo for every small allocation would slow every op).
+/// Requests from this size on are checked against the host's available memory (reading
+/// /proc/meminfo for every small allocation would slow every op and read-back).
 const HOST_CHECK_MIN: u64 = 64 << 20;
 
 impl Gpu {
@@ -54,19 +54,27 @@ impl Gpu {
     }
 }
 
-/// Fails with [`Error::TooLarge`] if `bytes` of host memory cannot exist: more than the host's
-/// memory and swap together (Linux), or than a Rust allocation may be (`isize::MAX`).
+/// Fails with [`Error::TooLarge`] if `bytes` of host memory cannot be had: more than the host
+/// has available, swap included (Linux; a larger request would at best push the system into
+/// the OOM killer as its pages are touched), or than a Rust allocation may be
+/// (`isize::MAX`). Requests under 64 MiB are left to the allocator.
 pub(crate) fn check_host_bytes(bytes: u64, op: &'static str) -> Result<()> {
-    let host =
-        meminfo("MemTotal:").map(|ram| ram.saturating_add(meminfo("SwapTotal:").unwrap_or(0)));
-    let (limit, what) = match host {
-        Some(total) => (total, "the host's memory and swap"),
+    if bytes < HOST_CHECK_MIN {
+        return Ok(());
+    }
+    let available =
+        meminfo("MemAvailable:").map(|ram| ram.saturating_add(meminfo("SwapFree:").unwrap_or(0)));
+    let (limit, what) = match available {
+        Some(free) => (
+            free.min(isize::MAX as u64),
+            "available host memory and swap",
+        ),
         None => (
             isize::MAX as u64,
             "the largest allocation (isize::MAX bytes)",
         ),
     };
-    if bytes > limit.min(isize::MAX as u64) {
+    if bytes > limit {
         return Err(Error::TooLarge {
             op,
             requested: bytes,
