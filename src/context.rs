@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::PipelineRecord;
-use crate::gpu::{DeviceFacts, DeviceOwner, Gpu, SubgroupSizes};
+use crate::gpu::{DeviceFacts, DeviceOwner, Gpu, GpuHolder, SubgroupSizes};
 
 /// Environment variable that picks the backend when the options leave it open.
 pub const BACKEND_ENV: &str = "GPU_ACTIVATIONS_BACKEND";
@@ -289,7 +289,8 @@ impl fmt::Debug for Context {
 
 impl Context {
     /// The best adapter available: [`BACKEND_ENV`] if set, else hardware first, then a
-    /// software adapter (lavapipe, WARP, llvmpipe GL), then the CPU reference.
+    /// software adapter (lavapipe, WARP, llvmpipe GL), then the CPU reference. The adapters are
+    /// enumerated once per process, by the first context.
     pub fn new() -> Result<Context> {
         Context::with_options(ContextOptions::default())
     }
@@ -334,11 +335,11 @@ impl Context {
                 .filter(|v| !v.trim().is_empty()),
         }
         .map(|name| name.trim().to_lowercase());
-        let instance = instance();
-        let backends = requested.map_or(wgpu::Backends::all(), Backend::wgpu_backends);
-        let adapters = instance.enumerate_adapters(backends).await;
-        let best = adapters
+        let wanted = requested.map_or(wgpu::Backends::all(), Backend::wgpu_backends);
+        let best = adapters()
+            .await
             .into_iter()
+            .filter(|a| wanted.contains(a.get_info().backend.into()))
             .filter_map(|a| {
                 let summary = AdapterSummary::of(&a)?;
                 if let Some(wanted) = &wanted_name
@@ -455,12 +456,10 @@ impl Context {
 
     /// Every adapter wgpu can see on this machine (compute-capable or not), plus the CPU backend.
     pub fn adapters() -> Vec<AdapterSummary> {
-        let instance = instance();
-        let mut all: Vec<AdapterSummary> =
-            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-                .iter()
-                .filter_map(AdapterSummary::of)
-                .collect();
+        let mut all: Vec<AdapterSummary> = pollster::block_on(adapters())
+            .iter()
+            .filter_map(AdapterSummary::of)
+            .collect();
         all.sort_by_key(rank);
         all.push(AdapterSummary::cpu());
         all
@@ -505,9 +504,10 @@ impl Context {
 
     /// The most loop iterations the adapter lets one shader invocation run, where it stops
     /// invocations (llvmpipe: 65,535); `None` elsewhere and on the CPU backend. Ops choose
-    /// kernels whose invocations stay below it, and where none can (a head row of more than
-    /// about 130,000 classes, a matrix product's inner dim of more than about 260,000), fail
-    /// with [`Error::TooLarge`] rather than return a truncated result.
+    /// kernels whose invocations stay below it, and where none can (a head row or a line along
+    /// an inner dim of more than about 520,000 elements, a matrix product's inner dim of more
+    /// than about 260,000), fail with [`Error::TooLarge`] rather than return a truncated
+    /// result.
     pub fn loop_limit(&self) -> Option<usize> {
         self.inner.gpu.as_ref().and_then(|g| g.loop_limit)
     }
@@ -607,6 +607,12 @@ impl Context {
     }
 }
 
+impl GpuHolder for Context {
+    fn held(&self) -> Option<&Gpu> {
+        self.gpu()
+    }
+}
+
 /// The caller's device for [`Context::from_wgpu`]: the facts of the adapter it was made from
 /// (`adapter.get_info()`: its name, backend, device type and subgroup sizes), the device and
 /// its queue.
@@ -687,7 +693,35 @@ fn missing_requirements(limits: &wgpu::Limits) -> Vec<String> {
         .collect()
 }
 
-fn instance() -> wgpu::Instance {
+/// The adapters of the crate's wgpu instance, which every context the crate opens itself
+/// shares: made and enumerated once per process (natively). Sharing the instance is what lets a
+/// buffer of one context be recognised as another device's when handed to another context:
+/// wgpu looks a buffer up by an id that is unique only within its instance
+/// ([`crate::Tensor::from_wgpu_buffer`]). Enumerating once keeps a second context from probing
+/// the drivers again (and on a headless Linux machine Mesa's Vulkan device-select layer, asked
+/// for the adapters, tries to reach a Wayland compositor, and libwayland prints
+/// "XDG_RUNTIME_DIR is invalid or not set" each time).
+#[cfg(not(target_arch = "wasm32"))]
+async fn adapters() -> Vec<wgpu::Adapter> {
+    static ADAPTERS: std::sync::OnceLock<Vec<wgpu::Adapter>> = std::sync::OnceLock::new();
+    if let Some(found) = ADAPTERS.get() {
+        return found.clone();
+    }
+    let found = new_instance()
+        .enumerate_adapters(wgpu::Backends::all())
+        .await;
+    ADAPTERS.get_or_init(|| found).clone()
+}
+
+/// In a browser wgpu's objects stay on one thread: a new instance each time.
+#[cfg(target_arch = "wasm32")]
+async fn adapters() -> Vec<wgpu::Adapter> {
+    new_instance()
+        .enumerate_adapters(wgpu::Backends::all())
+        .await
+}
+
+fn new_instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     // A browser's WebGPU exists only on wasm32.
     #[cfg(not(target_arch = "wasm32"))]

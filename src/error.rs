@@ -37,13 +37,16 @@ pub enum Error {
         /// wgpu's message.
         message: String,
     },
-    /// The device could not allocate memory.
-    #[error("GPU out of memory allocating {bytes} bytes for {op}")]
+    /// An allocation failed: of device memory, or of host memory (the CPU backend's tensors,
+    /// read-backs).
+    #[error("out of {memory} memory allocating {bytes} bytes for {op}")]
     OutOfMemory {
         /// The operation that allocated.
         op: &'static str,
         /// The size of the failed allocation.
         bytes: u64,
+        /// Which memory ran out: `"device"` or `"host"`.
+        memory: &'static str,
     },
     /// A shader failed to compile or a pipeline failed to build.
     #[error("shader {shader}::{entry} failed to build: {message}")]
@@ -63,15 +66,18 @@ pub enum Error {
         /// The timeout that expired.
         seconds: f64,
     },
-    /// A request is larger than the device can hold, found before any work started.
-    #[error("{op}: needs {requested} bytes, but the device allows at most {limit} ({what})")]
+    /// A request larger than the device, the adapter or the host can take, found before any
+    /// work started or anything was allocated.
+    #[error("{op}: needs {} {unit}, but at most {limit} {unit} fit ({what})", amount(*requested))]
     TooLarge {
         /// The operation.
         op: &'static str,
-        /// Bytes requested.
+        /// What the request needs, in `unit`s (`u64::MAX` when the count overflows).
         requested: u64,
-        /// The device's limit in bytes.
+        /// The most the limit allows, in `unit`s.
         limit: u64,
+        /// What `requested` and `limit` count.
+        unit: Unit,
         /// Which limit.
         what: &'static str,
     },
@@ -92,16 +98,6 @@ pub enum Error {
         shape: Vec<usize>,
         /// Why it is invalid.
         reason: &'static str,
-    },
-    /// The element count of a shape overflows the integer arithmetic of the device.
-    #[error("{op}: shape {shape:?} has more elements than {limit} can address")]
-    ShapeOverflow {
-        /// The operation.
-        op: &'static str,
-        /// The offending shape.
-        shape: Vec<usize>,
-        /// The integer type that overflowed.
-        limit: &'static str,
     },
     /// Two tensors that must agree in shape do not.
     #[error("{op}: {what} has shape {got:?}, expected {expected:?}")]
@@ -211,7 +207,47 @@ pub enum Error {
     },
 }
 
+/// What the figures of an [`Error::TooLarge`] count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unit {
+    /// Bytes of memory.
+    Bytes,
+    /// Elements of a tensor.
+    Elements,
+    /// Loop iterations of one shader invocation.
+    LoopIterations,
+    /// Workgroups of one dispatch.
+    Workgroups,
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unit::Bytes => "bytes",
+            Unit::Elements => "elements",
+            Unit::LoopIterations => "loop iterations",
+            Unit::Workgroups => "workgroups",
+        })
+    }
+}
+
+/// A requested amount as text: "at least u64::MAX" where counting it overflowed.
+fn amount(requested: u64) -> String {
+    if requested == u64::MAX {
+        format!("at least {requested}")
+    } else {
+        requested.to_string()
+    }
+}
+
 impl Error {
+    /// An f32 parameter as the f64 that prints as the f32 does (`-0.1`, where widening gives
+    /// `-0.10000000149011612`), for [`Error::InvalidParameter`]'s value.
+    pub(crate) fn f32_param(value: f32) -> f64 {
+        value.to_string().parse().unwrap_or(f64::from(value))
+    }
+
     pub(crate) fn invalid_shape(op: &'static str, shape: &[usize], reason: &'static str) -> Self {
         Error::InvalidShape {
             op,

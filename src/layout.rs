@@ -162,6 +162,7 @@ pub(crate) fn grid(groups: u64, max_dim: u32) -> Result<[u32; 2]> {
             op: "dispatch",
             requested: groups,
             limit: max * max,
+            unit: crate::Unit::Workgroups,
             what: "workgroups per dispatch",
         });
     }
@@ -182,6 +183,19 @@ mod tests {
         assert!(u64::from(x) * u64::from(y) >= 10_000_000);
         assert!(u64::from(x) * u64::from(y) < 10_000_000 + u64::from(y));
         assert!(grid(65535 * 65535 + 1, 65535).is_err());
+    }
+
+    #[test]
+    fn a_grid_too_large_is_counted_in_workgroups() {
+        let message = grid(65535 * 65535 + 1, 65535)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            message,
+            "dispatch: needs 4294836226 workgroups, but at most 4294836225 workgroups fit \
+             (workgroups per dispatch)"
+        );
     }
 
     #[test]

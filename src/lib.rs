@@ -44,8 +44,10 @@ pub use context::{
 pub use definitions::activation::Activation;
 pub use definitions::gated::Gate;
 pub use definitions::loss::{BceOptions, CrossEntropyOptions, HeadOptions, Reduction};
-pub use error::{Error, Result};
+pub use error::{Error, Result, Unit};
 pub use gpu::pipelines::PipelineRecord;
+/// The `half` crate, whose `f16` and `bf16` the half-precision calls take and return.
+pub use half;
 pub use layout::DType;
 pub use ops::loss::{
     HeadLoss, LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN, LinearCrossEntropy,
@@ -54,3 +56,8 @@ pub use ops::loss::{
 pub use ops::optimizer::{Adam, AdamState, Sgd};
 pub use tensor::Tensor;
 pub use wgpu;
+
+// The README's Rust examples, compiled (and run where they are not `no_run`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

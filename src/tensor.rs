@@ -3,8 +3,9 @@
 use std::sync::{Arc, RwLock};
 
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Unit};
 use crate::gpu::View;
+use crate::gpu::memory::check_host_bytes;
 use crate::gpu::pool::DeviceBuffer;
 use crate::layout::{self, DType, storage_bytes_of};
 
@@ -86,6 +87,7 @@ impl DeviceParts {
         cols: usize,
         op: &'static str,
     ) -> Result<Self> {
+        gpu.check_tensor_bytes(storage_bytes_of(n, dtype), op)?;
         let max_elems = layout::elements_of_in(gpu.max_buffer, dtype);
         if n <= max_elems {
             return Ok(DeviceParts::single(
@@ -93,7 +95,6 @@ impl DeviceParts {
                 n,
             ));
         }
-        gpu.check_fits(storage_bytes_of(n, dtype), op)?;
         let align = layout::ALIGNED_ELEMENTS;
         let unit = lcm(cols.max(1), align);
         let part_elems = if unit <= max_elems {
@@ -167,20 +168,63 @@ impl std::fmt::Debug for Tensor {
     }
 }
 
-/// The number of elements of `shape`, checked against overflow of byte offsets.
+/// The most elements a shape may count: eight bytes each (the widest element type) stay
+/// addressable in 64 bits, and the count fits `usize`.
+const MAX_ELEMENTS: u64 = {
+    let by_bytes = u64::MAX / 8;
+    if (usize::MAX as u64) < by_bytes {
+        usize::MAX as u64
+    } else {
+        by_bytes
+    }
+};
+
+/// The number of elements of `shape`, or [`Error::TooLarge`] (in elements) when it, or the
+/// count of any part of the shape (a zero dim counted as one), exceeds [`MAX_ELEMENTS`]. So a
+/// tensor's shape, and every product of some of its dims, can be multiplied out unchecked.
 pub(crate) fn element_count(op: &'static str, shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| {
-            n.checked_mul(DType::F32.size())
-                .is_some_and(|b| u64::try_from(b).is_ok())
-        })
-        .ok_or_else(|| Error::ShapeOverflow {
+    let span = shape.iter().try_fold(1u64, |acc, &d| {
+        acc.checked_mul(d.max(1) as u64)
+            .filter(|&n| n <= MAX_ELEMENTS)
+    });
+    match span {
+        Some(_) => Ok(shape.iter().product()),
+        None => Err(Error::TooLarge {
             op,
-            shape: shape.to_vec(),
-            limit: "usize",
-        })
+            requested: shape
+                .iter()
+                .fold(1u64, |acc, &d| acc.saturating_mul(d.max(1) as u64)),
+            limit: MAX_ELEMENTS,
+            unit: Unit::Elements,
+            what: "elements one tensor may have (the count of its shape, zero dims counted as \
+                   one)",
+        }),
+    }
+}
+
+/// The element count of a tensor of `shape` and `dtype` on `ctx`, or [`Error::TooLarge`] when
+/// the shape overflows or its bytes cannot be held where `ctx` keeps tensors: in at most
+/// `MAX_PARTS` device buffers (and the host's available memory on a software adapter), or in
+/// the host's memory on the CPU backend (where tensors are f32 values).
+fn checked_size(ctx: &Context, op: &'static str, shape: &[usize], dtype: DType) -> Result<usize> {
+    let n = element_count(op, shape)?;
+    match ctx.gpu() {
+        Some(gpu) => gpu.check_tensor_bytes(storage_bytes_of(n, dtype), op)?,
+        None => check_host_bytes(n as u64 * DType::F32.size() as u64, op)?,
+    }
+    Ok(n)
+}
+
+/// `n` zeros of type `T` in host memory, after checking that the host can hold them at all;
+/// an allocation that fails is [`Error::OutOfMemory`] rather than an abort.
+fn host_vec<T: Clone + Default>(n: usize, op: &'static str) -> Result<Vec<T>> {
+    let bytes = (n as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+    check_host_bytes(bytes, op)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| host_out_of_memory(op, bytes))?;
+    v.resize(n, T::default());
+    Ok(v)
 }
 
 impl Tensor {
@@ -205,6 +249,7 @@ impl Tensor {
                 expected: "float32, float16 or bfloat16",
             });
         }
+        checked_size(ctx, "upload", shape, dtype)?;
         if dtype == DType::F32 {
             return Tensor::upload(ctx, data, shape, dtype);
         }
@@ -214,12 +259,14 @@ impl Tensor {
 
     /// Uploads f16 values as an `F16` tensor of `shape`.
     pub fn from_f16(ctx: &Context, data: &[half::f16], shape: &[usize]) -> Result<Tensor> {
+        checked_size(ctx, "upload", shape, DType::F16)?;
         let wide: Vec<f32> = data.iter().map(|h| h.to_f32()).collect();
         Tensor::upload(ctx, &wide, shape, DType::F16)
     }
 
     /// Uploads bfloat16 values as a `BF16` tensor of `shape`.
     pub fn from_bf16(ctx: &Context, data: &[half::bf16], shape: &[usize]) -> Result<Tensor> {
+        checked_size(ctx, "upload", shape, DType::BF16)?;
         let wide: Vec<f32> = data.iter().map(|h| h.to_f32()).collect();
         Tensor::upload(ctx, &wide, shape, DType::BF16)
     }
@@ -227,7 +274,7 @@ impl Tensor {
     /// A tensor of `shape` and float type `dtype` holding `values` (each exact in `dtype`).
     fn upload(ctx: &Context, values: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
         const OP: &str = "upload";
-        let expected = element_count(OP, shape)?;
+        let expected = checked_size(ctx, OP, shape, dtype)?;
         if values.len() != expected {
             return Err(Error::LengthMismatch {
                 op: OP,
@@ -245,7 +292,7 @@ impl Tensor {
                 }
                 Storage::Device(Arc::new(parts))
             }
-            None => Storage::Host(Arc::new(RwLock::new(values.to_vec()))),
+            None => Storage::Host(Arc::new(RwLock::new(copy_host(values, OP)?))),
         };
         Ok(Tensor {
             ctx: ctx.clone(),
@@ -266,6 +313,11 @@ impl Tensor {
     /// `min_storage_buffer_offset_alignment` (at least 16); the view holds a positive multiple
     /// of 4 elements (kernels write whole vec4s, and would write past a shorter view); it lies
     /// inside the buffer, within one storage binding; and the buffer belongs to the context's
+    /// device. A buffer of another device of the same `wgpu::Instance` (every context the
+    /// crate opens itself shares one) is always caught. wgpu 30 does not say which instance a
+    /// buffer comes from, and looks it up by an id unique only within one, so a buffer of
+    /// another instance is caught unless its id names a storage buffer of the same size on
+    /// the context's device: make the context with [`Context::from_wgpu`] on the buffers'
     /// device.
     pub fn from_wgpu_buffer(
         ctx: &Context,
@@ -332,8 +384,8 @@ impl Tensor {
         }
         if let Err(message) = gpu.check_own_buffer(buffer) {
             return Err(broken(format!(
-                "the buffer cannot be bound on this context's device (a buffer of another \
-                 device?): {message}"
+                "the buffer is not one of this context's device (a buffer of another device, \
+                 or of another wgpu instance): {message}"
             )));
         }
         Ok(Tensor {
@@ -415,7 +467,7 @@ impl Tensor {
         dtype: DType,
         op: &'static str,
     ) -> Result<Tensor> {
-        let n = element_count(op, shape)?;
+        let n = checked_size(ctx, op, shape, dtype)?;
         let storage = match ctx.gpu() {
             Some(gpu) => Storage::Device(Arc::new(DeviceParts::alloc(
                 gpu,
@@ -424,7 +476,7 @@ impl Tensor {
                 last_dim(shape),
                 op,
             )?)),
-            None => Storage::Host(Arc::new(RwLock::new(host_zeros(n, op)?))),
+            None => Storage::Host(Arc::new(RwLock::new(host_vec(n, op)?))),
         };
         Ok(Tensor {
             ctx: ctx.clone(),
@@ -456,40 +508,42 @@ impl Tensor {
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         match &self.storage {
             Storage::Device(_) => {
-                let mut values = vec![0.0f32; self.len()];
+                let mut values = host_vec(self.len(), "read-back")?;
                 self.read_into(&mut values)?;
                 Ok(values)
             }
-            Storage::Host(data) => Ok(read_host(data)?.clone()),
+            Storage::Host(data) => copy_host(&read_host(data)?, "read-back"),
         }
     }
 
     /// [`Tensor::to_vec`] without blocking, for a browser (wasm32 and WebGPU) or an async
-    /// runtime: the read-back's maps are awaited instead of waited for.
+    /// runtime: the read-back's maps are awaited instead of waited for. Natively a helper
+    /// thread submits the recorded work and waits on the device; the future is pending until
+    /// the data is mapped, and no `poll` waits on the device.
     pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
         self.expect_float("to_vec_async", "the tensor")?;
         match &self.storage {
             Storage::Device(parts) => {
                 let gpu = self.gpu_or_err("read-back")?;
-                let mut values = vec![0.0f32; self.len()];
+                let mut values = host_vec(self.len(), "read-back")?;
                 for (part, start, len) in parts.spans(values.len()) {
                     part.check_readable()?;
                     let dst = &mut values[start..start + len];
                     if self.dtype.is_half() {
-                        let mut bits = vec![0u16; len.next_multiple_of(2)];
+                        let mut bits = host_vec::<u16>(len.next_multiple_of(2), "read-back")?;
                         let bytes = bytemuck::cast_slice_mut(&mut bits);
-                        gpu.read_into_async(part.buffer(), part.offset(), bytes)
+                        gpu.read_into_async(&self.ctx, part.buffer(), part.offset(), bytes)
                             .await?;
                         decode_half(&bits, self.dtype, dst);
                     } else {
                         let bytes = bytemuck::cast_slice_mut(dst);
-                        gpu.read_into_async(part.buffer(), part.offset(), bytes)
+                        gpu.read_into_async(&self.ctx, part.buffer(), part.offset(), bytes)
                             .await?;
                     }
                 }
                 Ok(values)
             }
-            Storage::Host(data) => Ok(read_host(data)?.clone()),
+            Storage::Host(data) => copy_host(&read_host(data)?, "read-back"),
         }
     }
 
@@ -515,7 +569,7 @@ impl Tensor {
                     part.check_readable()?;
                     let dst = &mut dst[start..start + len];
                     if self.dtype.is_half() {
-                        let mut bits = vec![0u16; len.next_multiple_of(2)];
+                        let mut bits = host_vec::<u16>(len.next_multiple_of(2), "read-back")?;
                         gpu.read_into(
                             part.buffer(),
                             part.offset(),
@@ -537,7 +591,7 @@ impl Tensor {
 
     /// The same data viewed with another shape of the same element count.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        let n = element_count("reshape", shape)?;
+        let n = checked_size(&self.ctx, "reshape", shape, self.dtype)?;
         if n != self.len() {
             return Err(Error::LengthMismatch {
                 op: "reshape",
@@ -747,15 +801,22 @@ fn last_dim(shape: &[usize]) -> usize {
     shape.last().copied().unwrap_or(1)
 }
 
-/// `n` zeros in host memory, or a typed error if the allocation fails.
-fn host_zeros(n: usize, op: &'static str) -> Result<Vec<f32>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+/// The error of a host allocation of `bytes` that failed.
+fn host_out_of_memory(op: &'static str, bytes: u64) -> Error {
+    Error::OutOfMemory {
         op,
-        bytes: (n as u64).saturating_mul(4),
-    })?;
-    v.resize(n, 0.0);
-    Ok(v)
+        bytes,
+        memory: "host",
+    }
+}
+
+/// A copy of `values` in host memory, or a typed error if the host cannot hold it.
+fn copy_host(values: &[f32], op: &'static str) -> Result<Vec<f32>> {
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(values.len())
+        .map_err(|_| host_out_of_memory(op, layout::bytes(values.len())))?;
+    copy.extend_from_slice(values);
+    Ok(copy)
 }
 
 pub(crate) fn read_host(
@@ -774,4 +835,18 @@ pub(crate) fn write_host(
         op: "write",
         message: "a thread panicked while writing this tensor".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_host_allocation_says_host_memory_ran_out() {
+        let message = host_out_of_memory("zeros", 1 << 40).to_string();
+        assert_eq!(
+            message,
+            "out of host memory allocating 1099511627776 bytes for zeros"
+        );
+    }
 }

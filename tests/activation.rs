@@ -377,8 +377,31 @@ fn bad_input_gives_typed_errors() {
         ));
         assert!(matches!(
             Tensor::from_slice(&ctx, &[], &[usize::MAX, 2]),
-            Err(Error::ShapeOverflow { .. })
+            Err(Error::TooLarge {
+                unit: gpu_activations::Unit::Elements,
+                ..
+            })
         ));
+        // Parameters are printed as given, not as the f64 nearest their f32.
+        let message = x
+            .activation(Activation::Softshrink { lambd: -0.1 })
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("= -0.1 is invalid"), "{message}");
+        let message = x
+            .cross_entropy(
+                gpu_activations::Targets::Indices(&[0, 1]),
+                &gpu_activations::CrossEntropyOptions {
+                    label_smoothing: 1.1,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("label_smoothing = 1.1 is invalid"),
+            "{message}"
+        );
         assert!(matches!(
             x.leaky_relu(f32::NAN),
             Err(Error::InvalidParameter {

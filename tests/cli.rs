@@ -884,6 +884,32 @@ fn class_index_targets_must_have_the_rows_shape_and_nll_loss_takes_either_layout
 }
 
 #[test]
+fn the_targets_shape_a_2d_input_needs_is_named_once() {
+    let f = Files::new();
+    write_f32(&f.path("x.npy"), &uniform(63, 12, -3.0, 3.0), &[4, 3]);
+    write_npy(&f.path("t.npy"), &[0i64, 1, 2, 0], &[2, 2], "<i8");
+    let output = f.path("never.npy");
+    for op in ["cross-entropy", "nll-loss"] {
+        let args = [
+            "run",
+            op,
+            "--input",
+            &f.s("x.npy"),
+            "--targets",
+            &f.s("t.npy"),
+            "--output",
+            &output.to_string_lossy(),
+            "--backend",
+            "cpu",
+        ];
+        assert_fails(&args, "t.npy", &output);
+        let err = stderr(&run(&args));
+        assert!(err.contains("shape [4]"), "{op}: {err}");
+        assert!(!err.contains("[4] or [4]"), "{op}: {err}");
+    }
+}
+
+#[test]
 fn cross_entropy_takes_the_heads_options() {
     let f = Files::new();
     let (rows, classes) = (8, 50);

@@ -523,3 +523,164 @@ fn device_class_indices_out_of_range_are_typed_errors_naming_row_and_value() {
         assert_handler_never_called(ctx, errors);
     }
 }
+
+/// Two devices of the caller's on the first adapter of `backend`, made from one instance.
+fn two_devices_of_one_instance(backend: wgpu::Backends) -> Option<(WgpuSetup, WgpuSetup)> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backend;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = pollster::block_on(instance.enumerate_adapters(backend))
+        .into_iter()
+        .next()?;
+    let open = || {
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .ok()?;
+        Some(WgpuSetup {
+            adapter_info: adapter.get_info(),
+            device,
+            queue,
+        })
+    };
+    Some((open()?, open()?))
+}
+
+/// The `Id(index,epoch)` a buffer's `Debug` shows: the key by which wgpu looks it up in
+/// whichever instance it is handed to.
+fn buffer_id(buffer: &wgpu::Buffer) -> String {
+    let text = format!("{buffer:?}");
+    let start = text.find("id: ").map_or(0, |i| i + 4);
+    text[start..].split(')').next().unwrap_or("").to_string()
+}
+
+fn refused(r: gpu_activations::Result<Tensor>, case: &str) -> String {
+    match r {
+        Err(Error::ExternalBuffer { rule, .. }) => rule,
+        other => panic!("{case}: expected ExternalBuffer, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_buffer_of_another_device_of_the_same_instance_is_refused() {
+    for backend in backends() {
+        let (ours, theirs) = two_devices_of_one_instance(backend).unwrap();
+        let ctx = Context::from_wgpu(ours.clone()).unwrap();
+        let x: Vec<f32> = (0..64).map(|i| i as f32 - 32.0).collect();
+        let foreign = storage_buffer(&theirs.device, 256, ALL_USES);
+        theirs
+            .queue
+            .write_buffer(&foreign, 0, bytemuck::cast_slice(&x));
+        let case = format!("{} (one instance, two devices)", ctx.adapter_info());
+        let rule = refused(Tensor::from_wgpu_buffer(&ctx, &foreign, 0, &[64]), &case);
+        assert!(rule.contains("another device"), "{case}: {rule}");
+
+        // Two contexts of the crate's own on one backend: a tensor of one, handed out as a
+        // buffer, is a buffer of another device to the other.
+        let options = || gpu_activations::ContextOptions {
+            backend: Some(ctx.backend()),
+            allow_cpu_fallback: false,
+            ..Default::default()
+        };
+        let (a, b) = (
+            Context::with_options(options()).unwrap(),
+            Context::with_options(options()).unwrap(),
+        );
+        let ta = Tensor::from_slice(&a, &x, &[64]).unwrap();
+        let tb = Tensor::from_slice(&b, &vec![7.0; 64], &[64]).unwrap();
+        let (buffer, offset, _) = ta.as_wgpu_buffer().unwrap();
+        let case = format!("{} (two contexts of the crate's)", a.adapter_info());
+        let rule = refused(Tensor::from_wgpu_buffer(&b, &buffer, offset, &[64]), &case);
+        assert!(rule.contains("another device"), "{case}: {rule}");
+        // Neither context's data was touched.
+        assert_eq!(ta.to_vec().unwrap(), x);
+        assert_eq!(tb.to_vec().unwrap(), vec![7.0; 64]);
+    }
+}
+
+#[test]
+fn a_buffer_of_another_instance_is_refused_never_resolved_among_the_contexts_buffers() {
+    for (ctx, _, errors) in embedded() {
+        // A live buffer of the context's device, with data of its own.
+        let mine = Tensor::from_slice(ctx, &[5.0; 256], &[256]).unwrap();
+        let (my_buffer, _, _) = mine.as_wgpu_buffer().unwrap();
+        // Another program's instance, whose buffer ids are counted from the same start: make
+        // its buffers until one carries the id of ours, with another size.
+        let (other, _) = caller_device(backends()[0], false, None).unwrap();
+        let mut made = Vec::new();
+        let alias = loop {
+            let b = storage_buffer(&other.device, 2048, ALL_USES);
+            if buffer_id(&b) == buffer_id(&my_buffer) {
+                break b;
+            }
+            assert!(made.len() < 10_000, "no id of the other instance matched");
+            made.push(b);
+        };
+        other
+            .queue
+            .write_buffer(&alias, 0, bytemuck::cast_slice(&[1.0f32; 512]));
+        let case = format!("{} (another instance, an id of ours)", ctx.adapter_info());
+        let rule = refused(Tensor::from_wgpu_buffer(ctx, &alias, 0, &[256]), &case);
+        assert!(rule.contains("another device"), "{case}: {rule}");
+        // An id that the context's instance has never handed out.
+        let far: Vec<wgpu::Buffer> = (0..2000)
+            .map(|_| storage_buffer(&other.device, 256, ALL_USES))
+            .collect();
+        let case = format!("{} (another instance, an unknown id)", ctx.adapter_info());
+        let rule = refused(Tensor::from_wgpu_buffer(ctx, &far[1999], 0, &[64]), &case);
+        assert!(rule.contains("another device"), "{case}: {rule}");
+        // The context's own tensor is untouched and the context still works.
+        assert_eq!(mine.relu().unwrap().to_vec().unwrap(), vec![5.0; 256]);
+        assert_handler_never_called(ctx, errors);
+    }
+}
+
+#[test]
+fn to_vec_async_is_pending_until_the_device_has_finished() {
+    use std::future::Future;
+    use std::task::{Poll, Waker};
+    let (rows, cols) = (4096, 1024);
+    let x = common::uniform(31, rows * cols, -4.0, 4.0);
+    let first_row: Vec<f64> = x[..cols].iter().map(|&v| f64::from(v)).collect();
+    let want = softmax_ref::forward_row(&first_row, false);
+    for ctx in common::gpus() {
+        let xt = Tensor::from_slice(ctx, &x, &[rows, cols]).unwrap();
+        ctx.synchronize().unwrap();
+        // Sixteen passes over 16 MiB: a long while on a software adapter. The first softmax
+        // gives the rows' softmax, the next ones the softmax of a softmax, ...: read the first.
+        let y = xt.softmax().unwrap();
+        let mut z = y.clone();
+        for _ in 0..15 {
+            z = z.softmax().unwrap();
+        }
+        // Recorded, not yet submitted: the read-back submits it (natively from a helper
+        // thread, since a driver may run or block a submission in the submitting call).
+        let mut fut = std::pin::pin!(async { (y.to_vec_async().await, z.to_vec_async().await) });
+        let mut cx = std::task::Context::from_waker(Waker::noop());
+        let started = std::time::Instant::now();
+        let first = fut.as_mut().poll(&mut cx);
+        let first_poll = started.elapsed();
+        let pending = first.is_pending();
+        let polls = std::iter::repeat_with(|| {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            fut.as_mut().poll(&mut cx)
+        });
+        let (yv, zv) = match first {
+            Poll::Ready(r) => r,
+            Poll::Pending => polls
+                .take(120_000)
+                .find_map(|p| match p {
+                    Poll::Ready(r) => Some(r),
+                    Poll::Pending => None,
+                })
+                .expect("the read-back finishes"),
+        };
+        let case = format!("{} (first poll {first_poll:?})", ctx.adapter_info());
+        common::report(&format!("[interop] to_vec_async: {case}"));
+        assert!(pending, "{case}: the first poll waited for the device");
+        let yv = yv.unwrap();
+        assert_all_close(&case, &yv[..cols], &want, &[&x[..cols]], 1e-6, 1e-5);
+        assert_eq!(zv.unwrap(), z.to_vec().unwrap(), "{case}");
+    }
+}

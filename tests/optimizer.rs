@@ -94,3 +94,35 @@ fn adam_and_sgd_follow_their_update_rules() {
         assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
     }
 }
+
+#[test]
+fn a_bad_parameter_is_named_as_given_with_its_own_rule() {
+    for ctx in common::all_backends() {
+        let p = Tensor::from_slice(&ctx, &[1.0; 8], &[8]).unwrap();
+        let g = Tensor::from_slice(&ctx, &[0.5; 8], &[8]).unwrap();
+        let sgd = |lr: f32, weight_decay: f32| {
+            Sgd { lr, weight_decay }
+                .step(&p, &g)
+                .unwrap_err()
+                .to_string()
+        };
+        let message = sgd(f32::INFINITY, 0.0);
+        assert!(message.contains("lr = inf"), "{message}");
+        assert!(!message.contains("beta"), "SGD has no betas: {message}");
+        let message = sgd(0.1, -0.1);
+        assert!(
+            message.contains("weight_decay = -0.1 is invalid"),
+            "{message}"
+        );
+        let mut state = AdamState::new(&p).unwrap();
+        let message = Adam {
+            beta1: 1.1,
+            ..Default::default()
+        }
+        .step(&p, &g, &mut state)
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("beta1 = 1.1 is invalid"), "{message}");
+        assert!(message.contains("[0, 1)"), "{message}");
+    }
+}

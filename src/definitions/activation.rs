@@ -254,7 +254,7 @@ impl Activation {
                 Err(Error::InvalidParameter {
                     op: self.name(),
                     name,
-                    value: f64::from(value),
+                    value: crate::Error::f32_param(value),
                     reason,
                 })
             }

@@ -81,7 +81,7 @@ impl HeadOptions {
             return Err(crate::Error::InvalidParameter {
                 op,
                 name: "lse_square_scale",
-                value: f64::from(s),
+                value: crate::Error::f32_param(s),
                 reason: "must be finite and at least 0",
             });
         }
@@ -89,7 +89,7 @@ impl HeadOptions {
             Some(c) if !(c.is_finite() && c > 0.0) => Err(crate::Error::InvalidParameter {
                 op,
                 name: "softcap",
-                value: f64::from(c),
+                value: crate::Error::f32_param(c),
                 reason: "must be finite and greater than 0",
             }),
             _ => Ok(()),

@@ -57,9 +57,53 @@ impl Gpu {
         out
     }
 
-    /// Whether `buffer` can be bound on this device as storage (it fails for a buffer of
-    /// another device), tried on a one-binding bind group inside a validation error scope.
+    /// Whether `buffer` is a buffer of this device, as far as wgpu lets anyone tell.
+    ///
+    /// wgpu 30 says nothing of a buffer's device or instance: `wgpu::Buffer` compares and
+    /// hashes by an id that is unique only within its instance, and the device looks that id
+    /// up among its own instance's buffers. So the buffer is tried on one-binding bind groups
+    /// inside a validation error scope, each of which wgpu checks against the buffer the id
+    /// names in this device's instance: its last bytes must bind (it is this device's, has
+    /// `STORAGE` usage and is no smaller) and the bytes just past its size must not (it is no
+    /// larger). A buffer of another device of the same instance fails the first on wgpu's own
+    /// device check. An id of another instance that names nothing here makes wgpu panic; that
+    /// panic is caught (natively, where panics unwind) and reported like the rest. What no
+    /// check can see is an id of another instance that names a storage buffer of this device
+    /// of the same size.
     pub fn check_own_buffer(&self, buffer: &wgpu::Buffer) -> std::result::Result<(), String> {
+        let size = buffer.size();
+        let align = u64::from(self.limits.min_storage_buffer_offset_alignment).max(4);
+        // The last whole words of the buffer, from an aligned offset.
+        let tail_start = size.saturating_sub(4) / align * align;
+        let tail = (tail_start, (size - tail_start) / 4 * 4);
+        // Four bytes from the first aligned offset at or past its end.
+        let past = (size.next_multiple_of(align), 4);
+        let probes = || {
+            self.binds(buffer, tail.0, tail.1)?;
+            let larger = self.binds(buffer, past.0, past.1).is_ok();
+            if larger {
+                return Err(format!(
+                    "the buffer's id names a buffer larger than its {size} bytes on this device"
+                ));
+            }
+            Ok(())
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(probes))
+            .unwrap_or_else(|_| Err("wgpu knows no such buffer on this device's instance".into()));
+        #[cfg(target_arch = "wasm32")]
+        let outcome = probes();
+        outcome
+    }
+
+    /// Whether `size` bytes of `buffer` from `offset` bind as storage on this device (wgpu's
+    /// validation message otherwise).
+    fn binds(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> std::result::Result<(), String> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout = self
             .device
@@ -83,8 +127,8 @@ impl Gpu {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer,
-                    offset: 0,
-                    size: wgpu::BufferSize::new(buffer.size().min(16)),
+                    offset,
+                    size: wgpu::BufferSize::new(size.max(4)),
                 }),
             }],
         });

@@ -9,7 +9,7 @@
 //! (what a software adapter may allocate), `pipelines` (shader modules and pipelines), `pool` (buffers).
 
 mod health;
-mod memory;
+pub(crate) mod memory;
 pub(crate) mod pipelines;
 pub(crate) mod pool;
 mod recorder;
@@ -41,6 +41,23 @@ pub(crate) fn pop_now(scope: wgpu::ErrorScopeGuard) -> Option<wgpu::Error> {
         drop(scope.pop());
         None
     }
+}
+
+/// What keeps a device layer alive and reaches it (a context): a read-back's helper thread
+/// holds a clone while it waits on the device.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) trait GpuHolder: Clone + Send + Sync + 'static {
+    /// The device layer, if there is one.
+    fn held(&self) -> Option<&Gpu>;
+}
+
+/// What keeps a device layer alive and reaches it (a context; in a browser nothing is sent
+/// to another thread, and nothing waits on the device).
+#[cfg(target_arch = "wasm32")]
+pub(crate) trait GpuHolder: Clone + 'static {
+    /// The device layer, if there is one.
+    #[allow(dead_code)]
+    fn held(&self) -> Option<&Gpu>;
 }
 
 /// Usage of every tensor buffer.
@@ -200,6 +217,7 @@ impl Gpu {
                 op,
                 requested: iterations as u64,
                 limit: (limit - LOOP_MARGIN) as u64,
+                unit: crate::Unit::LoopIterations,
                 what,
             }),
             _ => Ok(()),

@@ -160,6 +160,7 @@ impl BufferPool {
                 op,
                 requested: bytes,
                 limit: max_buffer_size,
+                unit: crate::Unit::Bytes,
                 what: "max_buffer_size",
             });
         }
@@ -248,7 +249,11 @@ pub(crate) fn create_buffer(
         mapped_at_creation: false,
     });
     if super::pop_now(scope).is_some() {
-        return Err(Error::OutOfMemory { op, bytes: size });
+        return Err(Error::OutOfMemory {
+            op,
+            bytes: size,
+            memory: "device",
+        });
     }
     Ok(buffer)
 }

@@ -206,27 +206,30 @@ impl Gpu {
         index: Option<wgpu::SubmissionIndex>,
         op: &'static str,
     ) -> Result<()> {
-        let seconds = self.readback_timeout.as_secs_f64();
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: index,
                 timeout: Some(self.readback_timeout),
             })
             .map(|_| ())
-            .map_err(|e| match e {
-                _ if self.is_lost() => {
-                    Error::DeviceLost("the device was lost while waiting".into())
-                }
-                // A submission that failed validation (its error kept by a scope) says why.
-                _ if self.has_kept_error() => self.check(op).err().unwrap_or(Error::Gpu {
-                    op,
-                    message: e.to_string(),
-                }),
-                wgpu::PollError::Timeout => Error::Timeout { op, seconds },
-                other => Error::Gpu {
-                    op,
-                    message: other.to_string(),
-                },
-            })
+            .map_err(|e| self.wait_error(e, op))
+    }
+
+    /// The typed error for a wait on the device that failed.
+    pub(super) fn wait_error(&self, e: wgpu::PollError, op: &'static str) -> Error {
+        let seconds = self.readback_timeout.as_secs_f64();
+        match e {
+            _ if self.is_lost() => Error::DeviceLost("the device was lost while waiting".into()),
+            // A submission that failed validation (its error kept by a scope) says why.
+            _ if self.has_kept_error() => self.check(op).err().unwrap_or(Error::Gpu {
+                op,
+                message: e.to_string(),
+            }),
+            wgpu::PollError::Timeout => Error::Timeout { op, seconds },
+            other => Error::Gpu {
+                op,
+                message: other.to_string(),
+            },
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! Uploads and read-backs: host data to a device buffer and back, in bounded chunks, through
 //! staging buffers the context keeps (uploads) or borrows from the pool (read-backs).
 
-use super::Gpu;
 use super::pool::{self, DeviceBuffer};
+use super::{Gpu, GpuHolder};
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::lock;
 
@@ -12,6 +12,26 @@ const TRANSFER_CHUNK: u64 = 64 << 20;
 
 /// The smallest upload that goes through the context's own staging buffers.
 const STAGED_UPLOAD_MIN: u64 = 1 << 20;
+
+/// A staging buffer of an async read-back: released rather than pooled unless its read
+/// finished ([`Abandonable::finish`]), since a future dropped half-way may leave a map pending
+/// on it.
+struct Abandonable(Option<DeviceBuffer>);
+
+impl Abandonable {
+    /// The read is done and the buffer unmapped: it may go back to the pool.
+    fn finish(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Abandonable {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.0.take() {
+            buffer.discard();
+        }
+    }
+}
 
 /// One of the two staging buffers of large uploads, and the submission that last copied out of
 /// it (which must finish before it is mapped again).
@@ -257,7 +277,7 @@ impl Gpu {
         self.wait(read.index.clone(), OP)?;
         self.check(OP)?;
         let answer = self.map_answer(&mut read.rx)?;
-        self.copy_out(answer, &read, staging, dst)
+        self.copy_out(answer, read.len, staging, dst)
     }
 
     /// The map callback's answer, once the copy has finished. The callback runs inside a
@@ -300,10 +320,16 @@ impl Gpu {
         })
     }
 
-    /// [`Gpu::read_into`] without blocking: one chunk at a time, each map awaited (in a
-    /// browser the callback comes from its event loop; natively the device is polled first).
-    pub async fn read_into_async(
+    /// [`Gpu::read_into`] without blocking: one chunk at a time, its copy recorded here and
+    /// its map awaited. In a browser the copy is submitted here and the map's callback comes
+    /// from the event loop. Natively a helper thread submits the copy (a driver may block a
+    /// submission while earlier work runs: lavapipe does), asks for the map and waits on the
+    /// device, where the callback fires; until then the future is pending. `holder` keeps
+    /// this device layer alive for the helper. A future dropped half-way leaves its staging
+    /// buffer out of the pool.
+    pub async fn read_into_async<H: GpuHolder>(
         &self,
+        holder: &H,
         buffer: &wgpu::Buffer,
         offset: u64,
         dst: &mut [u8],
@@ -315,37 +341,139 @@ impl Gpu {
         let mut start = 0;
         while start < size {
             let len = TRANSFER_CHUNK.min(size - start);
-            let staging = self
-                .pool
-                .get(&self.device, len, usage, self.max_buffer, OP)?;
-            let mut read = self.start_read(buffer, offset + start, len, &staging)?;
-            #[cfg(not(target_arch = "wasm32"))]
-            self.wait(read.index.clone(), OP)?;
-            let answer = match (&mut read.rx).await {
-                Ok(answer) => answer,
-                Err(_) => {
-                    staging.discard();
-                    return Err(Error::Gpu {
-                        op: OP,
-                        message: "the map callback was dropped".into(),
-                    });
-                }
+            let staging = Abandonable(Some(self.pool.get(
+                &self.device,
+                len,
+                usage,
+                self.max_buffer,
+                OP,
+            )?));
+            let Some(chunk) = staging.0.as_ref() else {
+                break;
             };
+            lock(&self.recorder)?
+                .encoder(&self.device)
+                .copy_buffer_to_buffer(buffer, offset + start, chunk.raw(), 0, len);
+            let answer = self.map_when_copied(holder, chunk.raw(), len).await?;
             let range = start as usize..(start + len) as usize;
-            if let Err(e) = self.copy_out(answer, &read, &staging, &mut dst[range]) {
-                staging.discard();
-                return Err(e);
-            }
+            self.copy_out(answer, len, chunk, &mut dst[range])?;
+            staging.finish();
             start += len;
         }
         Ok(())
+    }
+
+    /// Submits the recorded work (a copy into `staging` last), maps `len` bytes of `staging`
+    /// once the copy has run, and gives the map callback's answer. Natively all of it runs on
+    /// a helper thread, the future pending meanwhile.
+    #[cfg(not(target_arch = "wasm32"))]
+    async fn map_when_copied<H: GpuHolder>(
+        &self,
+        holder: &H,
+        staging: &wgpu::Buffer,
+        len: u64,
+    ) -> Result<MapAnswer> {
+        const OP: &str = "read-back";
+        let (tx, mut rx) = futures_channel::oneshot::channel();
+        let (done_tx, mut done) = futures_channel::oneshot::channel();
+        let holder = holder.clone();
+        let staging = staging.clone();
+        std::thread::Builder::new()
+            .name("gpu-activations read-back".into())
+            .spawn(move || {
+                let failure = match holder.held() {
+                    Some(gpu) => gpu.submit_map_and_wait(&staging, len, tx).err(),
+                    None => Some(Error::Gpu {
+                        op: OP,
+                        message: "the context has no device".into(),
+                    }),
+                };
+                let _ = done_tx.send(failure);
+            })
+            .map_err(|e| Error::Gpu {
+                op: OP,
+                message: format!("could not start the read-back's helper thread: {e}"),
+            })?;
+        let mut helper_done = false;
+        std::future::poll_fn(|cx| {
+            use std::future::Future;
+            use std::pin::Pin;
+            use std::task::Poll;
+            if let Poll::Ready(answer) = Pin::new(&mut rx).poll(cx) {
+                return Poll::Ready(answer.map_err(|_| Error::Gpu {
+                    op: OP,
+                    message: "the map callback was dropped".into(),
+                }));
+            }
+            if !helper_done && let Poll::Ready(failure) = Pin::new(&mut done).poll(cx) {
+                helper_done = true;
+                match failure {
+                    // The copy has run: the callback has fired or is about to (in the helper's
+                    // wait or another thread's), and `rx` wakes this future.
+                    Ok(None) => {}
+                    Ok(Some(e)) => return Poll::Ready(Err(e)),
+                    Err(_) => {
+                        return Poll::Ready(Err(Error::Gpu {
+                            op: OP,
+                            message: "the read-back's helper thread ended without an answer".into(),
+                        }));
+                    }
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// In a browser the callback comes from its event loop: submit, map, and await it.
+    #[cfg(target_arch = "wasm32")]
+    async fn map_when_copied<H: GpuHolder>(
+        &self,
+        _holder: &H,
+        staging: &wgpu::Buffer,
+        len: u64,
+    ) -> Result<MapAnswer> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        lock(&self.recorder).map(|mut rec| self.submit(&mut rec))?;
+        staging
+            .slice(0..len)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        rx.await.map_err(|_| Error::Gpu {
+            op: "read-back",
+            message: "the map callback was dropped".into(),
+        })
+    }
+
+    /// (On a read-back's helper thread.) Submits what is recorded, asks for the map of
+    /// `staging` (answered through `tx`) and waits on the device until the submission has run.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn submit_map_and_wait(
+        &self,
+        staging: &wgpu::Buffer,
+        len: u64,
+        tx: futures_channel::oneshot::Sender<MapAnswer>,
+    ) -> Result<()> {
+        let index = {
+            let mut rec = lock(&self.recorder)?;
+            self.submit(&mut rec);
+            rec.last_submission.clone()
+        };
+        staging
+            .slice(0..len)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        self.wait(index, "read-back")?;
+        self.check("read-back")
     }
 
     /// Copies a mapped chunk out of `staging` into `dst` and unmaps it.
     fn copy_out(
         &self,
         answer: MapAnswer,
-        read: &PendingRead,
+        len: u64,
         staging: &DeviceBuffer,
         dst: &mut [u8],
     ) -> Result<()> {
@@ -357,7 +485,7 @@ impl Gpu {
         {
             let view = staging
                 .raw()
-                .slice(0..read.len)
+                .slice(0..len)
                 .get_mapped_range()
                 .map_err(|e| Error::Gpu {
                     op: OP,

@@ -297,6 +297,7 @@ fn fits(gpu: &Gpu, tensors: &[&Tensor]) -> Result<()> {
                 op: OP,
                 requested: bytes,
                 limit: gpu.max_binding,
+                unit: crate::Unit::Bytes,
                 what: "max_storage_buffer_binding_size (a gated input is bound whole)",
             });
         }

@@ -333,6 +333,7 @@ pub(crate) fn bound_whole<'a>(ctx: &'a crate::Context, tensors: &[&Tensor]) -> R
                 op: OP,
                 requested: bytes,
                 limit: gpu.max_binding,
+                unit: crate::Unit::Bytes,
                 what: "max_storage_buffer_binding_size (a linear layer's tensors are bound whole)",
             });
         }

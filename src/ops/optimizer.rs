@@ -139,14 +139,35 @@ impl Adam {
 
     fn validate(&self) -> Result<()> {
         let checks = [
-            ("lr", self.lr, self.lr.is_finite() && self.lr >= 0.0),
-            ("beta1", self.beta1, (0.0..1.0).contains(&self.beta1)),
-            ("beta2", self.beta2, (0.0..1.0).contains(&self.beta2)),
-            ("eps", self.eps, self.eps.is_finite() && self.eps >= 0.0),
+            (
+                "lr",
+                self.lr,
+                self.lr.is_finite() && self.lr >= 0.0,
+                AT_LEAST_0,
+            ),
+            (
+                "beta1",
+                self.beta1,
+                (0.0..1.0).contains(&self.beta1),
+                IN_0_1,
+            ),
+            (
+                "beta2",
+                self.beta2,
+                (0.0..1.0).contains(&self.beta2),
+                IN_0_1,
+            ),
+            (
+                "eps",
+                self.eps,
+                self.eps.is_finite() && self.eps >= 0.0,
+                AT_LEAST_0,
+            ),
             (
                 "weight_decay",
                 self.weight_decay,
                 self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+                AT_LEAST_0,
             ),
         ];
         invalid(&checks)
@@ -166,11 +187,17 @@ impl Sgd {
     /// One step of `param` (updated in place) with its gradient `grad`.
     pub fn step(&self, param: &Tensor, grad: &Tensor) -> Result<()> {
         invalid(&[
-            ("lr", self.lr, self.lr.is_finite() && self.lr >= 0.0),
+            (
+                "lr",
+                self.lr,
+                self.lr.is_finite() && self.lr >= 0.0,
+                AT_LEAST_0,
+            ),
             (
                 "weight_decay",
                 self.weight_decay,
                 self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+                AT_LEAST_0,
             ),
         ])?;
         check(param, grad)?;
@@ -198,14 +225,20 @@ impl Sgd {
     }
 }
 
-/// The first parameter that fails its check, as `Error::InvalidParameter`.
-fn invalid(checks: &[(&'static str, f32, bool)]) -> Result<()> {
-    match checks.iter().find(|(_, _, ok)| !ok) {
-        Some(&(name, value, _)) => Err(Error::InvalidParameter {
+/// The rule of a rate, an ε or a weight decay.
+const AT_LEAST_0: &str = "must be finite and at least 0";
+/// The rule of Adam's betas.
+const IN_0_1: &str = "must lie in [0, 1)";
+
+/// The first parameter that fails its check (name, value, passed, rule), as
+/// `Error::InvalidParameter` with that parameter's own rule.
+fn invalid(checks: &[(&'static str, f32, bool, &'static str)]) -> Result<()> {
+    match checks.iter().find(|(_, _, ok, _)| !ok) {
+        Some(&(name, value, _, reason)) => Err(Error::InvalidParameter {
             op: OP,
             name,
-            value: f64::from(value),
-            reason: "must be finite (betas in [0, 1), the rest at least 0)",
+            value: crate::Error::f32_param(value),
+            reason,
         }),
         None => Ok(()),
     }
@@ -231,6 +264,7 @@ fn launch(kernel: &Kernel, params: &OptimizerParams, tensors: &[&Tensor]) -> Res
             op: OP,
             requested: bytes,
             limit: gpu.max_binding,
+            unit: crate::Unit::Bytes,
             what: "max_storage_buffer_binding_size (a parameter is bound whole)",
         });
     }

@@ -222,6 +222,7 @@ fn params(gpu: &Gpu, x: &Tensor, channels: usize, inner: usize) -> Result<PreluP
             op: OP,
             requested: bytes,
             limit: gpu.max_binding,
+            unit: crate::Unit::Bytes,
             what: "max_storage_buffer_binding_size (a PReLU input is bound whole)",
         });
     }

@@ -287,6 +287,7 @@ pub(crate) fn row_blocks(
             op,
             requested: layout::bytes(cols),
             limit: binding_bytes,
+            unit: crate::Unit::Bytes,
             what: "max_storage_buffer_binding_size (one row)",
         });
     }
@@ -310,6 +311,7 @@ pub(crate) fn row_blocks(
                 op,
                 requested: layout::bytes(cols),
                 limit: gpu.max_buffer,
+                unit: crate::Unit::Bytes,
                 what: "max_buffer_size (a row would cross two buffers of a tensor; tensors \
                        split over buffers keep rows whole for the last dimension they were made with)",
             });

@@ -308,6 +308,7 @@ fn launch_rows(
                     op: name,
                     requested: layout::bytes(cols),
                     limit: gpu.max_buffer,
+                    unit: crate::Unit::Bytes,
                     what: "max_buffer_size (one row)",
                 });
             }

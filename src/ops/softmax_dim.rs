@@ -222,6 +222,7 @@ fn run(
             op,
             requested: bytes,
             limit: gpu.max_binding,
+            unit: crate::Unit::Bytes,
             what: "max_storage_buffer_binding_size (a tensor is bound whole along a dim other than the last)",
         });
     }

@@ -48,6 +48,7 @@ pub(crate) fn sum_groups(
             op,
             requested: layout::bytes(len),
             limit: gpu.max_binding,
+            unit: crate::Unit::Bytes,
             what: "max_storage_buffer_binding_size (grouped sums)",
         });
     }

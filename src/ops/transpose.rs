@@ -71,6 +71,7 @@ pub(crate) fn transpose_last_two(
                     op: OP,
                     requested: bytes,
                     limit: gpu.max_binding,
+                    unit: crate::Unit::Bytes,
                     what: "max_storage_buffer_binding_size (a tensor in the class-at-dim-1 \
                            layout is moved whole)",
                 });

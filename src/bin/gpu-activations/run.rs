@@ -434,7 +434,7 @@ impl LossLayout {
 
     /// What the targets must be, for messages.
     fn expected(&self) -> String {
-        if self.dim1 {
+        if self.dim1 || self.targets == [self.rows] {
             format!("shape {:?}", self.targets)
         } else {
             format!("shape {:?} or [{}]", self.targets, self.rows)

@@ -99,6 +99,7 @@ pub(super) fn device_classes(
             op: OP_CE,
             requested: (rows * labels.dtype().size()) as u64,
             limit: gpu.max_binding,
+            unit: crate::Unit::Bytes,
             what: "max_storage_buffer_binding_size (one label per row); split the batch",
         });
     }

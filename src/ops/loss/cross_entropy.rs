@@ -88,7 +88,7 @@ pub(super) fn check_class_options(
         return Err(Error::InvalidParameter {
             op,
             name: "label_smoothing",
-            value: f64::from(eps),
+            value: crate::Error::f32_param(eps),
             reason: "must lie in [0, 1]",
         });
     }
@@ -375,6 +375,7 @@ impl FusedCrossEntropy<'_> {
                 op: OP_CE,
                 requested: layout::bytes(rows),
                 limit: binding,
+                unit: crate::Unit::Bytes,
                 what: "max_storage_buffer_binding_size (one class index and one loss per row); split the batch",
             });
         }

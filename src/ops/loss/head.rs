@@ -243,6 +243,7 @@ fn launch(
             op,
             requested: layout::bytes(n),
             limit: gpu.max_binding,
+            unit: crate::Unit::Bytes,
             what: "max_storage_buffer_binding_size (the head's logits are bound whole); split \
                    the batch",
         });

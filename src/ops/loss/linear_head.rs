@@ -157,6 +157,7 @@ impl Tensor {
                 op: OP,
                 requested: scratch_bytes,
                 limit: gpu.max_binding,
+                unit: crate::Unit::Bytes,
                 what: "max_storage_buffer_binding_size (one chunk of logits is bound whole); \
                        take fewer rows per chunk",
             });

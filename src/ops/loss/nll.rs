@@ -88,7 +88,7 @@ pub(super) fn nll(
         return Err(Error::InvalidParameter {
             op,
             name: "label_smoothing",
-            value: f64::from(options.label_smoothing),
+            value: crate::Error::f32_param(options.label_smoothing),
             reason: "nll_loss has no label smoothing (it is cross-entropy's option)",
         });
     }
@@ -139,6 +139,7 @@ pub(super) fn nll(
                     op,
                     requested: layout::bytes(n),
                     limit: gpu.max_binding,
+                    unit: crate::Unit::Bytes,
                     what: "max_storage_buffer_binding_size (the log-probabilities are bound \
                            whole)",
                 });
