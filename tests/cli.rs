@@ -1420,7 +1420,8 @@ fn info_check_demo_and_bench_work_on_every_backend() {
         assert!(o.status.success(), "bench {b}: {}", stderr(&o));
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        assert_eq!(doc["adapter"]["backend"], b.as_str());
+        assert_eq!(doc["adapter"]["backend"], ctx.backend().name());
+        assert_eq!(doc["adapter"]["name"], ctx.adapter_info().name.as_str());
         let results = doc["results"].as_array().unwrap();
         assert_eq!(results.len(), 4);
         for r in results {
