@@ -170,14 +170,19 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
 impl BackendArg {
     /// The context the user asked for.
     pub fn context(&self) -> gpu_activations::Result<Context> {
-        Context::with_options(ContextOptions {
+        Context::with_options(self.options())
+    }
+
+    /// The options of the context the user asked for.
+    pub fn options(&self) -> ContextOptions {
+        ContextOptions {
             backend: self.backend.backend,
             adapter: self.backend.adapter.clone(),
             row_strategy: self.row_kernel.into(),
             matmul_kernel: self.matmul_kernel.into(),
             readback_timeout: std::time::Duration::from_secs_f64(self.timeout),
             ..Default::default()
-        })
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use gpu_activations::DType;
 use gpu_activations::wgsl;
+use gpu_activations::{Context, ContextOptions, DType, Subgroups};
 
 use crate::BackendArg;
 
@@ -46,22 +46,40 @@ pub fn run(args: &ShadersArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     let mut pipelines = Vec::new();
     if !args.modules_only {
+        // The adapter as chosen, and again with subgroups off where it has them (a browser's
+        // WebGPU offers none to wgpu today): the pipelines of both reduction paths.
         let ctx = args.backend.context()?;
-        let failed = crate::check::count_failures(&ctx)?;
-        for p in ctx.pipelines_built()? {
-            let constants: serde_json::Map<String, serde_json::Value> = p
-                .constants
-                .iter()
-                .map(|&(k, v)| (k.to_string(), serde_json::json!(v)))
-                .collect();
-            pipelines.push(serde_json::json!({
-                "file": module_file(p.module, p.storage),
-                "entry": p.entry,
-                "constants": constants,
-            }));
+        let mut contexts = vec![ctx.clone()];
+        if ctx.uses_subgroups() {
+            contexts.push(Context::with_options(ContextOptions {
+                subgroups: Subgroups::Off,
+                adapter: Some(ctx.adapter_info().name.clone()),
+                backend: Some(ctx.backend()),
+                ..args.backend.options()
+            })?);
+        }
+        let mut failed = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &contexts {
+            failed += crate::check::count_failures(c)?;
+            for p in c.pipelines_built()? {
+                let constants: serde_json::Map<String, serde_json::Value> = p
+                    .constants
+                    .iter()
+                    .map(|&(k, v)| (k.to_string(), serde_json::json!(v)))
+                    .collect();
+                let entry = serde_json::json!({
+                    "file": module_file(p.module, p.storage),
+                    "entry": p.entry,
+                    "constants": constants,
+                });
+                if seen.insert(entry.to_string()) {
+                    pipelines.push(entry);
+                }
+            }
         }
         say!(
-            "ran check on {} ({failed} failed): {} pipelines",
+            "ran check on {} ({failed} failed, subgroups on and off): {} pipelines",
             ctx.adapter_info(),
             pipelines.len()
         );
