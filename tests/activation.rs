@@ -32,6 +32,15 @@ fn every_variant() -> Vec<Activation> {
             min_val: -2.0,
             max_val: 3.0,
         },
+        // One-sided clamps, as F.hardtanh(x, 0, inf) and ONNX's Clip with one bound.
+        Activation::Hardtanh {
+            min_val: 0.0,
+            max_val: f32::INFINITY,
+        },
+        Activation::Hardtanh {
+            min_val: f32::NEG_INFINITY,
+            max_val: 1.0,
+        },
         Activation::Threshold {
             threshold: 0.5,
             value: -2.0,
