@@ -13,56 +13,7 @@ const RTOL: f64 = 1e-5;
 
 /// The activations with non-default parameters too.
 fn every_variant() -> Vec<Activation> {
-    let mut all = Activation::ALL.to_vec();
-    all.extend([
-        Activation::LeakyRelu {
-            negative_slope: 0.2,
-        },
-        Activation::Elu { alpha: 1.7 },
-        Activation::Softplus {
-            beta: 2.0,
-            threshold: 15.0,
-        },
-        Activation::Softplus {
-            beta: 0.5,
-            threshold: 5.0,
-        },
-        Activation::Celu { alpha: 0.7 },
-        Activation::Hardtanh {
-            min_val: -2.0,
-            max_val: 3.0,
-        },
-        // One-sided clamps, as F.hardtanh(x, 0, inf) and ONNX's Clip with one bound.
-        Activation::Hardtanh {
-            min_val: 0.0,
-            max_val: f32::INFINITY,
-        },
-        Activation::Hardtanh {
-            min_val: f32::NEG_INFINITY,
-            max_val: 1.0,
-        },
-        Activation::Threshold {
-            threshold: 0.5,
-            value: -2.0,
-        },
-        Activation::Hardshrink { lambd: 1.5 },
-        Activation::Softshrink { lambd: 1.5 },
-        Activation::OnnxSelu {
-            alpha: 2.0,
-            gamma: 3.0,
-        },
-        Activation::OnnxThresholdedRelu { alpha: 0.25 },
-        Activation::OnnxSwish { alpha: 1.5 },
-        Activation::RreluEval {
-            lower: 0.05,
-            upper: 0.45,
-        },
-        Activation::OnnxHardSigmoid {
-            alpha: 0.3,
-            beta: 0.6,
-        },
-    ]);
-    all
+    gpu_activations::cases::activation_variants()
 }
 
 /// Runs forward and backward of `act` on `ctx` and checks both against the f64 reference.
