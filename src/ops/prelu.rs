@@ -281,9 +281,7 @@ impl Tensor {
 
 fn prelu_forward(x: &Tensor, weight: &Tensor, rule: Rule) -> Result<Tensor> {
     let operands = [("the input", x), ("the weight", weight)];
-    if let Some(done) = half_route(OP, &operands, |w| {
-        Ok([prelu_forward(&w[0], &w[1], rule)?])
-    }) {
+    if let Some(done) = half_route(OP, &operands, |w| Ok([prelu_forward(&w[0], &w[1], rule)?])) {
         return done.map(|[y]| y);
     }
     let layout = channel_layout(x, weight, rule)?;
