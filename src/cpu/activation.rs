@@ -415,3 +415,34 @@ impl Activation {
         backward(self, x, g)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definitions::activation::{NanBackward, NanForward};
+
+    #[test]
+    fn the_cpu_reference_gives_each_entrys_answer_at_nan() {
+        let nan = f64::NAN;
+        for a in Activation::ALL {
+            let (at_nan, at_nan_backward) = a.nan_policy();
+            let y = forward(a, nan);
+            match at_nan {
+                NanForward::Zero => assert_eq!(y, 0.0, "{a:?}"),
+                NanForward::Nan | NanForward::NanByFormula => assert!(y.is_nan(), "{a:?}"),
+            }
+            let g = 0.75;
+            let dx = backward(a, nan, g);
+            let want = match at_nan_backward {
+                NanBackward::Nan => nan,
+                NanBackward::Grad => g,
+                NanBackward::GradTimesSlope => g * f64::from(a.packed()[0]),
+                NanBackward::Zero => 0.0,
+            };
+            assert!(
+                dx == want || (dx.is_nan() && want.is_nan()),
+                "{a:?}: {dx} at NaN, the table says {at_nan_backward:?}"
+            );
+        }
+    }
+}
