@@ -108,22 +108,37 @@ impl Item {
     }
 }
 
-/// The copy kernel over `x`: the ceiling, as a case like any op's.
+/// The copy kernel over an op's input (as many elements, in its storage type): the ceiling,
+/// timed like any op.
 struct CopyCase {
     xt: Tensor,
     out: Tensor,
 }
 
 impl CopyCase {
-    fn new(ctx: &Context, shape: &[usize], dtype: DType) -> Result<CopyCase, BoxError> {
+    /// A copy of `x`.
+    fn of(x: &Tensor) -> Result<CopyCase, BoxError> {
         Ok(CopyCase {
-            xt: Tensor::from_slice_as(ctx, &bench_x(elements(shape)), shape, dtype)?,
-            out: Tensor::zeros_as(ctx, shape, dtype)?,
+            xt: x.clone(),
+            out: Tensor::zeros_as(x.context(), x.shape(), x.dtype())?,
         })
+    }
+
+    fn new(ctx: &Context, shape: &[usize], dtype: DType) -> Result<CopyCase, BoxError> {
+        CopyCase::of(&Tensor::from_slice_as(
+            ctx,
+            &bench_x(elements(shape)),
+            shape,
+            dtype,
+        )?)
     }
 }
 
 impl Case for CopyCase {
+    fn input(&self) -> &Tensor {
+        &self.xt
+    }
+
     fn record(&self) -> Result<(), BoxError> {
         Ok(self.xt.copy_into(&self.out)?)
     }
@@ -443,7 +458,7 @@ fn measure(
     runs: usize,
 ) -> Result<ResultJson, BoxError> {
     let case = item.case(ctx, shape, dtype)?;
-    let copy = CopyCase::new(ctx, shape, dtype)?;
+    let copy = CopyCase::of(case.input())?;
     let (mut op_once, mut copy_once) = (0.0, 0.0);
     for _ in 0..warmup.max(1) {
         op_once = timed(ctx, 1, || case.record())?;

@@ -146,6 +146,10 @@ struct ActivationCase {
 }
 
 impl Case for ActivationCase {
+    fn input(&self) -> &Tensor {
+        &self.xt
+    }
+
     fn record(&self) -> Result<(), BoxError> {
         if self.backward {
             self.xt

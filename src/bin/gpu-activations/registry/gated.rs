@@ -163,6 +163,10 @@ struct GatedCase {
 }
 
 impl Case for GatedCase {
+    fn input(&self) -> &Tensor {
+        &self.xt
+    }
+
     fn record(&self) -> Result<(), BoxError> {
         if self.op.backward {
             drop(self.xt.gated_backward(self.op.gate, &self.gt)?);

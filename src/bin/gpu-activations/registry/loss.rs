@@ -685,6 +685,10 @@ impl LossCase {
 }
 
 impl Case for LossCase {
+    fn input(&self) -> &Tensor {
+        &self.xt
+    }
+
     fn record(&self) -> Result<(), BoxError> {
         drop(self.launch()?);
         Ok(())

@@ -162,6 +162,8 @@ pub trait Op {
 
 /// A benchmark case: an op on resident data.
 pub trait Case {
+    /// The op's input x, which the copy kernel it is timed against reads too.
+    fn input(&self) -> &Tensor;
     /// Records one launch of the op.
     fn record(&self) -> Result<(), BoxError>;
     /// The bytes the op must move at least: each input read once, each output written once.

@@ -199,6 +199,10 @@ struct PreluCase {
 }
 
 impl Case for PreluCase {
+    fn input(&self) -> &Tensor {
+        &self.xt
+    }
+
     fn record(&self) -> Result<(), BoxError> {
         let g = self.backward.then_some(&self.gt);
         drop(prelu(&self.xt, &self.wt, g, false)?);

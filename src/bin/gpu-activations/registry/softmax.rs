@@ -312,6 +312,10 @@ struct SoftmaxCase {
 }
 
 impl Case for SoftmaxCase {
+    fn input(&self) -> &Tensor {
+        &self.xt
+    }
+
     fn record(&self) -> Result<(), BoxError> {
         match (&self.y, self.op.along_dim) {
             (None, false) if self.op.kind == Kind::Softmax => self.xt.softmax_into(&self.out)?,
