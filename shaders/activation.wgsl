@@ -2,46 +2,52 @@
 // Tensors are stored through the storage codec (f32, f16 or bf16: storage_*.wgsl); every
 // function computes in f32 and its result is rounded once to the storage type.
 //
-// OP (override) selects the function; codes match `Activation::shader_code`
-// (src/ops/activation.rs).
-//   0 sigmoid      σ(x) = 1 / (1 + e^−x)                      σ' = σ(1 − σ)
-//   1 tanh         tanh x                                      tanh' = 1 − tanh² x
-//   2 relu         max(x, 0)                                   relu'(x) = [x > 0]        (0 at 0)
-//   3 leaky_relu   x > 0 ? x : s·x          (p0 = s)           x > 0 ? 1 : s             (s at 0)
-//   4 elu          x > 0 ? x : α(e^x − 1)   (p0 = α)           x > 0 ? 1 : α e^x         (α at 0)
-//   5 selu         λ·elu(x, α₀)                                λ·elu'(x, α₀)
-//   6 gelu         x Φ(x), Φ(x) = ½ erfc(−x/√2)                Φ(x) + x φ(x)
-//   7 gelu_tanh    ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³) = x σ(2u)
-//   8 silu         x σ(x)                                      σ(x)(1 + x(1 − σ(x)))
-//   9 mish         x tanh(softplus x)                          t + x σ(x)(1 − t²)
-//  10 softplus     βx > τ ? x : log(1 + e^{βx}) / β (p0 = β, p1 = τ, p2 = 1/β)   βx > τ ? 1 : σ(βx)
-//  11 hardsigmoid  clamp((x + 3)/6, 0, 1)                      1/6 on (−3, 3), else 0
-//  12 hardswish    x·clamp((x + 3)/6, 0, 1)                    x < −3 ? 0 : x ≥ 3 ? 1 : x/3 + ½
-//  13 relu6        clamp(x, 0, 6)                              1 on (0, 6), else 0 (0 at both ends)
-//  14 logsigmoid   log σ(x) = min(x, 0) − log(1 + e^−|x|)      σ(−x)
+// OP (override) selects the function by its op code; the codes are declared once, in the op
+// table of src/definitions/activation.rs, and reach this file as the prelude's OP_NAME constants
+// (with p0, p1, p2 packed there too). A test checks that every entry of the table has a case
+// here, forward and backward.
+//   sigmoid      σ(x) = 1 / (1 + e^−x)                      σ' = σ(1 − σ)
+//   tanh         tanh x                                      tanh' = 1 − tanh² x
+//   relu         max(x, 0)                                   relu'(x) = [x > 0]        (0 at 0)
+//   leaky_relu   x > 0 ? x : s·x          (p0 = s)           x > 0 ? 1 : s             (s at 0)
+//                (rrelu_eval too, with s = (lower + upper)/2)
+//   elu          x > 0 ? x : α(e^x − 1)   (p0 = α)           x > 0 ? 1 : α e^x         (α at 0)
+//   selu         λ·elu(x, α₀)                                λ·elu'(x, α₀)
+//   gelu         x Φ(x), Φ(x) = ½ erfc(−x/√2)                Φ(x) + x φ(x)
+//   gelu_tanh    ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³) = x σ(2u)
+//   silu         x σ(x)                                      σ(x)(1 + x(1 − σ(x)))
+//   mish         x tanh(softplus x)                          t + x σ(x)(1 − t²)
+//   softplus     βx > τ ? x : log(1 + e^{βx}) / β (p0 = β, p1 = τ, p2 = 1/β)   βx > τ ? 1 : σ(βx)
+//   hardsigmoid  clamp((x + 3)/6, 0, 1)                      1/6 on (−3, 3), else 0
+//   hardswish    x·clamp((x + 3)/6, 0, 1)                    x < −3 ? 0 : x ≥ 3 ? 1 : x/3 + ½
+//   relu6        clamp(x, 0, 6)                              1 on (0, 6), else 0 (0 at both ends)
+//   logsigmoid   log σ(x) = min(x, 0) − log(1 + e^−|x|)      σ(−x)
 //  backward only:
-//  15 sigmoid, from the saved output y                         g·y(1 − y)
-//  16 tanh, from the saved output y                            g·(1 − y²)
-//  the rest of torch.nn's family and ONNX's parameterisations (rrelu in eval mode is code 3):
-//  17 celu         x > 0 ? x : α(e^{x/α} − 1) (p0 = α, p1 = 1/α)  x > 0 ? 1 : e^{x/α}
-//  18 hardtanh     clamp(x, a, b)           (p0 = a, p1 = b)   1 on (a, b), else 0
-//  19 softsign     x/(1 + |x|)                                 1/(1 + |x|)²   (NaN at ±∞)
-//  20 tanhshrink   x − tanh x                                  tanh² x
-//  21 threshold    x ≤ θ ? v : x            (p0 = θ, p1 = v)   x ≤ θ ? 0 : 1
-//  22 hardshrink   |x| ≤ λ ? 0 : x          (p0 = λ)           |x| ≤ λ ? 0 : 1
-//  23 softshrink   |x| ≤ λ ? 0 : x − λ·sign x (p0 = λ)         |x| ≤ λ ? 0 : 1
-//  24 onnx_hardsigmoid clamp(αx + β, 0, 1)  (p0 = α, p1 = β)   α on 0 < αx + β < 1
-//  25 onnx_selu    γ·elu(x, α)              (p0 = α, p1 = γ)   γ·elu'(x, α), 0 at x = 0
-//  26 onnx_thresholded_relu x > α ? x : 0   (p0 = α)           x > α ? 1 : 0
-//  27 onnx_swish   x σ(αx)                  (p0 = α)           σ(αx)(1 + αx(1 − σ(αx)))
+//   sigmoid_from_output, from the saved output y              g·y(1 − y)
+//   tanh_from_output, from the saved output y                 g·(1 − y²)
+//  the rest of torch.nn's family and ONNX's parameterisations:
+//   celu         x > 0 ? x : α(e^{x/α} − 1) (p0 = α, p1 = 1/α)  x > 0 ? 1 : e^{x/α}
+//   hardtanh     clamp(x, a, b)           (p0 = a, p1 = b)   1 on (a, b), else 0 (a, b may be ±∞)
+//   softsign     x/(1 + |x|)                                 1/(1 + |x|)²   (NaN at ±∞)
+//   tanhshrink   x − tanh x                                  tanh² x
+//   threshold    x ≤ θ ? v : x            (p0 = θ, p1 = v)   x ≤ θ ? 0 : 1
+//   hardshrink   |x| ≤ λ ? 0 : x          (p0 = λ)           |x| ≤ λ ? 0 : 1
+//   softshrink   |x| ≤ λ ? 0 : x − λ·sign x (p0 = λ)         |x| ≤ λ ? 0 : 1
+//   onnx_hardsigmoid clamp(αx + β, 0, 1)  (p0 = α, p1 = β)   α on 0 < αx + β < 1
+//   onnx_selu    γ·elu(x, α)              (p0 = α, p1 = γ)   γ·elu'(x, α), 0 at x = 0
+//   onnx_thresholded_relu x > α ? x : 0   (p0 = α)           x > α ? 1 : 0
+//   onnx_swish   x σ(αx)                  (p0 = α)           σ(αx)(1 + αx(1 − σ(αx)))
+//                (quick_gelu too, with α = 1.702 as an f32)
+//   squared_relu max(x, 0)²                                  2·max(x, 0)
 //
 // Numerics: every exponential whose result is used takes −|·| or a bounded argument, so nothing
 // overflows (WGSL lets a compiler assume it does not); log(1 + e) is a polynomial in e (never
 // formed from 1 + e); the saturating branches are selected rather than computed. NaN is
 // detected by bits (a compiler may fold `x != x` or a compare into min/max) and routed explicitly:
-// NaN in gives NaN out, except where PyTorch's backward defines otherwise (relu, leaky_relu,
-// hardsigmoid, relu6: see `backward_checked`); forward formulas that carry NaN by themselves skip
-// the test (`nan_by_formula`).
+// NaN in gives NaN out, except where PyTorch defines otherwise; the op table declares each op's
+// answer at NaN, which reaches this file as the prelude's NAN_* masks of op codes (see
+// `forward_checked` and `backward_checked`); forward formulas that carry NaN by themselves skip
+// the test (NAN_BY_FORMULA).
 //! import math, grid
 //! storage f32, f16, bf16
 
@@ -125,6 +131,20 @@ fn tanhshrink(v: V) -> V {
     return select(v - tanh_stable(v), v * u * p, abs(v) < splat(0.5));
 }
 
+// x·σ(αx) (onnx_swish, quick_gelu): σ never overflows, and at −∞ the product is −∞·0 = NaN
+// (PyTorch's answer), carried by the formula.
+fn swish(v: V, alpha: f32) -> V {
+    return v * sigmoid(alpha * v);
+}
+
+// g·(σ(αv) + αv·σ'(αv)). Where σ(αv) saturates the second term is exactly 0 (αv may overflow
+// there); at ±∞ PyTorch's product gives ∞·0 = NaN.
+fn swish_backward(v: V, g: V, alpha: f32) -> V {
+    let l = logistic(alpha * v);
+    let d = select(l.value + alpha * v * l.slope, l.value, l.slope == splat(0.0));
+    return g * select(d, nan(), is_inf(v));
+}
+
 // (v + 3)/6 is exactly 0 at −3 and 1 at 3, so clamping it gives PyTorch's branches (NaN is
 // routed by the callers).
 fn hardsigmoid(v: V) -> V {
@@ -133,85 +153,89 @@ fn hardsigmoid(v: V) -> V {
 
 fn forward_op(v: V) -> V {
     switch OP {
-        case 0u: {
+        case OP_SIGMOID: {
             return sigmoid(v);
         }
-        case 1u: {
+        case OP_TANH: {
             return tanh_stable(v);
         }
-        case 2u: {
+        case OP_RELU: {
             return select(v, splat(0.0), v <= splat(0.0));
         }
-        case 3u: {
+        case OP_LEAKY_RELU, OP_RRELU_EVAL: {
             return select(v * param.x, v, v > splat(0.0));
         }
-        case 4u: {
+        case OP_ELU: {
             return elu(v, param.x);
         }
-        case 5u: {
+        case OP_SELU: {
             return SELU_SCALE * elu(v, SELU_ALPHA);
         }
-        case 6u: {
+        case OP_GELU: {
             return v * normal(v).cdf;
         }
-        case 7u: {
+        case OP_GELU_TANH: {
             return v * sigmoid(2.0 * gelu_tanh_inner(v));
         }
-        case 8u: {
+        case OP_SILU: {
             return v * sigmoid(v);
         }
-        case 9u: {
+        case OP_MISH: {
             return v * tanh_softplus(v);
         }
-        case 10u: {
+        case OP_SOFTPLUS: {
             let z = param.x * v;
             return select(softplus_raw(z) * param.z, v, z > splat(param.y));
         }
-        case 11u: {
+        case OP_HARDSIGMOID: {
             return hardsigmoid(v);
         }
-        case 12u: {
+        case OP_HARDSWISH: {
             return v * hardsigmoid(v);
         }
-        case 13u: {
+        case OP_RELU6: {
             return select(select(v, splat(6.0), v >= splat(6.0)), splat(0.0), v <= splat(0.0));
         }
-        case 14u: {
+        case OP_LOGSIGMOID: {
             return select(v, splat(0.0), v > splat(0.0)) - log1p_unit(exp(-abs(v)));
         }
-        case 17u: {
+        case OP_CELU: {
             return select(param.x * expm1(min(v, splat(0.0)) * param.y), v, v > splat(0.0));
         }
-        case 18u: {
+        case OP_HARDTANH: {
             return clamp(v, splat(param.x), splat(param.y));
         }
-        case 19u: {
+        case OP_SOFTSIGN: {
             return select(v / (1.0 + abs(v)), nan(), is_inf(v));
         }
-        case 20u: {
+        case OP_TANHSHRINK: {
             return tanhshrink(v);
         }
-        case 21u: {
+        case OP_THRESHOLD: {
             return select(v, splat(param.y), v <= splat(param.x));
         }
-        case 22u: {
+        case OP_HARDSHRINK: {
             return select(v, splat(0.0), abs(v) <= splat(param.x));
         }
-        case 23u: {
+        case OP_SOFTSHRINK: {
             let shrunk = v - select(splat(-param.x), splat(param.x), v > splat(0.0));
             return select(shrunk, splat(0.0), abs(v) <= splat(param.x));
         }
-        case 24u: {
+        case OP_ONNX_HARDSIGMOID: {
             return clamp(param.x * v + param.y, splat(0.0), splat(1.0));
         }
-        case 25u: {
+        case OP_ONNX_SELU: {
             return param.y * elu(v, param.x);
         }
-        case 26u: {
+        case OP_ONNX_THRESHOLDED_RELU: {
             return select(splat(0.0), v, v > splat(param.x));
         }
-        case 27u: {
-            return v * sigmoid(param.x * v);
+        case OP_ONNX_SWISH, OP_QUICK_GELU: {
+            return swish(v, param.x);
+        }
+        case OP_SQUARED_RELU: {
+            let r = select(v, splat(0.0), v <= splat(0.0));
+            return r * r;
         }
         default: {
             return nan();
@@ -222,103 +246,106 @@ fn forward_op(v: V) -> V {
 // g ⊙ f'(v); for codes 15 and 16, v is the saved output y.
 fn backward_op(v: V, g: V) -> V {
     switch OP {
-        case 0u: {
+        case OP_SIGMOID: {
             return g * logistic(v).slope;
         }
-        case 1u: {
+        case OP_TANH: {
             return g * tanh_slope(v);
         }
-        case 2u: {
+        case OP_RELU: {
             // PyTorch's threshold_backward: x <= 0 ? 0 : g, so NaN passes g through.
             return select(g, splat(0.0), v <= splat(0.0));
         }
-        case 3u: {
+        case OP_LEAKY_RELU, OP_RRELU_EVAL: {
             // x > 0 ? g : g·s, so the slope applies at 0 and at NaN.
             return select(g * param.x, g, v > splat(0.0));
         }
-        case 4u: {
+        case OP_ELU: {
             return g * elu_slope(v, param.x);
         }
-        case 5u: {
+        case OP_SELU: {
             return g * (SELU_SCALE * elu_slope(v, SELU_ALPHA));
         }
-        case 6u: {
+        case OP_GELU: {
             let n = normal(v);
             return g * (n.cdf + v * n.pdf);
         }
-        case 7u: {
+        case OP_GELU_TANH: {
             return g * gelu_tanh_slope(v);
         }
-        case 8u: {
+        case OP_SILU: {
             let l = logistic(v);
             return g * (l.value + v * l.slope);
         }
-        case 9u: {
+        case OP_MISH: {
             return g * mish_slope(v);
         }
-        case 10u: {
+        case OP_SOFTPLUS: {
             let z = param.x * v;
             return select(g * sigmoid(z), g, z > splat(param.y));
         }
-        case 11u: {
+        case OP_HARDSIGMOID: {
             let inside = (v > splat(-3.0)) & (v < splat(3.0));
             return select(splat(0.0), g * (1.0 / 6.0), inside);
         }
-        case 12u: {
+        case OP_HARDSWISH: {
             // PyTorch's vectorised kernel: g at exactly 3, NaN at NaN.
             let mid = g * (v * (1.0 / 3.0) + 0.5);
             return select(select(mid, g, v >= splat(3.0)), splat(0.0), v < splat(-3.0));
         }
-        case 13u: {
+        case OP_RELU6: {
             let inside = (v > splat(0.0)) & (v < splat(6.0));
             return select(splat(0.0), g, inside);
         }
-        case 14u: {
+        case OP_LOGSIGMOID: {
             return g * sigmoid(-v);
         }
-        case 15u: {
+        case OP_SIGMOID_FROM_OUTPUT: {
             return g * v * (1.0 - v);
         }
-        case 16u: {
+        case OP_TANH_FROM_OUTPUT: {
             return g * (1.0 - v * v);
         }
-        case 17u: {
+        case OP_CELU: {
             return select(g * exp(min(v, splat(0.0)) * param.y), g, v > splat(0.0));
         }
-        case 18u: {
+        case OP_HARDTANH: {
             return select(splat(0.0), g, (v > splat(param.x)) & (v < splat(param.y)));
         }
-        case 19u: {
+        case OP_SOFTSIGN: {
             let d = 1.0 + abs(v);
             return select(g / (d * d), nan(), is_inf(v));
         }
-        case 20u: {
+        case OP_TANHSHRINK: {
             let t = tanh_stable(v);
             return g * (t * t);
         }
-        case 21u: {
+        case OP_THRESHOLD: {
             return select(g, splat(0.0), v <= splat(param.x));
         }
-        case 22u, 23u: {
+        case OP_HARDSHRINK, OP_SOFTSHRINK: {
             return select(g, splat(0.0), abs(v) <= splat(param.x));
         }
-        case 24u: {
+        case OP_ONNX_HARDSIGMOID: {
             let u = param.x * v + param.y;
             return select(splat(0.0), g * param.x, (u > splat(0.0)) & (u < splat(1.0)));
         }
-        case 25u: {
+        case OP_ONNX_SELU: {
             let d = select(param.x * exp(min(v, splat(0.0))), splat(1.0), v > splat(0.0));
             return select(g * (param.y * d), splat(0.0), v == splat(0.0));
         }
-        case 26u: {
+        case OP_ONNX_THRESHOLDED_RELU: {
             return select(splat(0.0), g, v > splat(param.x));
         }
-        case 27u: {
-            let l = logistic(param.x * v);
-            // Where σ(αv) saturates the second term is exactly 0 (αv may overflow there);
-            // at ±∞ PyTorch's product gives ∞·0 = NaN.
-            let d = select(l.value + param.x * v * l.slope, l.value, l.slope == splat(0.0));
-            return g * select(d, nan(), is_inf(v));
+        case OP_ONNX_SWISH, OP_QUICK_GELU: {
+            return swish_backward(v, g, param.x);
+        }
+        case OP_SQUARED_RELU: {
+            // 2·relu(v)·g as t + t with t = v·g: the product is rounded once and doubling it is
+            // exact, so it overflows only where the answer does. Written as a sum: Mesa moves a
+            // constant factor inwards, and (2v)·g overflows at v > 1.7e38.
+            let t = v * g;
+            return select(t + t, splat(0.0), v <= splat(0.0));
         }
         default: {
             return nan();
@@ -326,46 +353,38 @@ fn backward_op(v: V, g: V) -> V {
     }
 }
 
-// Whether f(NaN) is NaN by the formula alone, whatever a compiler makes of a comparison with
-// NaN: the v·h(v) forms (gelu, gelu_tanh, silu, mish, hardswish) and leaky_relu, whose select
-// chooses between two NaNs.
-fn nan_by_formula() -> bool {
-    return OP == 3u || OP == 6u || OP == 7u || OP == 8u || OP == 9u || OP == 12u || OP == 27u;
+// Whether op OP is in `mask`, a set of op codes from the prelude (bit c for op c).
+fn op_in(mask: u32) -> bool {
+    return ((mask >> OP) & 1u) == 1u;
 }
 
-// f(v), with NaN in giving NaN out. Comparisons with NaN are not reliable on every backend
-// (GLSL compilers fold `select(v, 0, v <= 0)` into `max`), so NaN is routed by its bits where
-// the formula alone does not carry it.
+// f(v), with PyTorch's answer at NaN: NaN, or 0 for the ops of NAN_FORWARD_ZERO (x > α ? x : 0
+// fails at NaN). Comparisons with NaN are not reliable on every backend (GLSL compilers fold
+// `select(v, 0, v <= 0)` into `max`), so NaN is routed by its bits, except for the ops whose
+// formula carries it by itself (NAN_BY_FORMULA: the v·h(v) forms, and leaky_relu's select
+// between two NaNs).
 fn forward_checked(v: V) -> V {
-    if nan_by_formula() {
+    if op_in(NAN_BY_FORMULA) {
         return forward_op(v);
     }
-    // onnx_thresholded_relu: NaN > α is false, so NaN gives 0 (as PyTorch's where).
-    let at_nan = select(v, splat(0.0), OP == 26u);
+    let at_nan = select(v, splat(0.0), op_in(NAN_FORWARD_ZERO));
     return select(forward_op(v), at_nan, is_nan(v));
 }
 
-// g·f'(v), with PyTorch's answer at NaN: relu and threshold pass g, leaky_relu (and rrelu)
-// gives g·s, hardsigmoid, relu6, hardtanh, the shrinks and the ONNX clamps and thresholds give
-// 0, the rest NaN.
+// g·f'(v), with PyTorch's answer at NaN: g (NAN_BACKWARD_GRAD: relu, threshold), g·p0
+// (NAN_BACKWARD_GRAD_SLOPE: leaky_relu, rrelu), 0 (NAN_BACKWARD_ZERO: the clamps, shrinks and
+// thresholds), NaN for the rest.
 fn backward_checked(v: V, g: V) -> V {
     var at_nan = nan();
-    switch OP {
-        case 2u, 21u: {
-            at_nan = g;
-        }
-        case 3u: {
-            at_nan = g * param.x;
-        }
-        case 11u, 13u, 18u, 22u, 23u, 24u, 25u, 26u: {
-            at_nan = splat(0.0);
-        }
-        default: {}
+    if op_in(NAN_BACKWARD_GRAD) {
+        at_nan = g;
+    } else if op_in(NAN_BACKWARD_GRAD_SLOPE) {
+        at_nan = g * param.x;
+    } else if op_in(NAN_BACKWARD_ZERO) {
+        at_nan = splat(0.0);
     }
     return select(backward_op(v, g), at_nan, is_nan(v));
 }
-
-
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

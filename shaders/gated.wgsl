@@ -1,9 +1,10 @@
 // Gated activations, forward y = f(a)·m(b) and both gradients in one pass, with a the value and
-// b the gate (GATE, override, selects the pair):
-//   0 glu         a·σ(b)          ∂a = g·σ(b)             ∂b = g·a·σ(b)(1 − σ(b))
-//   1 swiglu      silu(a)·b       ∂a = g·b·silu'(a)       ∂b = g·silu(a)
-//   2 geglu       gelu(a)·b       ∂a = g·b·gelu'(a)       ∂b = g·gelu(a)
-//   3 geglu_tanh  gelu_tanh(a)·b  ∂a = g·b·gelu_tanh'(a)  ∂b = g·gelu_tanh(a)
+// b the gate (GATE, override, selects the pair by the prelude's GATE_NAME codes, declared with
+// `Gate` in src/definitions/gated.rs):
+//   glu         a·σ(b)          ∂a = g·σ(b)             ∂b = g·a·σ(b)(1 − σ(b))
+//   swiglu      silu(a)·b       ∂a = g·b·silu'(a)       ∂b = g·silu(a)
+//   geglu       gelu(a)·b       ∂a = g·b·gelu'(a)       ∂b = g·gelu(a)
+//   geglu_tanh  gelu_tanh(a)·b  ∂a = g·b·gelu_tanh'(a)  ∂b = g·gelu_tanh(a)
 // with silu' = σ(1 + a(1 − σ)), gelu' = Φ + aφ, gelu_tanh(a) = a·σ(2u), u = √(2/π)(a + 0.044715a³).
 //
 // Two layouts: `*_split` takes one tensor whose rows of 2H hold the value in their first half
@@ -46,23 +47,26 @@ struct Gated {
 
 fn gated(a: V, b: V) -> Gated {
     switch GATE {
-        case 0u: {
+        case GATE_GLU: {
             let l = logistic(b);
             return Gated(a * l.value, l.value, a * l.slope);
         }
-        case 1u: {
+        case GATE_SWIGLU: {
             let l = logistic(a);
             let silu = a * l.value;
             return Gated(silu * b, b * (l.value + a * l.slope), silu);
         }
-        case 2u: {
+        case GATE_GEGLU: {
             let n = normal(a);
             let gelu = a * n.cdf;
             return Gated(gelu * b, b * (n.cdf + a * n.pdf), gelu);
         }
-        default: {
+        case GATE_GEGLU_TANH: {
             let gelu = a * logistic(2.0 * gelu_tanh_inner(a)).value;
             return Gated(gelu * b, b * gelu_tanh_slope(a), gelu);
+        }
+        default: {
+            return Gated(nan(), nan(), nan());
         }
     }
 }

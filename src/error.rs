@@ -84,6 +84,16 @@ pub enum Error {
     /// An activation name that is not one of [`crate::Activation::ALL`].
     #[error("unknown activation {0:?}")]
     UnknownActivation(String),
+    /// A parameter an activation does not take.
+    #[error("{op} has no parameter {name:?} (it takes {})", list_or_none(takes))]
+    UnknownParameter {
+        /// The activation.
+        op: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The parameters it takes.
+        takes: Vec<&'static str>,
+    },
     /// The requested backend name is not one this crate knows.
     #[error("unknown backend {0:?}; expected one of auto, vulkan, metal, dx12, gl, webgpu, cpu")]
     UnknownBackend(String),
@@ -254,5 +264,14 @@ impl Error {
             shape: shape.to_vec(),
             reason,
         }
+    }
+}
+
+/// `a, b` or `none`, for messages.
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
     }
 }

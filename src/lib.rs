@@ -25,6 +25,7 @@
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod accuracy;
+pub mod cases;
 mod context;
 pub mod cpu;
 mod definitions;

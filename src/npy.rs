@@ -69,8 +69,12 @@ pub fn read(path: &Path) -> Result<Values, FileError> {
 /// Parses the bytes of an .npy file; `path` only names it in errors. Never panics, whatever
 /// the bytes.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Values, FileError> {
-    let npy = npyz::NpyFile::new(bytes)
-        .map_err(|e| file_error(path, format!("not a valid .npy file ({e})")))?;
+    // A header's parse error spans several lines (it draws the text): its first says enough.
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| {
+        let e = e.to_string();
+        let first = e.lines().next().unwrap_or("").trim().trim_end_matches(':');
+        file_error(path, format!("not a valid .npy file ({first})"))
+    })?;
     if npy.order() == Order::Fortran {
         return Err(file_error(
             path,

@@ -13,47 +13,7 @@ const RTOL: f64 = 1e-5;
 
 /// The activations with non-default parameters too.
 fn every_variant() -> Vec<Activation> {
-    let mut all = Activation::ALL.to_vec();
-    all.extend([
-        Activation::LeakyRelu {
-            negative_slope: 0.2,
-        },
-        Activation::Elu { alpha: 1.7 },
-        Activation::Softplus {
-            beta: 2.0,
-            threshold: 15.0,
-        },
-        Activation::Softplus {
-            beta: 0.5,
-            threshold: 5.0,
-        },
-        Activation::Celu { alpha: 0.7 },
-        Activation::Hardtanh {
-            min_val: -2.0,
-            max_val: 3.0,
-        },
-        Activation::Threshold {
-            threshold: 0.5,
-            value: -2.0,
-        },
-        Activation::Hardshrink { lambd: 1.5 },
-        Activation::Softshrink { lambd: 1.5 },
-        Activation::OnnxSelu {
-            alpha: 2.0,
-            gamma: 3.0,
-        },
-        Activation::OnnxThresholdedRelu { alpha: 0.25 },
-        Activation::OnnxSwish { alpha: 1.5 },
-        Activation::RreluEval {
-            lower: 0.05,
-            upper: 0.45,
-        },
-        Activation::OnnxHardSigmoid {
-            alpha: 0.3,
-            beta: 0.6,
-        },
-    ]);
-    all
+    gpu_activations::cases::activation_variants()
 }
 
 /// Runs forward and backward of `act` on `ctx` and checks both against the f64 reference.
@@ -520,5 +480,42 @@ fn bad_input_gives_typed_errors() {
         // An empty tensor is PyTorch's empty answer, not an error.
         let empty = Tensor::from_slice(&ctx, &[], &[0, 4]).unwrap();
         assert_eq!(empty.gelu().unwrap().to_vec().unwrap(), Vec::<f32>::new());
+    }
+}
+
+/// The third wave's activations, each one entry of the op table: QuickGELU and squared ReLU
+/// against PyTorch, special values (±1e20, ±1e30, ±∞, NaN) included, on every backend.
+#[test]
+fn quick_gelu_and_squared_relu_match_pytorch_fixtures_on_every_backend() {
+    let dir = fixtures().join("wave3/activations");
+    let (x, _) = npy_f32(&dir.join("x.npy"));
+    let (g, _) = npy_f32(&dir.join("g.npy"));
+    for ctx in common::all_backends() {
+        let xt = Tensor::from_slice(&ctx, &x, &[x.len()]).unwrap();
+        let gt = Tensor::from_slice(&ctx, &g, &[g.len()]).unwrap();
+        for name in ["quick_gelu", "squared_relu"] {
+            let act: Activation = name.parse().unwrap();
+            let (want_y, _) = npy(&dir.join(format!("{name}.forward.npy")));
+            let (want_dx, _) = npy(&dir.join(format!("{name}.backward.npy")));
+            let y = xt.activation(act).unwrap().to_vec().unwrap();
+            let dx = xt.activation_backward(act, &gt).unwrap().to_vec().unwrap();
+            let tag = format!("{} PyTorch {name}", label(&ctx));
+            assert_all_close(&format!("{tag} forward"), &y, &want_y, &[&x], ATOL, RTOL);
+            let tag = format!("{tag} backward");
+            assert_all_close(&tag, &dx, &want_dx, &[&x, &g], ATOL, RTOL);
+            // The f64 reference agrees with PyTorch too, NaN and ±∞ in the same places.
+            let reference: Vec<f32> = x
+                .iter()
+                .map(|&v| act.reference(f64::from(v)) as f32)
+                .collect();
+            assert_all_close(
+                &format!("{name} reference"),
+                &reference,
+                &want_y,
+                &[&x],
+                ATOL,
+                RTOL,
+            );
+        }
     }
 }

@@ -1385,6 +1385,12 @@ fn info_check_demo_and_bench_work_on_every_backend() {
             "nll-loss-dim1 grad",
             "nll-loss grad",
             "cross-entropy softcap + z-loss lse",
+            "quick-gelu-backward",
+            "squared-relu",
+            "linear-backward dw",
+            "linear-cross-entropy dx",
+            "adam",
+            "sgd",
         ] {
             assert!(text.contains(op), "check {b} does not cover {op}");
         }
@@ -1558,4 +1564,610 @@ fn every_subcommand_has_help_with_an_example() {
         );
         assert!(text.contains("--backend"), "{sub} --help lacks --backend");
     }
+}
+
+/// Asserts that `args` fails with one stderr line holding every word of `words`, writes
+/// nothing at `output` and does not panic or abort.
+fn assert_refused(args: &[&str], words: &[&str], output: &Path) {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected one stderr line, got {err:?}"
+    );
+    for word in words {
+        assert!(
+            lines[0].contains(word),
+            "{args:?}: {:?} should name {word}",
+            lines[0]
+        );
+    }
+    assert!(!output.exists(), "{args:?} wrote {}", output.display());
+}
+
+#[test]
+fn a_flag_an_op_does_not_take_is_refused_naming_the_flag_and_the_op() {
+    let f = Files::new();
+    write_f32(&f.path("x.npy"), &uniform(1, 12, -3.0, 3.0), &[3, 4]);
+    write_f32(&f.path("g.npy"), &uniform(2, 12, -1.0, 1.0), &[3, 4]);
+    write_f32(&f.path("probs.npy"), &[0.25; 12], &[3, 4]);
+    write_f32(&f.path("pw.npy"), &[1.0; 4], &[4]);
+    write_npy(&f.path("labels.npy"), &[0i64, 3, 1], &[3], "<i8");
+    let (x, out) = (f.s("x.npy"), f.path("out.npy"));
+    let (labels, probs, pw, g, loss) = (
+        f.s("labels.npy"),
+        f.s("probs.npy"),
+        f.s("pw.npy"),
+        f.s("g.npy"),
+        f.s("loss.npy"),
+    );
+    let o = out.to_string_lossy().into_owned();
+    let base = |op: &'static str| vec!["run", op, "--input", &x, "--output", &o];
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("softmax", vec!["--dim", "0"], "--dim"),
+        (
+            "relu",
+            vec!["--label-smoothing", "0.3"],
+            "--label-smoothing",
+        ),
+        ("relu", vec!["--negative-slope", "0.3"], "--negative-slope"),
+        ("relu", vec!["--reduction", "sum"], "--reduction"),
+        ("gelu", vec!["--targets", &labels], "--targets"),
+        ("gelu", vec!["--grad-output", &g], "--grad-output"),
+        (
+            "bce-with-logits",
+            vec!["--targets", &probs, "--label-smoothing", "0.5"],
+            "--label-smoothing",
+        ),
+        (
+            "bce-with-logits",
+            vec!["--targets", &probs, "--ignore-index", "3"],
+            "--ignore-index",
+        ),
+        (
+            "cross-entropy",
+            vec!["--targets", &labels, "--pos-weight", &pw],
+            "--pos-weight",
+        ),
+        ("softmax", vec!["--loss-output", &loss], "--loss-output"),
+        ("relu", vec!["--softcap", "3"], "--softcap"),
+        ("leaky-relu", vec!["--alpha", "0.3"], "--alpha"),
+    ];
+    for (op, extra, flag) in cases {
+        let mut args = base(op);
+        args.extend(extra);
+        args.extend(["--backend", "cpu"]);
+        assert_refused(&args, &[flag, op], &out);
+    }
+    let svg = f.path("p.svg");
+    assert_refused(
+        &[
+            "plot",
+            "relu",
+            "--negative-slope",
+            "0.5",
+            "--output",
+            &svg.to_string_lossy(),
+            "--backend",
+            "cpu",
+        ],
+        &["--negative-slope", "relu"],
+        &svg,
+    );
+    // A flag that applies to one of the ops drawn is taken.
+    let o2 = run(&[
+        "plot",
+        "relu",
+        "leaky-relu",
+        "--negative-slope",
+        "0.5",
+        "--output",
+        &svg.to_string_lossy(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+}
+
+#[test]
+fn hardtanh_takes_infinite_bounds_and_refuses_crossed_ones_on_the_command_line() {
+    let f = Files::new();
+    let x = [
+        -1e30f32,
+        -2.0,
+        -0.5,
+        0.0,
+        0.5,
+        2.0,
+        1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    write_f32(&f.path("x.npy"), &x, &[x.len()]);
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        for (lo, hi) in [("0", "inf"), ("-inf", "1"), ("-inf", "inf")] {
+            let out = f.path("y.npy");
+            let o = run(&[
+                "run",
+                "hardtanh",
+                "--input",
+                &f.s("x.npy"),
+                "--min-val",
+                lo,
+                "--max-val",
+                hi,
+                "--output",
+                &out.to_string_lossy(),
+                "--backend",
+                &b,
+            ]);
+            assert!(
+                o.status.success(),
+                "{b} hardtanh({lo}, {hi}): {}",
+                stderr(&o)
+            );
+            let (lo, hi): (f32, f32) = (lo.parse().unwrap(), hi.parse().unwrap());
+            let want: Vec<f32> = x.iter().map(|v| v.clamp(lo, hi)).collect();
+            assert_bits(
+                &format!("{b} hardtanh({lo}, {hi})"),
+                &read_f32(&out).0,
+                &want,
+            );
+        }
+    }
+    let out = f.path("crossed.npy");
+    assert_refused(
+        &[
+            "run",
+            "hardtanh",
+            "--input",
+            &f.s("x.npy"),
+            "--min-val",
+            "1",
+            "--max-val",
+            "0",
+            "--output",
+            &out.to_string_lossy(),
+            "--backend",
+            "cpu",
+        ],
+        &["max_val"],
+        &out,
+    );
+}
+
+#[test]
+fn cross_entropy_takes_whole_number_float_labels_with_the_heads_options() {
+    let f = Files::new();
+    let (rows, cols) = (5, 9);
+    write_f32(
+        &f.path("x.npy"),
+        &uniform(3, rows * cols, -4.0, 4.0),
+        &[rows, cols],
+    );
+    write_npy(&f.path("int.npy"), &[0i64, 8, 3, 3, 5], &[rows], "<i8");
+    write_f32(&f.path("float.npy"), &[0.0, 8.0, 3.0, 3.0, 5.0], &[rows]);
+    write_npy(
+        &f.path("double.npy"),
+        &[0.0f64, 8.0, 3.0, 3.0, 5.0],
+        &[rows],
+        "<f8",
+    );
+    let head = ["--softcap", "15", "--lse-square-scale", "1e-3"];
+    let mut outputs = Vec::new();
+    for labels in ["int.npy", "float.npy", "double.npy"] {
+        let (grad, loss) = (
+            f.path(&format!("g-{labels}")),
+            f.path(&format!("l-{labels}")),
+        );
+        let (x, t) = (f.s("x.npy"), f.s(labels));
+        let mut args = vec!["run", "cross-entropy", "--input", &x, "--targets", &t];
+        let (g, l) = (grad.to_string_lossy(), loss.to_string_lossy());
+        args.extend(["--output", &g, "--loss-output", &l, "--backend", "cpu"]);
+        args.extend(head);
+        let o = run(&args);
+        assert!(o.status.success(), "{labels}: {}", stderr(&o));
+        outputs.push((read_f32(&grad).0, read_f32(&loss).0));
+    }
+    for (i, o) in outputs.iter().enumerate().skip(1) {
+        assert_bits(&format!("grad {i}"), &o.0, &outputs[0].0);
+        assert_bits(&format!("loss {i}"), &o.1, &outputs[0].1);
+    }
+}
+
+/// `[n, k]` row-major values of a seeded uniform, widened.
+fn wide(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+#[test]
+fn linear_and_the_fused_linear_cross_entropy_run_against_the_cpu_reference() {
+    use gpu_activations::cpu::{linear as linear_ref, loss as loss_ref};
+    let f = Files::new();
+    let (n, h, k) = (6, 7, 5);
+    let x = uniform(11, n * h, -1.0, 1.0);
+    let w = uniform(12, k * h, -1.0, 1.0);
+    let bias = uniform(13, k, -0.5, 0.5);
+    let g = uniform(14, n * k, -1.0, 1.0);
+    let class_weight = uniform(15, k, 0.5, 1.5);
+    let labels: Vec<i64> = vec![0, 4, 2, -100, 1, 3];
+    write_f32(&f.path("x.npy"), &x, &[n, h]);
+    write_f32(&f.path("w.npy"), &w, &[k, h]);
+    write_f32(&f.path("b.npy"), &bias, &[k]);
+    write_f32(&f.path("g.npy"), &g, &[n, k]);
+    write_f32(&f.path("cw.npy"), &class_weight, &[k]);
+    write_npy(&f.path("t.npy"), &labels, &[n], "<i8");
+    let (tol_a, tol_r) = (1e-5, 1e-5);
+    let y_want = linear_ref::forward(&wide(&x), &wide(&w), Some(&wide(&bias)), n, h, k);
+    let (dx_want, dw_want, db_want) =
+        linear_ref::backward(&wide(&x), &wide(&w), &wide(&g), n, h, k);
+    let z = linear_ref::forward(&wide(&x), &wide(&w), Some(&wide(&bias)), n, h, k);
+    let head = loss_ref::cross_entropy_head(
+        &z,
+        k,
+        &labels,
+        Some(&wide(&class_weight)),
+        Reduction::Mean,
+        -100,
+        0.1,
+        1e-3,
+        Some(4.0),
+    );
+    let (hdx, hdw, hdb) = linear_ref::backward(&wide(&x), &wide(&w), &head.grad, n, h, k);
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        let o = run(&[
+            "run",
+            "linear",
+            "--input",
+            &f.s("x.npy"),
+            "--weight",
+            &f.s("w.npy"),
+            "--bias",
+            &f.s("b.npy"),
+            "--output",
+            &f.s("y.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b} linear: {}", stderr(&o));
+        let (y, shape) = read_f32(&f.path("y.npy"));
+        assert_eq!(shape, [n, k]);
+        common::assert_all_close(&format!("{b} linear"), &y, &y_want, &[], tol_a, tol_r);
+
+        let o = run(&[
+            "run",
+            "linear-backward",
+            "--input",
+            &f.s("x.npy"),
+            "--weight",
+            &f.s("w.npy"),
+            "--grad-output",
+            &f.s("g.npy"),
+            "--output",
+            &f.s("dx.npy"),
+            "--weight-grad-output",
+            &f.s("dw.npy"),
+            "--bias-grad-output",
+            &f.s("db.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(o.status.success(), "{b} linear-backward: {}", stderr(&o));
+        for (file, want) in [
+            ("dx.npy", &dx_want),
+            ("dw.npy", &dw_want),
+            ("db.npy", &db_want),
+        ] {
+            let got = read_f32(&f.path(file)).0;
+            common::assert_all_close(&format!("{b} linear {file}"), &got, want, &[], tol_a, tol_r);
+        }
+
+        let o = run(&[
+            "run",
+            "linear-cross-entropy",
+            "--input",
+            &f.s("x.npy"),
+            "--weight",
+            &f.s("w.npy"),
+            "--bias",
+            &f.s("b.npy"),
+            "--targets",
+            &f.s("t.npy"),
+            "--class-weight",
+            &f.s("cw.npy"),
+            "--label-smoothing",
+            "0.1",
+            "--lse-square-scale",
+            "1e-3",
+            "--softcap",
+            "4",
+            "--output",
+            &f.s("hdx.npy"),
+            "--weight-grad-output",
+            &f.s("hdw.npy"),
+            "--bias-grad-output",
+            &f.s("hdb.npy"),
+            "--loss-output",
+            &f.s("loss.npy"),
+            "--lse-output",
+            &f.s("lse.npy"),
+            "--z-loss-output",
+            &f.s("z.npy"),
+            "--backend",
+            &b,
+        ]);
+        assert!(
+            o.status.success(),
+            "{b} linear-cross-entropy: {}",
+            stderr(&o)
+        );
+        for (file, want) in [
+            ("hdx.npy", &hdx),
+            ("hdw.npy", &hdw),
+            ("hdb.npy", &hdb),
+            ("loss.npy", &head.loss),
+            ("lse.npy", &head.lse),
+            ("z.npy", &head.z_loss),
+        ] {
+            let got = read_f32(&f.path(file)).0;
+            common::assert_all_close(&format!("{b} lce {file}"), &got, want, &[], tol_a, tol_r);
+        }
+    }
+}
+
+#[test]
+fn sizes_beyond_the_adapter_or_the_host_are_refused_before_anything_is_allocated() {
+    let out = PathBuf::from("/nonexistent-output-never-written");
+    for b in ["cpu".to_string()]
+        .into_iter()
+        .chain(common::gpus().iter().take(1).map(backend_name))
+    {
+        for shape in [
+            "1099511627776,1024",
+            "18446744073709551615,2",
+            "100000000000,100000000000",
+        ] {
+            assert_refused(
+                &[
+                    "bench",
+                    "--op",
+                    "softmax",
+                    "--shape",
+                    shape,
+                    "--runs",
+                    "1",
+                    "--backend",
+                    &b,
+                ],
+                &["--shape"],
+                &out,
+            );
+        }
+        for (rows, cols) in [("100000", "100000"), ("18446744073709551615", "2")] {
+            assert_refused(
+                &["demo", "--rows", rows, "--cols", cols, "--backend", &b],
+                &["--rows"],
+                &out,
+            );
+        }
+    }
+    for args in [
+        vec!["demo", "--rows", "0", "--backend", "cpu"],
+        vec!["demo", "--cols", "0", "--backend", "cpu"],
+        vec![
+            "bench",
+            "--op",
+            "relu",
+            "--shape",
+            "8",
+            "--runs",
+            "0",
+            "--backend",
+            "cpu",
+        ],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(args[args.len() - 3]),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn train_finds_its_digits_wherever_it_is_run_from() {
+    let dir = workdir();
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["train", "--epochs", "2", "--backend", "cpu"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["train", "--data", "/no/such/digits.csv", "--backend", "cpu"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--data") && stderr(&o).contains("digits.csv"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn messages_name_the_op_and_the_file_at_fault() {
+    let f = Files::new();
+    write_f32(&f.path("x.npy"), &uniform(1, 6, -1.0, 1.0), &[2, 3]);
+    write_f32(&f.path("x1.npy"), &uniform(1, 3, -1.0, 1.0), &[3]);
+    write_f32(&f.path("fractional.npy"), &[0.5, 1.0], &[2]);
+    write_f32(&f.path("slopes.npy"), &[0.1; 4], &[4]);
+    write_f32(&f.path("labels3.npy"), &[0.0, 1.0, 2.0], &[3]);
+    std::fs::write(
+        f.path("header.npy"),
+        b"\x93NUMPY\x01\x00\x1e\x00{'descr': '<f4', 'fortran_ord\n\n",
+    )
+    .unwrap();
+    let out = f.path("out.npy");
+    let o = out.to_string_lossy().into_owned();
+    let x = f.s("x.npy");
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend([
+            "--output".into(),
+            o.clone(),
+            "--backend".into(),
+            "cpu".into(),
+        ]);
+        all
+    };
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            with(&[
+                "run",
+                "nll-loss",
+                "--input",
+                &x,
+                "--targets",
+                &f.s("fractional.npy"),
+            ]),
+            vec!["fractional.npy", "nll"],
+        ),
+        (
+            with(&[
+                "run",
+                "prelu",
+                "--input",
+                &x,
+                "--weight",
+                &f.s("slopes.npy"),
+            ]),
+            vec!["slopes.npy", "prelu"],
+        ),
+        (
+            with(&[
+                "run",
+                "cross-entropy-dim1",
+                "--input",
+                &f.s("x1.npy"),
+                "--targets",
+                &f.s("labels3.npy"),
+            ]),
+            vec!["x1.npy", "rank"],
+        ),
+        (
+            with(&["run", "relu", "--input", &f.s("header.npy")]),
+            vec!["header.npy"],
+        ),
+    ];
+    for (args, words) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_refused(&args, &words, &out);
+        if words.contains(&"nll") {
+            assert!(!stderr(&run(&args)).contains("cross_entropy"), "{args:?}");
+        }
+    }
+    // Backends this system does not have say which systems do; the browser's is refused.
+    #[cfg(target_os = "linux")]
+    for (backend, system) in [
+        ("metal", "macOS"),
+        ("dx12", "Windows"),
+        ("webgpu", "browser"),
+    ] {
+        let o = run(&["info", "--backend", backend]);
+        assert!(!o.status.success(), "{backend}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(system) && !err.contains("apt-get"),
+            "{backend}: {err}"
+        );
+    }
+    let o = run(&["plot", "--help"]);
+    let usage = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        usage.contains("[OPS]..."),
+        "plot's ops are optional: {usage}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::process::Stdio;
+    for args in [
+        vec!["info", "--backend", "cpu"],
+        vec!["check", "--backend", "cpu"],
+    ] {
+        let mut child = bin()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {:?} {err}", o.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn the_third_waves_activations_run_check_bench_and_plot() {
+    let f = Files::new();
+    let x = uniform(21, 64, -6.0, 6.0);
+    write_f32(&f.path("x.npy"), &x, &[64]);
+    for op in ["quick-gelu", "squared-relu"] {
+        let o = run(&[
+            "run",
+            op,
+            "--input",
+            &f.s("x.npy"),
+            "--output",
+            &f.s("y.npy"),
+            "--backend",
+            "cpu",
+        ]);
+        assert!(o.status.success(), "{op}: {}", stderr(&o));
+        let act: Activation = op.parse().unwrap();
+        let want: Vec<f32> = x
+            .iter()
+            .map(|&v| act.reference(f64::from(v)) as f32)
+            .collect();
+        assert_bits(op, &read_f32(&f.path("y.npy")).0, &want);
+    }
+    let o = run(&[
+        "plot",
+        "quick-gelu",
+        "squared-relu",
+        "--output",
+        &f.s("p.svg"),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "bench",
+        "--op",
+        "quick-gelu",
+        "--op",
+        "squared-relu-backward",
+        "--shape",
+        "4096",
+        "--runs",
+        "1",
+        "--warmup",
+        "1",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("quick-gelu") && text.contains("squared-relu-backward"),
+        "{text}"
+    );
 }

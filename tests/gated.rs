@@ -149,29 +149,7 @@ fn split_and_pair_layouts_agree_with_the_reference_at_every_width() {
 }
 
 /// The special values of the table, as value and as gate.
-const SPECIAL: [f32; 21] = [
-    0.0,
-    -0.0,
-    1e-30,
-    -1e-30,
-    1.0,
-    -1.0,
-    5.0,
-    -5.0,
-    30.0,
-    -30.0,
-    88.0,
-    -88.0,
-    100.0,
-    -100.0,
-    1e4,
-    -1e4,
-    1e30,
-    -1e30,
-    f32::INFINITY,
-    f32::NEG_INFINITY,
-    f32::NAN,
-];
+use gpu_activations::cases::GATED_SPECIAL as SPECIAL;
 
 /// Whether an infinite operand meets a factor of the other that is not 0 but under 1e-30: the
 /// f32 intermediates of such a factor (e^−|x|, σ, Φ, φ) are subnormal or 0, so where the f64

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["context"],
     &["wgsl"],
     &["gpu"],
-    &["cpu"],
+    &["cpu", "cases"],
     &["definitions"],
     &["accuracy"],
     &["layout", "npy"],

@@ -163,3 +163,86 @@ fn prelu_nan_follows_pytorch_and_bad_input_is_typed() {
         ));
     }
 }
+
+/// y, dx and dweight in f64 for a slope of shape `w_shape` broadcast to `shape` by numpy's
+/// rules (right-aligned; each slope dim 1 or X's), dweight reduced over the broadcast dims.
+fn broadcast_reference(
+    x: &[f32],
+    shape: &[usize],
+    w: &[f32],
+    w_shape: &[usize],
+    g: &[f32],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let lead = shape.len() - w_shape.len();
+    let mut dw = vec![0.0; w.len()];
+    let (mut y, mut dx) = (Vec::new(), Vec::new());
+    for (i, (&v, &g)) in x.iter().zip(g).enumerate() {
+        // X's coordinates of element i, then the slope's index.
+        let mut rest = i;
+        let mut coords = vec![0; shape.len()];
+        for d in (0..shape.len()).rev() {
+            coords[d] = rest % shape[d];
+            rest /= shape[d];
+        }
+        let c = w_shape.iter().enumerate().fold(0, |acc, (d, &len)| {
+            acc * len + if len == 1 { 0 } else { coords[lead + d] }
+        });
+        let (v, g, s) = (f64::from(v), f64::from(g), f64::from(w[c]));
+        if v > 0.0 {
+            y.push(v);
+            dx.push(g);
+        } else {
+            y.push(s * v);
+            dx.push(s * g);
+            dw[c] += v * g;
+        }
+    }
+    (y, dx, dw)
+}
+
+/// ONNX's PRelu: the slope broadcasts to X unidirectionally (numpy's rules), and its gradient
+/// is reduced over the dims it was broadcast along.
+#[test]
+fn prelu_broadcast_follows_onnx_and_reduces_the_slope_gradient() {
+    let shape = [3, 4, 5];
+    let n = 60;
+    let slopes: [&[usize]; 8] = [
+        &[5],
+        &[3, 4, 5],
+        &[4, 1],
+        &[1, 4, 5],
+        &[3, 1, 1],
+        &[3, 1, 5],
+        &[1],
+        &[],
+    ];
+    let x = uniform(1200, n, -3.0, 3.0);
+    let g = uniform(1201, n, -1.0, 1.0);
+    for ctx in all_backends() {
+        let xt = Tensor::from_slice(&ctx, &x, &shape).unwrap();
+        let gt = Tensor::from_slice(&ctx, &g, &shape).unwrap();
+        for (i, &w_shape) in slopes.iter().enumerate() {
+            let len: usize = w_shape.iter().product();
+            let w = uniform(1210 + i as u64, len, -0.5, 0.5);
+            let wt = Tensor::from_slice(&ctx, &w, w_shape).unwrap();
+            let (want_y, want_dx, want_dw) = broadcast_reference(&x, &shape, &w, w_shape, &g);
+            let tag = format!("{} prelu_broadcast slope {w_shape:?}", label(&ctx));
+            let y = xt.prelu_broadcast(&wt).unwrap().to_vec().unwrap();
+            assert_all_close(&format!("{tag} y"), &y, &want_y, &[&x], 1e-6, 1e-5);
+            let (dx, dw) = xt.prelu_broadcast_backward(&wt, &gt).unwrap();
+            assert_eq!(dw.shape(), w_shape, "{tag}");
+            let (dx, dw) = (dx.to_vec().unwrap(), dw.to_vec().unwrap());
+            assert_all_close(&format!("{tag} dx"), &dx, &want_dx, &[&x], 1e-6, 1e-5);
+            assert_all_close(&format!("{tag} dw"), &dw, &want_dw, &[], 1e-5, 1e-5);
+        }
+        // A slope that does not broadcast to X, or has more dims, is a typed error.
+        for bad in [&[4][..], &[2, 4, 5], &[1, 3, 4, 5], &[5, 1]] {
+            let len: usize = bad.iter().product();
+            let wt = Tensor::from_slice(&ctx, &vec![0.1; len], bad).unwrap();
+            assert!(
+                matches!(xt.prelu_broadcast(&wt), Err(Error::ShapeMismatch { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}

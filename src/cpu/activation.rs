@@ -6,7 +6,7 @@
 //! NaN through as g and g·slope, relu6' and hardsigmoid' give 0 at NaN; every other function
 //! gives NaN for NaN.
 
-use crate::definitions::activation::Activation;
+use crate::definitions::activation::{Activation, QUICK_GELU_ALPHA};
 
 const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
@@ -75,6 +75,17 @@ fn tanhshrink(x: f64) -> f64 {
     } else {
         x - x.tanh()
     }
+}
+
+/// x·σ(αx): onnx_swish, and QuickGELU with α = 1.702.
+fn swish(x: f64, alpha: f64) -> f64 {
+    x * sigmoid(alpha * x)
+}
+
+/// g·(σ(αx) + αx·σ(αx)(1 − σ(αx))), NaN at ±∞ (∞·0, as PyTorch's product).
+fn swish_backward(x: f64, g: f64, alpha: f64) -> f64 {
+    let s = sigmoid(alpha * x);
+    g * (s + alpha * x * s * (1.0 - s))
 }
 
 /// The eval-mode slope of rrelu.
@@ -205,7 +216,15 @@ pub fn forward(act: Activation, x: f64) -> f64 {
                 0.0
             }
         }
-        Activation::OnnxSwish { alpha } => x * sigmoid(f64::from(alpha) * x),
+        Activation::OnnxSwish { alpha } => swish(x, f64::from(alpha)),
+        Activation::QuickGelu => swish(x, f64::from(QUICK_GELU_ALPHA)),
+        Activation::SquaredRelu => {
+            if x > 0.0 || x.is_nan() {
+                x * x
+            } else {
+                0.0
+            }
+        }
     }
 }
 
@@ -348,10 +367,14 @@ pub fn backward(act: Activation, x: f64, g: f64) -> f64 {
                 0.0
             }
         }
-        Activation::OnnxSwish { alpha } => {
-            let a = f64::from(alpha);
-            let s = sigmoid(a * x);
-            g * (s + a * x * s * (1.0 - s))
+        Activation::OnnxSwish { alpha } => swish_backward(x, g, f64::from(alpha)),
+        Activation::QuickGelu => swish_backward(x, g, f64::from(QUICK_GELU_ALPHA)),
+        Activation::SquaredRelu => {
+            if x > 0.0 || x.is_nan() {
+                2.0 * x * g
+            } else {
+                0.0
+            }
         }
     }
 }
@@ -390,5 +413,36 @@ impl Activation {
     /// `g·f'(x)` in f64 (the CPU reference).
     pub fn reference_backward(self, x: f64, g: f64) -> f64 {
         backward(self, x, g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definitions::activation::{NanBackward, NanForward};
+
+    #[test]
+    fn the_cpu_reference_gives_each_entrys_answer_at_nan() {
+        let nan = f64::NAN;
+        for a in Activation::ALL {
+            let (at_nan, at_nan_backward) = a.nan_policy();
+            let y = forward(a, nan);
+            match at_nan {
+                NanForward::Zero => assert_eq!(y, 0.0, "{a:?}"),
+                NanForward::Nan | NanForward::NanByFormula => assert!(y.is_nan(), "{a:?}"),
+            }
+            let g = 0.75;
+            let dx = backward(a, nan, g);
+            let want = match at_nan_backward {
+                NanBackward::Nan => nan,
+                NanBackward::Grad => g,
+                NanBackward::GradTimesSlope => g * f64::from(a.packed()[0]),
+                NanBackward::Zero => 0.0,
+            };
+            assert!(
+                dx == want || (dx.is_nan() && want.is_nan()),
+                "{a:?}: {dx} at NaN, the table says {at_nan_backward:?}"
+            );
+        }
     }
 }

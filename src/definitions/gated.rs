@@ -60,3 +60,40 @@ impl FromStr for Gate {
             .ok_or_else(|| Error::UnknownActivation(s.to_string()))
     }
 }
+
+impl Gate {
+    /// The `GATE` override constant of `shaders/gated.wgsl` (`GATE_NAME` in its prelude).
+    pub(crate) fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// The gates' codes for the WGSL prelude: `GATE_GLU`, `GATE_SWIGLU`, ….
+pub(crate) fn wgsl_constants() -> Vec<(String, u32, &'static str)> {
+    Gate::ALL
+        .iter()
+        .map(|g| {
+            (
+                format!("GATE_{}", g.name().to_uppercase()),
+                g.code(),
+                "a gated activation's code",
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_gate_has_its_case_in_the_shader() {
+        let source = include_str!("../../shaders/gated.wgsl");
+        let cases = crate::definitions::activation::tests::cases_of(source, "gated");
+        for g in Gate::ALL {
+            let name = format!("GATE_{}", g.name().to_uppercase());
+            assert_eq!(cases.iter().filter(|c| **c == name).count(), 1, "{name}");
+        }
+        assert_eq!(cases.len(), Gate::ALL.len());
+    }
+}

@@ -9,5 +9,7 @@ pub mod loss;
 /// The op codes the shaders switch on, as `(WGSL constant name, code, what it is)`, for the
 /// generated prelude of every module ([`crate::wgsl`]).
 pub(crate) fn wgsl_constants() -> Vec<(String, u32, &'static str)> {
-    Vec::new()
+    let mut all = activation::wgsl_constants();
+    all.extend(gated::wgsl_constants());
+    all
 }

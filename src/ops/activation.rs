@@ -3,7 +3,7 @@
 //! `Tensor` methods.
 
 use crate::cpu;
-use crate::definitions::activation::Activation;
+use crate::definitions::activation::{Activation, SIGMOID_FROM_OUTPUT, TANH_FROM_OUTPUT};
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout::DType;
@@ -13,63 +13,18 @@ use crate::tensor::{Storage, Tensor, read_host, write_host};
 use crate::wgsl::Shader;
 
 impl Activation {
-    /// The `OP` override constant that selects this function in `shaders/activation.wgsl`
-    /// ([`Shader::Activation`](crate::Shader::Activation)), for driving the kernel directly.
+    /// The `OP` override constant that selects this function in `shaders/activation.wgsl`.
+    /// Not part of the API: the benchmarks (`benches/`) launch the module on raw wgpu with it.
+    #[doc(hidden)]
     pub fn shader_code(self) -> u32 {
-        match self {
-            Activation::Sigmoid => 0,
-            Activation::Tanh => 1,
-            Activation::Relu => 2,
-            Activation::LeakyRelu { .. } => 3,
-            Activation::Elu { .. } => 4,
-            Activation::Selu => 5,
-            Activation::Gelu => 6,
-            Activation::GeluTanh => 7,
-            Activation::Silu => 8,
-            Activation::Mish => 9,
-            Activation::Softplus { .. } => 10,
-            Activation::Hardsigmoid => 11,
-            Activation::Hardswish => 12,
-            Activation::Relu6 => 13,
-            Activation::Logsigmoid => 14,
-            // 15 and 16 are the backward from the saved output of sigmoid and tanh.
-            Activation::Celu { .. } => 17,
-            Activation::Hardtanh { .. } => 18,
-            Activation::Softsign => 19,
-            Activation::Tanhshrink => 20,
-            Activation::Threshold { .. } => 21,
-            Activation::Hardshrink { .. } => 22,
-            Activation::Softshrink { .. } => 23,
-            // A leaky ReLU with its fixed slope.
-            Activation::RreluEval { .. } => 3,
-            Activation::OnnxHardSigmoid { .. } => 24,
-            Activation::OnnxSelu { .. } => 25,
-            Activation::OnnxThresholdedRelu { .. } => 26,
-            Activation::OnnxSwish { .. } => 27,
-        }
+        self.code()
     }
 
-    /// The kernel's uniform parameters `p0, p1, p2` for this function (see
-    /// [`Activation::shader_code`]).
+    /// The kernel's uniform parameters `p0, p1, p2` for this function. Not part of the API:
+    /// for the benchmarks, as [`Activation::shader_code`].
+    #[doc(hidden)]
     pub fn shader_params(self) -> [f32; 3] {
-        match self {
-            Activation::LeakyRelu { negative_slope } => [negative_slope, 0.0, 0.0],
-            Activation::Elu { alpha } => [alpha, 0.0, 0.0],
-            Activation::Softplus { beta, threshold } => [beta, threshold, 1.0 / beta],
-            Activation::Celu { alpha } => [alpha, 1.0 / alpha, 0.0],
-            Activation::Hardtanh { min_val, max_val } => [min_val, max_val, 0.0],
-            Activation::Threshold { threshold, value } => [threshold, value, 0.0],
-            Activation::Hardshrink { lambd } | Activation::Softshrink { lambd } => {
-                [lambd, 0.0, 0.0]
-            }
-            Activation::RreluEval { lower, upper } => [(lower + upper) / 2.0, 0.0, 0.0],
-            Activation::OnnxHardSigmoid { alpha, beta } => [alpha, beta, 0.0],
-            Activation::OnnxSelu { alpha, gamma } => [alpha, gamma, 0.0],
-            Activation::OnnxThresholdedRelu { alpha } | Activation::OnnxSwish { alpha } => {
-                [alpha, 0.0, 0.0]
-            }
-            _ => [0.0; 3],
-        }
+        self.packed()
     }
 }
 
@@ -94,8 +49,8 @@ impl Derivative {
     fn code(self) -> u32 {
         match self {
             Derivative::AtInput(a) => a.shader_code(),
-            Derivative::SigmoidAtOutput => 15,
-            Derivative::TanhAtOutput => 16,
+            Derivative::SigmoidAtOutput => SIGMOID_FROM_OUTPUT,
+            Derivative::TanhAtOutput => TANH_FROM_OUTPUT,
         }
     }
 

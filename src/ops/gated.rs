@@ -75,18 +75,6 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
     .to_vec()
 }
 
-impl Gate {
-    /// The `GATE` override constant of `shaders/gated.wgsl`.
-    fn shader_code(self) -> u32 {
-        match self {
-            Gate::Glu => 0,
-            Gate::Swiglu => 1,
-            Gate::Geglu => 2,
-            Gate::GegluTanh => 3,
-        }
-    }
-}
-
 impl Tensor {
     /// `y = f(a)·m(b)` where `a` and `b` are the first and second halves of the last dimension
     /// (PyTorch's `glu(x, dim = −1)` convention: the first half is the value); `y` has the last
@@ -339,10 +327,7 @@ fn launch(
             half: half as u32,
         }
     };
-    let constants = [
-        ("GATE", f64::from(gate.shader_code())),
-        ("WG", f64::from(WG)),
-    ];
+    let constants = [("GATE", f64::from(gate.code())), ("WG", f64::from(WG))];
     let groups = (layout::vec4s(len) as u64).div_ceil(u64::from(WG));
     gpu.launch(
         kernel,

@@ -258,56 +258,9 @@ pub const OFFSET_WIDTHS: [usize; 9] = [1, 4, 63, 64, 65, 1000, 1024, 1025, 5000]
 /// The common offsets that rows are tested at: where `x − (M + log S)` would lose digits.
 pub const OFFSETS: [f32; 4] = [0.0, 1e2, 1e4, 1e6];
 
-/// Values that stress activations: zeros, tiny, kinks, saturation points, huge, non-finite.
-pub const SPECIAL: &[f32] = &[
-    0.0,
-    -0.0,
-    1e-7,
-    -1e-7,
-    1e-30,
-    -1e-30,
-    0.5,
-    -0.5,
-    1.0,
-    -1.0,
-    2.999_999_8,
-    3.0,
-    -3.0,
-    3.000_000_2,
-    6.0,
-    5.999_999_5,
-    6.000_000_5,
-    10.0,
-    -10.0,
-    15.0,
-    20.0,
-    -20.0,
-    20.000_002,
-    40.0,
-    -40.0,
-    87.0,
-    88.0,
-    -88.0,
-    88.7,
-    89.0,
-    -89.0,
-    100.0,
-    -100.0,
-    1000.0,
-    -1000.0,
-    1e4,
-    -1e4,
-    1e30,
-    -1e30,
-    3e38,
-    -3e38,
-    f32::MAX,
-    f32::MIN,
-    f32::MIN_POSITIVE,
-    f32::INFINITY,
-    f32::NEG_INFINITY,
-    f32::NAN,
-];
+/// Values that stress activations (one table with `gpu-activations check`'s).
+#[allow(unused_imports)]
+pub use gpu_activations::cases::SPECIAL;
 
 pub use gpu_activations::accuracy::close;
 

@@ -7,33 +7,19 @@ use std::time::Instant;
 use gpu_activations::{Context, CrossEntropyOptions, HeadOptions, Targets, Tensor};
 use serde::Serialize;
 
-use crate::bench::median;
-
 type BoxError = Box<dyn std::error::Error>;
 
-/// A layer benchmark named by `--op`.
+/// A layer benchmark (the registry's linear entries name theirs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerBench {
     Linear,
     LinearCrossEntropy,
 }
 
-impl LayerBench {
-    pub fn parse(name: &str) -> Option<LayerBench> {
-        match name {
-            "linear" => Some(LayerBench::Linear),
-            "linear-cross-entropy" => Some(LayerBench::LinearCrossEntropy),
-            _ => None,
-        }
-    }
-
-    /// The shape benchmarked when `--shape` gives none (the targets).
-    fn default_shape(self) -> Vec<usize> {
-        match self {
-            LayerBench::Linear => vec![4096, 1024, 1024],
-            LayerBench::LinearCrossEntropy => vec![8192, 1024, 32000],
-        }
-    }
+/// The median of `v` (sorted in place).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 #[derive(Serialize)]
@@ -77,18 +63,13 @@ const MAX_PROBE_ROUNDS: u32 = 1 << 15;
 /// Runs the layer benchmarks asked for, printing a table for each.
 pub fn run(
     ctx: &Context,
-    layers: &[LayerBench],
-    shapes: &[Vec<usize>],
+    layers: &[(LayerBench, Vec<Vec<usize>>)],
     warmup: usize,
     runs: usize,
 ) -> Result<(Vec<MatmulJson>, Vec<LinearCrossEntropyJson>), BoxError> {
     let (mut matmul, mut fused) = (Vec::new(), Vec::new());
-    for &layer in layers {
-        let shapes = if shapes.is_empty() {
-            vec![layer.default_shape()]
-        } else {
-            shapes.to_vec()
-        };
+    for (layer, shapes) in layers {
+        let (layer, shapes) = (*layer, shapes.clone());
         say!();
         match layer {
             LayerBench::Linear => say!(

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::chart::{self, BoxError, Picture};
-use crate::op::CliOp;
+use crate::registry::Family;
 
 /// A training run: the loss of each epoch's forward pass and the test accuracy after each
 /// epoch's step.
@@ -130,62 +130,27 @@ where
     Ok(())
 }
 
-/// An op family of the benchmark chart, in the order the chart shows them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Family {
-    Copy,
-    Activations,
-    GatedAndPrelu,
-    Softmax,
-    Losses,
+/// A family's name in the chart's legend.
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::Copy => "copy kernel",
+        Family::Activations => "activations",
+        Family::GatedAndPrelu => "gated, PReLU",
+        Family::Softmax => "softmax family",
+        Family::Losses => "losses",
+        Family::Layers => "linear layers",
+    }
 }
 
-impl Family {
-    pub const ALL: [Family; 5] = [
-        Family::Copy,
-        Family::Activations,
-        Family::GatedAndPrelu,
-        Family::Softmax,
-        Family::Losses,
-    ];
-
-    /// The family of an op; `None` is the copy kernel itself.
-    pub fn of(op: Option<CliOp>) -> Family {
-        match op {
-            None => Family::Copy,
-            Some(CliOp::Forward(_) | CliOp::Backward(_)) => Family::Activations,
-            Some(CliOp::Gated { .. } | CliOp::Prelu { .. }) => Family::GatedAndPrelu,
-            Some(
-                CliOp::Softmax { .. } | CliOp::SoftmaxBackward { .. } | CliOp::SoftmaxDim { .. },
-            ) => Family::Softmax,
-            Some(
-                CliOp::CrossEntropy
-                | CliOp::BceWithLogits
-                | CliOp::NllLoss
-                | CliOp::CrossEntropyDim1
-                | CliOp::NllLossDim1,
-            ) => Family::Losses,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Family::Copy => "copy kernel",
-            Family::Activations => "activations",
-            Family::GatedAndPrelu => "gated, PReLU",
-            Family::Softmax => "softmax family",
-            Family::Losses => "losses",
-        }
-    }
-
-    fn colour(self) -> RGBColor {
-        match self {
-            Family::Copy => chart::GREY,
-            Family::Activations => chart::BLUE,
-            Family::GatedAndPrelu => chart::PURPLE,
-            Family::Softmax => chart::GREEN,
-            Family::Losses => chart::VERMILION,
-        }
+/// A family's colour in the chart.
+fn family_colour(family: Family) -> RGBColor {
+    match family {
+        Family::Copy => chart::GREY,
+        Family::Activations => chart::BLUE,
+        Family::GatedAndPrelu => chart::PURPLE,
+        Family::Softmax => chart::GREEN,
+        Family::Losses => chart::VERMILION,
+        Family::Layers => chart::ORANGE,
     }
 }
 
@@ -286,7 +251,7 @@ impl Picture for BenchBars {
             }
             let mut rect = Rectangle::new(
                 [(0.0, SegmentValue::Exact(s)), (p, segment(s))],
-                bar.family.colour().filled(),
+                family_colour(bar.family).filled(),
             );
             rect.set_margin(3, 3, 0, 0);
             plot.draw_series(std::iter::once(rect))?;
@@ -309,10 +274,10 @@ impl Picture for BenchBars {
             }
             legend.draw(&Rectangle::new(
                 [(8, y - 6), (20, y + 6)],
-                family.colour().filled(),
+                family_colour(family).filled(),
             ))?;
             legend.draw(&Text::new(
-                family.name(),
+                family_name(family),
                 (28, y),
                 chart::text(13.0).pos(Pos::new(HPos::Left, VPos::Center)),
             ))?;

@@ -18,10 +18,11 @@ mod check;
 mod demo;
 mod figures;
 mod info;
-mod op;
 mod plot;
+mod registry;
 mod run;
 mod shaders;
+mod sizes;
 mod train;
 
 use std::process::ExitCode;
@@ -81,7 +82,8 @@ enum Command {
 /// The `--backend` option every subcommand takes.
 #[derive(Args, Clone, Debug)]
 pub struct BackendArg {
-    /// auto, vulkan, metal, dx12, gl or cpu (auto: hardware first, then software, then CPU).
+    /// auto, vulkan, metal, dx12, gl or cpu (auto: hardware first, then software, then CPU;
+    /// metal is macOS's and iOS's, dx12 Windows's).
     /// Add `:NAME` to take only adapters whose name contains NAME (case-insensitive) where
     /// several share a backend, e.g. `vulkan:swiftshader` or `vulkan:llvmpipe` (`info` lists
     /// them).
@@ -161,9 +163,33 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
         Some((b, _)) => (b, None),
         None => (s, None),
     };
-    Ok(BackendChoice {
-        backend: Backend::parse_choice(backend).map_err(|e| e.to_string())?,
-        adapter,
+    let backend = Backend::parse_choice(backend).map_err(|e| e.to_string())?;
+    if let Some(b) = backend
+        && let Some(why) = not_on_this_system(b)
+    {
+        return Err(why);
+    }
+    Ok(BackendChoice { backend, adapter })
+}
+
+/// Why `backend` cannot serve on this system, if it cannot: which systems have it.
+fn not_on_this_system(backend: Backend) -> Option<String> {
+    let (name, systems, here) = match backend {
+        Backend::Metal => ("metal", "macOS and iOS", cfg!(target_vendor = "apple")),
+        Backend::Dx12 => ("dx12", "Windows", cfg!(target_os = "windows")),
+        Backend::WebGpu => (
+            "webgpu",
+            "a browser (the library built for wasm32); the command line runs natively",
+            cfg!(target_arch = "wasm32"),
+        ),
+        _ => return None,
+    };
+    (!here).then(|| {
+        format!(
+            "{name} is the backend of {systems}, not of this system ({}): choose vulkan, gl, cpu \
+             or auto",
+            std::env::consts::OS
+        )
     })
 }
 

@@ -12,7 +12,7 @@ use plotters::prelude::*;
 
 use crate::BackendArg;
 use crate::chart::{self, BoxError, Picture, Target};
-use crate::op::{ActivationParams, CliOp};
+use crate::registry::{self, ActivationParams};
 
 /// The note's functions, drawn when no op is named.
 const DEFAULT_OPS: [&str; 6] = ["sigmoid", "tanh", "relu", "gelu", "silu", "softplus"];
@@ -73,21 +73,49 @@ fn parse_range(s: &str) -> Result<(f32, f32), String> {
     Ok((lo, hi))
 }
 
-/// The activation a name stands for, or why it cannot be drawn.
-fn activation(name: &str, params: ActivationParams) -> Result<Activation, String> {
-    match CliOp::parse(name, params) {
-        Ok(CliOp::Forward(a)) => Ok(a),
-        _ => {
-            let names: Vec<String> = Activation::ALL
+/// The activation a name stands for (an entry of the registry that applies one forward), or
+/// why it cannot be drawn.
+fn activation(name: &str) -> Result<Activation, String> {
+    let drawable = || {
+        registry::registry()
+            .iter()
+            .filter(|op| op.activation().is_some())
+            .map(|op| op.name())
+            .collect::<Vec<_>>()
+    };
+    registry::find(name)
+        .ok()
+        .and_then(|op| op.activation())
+        .ok_or_else(|| {
+            format!(
+                "cannot plot {name:?}: plot draws the elementwise activations: {}",
+                drawable().join(" ")
+            )
+        })
+}
+
+/// Refuses a parameter that none of the activations drawn takes (one that some take applies
+/// to those).
+fn refuse_parameters(activations: &[Activation], params: &ActivationParams) -> Result<(), String> {
+    for flag in params.flags() {
+        let registry::Flag::Param(name) = flag else {
+            continue;
+        };
+        if !activations
+            .iter()
+            .any(|a| a.parameters().iter().any(|(n, _)| *n == name))
+        {
+            let drawn: Vec<String> = activations
                 .iter()
                 .map(|a| a.name().replace('_', "-"))
                 .collect();
-            Err(format!(
-                "cannot plot {name:?}: plot draws the elementwise activations: {}",
-                names.join(" ")
-            ))
+            return Err(format!(
+                "{flag} does not apply to {} (no activation drawn takes it)",
+                drawn.join(", ")
+            ));
         }
     }
+    Ok(())
 }
 
 /// A range end as typed: `-6`, `0.5`, `1e-30`, `3e38`.
@@ -107,8 +135,9 @@ pub fn run(args: &PlotArgs) -> Result<ExitCode, BoxError> {
     };
     let activations = names
         .iter()
-        .map(|n| activation(n, args.params))
+        .map(|n| activation(n).map(|a| args.params.apply(a)))
         .collect::<Result<Vec<_>, _>>()?;
+    refuse_parameters(&activations, &args.params)?;
     let (lo, hi) = parse_range(&args.range)?;
     if !(2..=100_000).contains(&args.points) {
         return Err(format!("--points {} must be from 2 to 100000", args.points).into());
@@ -259,11 +288,30 @@ mod tests {
 
     #[test]
     fn only_elementwise_activations_are_drawn() {
-        let p = ActivationParams::default();
-        assert_eq!(activation("relu", p), Ok(Activation::Relu));
+        assert_eq!(activation("relu"), Ok(Activation::Relu));
+        assert_eq!(activation("quick-gelu"), Ok(Activation::QuickGelu));
         for bad in ["softmax", "relu-backward", "glu", "nope"] {
-            let e = activation(bad, p).unwrap_err();
+            let e = activation(bad).unwrap_err();
             assert!(e.contains(bad) && e.contains("gelu"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_parameter_no_activation_drawn_takes_is_refused() {
+        let params = ActivationParams {
+            given: vec![("negative_slope", 0.5)],
+        };
+        let e = refuse_parameters(&[Activation::Relu], &params).unwrap_err();
+        assert!(e.contains("--negative-slope") && e.contains("relu"), "{e}");
+        let leaky = params.apply(Activation::LeakyRelu {
+            negative_slope: 0.01,
+        });
+        assert!(refuse_parameters(&[Activation::Relu, leaky], &params).is_ok());
+        assert_eq!(
+            leaky,
+            Activation::LeakyRelu {
+                negative_slope: 0.5
+            }
+        );
     }
 }

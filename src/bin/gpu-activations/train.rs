@@ -30,9 +30,10 @@ pub struct TrainArgs {
     /// The model.
     #[arg(long, value_enum, default_value = "softmax")]
     model: Model,
-    /// The data: a CSV with a header, 64 pixel values (0–16) then the label on each line.
-    #[arg(long, default_value = "data/digits.csv")]
-    data: PathBuf,
+    /// The data: a CSV with a header, 64 pixel values (0–16) then the label on each line
+    /// (default: the digits of data/digits.csv, built into the command).
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Full-batch epochs (default: 300 for softmax, 600 for logistic).
     #[arg(long)]
     epochs: Option<usize>,
@@ -62,8 +63,23 @@ struct Data {
     test: (Vec<f32>, Vec<usize>),
 }
 
-fn load(path: &std::path::Path) -> Result<Data, BoxError> {
-    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+/// scikit-learn's digits (data/README.md), built in so that `train` runs from any directory.
+const DIGITS: &str = include_str!("../../../data/digits.csv");
+
+/// The digits of `--data`, or the built-in ones.
+fn load(given: Option<&std::path::Path>) -> Result<Data, BoxError> {
+    match given {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| file_error(path, format!("{e} (the file of --data)")))?;
+            parse(path, &text)
+        }
+        None => parse(std::path::Path::new("data/digits.csv (built in)"), DIGITS),
+    }
+}
+
+/// The digits of a CSV's `text`; `path` names it in messages.
+fn parse(path: &std::path::Path, text: &str) -> Result<Data, BoxError> {
     let mut data = Data {
         train: (Vec::new(), Vec::new()),
         test: (Vec::new(), Vec::new()),
@@ -108,7 +124,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
         return Err("--epochs 0: train at least one epoch".into());
     }
     let target = args.plot.as_deref().map(Target::new).transpose()?;
-    let data = load(&args.data)?;
+    let data = load(args.data.as_deref())?;
     let ctx = args.backend.context()?;
     let (m, m_test) = (data.train.1.len(), data.test.1.len());
     let (epochs, weight_decay) = match args.model {
@@ -124,7 +140,11 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, BoxError> {
     say!("adapter: {}", ctx.adapter_info());
     say!(
         "data:    {m} training and {m_test} test images ({})",
-        args.data.display()
+        args.data
+            .as_deref()
+            .map_or("data/digits.csv, built in".into(), |p| p
+                .display()
+                .to_string())
     );
     let x = Tensor::from_slice(&ctx, &data.train.0, &[m, FEATURES])?;
     let labels: Vec<i64> = data.train.1.iter().map(|&c| c as i64).collect();
