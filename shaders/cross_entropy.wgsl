@@ -23,6 +23,10 @@ override HAS_WEIGHT: bool = false;
 // Whether ε > 0. A constant rather than a test of p.eps: a branch on a uniform value is still
 // compiled as a masked branch on some adapters (lavapipe runs both sides for every element).
 override SMOOTHING: bool = false;
+// Whether the gradient overwrites the logits (binding 1) in place. WebGPU forbids binding one
+// buffer range to two storage bindings of a dispatch where either is writable, so an in-place
+// launch binds the logits once and a small buffer that is never written at binding 3.
+override IN_PLACE: bool = false;
 
 
 struct Params {
@@ -54,6 +58,24 @@ struct Params {
 @group(0) @binding(5) var<storage, read> w1: array<f32>;
 @group(0) @binding(5) var<storage, read> w4: array<vec4<f32>>;
 
+// ---- the gradient's stores: into dz, or over the logits (IN_PLACE) ----
+
+fn put_dz1(i: u32, v: f32) {
+    if IN_PLACE {
+        z1[i] = v;
+    } else {
+        dz1[i] = v;
+    }
+}
+
+fn put_dz4(i: u32, v: vec4<f32>) {
+    if IN_PLACE {
+        z4[i] = v;
+    } else {
+        dz4[i] = v;
+    }
+}
+
 // ---- loads: the scalar ones read four at a time, masked at the row's end ----
 
 fn load_z(i: u32, end: u32) -> vec4<f32> {
@@ -79,7 +101,7 @@ fn load_t(i: u32, end: u32) -> vec4<f32> {
 fn store_dz(i: u32, end: u32, v: vec4<f32>) {
     for (var k = 0u; k < 4u; k++) {
         if i + k < end {
-            dz1[i + k] = v[k];
+            put_dz1(i + k, v[k]);
         }
     }
 }
@@ -189,7 +211,7 @@ fn index_grad(prob: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32, w_y: f32) -> 
 // Class-index target y for four classes c with logits v; (M, 1/S) from the first pass.
 fn index_step(v: vec4<f32>, c: vec4<u32>, w: vec4<f32>, y: u32, w_y: f32, k: vec2<f32>) -> Step {
     let d = v - k.x;
-    let e = exp_finite(v, k.x);
+    let e = exp(d);
     return Step(index_grad(e * k.y, c, w, y, w_y), index_sums(d, e, c, w, y));
 }
 
@@ -205,7 +227,7 @@ fn index_loss(s: Sums, w_y: f32) -> f32 {
 // Probability targets t for four classes; a = Σ_c w_c t'_c of the row.
 fn prob_step(v: vec4<f32>, t: vec4<f32>, w: vec4<f32>, valid: vec4<bool>, a: f32, k: vec2<f32>) -> Step {
     let d = v - k.x;
-    let e = exp_finite(v, k.x);
+    let e = exp(d);
     let t_s = (1.0 - p.eps) * t + p.eps / f32(p.cols);
     var sums = common_sums(d, e, valid);
     sums.weighted = hsum(select(vec4(0.0), w * t_s * d, valid));
@@ -288,7 +310,7 @@ fn index_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     if y == IGNORED || online_nan_row(st) {
         let fill = row_value(0.0, y == IGNORED, true);
         for (var i = b; i < end; i++) {
-            dz4[i] = vec4(fill);
+            put_dz4(i, vec4(fill));
         }
         row_loss[p.row0 + r] = fill;
         return;
@@ -297,7 +319,7 @@ fn index_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     if SMOOTHING {
         for (var i = b; i < end; i++) {
             let step = index_step(z4[i], classes(4u * (i - b)), weights_vec4(i - b), y, w_y, k);
-            dz4[i] = step.dz;
+            put_dz4(i, step.dz);
             sums = sums_add(sums, step.sums);
         }
     } else {
@@ -314,11 +336,11 @@ fn index_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         for (var i = b; i < end; i++) {
             let z = z4[i];
             let d = z - k.x;
-            let e = exp_finite(z, k.x);
+            let e = exp(d);
             let at_max = at_row_max(d);
             rest += select(e, vec4(0.0), at_max);
             maxima += select(vec4(0.0), vec4(1.0), at_max);
-            dz4[i] = e * a_inv_s - select(vec4(0.0), one_hot, i == i_y);
+            put_dz4(i, e * a_inv_s - select(vec4(0.0), one_hot, i == i_y));
         }
         sums.rest = hsum(rest);
         sums.maxima = hsum(maxima);
@@ -377,7 +399,7 @@ fn prob_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     var sums = sums_empty();
     for (var i = b; i < end; i++) {
         let step = prob_step(z4[i], t4[i], weights_vec4(i - b), all, a, k);
-        dz4[i] = row_dz(step.dz, false, nan_row);
+        put_dz4(i, row_dz(step.dz, false, nan_row));
         sums = sums_add(sums, step.sums);
     }
     row_loss[p.row0 + r] = row_value(prob_loss(sums, a), false, nan_row);
@@ -387,13 +409,9 @@ fn prob_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 
 // The row's state from every invocation's: M and the NaN flag in one reduction, then S.
 fn workgroup_online(st: Online, lid: u32) -> Online {
-    let mf = workgroup_max2(vec2(st.m, select(0.0, 1.0, specials_poison(st.sp))), lid);
+    let mf = workgroup_max2(vec2(st.m, select(0.0, 1.0, online_poison(st))), lid);
     let s = workgroup_sum2(vec2(rescale(st.s, st.m, mf.x), 0.0), lid).x;
-    var sp = specials_empty();
-    if mf.y > 0.0 {
-        sp.abs_max = vec4(ABS_BITS);
-    }
-    return Online(mf.x, s, sp);
+    return online_marked(mf.x, s, mf.y > 0.0);
 }
 
 fn workgroup_sums(s: Sums, lid: u32) -> Sums {

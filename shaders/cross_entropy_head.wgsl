@@ -21,6 +21,10 @@ override HAS_WEIGHT: bool = false;
 override SMOOTHING: bool = false;
 override SOFTCAP: bool = false;
 override STRIDED: bool = false;
+// Whether the gradient overwrites the logits (binding 1) in place: WebGPU forbids binding one
+// buffer range twice where either binding is writable, so an in-place launch binds the
+// logits once and a small buffer that is never written at binding 3.
+override IN_PLACE: bool = false;
 // K when a row's K ≤ 4·CACHE logits are held in registers (0: read twice): the loops' trip
 // count becomes a constant, so they unroll and index the cache with constants.
 override LEN: u32 = 0u;
@@ -172,7 +176,7 @@ fn second_step(sums: Sums, row: Row, j: u32, cache: ptr<function, array<vec4<f32
     let valid = c < vec4(cols());
     let w = weights(c);
     let d = v - row.m;
-    let e = exp_finite(v, row.m);
+    let e = exp(d);
     let prob = e * row.inv_s;
     let at_max = (bitcast<vec4<u32>>(d) & vec4(0x7fffffffu)) == vec4(0u);
     var out = sums;
@@ -193,7 +197,11 @@ fn second_step(sums: Sums, row: Row, j: u32, cache: ptr<function, array<vec4<f32
     g = select(select(g, vec4(nan_f32()), row.nan_row), vec4(0.0), row.y == IGNORED);
     for (var q = 0u; q < 4u; q++) {
         if j + q < cols() {
-            dz[at(row.b, j + q)] = g[q];
+            if IN_PLACE {
+                z[at(row.b, j + q)] = g[q];
+            } else {
+                dz[at(row.b, j + q)] = g[q];
+            }
         }
     }
     return out;

@@ -20,7 +20,7 @@ fn exp_sums_part(c: ptr<function, Part>, h: u32, m: f32) -> vec2<f32> {
     var maxima = vec4(0.0);
     for (var k = 0u; k < part_count(h); k++) {
         let d = (*c)[k] - m;
-        let e = exp_finite((*c)[k], m);
+        let e = exp(d);
         let at_max = at_row_max(d);
         rest += select(e, vec4(0.0), at_max);
         maxima += select(vec4(0.0), vec4(1.0), at_max);
@@ -51,7 +51,7 @@ fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32
         let j = cached_index(h, k, s);
         if j < s.n {
             let dz = (*c)[k] * a_inv_s - select(vec4(0.0), hit, j == y / 4u);
-            dz4[s.b + j] = row_dz(dz, y == IGNORED, nan_row);
+            put_dz4(s.b + j, row_dz(dz, y == IGNORED, nan_row));
         }
     }
 }
@@ -63,7 +63,7 @@ fn store_smoothed_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32,
         let j = cached_index(h, k, s);
         if j < s.n {
             let dz = index_grad((*c)[k] * inv_s, classes(4u * j), weights_vec4(j), y, w_y);
-            dz4[s.b + j] = row_dz(dz, y == IGNORED, nan_row);
+            put_dz4(s.b + j, row_dz(dz, y == IGNORED, nan_row));
         }
     }
 }
@@ -99,9 +99,9 @@ fn index_subgroup_rows(ids: SubgroupIds) {
     sums.rest = subgroupAdd(part.x);
     sums.maxima = subgroupAdd(part.y);
     let w_y = weight_of_vec4(y);
-    // S = rest + maxima: 0 only for a row of all −∞ (a NaN row, as one holding NaN or +∞).
+    // A NaN row: a NaN or +∞ in it, or nothing but −∞ (row_nan, by the bits of M).
     let s = sums.rest + sums.maxima;
-    let nan_row = mf.y > 0.0 || bitcast<u32>(s) == 0u;
+    let nan_row = row_nan(mf.y > 0.0, m);
     let inv_s = 1.0 / select(s, 1.0, nan_row);
     if SMOOTHING {
         store_smoothed_grad_part(&c0, 0u, span, y, w_y, inv_s, nan_row);

@@ -80,7 +80,7 @@ fn normalise(v: vec4<f32>, n: Norm) -> vec4<f32> {
     if LOG {
         y = select((v - n.m) - n.k, vec4(neg_inf()), is_neg_inf4(v));
     } else {
-        y = exp_finite(v, n.m) * n.k;
+        y = exp(v - n.m) * n.k;
     }
     return select(y, vec4(nan_f32()), n.nan_row);
 }
@@ -95,15 +95,8 @@ fn dot_term(y: vec4<f32>, g: vec4<f32>) -> f32 {
     return hsum(g * y);
 }
 
-// The NaN record of the values the row sum reads: g, and y for softmax.
-fn dot_nans(acc: vec4<u32>, y: vec4<f32>, g: vec4<f32>) -> vec4<u32> {
-    if LOG {
-        return nan_acc_push(acc, g);
-    }
-    return nan_acc_push(nan_acc_push(acc, y), g);
-}
-
-// dx from y, g and the row sum d; all NaN when `nan_row` (a NaN in the sum's terms).
+// dx from y, g and the row sum d; all NaN when `nan_row` (the sum is NaN: a NaN among its
+// terms, which the arithmetic carries into it).
 fn grad(y: vec4<f32>, g: vec4<f32>, d: f32, nan_row: bool) -> vec4<f32> {
     var dx: vec4<f32>;
     if LOG {
@@ -217,18 +210,18 @@ fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     let b = row_start(r) / 4u;
     var row: array<vec4<f32>, ROW_CACHE>;
     var m = neg_inf();
-    var sp = specials_empty();
+    var nans = vec4(0u);
     for (var j = 0u; j < ROW_VEC4S; j++) {
         row[j] = load4(x4[b + j]);
         m = max(m, hmax(row[j]));
-        sp = specials_push(sp, row[j]);
+        nans = nans_push(nans, row[j]);
     }
     // Keeps x − M (exact for the row's values near M) for log-softmax, e for softmax: the
     // output is then (x − M) − log S, never x − (M + log S), whose sum would round to the
     // ulp of M (1e-3 at M = 1e4).
     var s = 0.0;
     for (var j = 0u; j < ROW_VEC4S; j++) {
-        let e = exp_finite(row[j], m);
+        let e = exp(row[j] - m);
         s += hsum(e);
         if LOG {
             row[j] = select(row[j] - m, vec4(neg_inf()), is_neg_inf4(row[j]));
@@ -236,7 +229,7 @@ fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
             row[j] = e;
         }
     }
-    let n = finish(Online(m, s, sp));
+    let n = finish(Online(m, s, nans));
     let nan = vec4(nan_f32());
     for (var j = 0u; j < ROW_VEC4S; j++) {
         if LOG {
@@ -278,7 +271,7 @@ fn row_online(r: u32) -> Online {
 fn write_partial(seg: vec4<u32>, st: Online) {
     let o = 2u * part_index(seg.x, seg.y);
     part[o] = st.m;
-    part[o + 1u] = mark_partial(st.s, specials_poison(st.sp));
+    part[o + 1u] = mark_partial(st.s, online_poison(st));
 }
 
 @compute @workgroup_size(WG)
@@ -339,13 +332,9 @@ fn forward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 
 // The row's state from every invocation's: M and the NaN flag in one reduction, then S.
 fn workgroup_online(st: Online, lid: u32) -> Online {
-    let mf = workgroup_max2(vec2(st.m, select(0.0, 1.0, specials_poison(st.sp))), lid);
+    let mf = workgroup_max2(vec2(st.m, select(0.0, 1.0, online_poison(st))), lid);
     let s = workgroup_sum2(vec2(rescale(st.s, st.m, mf.x), 0.0), lid).x;
-    var sp = specials_empty();
-    if mf.y > 0.0 {
-        sp.abs_max = vec4(ABS_BITS);
-    }
-    return Online(mf.x, s, sp);
+    return online_marked(mf.x, s, mf.y > 0.0);
 }
 
 @compute @workgroup_size(WG)
@@ -380,14 +369,10 @@ fn backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let b = row_start(r);
     let end = b + p.cols;
     var d = 0.0;
-    var nans = vec4(0u);
     for (var i = b; i < end; i += 4u) {
-        let y = load_y(i, end);
-        let g = load_g(i, end);
-        d += dot_term(y, g);
-        nans = dot_nans(nans, y, g);
+        d += dot_term(load_y(i, end), load_g(i, end));
     }
-    let nan_row = nan_acc_any(nans);
+    let nan_row = is_nan1(d);
     for (var i = b; i < end; i += 4u) {
         store(i, end, grad(load_y(i, end), load_g(i, end), d, nan_row));
     }
@@ -403,14 +388,10 @@ fn backward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let b = row_start(r) / 4u;
     let end = b + p.cols / 4u;
     var d = 0.0;
-    var nans = vec4(0u);
     for (var i = b; i < end; i++) {
-        let y = load4(x4[i]);
-        let g = load4(g4[i]);
-        d += dot_term(y, g);
-        nans = dot_nans(nans, y, g);
+        d += dot_term(load4(x4[i]), load4(g4[i]));
     }
-    let nan_row = nan_acc_any(nans);
+    let nan_row = is_nan1(d);
     for (var i = b; i < end; i++) {
         y4[i] = store4(grad(load4(x4[i]), load4(g4[i]), d, nan_row));
     }
@@ -418,21 +399,14 @@ fn backward_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 
 // ---- backward: segments ----
 
-// The row sum over every partial, NaN-marked partials making the row NaN.
-struct RowDot {
-    d: f32,
-    nan_row: bool,
-}
-
-fn row_dot(r: u32) -> RowDot {
-    var out = RowDot(0.0, false);
+// The row sum over every partial.
+fn row_dot(r: u32) -> f32 {
+    var d = 0.0;
     let first = (p.part_row + r) * p.segs_total;
     for (var s = 0u; s < p.segs_total; s++) {
-        let v = part[first + s];
-        out.nan_row = out.nan_row || partial_poison(v);
-        out.d += select(v, 0.0, partial_poison(v));
+        d += part[first + s];
     }
-    return out;
+    return d;
 }
 
 @compute @workgroup_size(WG)
@@ -443,14 +417,10 @@ fn backward_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         return;
     }
     var d = 0.0;
-    var nans = vec4(0u);
     for (var i = seg.z; i < seg.w; i += 4u) {
-        let y = load_y(i, seg.w);
-        let g = load_g(i, seg.w);
-        d += dot_term(y, g);
-        nans = dot_nans(nans, y, g);
+        d += dot_term(load_y(i, seg.w), load_g(i, seg.w));
     }
-    part[part_index(seg.x, seg.y)] = mark_partial(d, nan_acc_any(nans));
+    part[part_index(seg.x, seg.y)] = d;
 }
 
 @compute @workgroup_size(WG)
@@ -461,14 +431,10 @@ fn backward_partials_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
         return;
     }
     var d = 0.0;
-    var nans = vec4(0u);
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
-        let y = load4(x4[i]);
-        let g = load4(g4[i]);
-        d += dot_term(y, g);
-        nans = dot_nans(nans, y, g);
+        d += dot_term(load4(x4[i]), load4(g4[i]));
     }
-    part[part_index(seg.x, seg.y)] = mark_partial(d, nan_acc_any(nans));
+    part[part_index(seg.x, seg.y)] = d;
 }
 
 @compute @workgroup_size(WG)
@@ -480,7 +446,7 @@ fn backward_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
     let d = row_dot(seg.x);
     for (var i = seg.z; i < seg.w; i += 4u) {
-        store(i, seg.w, grad(load_y(i, seg.w), load_g(i, seg.w), d.d, d.nan_row));
+        store(i, seg.w, grad(load_y(i, seg.w), load_g(i, seg.w), d, is_nan1(d)));
     }
 }
 
@@ -493,7 +459,7 @@ fn backward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     }
     let d = row_dot(seg.x);
     for (var i = seg.z / 4u; i < seg.w / 4u; i++) {
-        y4[i] = store4(grad(load4(x4[i]), load4(g4[i]), d.d, d.nan_row));
+        y4[i] = store4(grad(load4(x4[i]), load4(g4[i]), d, is_nan1(d)));
     }
 }
 
@@ -509,15 +475,11 @@ fn backward_workgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let b = row_start(r);
     let end = b + p.cols;
     var d = 0.0;
-    var nans = vec4(0u);
     for (var i = b + 4u * lid; i < end; i += 4u * WG) {
-        let y = load_y(i, end);
-        let g = load_g(i, end);
-        d += dot_term(y, g);
-        nans = dot_nans(nans, y, g);
+        d += dot_term(load_y(i, end), load_g(i, end));
     }
-    let total = workgroup_sum2(vec2(d, select(0.0, 1.0, nan_acc_any(nans))), lid);
+    d = workgroup_sum2(vec2(d, 0.0), lid).x;
     for (var i = b + 4u * lid; i < end; i += 4u * WG) {
-        store(i, end, grad(load_y(i, end), load_g(i, end), total.x, total.y > 0.0));
+        store(i, end, grad(load_y(i, end), load_g(i, end), d, is_nan1(d)));
     }
 }

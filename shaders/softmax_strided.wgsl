@@ -6,7 +6,7 @@
 //   backward  from the saved output y: dx = s·y ⊙ (g − Σ g·y), or g − e^y·Σ g (LOG), where
 //             s = −1 for softmin (d(−x)/dx) and 1 otherwise.
 // NaN, +∞ and all-−∞ lines (of v) give NaN as in the row kernels (online_softmax.wgsl), by
-// bits; backward, a NaN in g (or in y, for softmax) makes the line's dx NaN.
+// bits; backward, a NaN in g (or in y, for softmax) makes the line's sum and so its dx NaN.
 //! import online_softmax, grid
 
 override WG: u32 = 64u;
@@ -122,7 +122,7 @@ fn normalised(v: vec4<f32>, n: LineNorm) -> vec4<f32> {
     if LOG {
         y = select((v - n.m) - n.k, vec4(neg_inf()), is_neg_inf4(v));
     } else {
-        y = exp_finite(v, n.m) * n.k;
+        y = exp(v - n.m) * n.k;
     }
     return select(y, vec4(nan_f32()), n.nan_row);
 }
@@ -141,7 +141,7 @@ fn backward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     let b = line_start(t);
-    var d = vec2(0.0);
+    var d = 0.0;
     for (var k = 0u; k < p.len; k += step()) {
         d += dot_term4(b, k);
         if WIDE {
@@ -158,36 +158,33 @@ fn backward_strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     }
 }
 
-// Σ g·y over elements k … k+3 of the line from b (Σ g for LOG), and 1 where those terms hold a
-// NaN (0 otherwise; summed over the line, any count makes the line NaN).
-fn dot_term4(b: u32, k: u32) -> vec2<f32> {
+// Σ g·y over elements k … k+3 of the line from b (Σ g for LOG).
+fn dot_term4(b: u32, k: u32) -> f32 {
     let g = load_g4(b, k);
-    var nans = nan_acc_push(vec4(0u), g);
     if LOG {
-        return vec2(hsum(g), select(0.0, 1.0, nan_acc_any(nans)));
+        return hsum(g);
     }
-    let y = load4(b, k, 0.0, false);
-    nans = nan_acc_push(nans, y);
-    return vec2(hsum(g * y), select(0.0, 1.0, nan_acc_any(nans)));
+    return hsum(g * load4(b, k, 0.0, false));
 }
 
-// dx from y, g and the line's sum d; −dx for softmin; NaN where the sum's terms hold a NaN.
-fn line_grad(y: vec4<f32>, g: vec4<f32>, d: vec2<f32>) -> vec4<f32> {
-    var dx = y * (g - d.x);
+// dx from y, g and the line's sum d; −dx for softmin; NaN where the sum is NaN (a NaN among
+// its terms, which the arithmetic carries).
+fn line_grad(y: vec4<f32>, g: vec4<f32>, d: f32) -> vec4<f32> {
+    var dx = y * (g - d);
     if LOG {
         // e^y of finite y only: 0 for −∞ (NaN is routed below), by bits.
         let finite = is_finite4(y);
         let e = select(vec4(0.0), exp(select(vec4(0.0), y, finite)), finite);
-        dx = select(g - e * d.x, vec4(nan_f32()), is_nan4(y));
+        dx = select(g - e * d, vec4(nan_f32()), is_nan4(y));
     }
     if NEG {
         dx = -dx;
     }
-    return select(dx, vec4(nan_f32()), d.y > 0.0);
+    return select(dx, vec4(nan_f32()), is_nan1(d));
 }
 
 // dx of elements k … k+3 of the line from b.
-fn gradient4(b: u32, k: u32, d: vec2<f32>) {
+fn gradient4(b: u32, k: u32, d: f32) {
     store4(b, k, line_grad(load4(b, k, 0.0, false), load_g4(b, k), d));
 }
 
@@ -210,27 +207,23 @@ fn forward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
     let b = line_start(t);
     var v: array<f32, CACHE>;
     var m = neg_inf();
-    // The specials' record (online_softmax.wgsl) one element at a time.
-    var abs_max = 0u;
-    var signed_max = bitcast<i32>(0x80000000u);
+    // The NaN record (online_softmax.wgsl) one element at a time.
+    var nans = 0u;
     for (var k = 0u; k < LEN; k++) {
         v[k] = select(x[b + k * p.stride], -x[b + k * p.stride], NEG);
         m = max(m, v[k]);
-        let bits = bitcast<u32>(v[k]);
-        abs_max = max(abs_max, bits & ABS_BITS);
-        signed_max = max(signed_max, bitcast<i32>(bits));
+        nans = max(nans, bitcast<u32>(v[k]) & ABS_BITS);
     }
-    // e^{v − M}, exactly 0 for −∞; a line of all −∞ has S = 0 and is NaN.
+    // e^{v − M}, 0 for −∞; a line of all −∞ has M = −∞ and is NaN.
     var s = 0.0;
     for (var k = 0u; k < LEN; k++) {
-        let e = select(exp(v[k] - m), 0.0, bitcast<u32>(v[k]) == NEG_INF_BITS);
+        let e = exp(v[k] - m);
         s += e;
         if !LOG {
             v[k] = e;
         }
     }
-    let poison = abs_max > POS_INF_BITS || signed_max >= bitcast<i32>(POS_INF_BITS);
-    let n = line_norm(m, s, poison || bitcast<u32>(s) == 0u);
+    let n = line_norm(m, s, row_nan(nans > POS_INF_BITS, m));
     for (var k = 0u; k < LEN; k++) {
         var out: f32;
         if LOG {
@@ -254,17 +247,12 @@ fn backward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
     var s: array<f32, CACHE>;
     var g: array<f32, CACHE>;
     var d = 0.0;
-    var nans = 0u;
     for (var k = 0u; k < LEN; k++) {
         s[k] = x[b + k * p.stride];
         g[k] = g_in[b + k * p.stride];
         d += select(g[k] * s[k], g[k], LOG);
-        nans = max(nans, bitcast<u32>(g[k]) & ABS_BITS);
-        if !LOG {
-            nans = max(nans, bitcast<u32>(s[k]) & ABS_BITS);
-        }
     }
-    let nan_line = nans > POS_INF_BITS;
+    let nan_line = is_nan1(d);
     for (var k = 0u; k < LEN; k++) {
         var dx = s[k] * (g[k] - d);
         if LOG {

@@ -22,7 +22,7 @@ fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> f32 {
     var s = 0.0;
     for (var k = 0u; k < part_count(h); k++) {
         let v = (*c)[k];
-        let e = exp_finite(v, m);
+        let e = exp(v - m);
         s += hsum(e);
         if LOG {
             (*c)[k] = select(v - m, vec4(neg_inf()), is_neg_inf4(v));
@@ -62,11 +62,7 @@ fn forward_subgroup_rows(ids: SubgroupIds) {
     let m = mf.x;
     let s = subgroupAdd((exp_part(&c0, 0u, m) + exp_part(&c1, 1u, m))
                         + (exp_part(&c2, 2u, m) + exp_part(&c3, 3u, m)));
-    var sp = specials_empty();
-    if mf.y > 0.0 {
-        sp.abs_max = vec4(ABS_BITS);
-    }
-    let n = finish(Online(m, s, sp));
+    let n = finish(online_marked(m, s, mf.y > 0.0));
     store_part(&c0, 0u, span, n);
     store_part(&c1, 1u, span, n);
     store_part(&c2, 2u, span, n);
@@ -76,12 +72,10 @@ fn forward_subgroup_rows(ids: SubgroupIds) {
 // ---- backward: dx = y ⊙ (g − Σ g·y) (softmax) or g − e^y·Σ g (log-softmax) ----
 
 // Loads part h of the saved output y (bound as x4) and of the gradient g, 0 past the row's
-// end, and returns that part's share of the row sum (dot_term) and 1 where the sum's terms
-// hold a NaN (0 otherwise).
+// end, and returns that part's share of the row sum (dot_term).
 fn load_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, s: LaneSpan)
-    -> vec2<f32> {
+    -> f32 {
     var d = 0.0;
-    var nans = vec4(0u);
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         (*yc)[k] = vec4(0.0);
@@ -91,17 +85,16 @@ fn load_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, 
             (*gc)[k] = load4(g4[s.b + j]);
         }
         d += dot_term((*yc)[k], (*gc)[k]);
-        nans = dot_nans(nans, (*yc)[k], (*gc)[k]);
     }
-    return vec2(d, select(0.0, 1.0, nan_acc_any(nans)));
+    return d;
 }
 
 fn store_backward_part(yc: ptr<function, Part>, gc: ptr<function, Part>, h: u32, s: LaneSpan,
-                       d: vec2<f32>) {
+                       d: f32) {
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         if j < s.n {
-            y4[s.b + j] = store4(grad((*yc)[k], (*gc)[k], d.x, d.y > 0.0));
+            y4[s.b + j] = store4(grad((*yc)[k], (*gc)[k], d, is_nan1(d)));
         }
     }
 }

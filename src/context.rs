@@ -530,6 +530,18 @@ impl Context {
         }
     }
 
+    /// [`Context::synchronize`] without blocking: natively a helper thread waits on the
+    /// device while the future is pending; in a browser (where nothing may block) the queue's
+    /// work-done promise is awaited, and a validation or out-of-memory error of the crate's
+    /// work since the last such call comes back as this call's `Err` (a blocking call cannot
+    /// see it there: the browser answers error scopes only through its event loop).
+    pub async fn synchronize_async(&self) -> Result<()> {
+        match &self.inner.gpu {
+            Some(gpu) => gpu.synchronize_async(self).await,
+            None => Ok(()),
+        }
+    }
+
     /// Submits all recorded work without waiting for it.
     pub fn flush(&self) -> Result<()> {
         match &self.inner.gpu {

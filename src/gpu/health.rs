@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{DeviceOwner, Gpu, pop_now};
+use super::{DeviceOwner, Gpu};
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::lock;
 
@@ -42,17 +42,33 @@ impl Health {
 
 impl Gpu {
     /// Runs `f`, and on the caller's device inside a validation error scope: an error it
-    /// raises is kept for the next [`Gpu::check`] instead of reaching the caller's handler.
+    /// raises is kept for the next [`Gpu::check`] instead of reaching the caller's handler. In
+    /// a browser every device's work runs inside validation and out-of-memory scopes, whose
+    /// errors the next asynchronous synchronize or read-back returns (its handler would report
+    /// them only to the console).
     pub(super) fn scoped<T>(&self, f: impl FnOnce() -> T) -> T {
-        if self.owner == DeviceOwner::Crate {
+        if self.owner == DeviceOwner::Crate && !cfg!(target_arch = "wasm32") {
             return f();
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
-        if let Some(e) = pop_now(scope)
-            && let Ok(mut slot) = self.health.error.lock()
-        {
-            slot.get_or_insert_with(|| e.to_string());
+        for scope in [validation, memory] {
+            let health = self.health.clone();
+            // Natively kept for the next check; in a browser, returned by the next settle.
+            let kept = self.scopes.pop(scope, move |e| {
+                let message = e.to_string();
+                if cfg!(not(target_arch = "wasm32"))
+                    && let Ok(mut slot) = health.error.lock()
+                {
+                    slot.get_or_insert_with(|| message.clone());
+                }
+                Error::Gpu {
+                    op: "the crate's work",
+                    message,
+                }
+            });
+            drop(kept);
         }
         out
     }
@@ -69,7 +85,16 @@ impl Gpu {
     /// device check. An id of another instance that names nothing here makes wgpu panic; that
     /// panic is caught (natively, where panics unwind) and reported like the rest. What no
     /// check can see is an id of another instance that names a storage buffer of this device
-    /// of the same size.
+    /// of the same size. In a browser the probes' answers would come only after the call
+    /// returns: nothing is probed there, and a foreign buffer's error comes back from the next
+    /// asynchronous synchronize or read-back (the browser validates every binding).
+    #[cfg(target_arch = "wasm32")]
+    pub fn check_own_buffer(&self, _buffer: &wgpu::Buffer) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
+    /// See the browser's [`Gpu::check_own_buffer`] above for what is checked where.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn check_own_buffer(&self, buffer: &wgpu::Buffer) -> std::result::Result<(), String> {
         let size = buffer.size();
         let align = u64::from(self.limits.min_storage_buffer_offset_alignment).max(4);
@@ -88,16 +113,13 @@ impl Gpu {
             }
             Ok(())
         };
-        #[cfg(not(target_arch = "wasm32"))]
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(probes))
-            .unwrap_or_else(|_| Err("wgpu knows no such buffer on this device's instance".into()));
-        #[cfg(target_arch = "wasm32")]
-        let outcome = probes();
-        outcome
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(probes))
+            .unwrap_or_else(|_| Err("wgpu knows no such buffer on this device's instance".into()))
     }
 
     /// Whether `size` bytes of `buffer` from `offset` bind as storage on this device (wgpu's
     /// validation message otherwise).
+    #[cfg(not(target_arch = "wasm32"))]
     fn binds(
         &self,
         buffer: &wgpu::Buffer,
@@ -132,7 +154,7 @@ impl Gpu {
                 }),
             }],
         });
-        match pop_now(scope) {
+        match pollster::block_on(scope.pop()) {
             Some(e) => Err(e.to_string()),
             None => Ok(()),
         }

@@ -28,18 +28,66 @@ use transfer::UploadSlot;
 /// Idle bytes the buffer pool may keep.
 const POOL_IDLE_BYTES: u64 = 512 << 20;
 
-/// Pops an error scope and returns what it caught. Natively the answer is ready at once; in a
-/// browser (wasm32) it arrives later and cannot be waited for, so it is dropped there: the
-/// browser still validates, and reports on its console.
-pub(crate) fn pop_now(scope: wgpu::ErrorScopeGuard) -> Option<wgpu::Error> {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        pollster::block_on(scope.pop())
-    }
+/// The answers of popped error scopes. Natively a scope's answer is ready when it is popped,
+/// and [`PendingScopes::pop`] returns its error at once. In a browser (wasm32) it resolves
+/// only through the event loop: the scope is kept, with what its error will mean, and the next
+/// asynchronous synchronize or read-back awaits it ([`PendingScopes::settle`]) and returns the
+/// first error as the `Result` of that call.
+#[derive(Default)]
+pub(crate) struct PendingScopes {
     #[cfg(target_arch = "wasm32")]
-    {
-        drop(scope.pop());
-        None
+    kept: std::cell::RefCell<Vec<PendingScope>>,
+}
+
+/// A popped scope whose answer is still to come, and how its error becomes the crate's.
+#[cfg(target_arch = "wasm32")]
+struct PendingScope {
+    answer: std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>,
+    to_error: Box<dyn FnOnce(wgpu::Error) -> Error>,
+}
+
+impl PendingScopes {
+    /// Pops `scope`: natively its error now, as `to_error` makes it; in a browser `Ok(())`,
+    /// the answer kept for [`PendingScopes::settle`].
+    pub fn pop(
+        &self,
+        scope: wgpu::ErrorScopeGuard,
+        to_error: impl FnOnce(wgpu::Error) -> Error + 'static,
+    ) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            match pollster::block_on(scope.pop()) {
+                Some(e) => Err(to_error(e)),
+                None => Ok(()),
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            self.kept.borrow_mut().push(PendingScope {
+                answer: Box::pin(scope.pop()),
+                to_error: Box::new(to_error),
+            });
+            Ok(())
+        }
+    }
+
+    /// Awaits every kept scope and returns the first error among them (always `Ok` natively,
+    /// where none is kept).
+    pub async fn settle(&self) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let kept = std::mem::take(&mut *self.kept.borrow_mut());
+            let mut first = None;
+            for scope in kept {
+                if let Some(e) = scope.answer.await {
+                    first.get_or_insert_with(|| (scope.to_error)(e));
+                }
+            }
+            if let Some(e) = first {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -71,6 +119,19 @@ pub(crate) struct View<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub offset: u64,
     pub size: u64,
+}
+
+impl View<'_> {
+    /// Whether the two views share bytes of one buffer. WebGPU forbids two storage bindings of
+    /// one dispatch to overlap where either is writable (wgpu's native back ends let it pass);
+    /// a launch that would is refused (`Gpu::launch`), and a kernel that may write over its
+    /// input (the cross-entropies' gradient over the logits) binds the buffer once, its
+    /// `IN_PLACE` constant set, and a small unwritten buffer in the other slot.
+    pub fn overlaps(&self, other: &View<'_>) -> bool {
+        self.buffer == other.buffer
+            && self.offset < other.offset + other.size
+            && other.offset < self.offset + self.size
+    }
 }
 
 /// Who owns the device, and so who handles its errors.
@@ -118,6 +179,8 @@ pub(crate) struct Gpu {
     pub owner: DeviceOwner,
     pipelines: PipelineCache,
     pool: BufferPool,
+    /// Error scopes whose answers are still to come (in a browser).
+    pub(crate) scopes: PendingScopes,
     recorder: Mutex<Recorder>,
     upload_staging: Mutex<[UploadSlot; 2]>,
     health: Arc<Health>,
@@ -179,6 +242,7 @@ impl Gpu {
             owner,
             pipelines: PipelineCache::default(),
             pool: BufferPool::new(POOL_IDLE_BYTES),
+            scopes: PendingScopes::default(),
             recorder: Mutex::new(Recorder::new(arena)),
             upload_staging: Mutex::new(Default::default()),
             health,
@@ -227,8 +291,14 @@ impl Gpu {
     /// A pooled storage buffer of at least `bytes` bytes.
     pub fn alloc(&self, bytes: u64, op: &'static str) -> Result<DeviceBuffer> {
         self.check(op)?;
-        self.pool
-            .get(&self.device, bytes, STORAGE_USAGE, self.max_buffer, op)
+        self.pool.get(
+            &self.device,
+            &self.scopes,
+            bytes,
+            STORAGE_USAGE,
+            self.max_buffer,
+            op,
+        )
     }
 
     /// Bytes idle in the buffer pool and held by the upload staging buffers.

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
+use super::PendingScopes;
 use crate::error::{Error, Result};
 use crate::layout::DType;
 
@@ -163,6 +164,7 @@ impl PipelineCache {
     pub fn get(
         &self,
         device: &wgpu::Device,
+        scopes: &PendingScopes,
         kernel: &Kernel,
         storage: DType,
         constants: &[(&'static str, f64)],
@@ -175,9 +177,9 @@ impl PipelineCache {
         if let Some(p) = lock(&self.pipelines)?.get(&key) {
             return Ok(p.clone());
         }
-        let (module, composed) = self.module(device, kernel.module, storage)?;
+        let (module, composed) = self.module(device, scopes, kernel.module, storage)?;
         let built = Arc::new(build_pipeline(
-            device, &module, &composed, kernel, storage, constants,
+            device, scopes, &module, &composed, kernel, storage, constants,
         )?);
         // Another thread may have built the same pipeline meanwhile; keep the first.
         Ok(lock(&self.pipelines)?.entry(key).or_insert(built).clone())
@@ -208,6 +210,7 @@ impl PipelineCache {
     fn module(
         &self,
         device: &wgpu::Device,
+        scopes: &PendingScopes,
         module: ModuleRef,
         storage: DType,
     ) -> Result<(wgpu::ShaderModule, Composed)> {
@@ -225,13 +228,13 @@ impl PipelineCache {
             label: Some(module.name),
             source: wgpu::ShaderSource::Wgsl(composed.source.as_str().into()),
         });
-        if let Some(e) = super::pop_now(scope) {
-            return Err(Error::Shader {
-                shader: module.name,
-                entry: "(module)",
-                message: composed.relabel(&e.to_string()),
-            });
-        }
+        let labels = composed.clone();
+        let name = module.name;
+        scopes.pop(scope, move |e| Error::Shader {
+            shader: name,
+            entry: "(module)",
+            message: labels.relabel(&e.to_string()),
+        })?;
         modules.insert((module, storage), (built.clone(), composed.clone()));
         Ok((built, composed))
     }
@@ -239,6 +242,7 @@ impl PipelineCache {
 
 fn build_pipeline(
     device: &wgpu::Device,
+    scopes: &PendingScopes,
     module: &wgpu::ShaderModule,
     composed: &Composed,
     kernel: &Kernel,
@@ -288,13 +292,13 @@ fn build_pipeline(
         },
         cache: None,
     });
-    if let Some(e) = super::pop_now(scope) {
-        return Err(Error::Shader {
-            shader: kernel.module.name,
-            entry: kernel.entry,
-            message: format!("{storage} storage: {}", composed.relabel(&e.to_string())),
-        });
-    }
+    let labels = composed.clone();
+    let (shader, entry) = (kernel.module.name, kernel.entry);
+    scopes.pop(scope, move |e| Error::Shader {
+        shader,
+        entry,
+        message: format!("{storage} storage: {}", labels.relabel(&e.to_string())),
+    })?;
     Ok(Pipeline { pipeline, layout })
 }
 

@@ -12,6 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use super::PendingScopes;
 use crate::error::{Error, Result};
 use crate::layout;
 
@@ -149,6 +150,7 @@ impl BufferPool {
     pub fn get(
         &self,
         device: &wgpu::Device,
+        scopes: &PendingScopes,
         bytes: u64,
         usage: wgpu::BufferUsages,
         max_buffer_size: u64,
@@ -167,7 +169,7 @@ impl BufferPool {
         let reused = self.lock()?.take(capacity, usage);
         let buffer = match reused {
             Some(b) => b,
-            None => create_buffer(device, capacity, usage, op)?,
+            None => create_buffer(device, scopes, capacity, usage, op)?,
         };
         {
             let mut state = self.lock()?;
@@ -234,9 +236,10 @@ pub(crate) fn size_class(bytes: u64, max: u64) -> u64 {
 }
 
 /// A new buffer of `size` bytes, or [`Error::OutOfMemory`] naming `op` if the device has no
-/// room for it.
+/// room for it (in a browser, from the next asynchronous synchronize or read-back).
 pub(crate) fn create_buffer(
     device: &wgpu::Device,
+    scopes: &PendingScopes,
     size: u64,
     usage: wgpu::BufferUsages,
     op: &'static str,
@@ -248,13 +251,11 @@ pub(crate) fn create_buffer(
         usage,
         mapped_at_creation: false,
     });
-    if super::pop_now(scope).is_some() {
-        return Err(Error::OutOfMemory {
-            op,
-            bytes: size,
-            memory: "device",
-        });
-    }
+    scopes.pop(scope, move |_| Error::OutOfMemory {
+        op,
+        bytes: size,
+        memory: "device",
+    })?;
     Ok(buffer)
 }
 

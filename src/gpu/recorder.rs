@@ -1,7 +1,7 @@
 //! The recorder: launches recorded into one pending command encoder with their parameter
 //! blocks in a shared arena, submitted in batches, with a bound on submissions in flight.
 
-use super::{Gpu, View};
+use super::{Gpu, GpuHolder, View};
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::{self, Kernel, PARAMS_SLOT, lock};
 use crate::layout::{self, DType};
@@ -69,7 +69,7 @@ impl Gpu {
     }
 
     /// [`Gpu::launch`] of a kernel built for tensors stored as `storage` (a family with half
-    /// storage, [`crate::Shader::has_half_storage`]).
+    /// storage: its root's `//! storage` line).
     pub fn launch_stored(
         &self,
         kernel: &Kernel,
@@ -83,6 +83,7 @@ impl Gpu {
         if groups == 0 {
             return Ok(());
         }
+        writable_aliasing(kernel, views)?;
         let grid = layout::grid(groups, self.limits.max_compute_workgroups_per_dimension)?;
         self.scoped(|| self.record(kernel, storage, constants, views, params, grid))?;
         self.check(kernel.entry)
@@ -97,9 +98,9 @@ impl Gpu {
         params: &[u8],
         grid: [u32; 2],
     ) -> Result<()> {
-        let pipeline = self
-            .pipelines
-            .get(&self.device, kernel, storage, constants)?;
+        let pipeline =
+            self.pipelines
+                .get(&self.device, &self.scopes, kernel, storage, constants)?;
         let mut rec = lock(&self.recorder)?;
         if rec.launches == BATCH_LAUNCHES {
             self.submit(&mut rec);
@@ -170,6 +171,52 @@ impl Gpu {
         self.check("synchronize")
     }
 
+    /// [`Gpu::synchronize`] without blocking. Natively a helper thread (holding `holder`)
+    /// waits on the device while the future is pending. In a browser the queue's
+    /// work-done promise is awaited, then every error scope of the crate's work since the
+    /// last settle: a validation or out-of-memory error among them is this call's `Err`.
+    pub async fn synchronize_async<H: GpuHolder>(&self, holder: &H) -> Result<()> {
+        const OP: &str = "synchronize";
+        self.check(OP)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let (tx, rx) = futures_channel::oneshot::channel();
+            let holder = holder.clone();
+            std::thread::Builder::new()
+                .name("gpu-activations synchronize".into())
+                .spawn(move || {
+                    let result = match holder.held() {
+                        Some(gpu) => gpu.synchronize(),
+                        None => Ok(()),
+                    };
+                    let _ = tx.send(result);
+                })
+                .map_err(|e| Error::Gpu {
+                    op: OP,
+                    message: format!("could not start the helper thread: {e}"),
+                })?;
+            rx.await.map_err(|_| Error::Gpu {
+                op: OP,
+                message: "the helper thread ended without an answer".into(),
+            })?
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = holder;
+            self.flush()?;
+            let (tx, rx) = futures_channel::oneshot::channel();
+            self.queue.on_submitted_work_done(move || {
+                let _ = tx.send(());
+            });
+            rx.await.map_err(|_| Error::Gpu {
+                op: OP,
+                message: "the queue's work-done callback was dropped".into(),
+            })?;
+            self.scopes.settle().await?;
+            self.check(OP)
+        }
+    }
+
     pub(super) fn submit(&self, rec: &mut Recorder) {
         let Some(encoder) = rec.encoder.take() else {
             return;
@@ -232,4 +279,28 @@ impl Gpu {
             },
         }
     }
+}
+
+/// Refuses a launch that binds one buffer range to two storage slots where either is writable:
+/// WebGPU forbids it (a browser's validation fails the whole submission) while wgpu's native
+/// back ends let it pass, so it is caught here, natively too.
+fn writable_aliasing(kernel: &Kernel, views: &[View<'_>]) -> Result<()> {
+    let bound: Vec<(&pipelines::Slot, &View<'_>)> = kernel.slots.iter().zip(views).collect();
+    for (i, (slot_a, a)) in bound.iter().enumerate() {
+        for (slot_b, b) in &bound[i + 1..] {
+            let writable = matches!(slot_a, pipelines::Slot::ReadWrite(_))
+                || matches!(slot_b, pipelines::Slot::ReadWrite(_));
+            if writable && a.overlaps(b) {
+                return Err(Error::Gpu {
+                    op: kernel.entry,
+                    message: format!(
+                        "{}::{} binds one buffer range to two storage slots, one of them \
+                         writable, which WebGPU forbids",
+                        kernel.module.name, kernel.entry
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }

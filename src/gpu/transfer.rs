@@ -127,7 +127,13 @@ impl Gpu {
                 .clamp(STAGED_UPLOAD_MIN, TRANSFER_CHUNK)
                 .max(bytes);
             let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
-            slot.buffer = Some(pool::create_buffer(&self.device, size, usage, "upload")?);
+            slot.buffer = Some(pool::create_buffer(
+                &self.device,
+                &self.scopes,
+                size,
+                usage,
+                "upload",
+            )?);
             slot.last_copy = None;
         }
         Ok(())
@@ -202,10 +208,14 @@ impl Gpu {
         let staging_usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
         let mut staging = Vec::new();
         for _ in 0..chunks.min(2) {
-            staging.push(
-                self.pool
-                    .get(&self.device, chunk, staging_usage, self.max_buffer, OP)?,
-            );
+            staging.push(self.pool.get(
+                &self.device,
+                &self.scopes,
+                chunk,
+                staging_usage,
+                self.max_buffer,
+                OP,
+            )?);
         }
         let mut pending = Some(self.start_read(buffer, offset, chunk.min(size), &staging[0])?);
         for k in 0..chunks {
@@ -343,6 +353,7 @@ impl Gpu {
             let len = TRANSFER_CHUNK.min(size - start);
             let staging = Abandonable(Some(self.pool.get(
                 &self.device,
+                &self.scopes,
                 len,
                 usage,
                 self.max_buffer,
@@ -355,6 +366,8 @@ impl Gpu {
                 .encoder(&self.device)
                 .copy_buffer_to_buffer(buffer, offset + start, chunk.raw(), 0, len);
             let answer = self.map_when_copied(holder, chunk.raw(), len).await?;
+            // In a browser: the errors of the crate's work until this read (none kept natively).
+            self.scopes.settle().await?;
             let range = start as usize..(start + len) as usize;
             self.copy_out(answer, len, chunk, &mut dst[range])?;
             staging.finish();

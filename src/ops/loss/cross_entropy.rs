@@ -411,10 +411,21 @@ impl FusedCrossEntropy<'_> {
         };
         let mut tensors = vec![self.logits, self.grad];
         tensors.extend(self.probabilities);
+        // In place (the gradient over the logits): the logits bound once (View::overlaps).
+        let spare = match self.grad.aliases(self.logits) {
+            true => Some(gpu.alloc(16, OP_CE)?),
+            false => None,
+        };
+        let mut in_place_constants = constants.clone();
+        in_place_constants.push(("IN_PLACE", 1.0));
         for block in row_blocks(gpu, OP_CE, rows, classes, 0, &tensors)? {
             let (start, len) = (block.bind_start, block.bind_len);
             let z = self.logits.view(start, len, OP_CE)?;
-            let dz = self.grad.view(start, len, OP_CE)?;
+            let mut dz = self.grad.view(start, len, OP_CE)?;
+            let in_place = z.overlaps(&dz);
+            if in_place {
+                dz = spare.as_ref().ok_or_else(|| mixed(OP_CE))?.view(4);
+            }
             let targets = match (index, self.probabilities) {
                 (Some(i), _) => i.view(rows),
                 (None, Some(p)) => p.view(start, len, OP_CE)?,
@@ -439,7 +450,11 @@ impl FusedCrossEntropy<'_> {
             let groups = plan.groups(block.rows);
             gpu.launch(
                 &kernel,
-                &constants,
+                if in_place {
+                    &in_place_constants
+                } else {
+                    &constants
+                },
                 &views,
                 bytemuck::bytes_of(&params),
                 groups,

@@ -409,13 +409,24 @@ impl HeadKernel {
             ..self.params
         };
         let wg = self.constants[0].1 as u64;
+        // In place (the gradient over the logits): the logits bound once (View::overlaps).
+        let in_place = z.overlaps(&grad);
+        let spare = match in_place {
+            true => Some(gpu.alloc(16, OP)?),
+            false => None,
+        };
+        let mut constants = self.constants.to_vec();
+        constants.push(("IN_PLACE", if in_place { 1.0 } else { 0.0 }));
         gpu.launch(
             &HEAD_ROWS,
-            &self.constants,
+            &constants,
             &[
                 z,
                 index,
-                grad,
+                match &spare {
+                    Some(spare) => spare.view(4),
+                    None => grad,
+                },
                 loss,
                 self.weight.view(self.weights),
                 z_loss,
