@@ -700,3 +700,30 @@ fn to_vec_async_is_pending_until_the_device_has_finished() {
         assert_eq!(zv.unwrap(), z.to_vec().unwrap(), "{case}");
     }
 }
+
+/// A validation error inside the crate's work (a caller's buffer destroyed under a queued op)
+/// comes back from the asynchronous synchronize as from the blocking one, and the context
+/// goes on working: what the browser tests check in Chromium, natively on every adapter.
+#[test]
+fn an_error_of_the_crates_work_comes_back_from_synchronize_async() {
+    for (ctx, setup, _) in embedded() {
+        let buffer = storage_buffer(&setup.device, 256, ALL_USES);
+        let view = Tensor::from_wgpu_buffer(ctx, &buffer, 0, &[64]).unwrap();
+        let y = view.relu().unwrap();
+        buffer.destroy();
+        match pollster::block_on(ctx.synchronize_async()) {
+            Err(Error::Gpu { message, .. }) => assert!(!message.is_empty()),
+            other => panic!(
+                "{}: expected a GPU error, got {other:?}",
+                ctx.adapter_info()
+            ),
+        }
+        drop(y);
+        let z = Tensor::from_slice(ctx, &[-1.0, 2.0], &[2]).unwrap();
+        assert_eq!(
+            pollster::block_on(z.relu().unwrap().to_vec_async()).unwrap(),
+            vec![0.0, 2.0]
+        );
+        pollster::block_on(ctx.synchronize_async()).unwrap();
+    }
+}
