@@ -177,7 +177,7 @@ pub enum Error {
         /// Which argument.
         what: &'static str,
         /// Its element type.
-        got: crate::DType,
+        got: crate::dtype::DType,
         /// What the operation takes, in words.
         expected: &'static str,
     },
