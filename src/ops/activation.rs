@@ -98,8 +98,8 @@ const BACKWARD_OVER_INPUT: Kernel = Kernel {
 
 /// Every kernel of the activations, with its parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    let size = size_of::<crate::ops::ElementwiseParams>();
+pub(crate) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
+    let size = crate::ops::ElementwiseParams::LAYOUT;
     [
         FORWARD,
         FORWARD_INPLACE,

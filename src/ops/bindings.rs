@@ -15,8 +15,33 @@ use crate::wgsl::Shader;
 /// How the shader uses one binding of group 0.
 #[derive(Debug, PartialEq, Eq)]
 enum Use {
-    Uniform { bytes: u32 },
-    Storage { writable: bool },
+    /// The `Params` block: its size and its members' names and types, in order.
+    Uniform {
+        bytes: u32,
+        fields: Vec<(String, String)>,
+    },
+    Storage {
+        writable: bool,
+    },
+}
+
+/// The members of a uniform struct as (name, WGSL scalar type).
+fn members(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Vec<(String, String)> {
+    let naga::TypeInner::Struct { members, .. } = &module.types[ty].inner else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .map(|m| {
+            let ty = match module.types[m.ty].inner {
+                naga::TypeInner::Scalar(naga::Scalar::U32) => "u32",
+                naga::TypeInner::Scalar(naga::Scalar::I32) => "i32",
+                naga::TypeInner::Scalar(naga::Scalar::F32) => "f32",
+                _ => "other",
+            };
+            (m.name.clone().unwrap_or_default(), ty.to_string())
+        })
+        .collect()
 }
 
 fn parse(module: ModuleRef) -> (naga::Module, naga::valid::ModuleInfo) {
@@ -56,6 +81,7 @@ fn used_bindings(
         let what = match var.space {
             naga::AddressSpace::Uniform => Use::Uniform {
                 bytes: module.types[var.ty].inner.size(module.to_ctx()),
+                fields: members(module, var.ty),
             },
             naga::AddressSpace::Storage { access } => Use::Storage {
                 writable: access.contains(naga::StorageAccess::STORE),
@@ -116,7 +142,7 @@ fn every_entry_point_is_launched_and_every_launch_names_one() {
 fn every_launched_kernel_binds_what_its_shader_declares() {
     let mut modules = HashMap::new();
     let kernels = super::launched_kernels();
-    for (kernel, params_bytes) in kernels {
+    for (kernel, params) in kernels {
         let Kernel {
             module,
             entry,
@@ -127,13 +153,24 @@ fn every_launched_kernel_binds_what_its_shader_declares() {
         let name = format!("{}::{entry}", module.name);
         for (&binding, what) in &used {
             match what {
-                Use::Uniform { bytes } => {
+                Use::Uniform { bytes, fields } => {
                     assert_eq!(binding, 0, "{name}: the uniform block is binding 0");
                     // The copy kernel reads only the first field of the elementwise block.
+                    let size = params.size;
                     assert!(
-                        *bytes as usize <= params_bytes
-                            && params_bytes as u64 <= crate::gpu::pipelines::PARAMS_SLOT,
-                        "{name}: the shader's Params is {bytes} bytes, the host writes {params_bytes}"
+                        *bytes as usize <= size
+                            && size as u64 <= crate::gpu::pipelines::PARAMS_SLOT,
+                        "{name}: the shader's Params is {bytes} bytes, the host writes {size}"
+                    );
+                    // Field by field, in order: the shader's are the host's (or their start).
+                    let host: Vec<(String, String)> = params
+                        .fields
+                        .iter()
+                        .map(|(n, t)| (n.to_string(), t.to_string()))
+                        .collect();
+                    assert!(
+                        !fields.is_empty() && host.starts_with(fields),
+                        "{name}: the shader's Params {fields:?} is not the host's {host:?}"
                     );
                 }
                 Use::Storage { writable } => {
@@ -171,18 +208,26 @@ fn a_wrong_binding_or_params_size_is_caught() {
     let used = used_bindings(&module, &info, "forward");
     assert_eq!(used.get(&1), Some(&Use::Storage { writable: false }));
     assert_eq!(used.get(&3), Some(&Use::Storage { writable: true }));
-    assert_eq!(
-        used.get(&0),
-        Some(&Use::Uniform {
-            bytes: size_of::<super::ElementwiseParams>() as u32
-        })
-    );
+    let Some(Use::Uniform { bytes, fields }) = used.get(&0) else {
+        panic!("forward reads its Params");
+    };
+    assert_eq!(*bytes as usize, super::ElementwiseParams::LAYOUT.size);
+    // A field out of order on either side would differ here.
+    let host: Vec<(String, String)> = super::ElementwiseParams::LAYOUT
+        .fields
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(fields, &host);
+    let mut swapped = host.clone();
+    swapped.swap(1, 2);
+    assert!(!swapped.starts_with(fields));
     // The softmax block is larger than the elementwise one: a host that wrote the elementwise
     // block for a softmax kernel would fail the size check.
     let (module, info) = parse(Shader::Softmax.module());
-    let Some(Use::Uniform { bytes }) = used_bindings(&module, &info, "forward_rows").remove(&0)
+    let Some(Use::Uniform { bytes, .. }) = used_bindings(&module, &info, "forward_rows").remove(&0)
     else {
         panic!("forward_rows reads its Params");
     };
-    assert!(bytes as usize > size_of::<super::ElementwiseParams>());
+    assert!(bytes as usize > super::ElementwiseParams::LAYOUT.size);
 }

@@ -22,8 +22,8 @@ const NARROW: Kernel = Kernel {
 
 /// The conversion kernels, with their parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    let size = size_of::<crate::ops::ElementwiseParams>();
+pub(crate) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
+    let size = crate::ops::ElementwiseParams::LAYOUT;
     vec![(WIDEN, size), (NARROW, size)]
 }
 

@@ -17,12 +17,12 @@ const OP: &str = "gated activation";
 /// Invocations per workgroup; each takes four outputs at a time.
 const WG: u32 = 256;
 
-/// Mirrors `Params` in `shaders/gated.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct GatedParams {
-    len: u32,
-    half: u32,
+params! {
+    /// Mirrors `Params` in `shaders/gated.wgsl`.
+    struct GatedParams {
+        len: u32,
+        half: u32,
+    }
 }
 
 const FORWARD_SPLIT: Kernel = Kernel {
@@ -62,7 +62,7 @@ const BACKWARD_PAIR: Kernel = Kernel {
 
 /// The four kernels with their parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+pub(crate) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
     [
         FORWARD_SPLIT,
         BACKWARD_SPLIT,
@@ -71,7 +71,7 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
         FORWARD_PAIR,
         BACKWARD_PAIR,
     ]
-    .map(|k| (k, size_of::<GatedParams>()))
+    .map(|k| (k, GatedParams::LAYOUT))
     .to_vec()
 }
 

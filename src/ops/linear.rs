@@ -19,15 +19,15 @@ const OP: &str = "linear";
 /// Rows and columns of the block of C one workgroup computes (`BM`, `BN` in the shader).
 use crate::wgsl::MATMUL_BLOCK as BLOCK;
 
-/// Mirrors `Params` in `shaders/matmul.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    col_blocks: u32,
-    blocks: u32,
+params! {
+    /// Mirrors `Params` in `shaders/matmul.wgsl`.
+    struct MatmulParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        col_blocks: u32,
+        blocks: u32,
+    }
 }
 
 const MATMUL: Kernel = Kernel {
@@ -53,9 +53,9 @@ const FMA_PEAK: Kernel = Kernel {
 
 /// The kernels with their parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+pub(crate) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
     [MATMUL, MATMUL_PATCHES, FMA_PEAK]
-        .map(|k| (k, size_of::<MatmulParams>()))
+        .map(|k| (k, MatmulParams::LAYOUT))
         .to_vec()
 }
 

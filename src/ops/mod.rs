@@ -1,5 +1,41 @@
 //! Host-side launches of every op family, and the launch geometry they share.
 
+/// A kernel's uniform `Params` block as the host writes it: its size, and its fields' names and
+/// WGSL types in order, which the bindings test compares with the shader's `struct Params`.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ParamsLayout {
+    pub size: usize,
+    pub fields: &'static [(&'static str, &'static str)],
+}
+
+/// Declares a kernel's `Params` block: the `#[repr(C)]` struct the host fills (`u32`, `i32` or
+/// `f32` fields, as WGSL's) and its [`ParamsLayout`] (`NAME::LAYOUT`).
+macro_rules! params {
+    (
+        $(#[doc = $doc:literal])*
+        $vis:vis struct $name:ident {
+            $($(#[doc = $fdoc:literal])* $field:ident: $ty:ident),* $(,)?
+        }
+    ) => {
+        $(#[doc = $doc])*
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        $vis struct $name {
+            $($(#[doc = $fdoc])* $field: $ty),*
+        }
+
+        #[cfg_attr(not(test), allow(dead_code))]
+        impl $name {
+            /// The block's size and fields, for the bindings test.
+            pub(crate) const LAYOUT: crate::ops::ParamsLayout = crate::ops::ParamsLayout {
+                size: size_of::<$name>(),
+                fields: &[$((stringify!($field), stringify!($ty))),*],
+            };
+        }
+    };
+}
+
 pub mod activation;
 #[cfg(test)]
 mod bindings;
@@ -58,20 +94,20 @@ pub(crate) fn elementwise_groups(vec4s: usize, wg: u32) -> u64 {
     (vec4s as u64).div_ceil(u64::from(wg) * ELEMENTWISE_VEC4_PER_INVOCATION)
 }
 
-/// Mirrors the `Params` of `shaders/activation.wgsl` (whose first field `copy.wgsl` shares).
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct ElementwiseParams {
-    len: u32,
-    p0: f32,
-    p1: f32,
-    p2: f32,
+params! {
+    /// Mirrors the `Params` of `shaders/activation.wgsl` (whose first field `copy.wgsl` shares).
+    pub(crate) struct ElementwiseParams {
+        len: u32,
+        p0: f32,
+        p1: f32,
+        p2: f32,
+    }
 }
 
-/// Every kernel an op may launch, with the size of the parameter block the host writes for it.
+/// Every kernel an op may launch, with the parameter block the host writes for it.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    let mut all = vec![(COPY, size_of::<ElementwiseParams>())];
+pub(crate) fn launched_kernels() -> Vec<(Kernel, ParamsLayout)> {
+    let mut all = vec![(COPY, ElementwiseParams::LAYOUT)];
     all.extend(activation::launched_kernels());
     all.extend(gated::launched_kernels());
     all.extend(softmax::launched_kernels());

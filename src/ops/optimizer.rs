@@ -11,18 +11,18 @@ const OP: &str = "optimizer step";
 /// Invocations per workgroup.
 const WG: u32 = 256;
 
-/// Mirrors `Params` in `shaders/optimizer.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct OptimizerParams {
-    len: u32,
-    lr: f32,
-    weight_decay: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    correction1: f32,
-    correction2: f32,
+params! {
+    /// Mirrors `Params` in `shaders/optimizer.wgsl`.
+    struct OptimizerParams {
+        len: u32,
+        lr: f32,
+        weight_decay: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        correction1: f32,
+        correction2: f32,
+    }
 }
 
 const SGD: Kernel = Kernel {
@@ -43,10 +43,8 @@ const ADAM: Kernel = Kernel {
 
 /// The kernels with their parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    [SGD, ADAM]
-        .map(|k| (k, size_of::<OptimizerParams>()))
-        .to_vec()
+pub(crate) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
+    [SGD, ADAM].map(|k| (k, OptimizerParams::LAYOUT)).to_vec()
 }
 
 /// Adam (`torch.optim.Adam`): `m ← β₁m + (1 − β₁)g`, `v ← β₂v + (1 − β₂)g²`,

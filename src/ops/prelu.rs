@@ -25,15 +25,15 @@ const MAX_CHUNKS: usize = 256;
 const MIN_CHUNK: usize = 4096;
 const MAX_CHUNK: usize = 16_384;
 
-/// Mirrors `Params` in `shaders/prelu.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PreluParams {
-    len: u32,
-    channels: u32,
-    inner: u32,
-    per_chunk: u32,
-    chunks: u32,
+params! {
+    /// Mirrors `Params` in `shaders/prelu.wgsl`.
+    struct PreluParams {
+        len: u32,
+        channels: u32,
+        inner: u32,
+        per_chunk: u32,
+        chunks: u32,
+    }
 }
 
 const FORWARD: Kernel = Kernel {
@@ -71,7 +71,7 @@ const WEIGHT_PARTIALS: Kernel = Kernel {
 
 /// The kernels with their parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+pub(crate) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
     [
         FORWARD,
         BACKWARD_INPUT,
@@ -80,7 +80,7 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
         WEIGHT_PARTIALS,
         WEIGHT_PARTIALS4,
     ]
-    .map(|k| (k, size_of::<PreluParams>()))
+    .map(|k| (k, PreluParams::LAYOUT))
     .to_vec()
 }
 

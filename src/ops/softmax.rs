@@ -11,18 +11,18 @@ use crate::ops::rows::{CACHED_ROW_MAX, RowBlock, RowPlan, row_blocks};
 use crate::tensor::{Storage, Tensor, write_host};
 use crate::wgsl::Shader;
 
-/// Mirrors `Params` in `shaders/softmax.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    cols: u32,
-    base: u32,
-    seg_len: u32,
-    segs: u32,
-    seg0: u32,
-    segs_total: u32,
-    part_row: u32,
+params! {
+    /// Mirrors `Params` in `shaders/softmax.wgsl`.
+    struct Params {
+        rows: u32,
+        cols: u32,
+        base: u32,
+        seg_len: u32,
+        segs: u32,
+        seg0: u32,
+        segs_total: u32,
+        part_row: u32,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl RowOp {
 
 /// Every kernel the softmax family may launch, with its parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+pub(crate) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
     let mut all = Vec::new();
     for direction in [Direction::Forward, Direction::Backward] {
         for plan in RowPlan::examples() {
@@ -182,7 +182,7 @@ pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
                 }
                 for stage in [0, 1] {
                     let op = RowOp { log, direction };
-                    all.push((op.kernel(plan, vec4, stage, subgroups), size_of::<Params>()));
+                    all.push((op.kernel(plan, vec4, stage, subgroups), Params::LAYOUT));
                 }
             }
         }

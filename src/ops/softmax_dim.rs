@@ -15,13 +15,13 @@ use crate::wgsl::Shader;
 /// Invocations (lines) per workgroup.
 const WG: u32 = 64;
 
-/// Mirrors `Params` in `shaders/softmax_strided.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct StridedParams {
-    lines: u32,
-    len: u32,
-    stride: u32,
+params! {
+    /// Mirrors `Params` in `shaders/softmax_strided.wgsl`.
+    struct StridedParams {
+        lines: u32,
+        len: u32,
+        stride: u32,
+    }
 }
 
 const FORWARD: Kernel = Kernel {
@@ -49,9 +49,9 @@ use crate::wgsl::STRIDED_CACHED_LEN as CACHED_LEN;
 
 /// The kernels with their parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(Kernel, usize)> {
+pub(crate) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
     [FORWARD, BACKWARD, FORWARD_CACHED, BACKWARD_CACHED]
-        .map(|k| (k, size_of::<StridedParams>()))
+        .map(|k| (k, StridedParams::LAYOUT))
         .to_vec()
 }
 

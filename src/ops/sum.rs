@@ -9,13 +9,13 @@ use crate::layout;
 use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
-/// Mirrors `Params` in `shaders/reduce.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ReduceParams {
-    len: u32,
-    group: u32,
-    scale: f32,
+params! {
+    /// Mirrors `Params` in `shaders/reduce.wgsl`.
+    struct ReduceParams {
+        len: u32,
+        group: u32,
+        scale: f32,
+    }
 }
 
 /// Values summed per invocation at each level of the device-side reduction.
@@ -29,8 +29,8 @@ const SUM_GROUPS: Kernel = Kernel {
 
 /// The reduction's kernel with its parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernel() -> (Kernel, usize) {
-    (SUM_GROUPS, size_of::<ReduceParams>())
+pub(crate) fn launched_kernel() -> (Kernel, crate::ops::ParamsLayout) {
+    (SUM_GROUPS, ReduceParams::LAYOUT)
 }
 
 /// `Σ` of each run of `group` consecutive values among the first `len` of `src` (the last run

@@ -14,13 +14,13 @@ const OP: &str = "transpose";
 /// Invocations per workgroup.
 const WG: u32 = 256;
 
-/// Mirrors `Params` in `shaders/transpose.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct TransposeParams {
-    batch: u32,
-    rows: u32,
-    cols: u32,
+params! {
+    /// Mirrors `Params` in `shaders/transpose.wgsl`.
+    struct TransposeParams {
+        batch: u32,
+        rows: u32,
+        cols: u32,
+    }
 }
 
 const TRANSPOSE: Kernel = Kernel {
@@ -31,8 +31,8 @@ const TRANSPOSE: Kernel = Kernel {
 
 /// The kernel with its parameter block's size.
 #[cfg(test)]
-pub(crate) fn launched_kernel() -> (Kernel, usize) {
-    (TRANSPOSE, size_of::<TransposeParams>())
+pub(crate) fn launched_kernel() -> (Kernel, crate::ops::ParamsLayout) {
+    (TRANSPOSE, TransposeParams::LAYOUT)
 }
 
 /// `x` (f32, read as `[batch, rows, cols]`) with its last two dims swapped: a new f32 tensor

@@ -16,16 +16,16 @@ use crate::wgsl::Shader;
 use super::{LossAndGrad, OP_BCE, check_weight, mixed, narrow, widen};
 use crate::ops::sum::sum_to_scalar;
 
-/// Mirrors `Params` in `shaders/bce_with_logits.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct BceParams {
-    len: u32,
-    n: u32,
-    cols: u32,
-    col0: u32,
-    scale: f32,
-    invocations: u32,
+params! {
+    /// Mirrors `Params` in `shaders/bce_with_logits.wgsl`.
+    struct BceParams {
+        len: u32,
+        n: u32,
+        cols: u32,
+        col0: u32,
+        scale: f32,
+        invocations: u32,
+    }
 }
 
 /// Invocations per workgroup, and vec4s per invocation, of the BCE kernel.
@@ -50,9 +50,9 @@ fn kernel(per_element: bool) -> Kernel {
 
 /// Both BCE kernels with their parameter block's size.
 #[cfg(test)]
-pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
+pub(super) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
     [true, false]
-        .map(|per_element| (kernel(per_element), size_of::<BceParams>()))
+        .map(|per_element| (kernel(per_element), BceParams::LAYOUT))
         .to_vec()
 }
 

@@ -14,14 +14,14 @@ use crate::ops::sum::sum_to_scalar;
 use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
-/// Mirrors `Params` in `shaders/class_index.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ClassIndexParams {
-    rows: u32,
-    classes: u32,
-    ignore_lo: u32,
-    ignore_hi: u32,
+params! {
+    /// Mirrors `Params` in `shaders/class_index.wgsl`.
+    struct ClassIndexParams {
+        rows: u32,
+        classes: u32,
+        ignore_lo: u32,
+        ignore_hi: u32,
+    }
 }
 
 /// Invocations per workgroup of the conversion.
@@ -50,9 +50,9 @@ const OFFENDER: Kernel = Kernel {
 
 /// Both kernels with their parameter block's size.
 #[cfg(test)]
-pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
+pub(super) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
     [CONVERT, OFFENDER]
-        .map(|k| (k, size_of::<ClassIndexParams>()))
+        .map(|k| (k, ClassIndexParams::LAYOUT))
         .to_vec()
 }
 

@@ -318,7 +318,7 @@ fn through_f32(
 
 /// Every kernel the cross-entropy may launch, with its parameter block's size.
 #[cfg(test)]
-pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
+pub(super) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
     let mut all = Vec::new();
     for plan in crate::ops::rows::RowPlan::examples() {
         for (indices, vec4, subgroups) in flag_triples() {
@@ -327,7 +327,7 @@ pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
             }
             all.push((
                 kernel(indices, plan, vec4, subgroups),
-                size_of::<CrossEntropyParams>(),
+                CrossEntropyParams::LAYOUT,
             ));
         }
     }
@@ -352,17 +352,17 @@ struct FusedCrossEntropy<'a> {
     scale: f32,
 }
 
-/// Mirrors `Params` in `shaders/cross_entropy.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct CrossEntropyParams {
-    rows: u32,
-    cols: u32,
-    base: u32,
-    row0: u32,
-    eps: f32,
-    scale: f32,
-    w_all: f32,
+params! {
+    /// Mirrors `Params` in `shaders/cross_entropy.wgsl`.
+    struct CrossEntropyParams {
+        rows: u32,
+        cols: u32,
+        base: u32,
+        row0: u32,
+        eps: f32,
+        scale: f32,
+        w_all: f32,
+    }
 }
 
 impl FusedCrossEntropy<'_> {

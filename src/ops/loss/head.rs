@@ -25,18 +25,18 @@ const WG: u32 = 64;
 /// The longest row the kernel holds in registers (`4·HEAD_CACHE` in the shader).
 use crate::wgsl::HEAD_CACHED_CLASSES as CACHED_CLASSES;
 
-/// Mirrors `Params` in `shaders/cross_entropy_head.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct HeadParams {
-    rows: u32,
-    cols: u32,
-    eps: f32,
-    scale: f32,
-    w_all: f32,
-    lse_square_scale: f32,
-    softcap: f32,
-    stride: u32,
+params! {
+    /// Mirrors `Params` in `shaders/cross_entropy_head.wgsl`.
+    struct HeadParams {
+        rows: u32,
+        cols: u32,
+        eps: f32,
+        scale: f32,
+        w_all: f32,
+        lse_square_scale: f32,
+        softcap: f32,
+        stride: u32,
+    }
 }
 
 const HEAD_ROWS: Kernel = Kernel {
@@ -55,8 +55,8 @@ const HEAD_ROWS: Kernel = Kernel {
 
 /// The kernel with its parameter block's size.
 #[cfg(test)]
-pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    vec![(HEAD_ROWS, size_of::<HeadParams>())]
+pub(super) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
+    vec![(HEAD_ROWS, HeadParams::LAYOUT)]
 }
 
 /// The loss of an LLM head and what comes with it.

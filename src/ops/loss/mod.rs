@@ -21,7 +21,7 @@ pub(crate) use cross_entropy::flag_triples;
 
 /// Every kernel the losses may launch, with the size of the parameter block the host writes.
 #[cfg(test)]
-pub(crate) fn launched_kernels() -> Vec<(crate::gpu::pipelines::Kernel, usize)> {
+pub(crate) fn launched_kernels() -> Vec<(crate::gpu::pipelines::Kernel, crate::ops::ParamsLayout)> {
     let mut all = cross_entropy::launched_kernels();
     all.extend(class_index::launched_kernels());
     all.extend(bce::launched_kernels());

@@ -20,14 +20,14 @@ const OP: &str = "nll_loss";
 /// Invocations per workgroup.
 const WG: u32 = 256;
 
-/// Mirrors `Params` in `shaders/nll.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct NllParams {
-    rows: u32,
-    classes: u32,
-    scale: f32,
-    stride: u32,
+params! {
+    /// Mirrors `Params` in `shaders/nll.wgsl`.
+    struct NllParams {
+        rows: u32,
+        classes: u32,
+        scale: f32,
+        stride: u32,
+    }
 }
 
 const LOSSES: Kernel = Kernel {
@@ -44,8 +44,8 @@ const LOSSES: Kernel = Kernel {
 
 /// The kernels with their parameter block's size.
 #[cfg(test)]
-pub(super) fn launched_kernels() -> Vec<(Kernel, usize)> {
-    vec![(LOSSES, size_of::<NllParams>())]
+pub(super) fn launched_kernels() -> Vec<(Kernel, crate::ops::ParamsLayout)> {
+    vec![(LOSSES, NllParams::LAYOUT)]
 }
 
 impl Tensor {
