@@ -41,29 +41,36 @@ fn smoothing_sum_part(c: ptr<function, Part>, h: u32, m: f32, s: LaneSpan) -> f3
 
 // Writes the gradient of part h from e = e^{z − M} without label smoothing:
 // dz = a·e/S − a·[c = y] with a = scale·w_y (index_grad's formula with ε = 0), the one-hot
-// term added only in the vec4 that holds class y; 0 for an ignored row.
-fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32, inv_s: f32,
-                   nan_row: bool) {
+// term added only in the vec4 that holds class y.
+fn store_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32, inv_s: f32) {
     let a = p.scale * w_y;
     let a_inv_s = a * inv_s;
     let hit = one_hot_term(y, a);
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         if j < s.n {
-            let dz = (*c)[k] * a_inv_s - select(vec4(0.0), hit, j == y / 4u);
-            put_dz4(s.b + j, row_dz(dz, y == IGNORED, nan_row));
+            put_dz4(s.b + j, (*c)[k] * a_inv_s - select(vec4(0.0), hit, j == y / 4u));
         }
     }
 }
 
 // The same with label smoothing, through index_grad.
 fn store_smoothed_grad_part(c: ptr<function, Part>, h: u32, s: LaneSpan, y: u32, w_y: f32,
-                            inv_s: f32, nan_row: bool) {
+                            inv_s: f32) {
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         if j < s.n {
-            let dz = index_grad((*c)[k] * inv_s, classes(4u * j), weights_vec4(j), y, w_y);
-            put_dz4(s.b + j, row_dz(dz, y == IGNORED, nan_row));
+            put_dz4(s.b + j, index_grad((*c)[k] * inv_s, classes(4u * j), weights_vec4(j), y, w_y));
+        }
+    }
+}
+
+// Writes `v` over part h's slots (an ignored row's zeros, a NaN row's NaNs).
+fn store_fill_part(h: u32, s: LaneSpan, v: f32) {
+    for (var k = 0u; k < part_count(h); k++) {
+        let j = cached_index(h, k, s);
+        if j < s.n {
+            put_dz4(s.b + j, vec4(v));
         }
     }
 }
@@ -103,16 +110,23 @@ fn index_subgroup_rows(ids: SubgroupIds) {
     let s = sums.rest + sums.maxima;
     let nan_row = row_nan(mf.y > 0.0, m);
     let inv_s = 1.0 / select(s, 1.0, nan_row);
-    if SMOOTHING {
-        store_smoothed_grad_part(&c0, 0u, span, y, w_y, inv_s, nan_row);
-        store_smoothed_grad_part(&c1, 1u, span, y, w_y, inv_s, nan_row);
-        store_smoothed_grad_part(&c2, 2u, span, y, w_y, inv_s, nan_row);
-        store_smoothed_grad_part(&c3, 3u, span, y, w_y, inv_s, nan_row);
+    // One branch per row (no subgroup operation below): an ignored or NaN row is filled.
+    if y == IGNORED || nan_row {
+        let fill = row_value(0.0, y == IGNORED, true);
+        store_fill_part(0u, span, fill);
+        store_fill_part(1u, span, fill);
+        store_fill_part(2u, span, fill);
+        store_fill_part(3u, span, fill);
+    } else if SMOOTHING {
+        store_smoothed_grad_part(&c0, 0u, span, y, w_y, inv_s);
+        store_smoothed_grad_part(&c1, 1u, span, y, w_y, inv_s);
+        store_smoothed_grad_part(&c2, 2u, span, y, w_y, inv_s);
+        store_smoothed_grad_part(&c3, 3u, span, y, w_y, inv_s);
     } else {
-        store_grad_part(&c0, 0u, span, y, w_y, inv_s, nan_row);
-        store_grad_part(&c1, 1u, span, y, w_y, inv_s, nan_row);
-        store_grad_part(&c2, 2u, span, y, w_y, inv_s, nan_row);
-        store_grad_part(&c3, 3u, span, y, w_y, inv_s, nan_row);
+        store_grad_part(&c0, 0u, span, y, w_y, inv_s);
+        store_grad_part(&c1, 1u, span, y, w_y, inv_s);
+        store_grad_part(&c2, 2u, span, y, w_y, inv_s);
+        store_grad_part(&c3, 3u, span, y, w_y, inv_s);
     }
     if ids.lane == 0u && r != NO_ROW {
         row_loss[p.row0 + r] = row_value(index_loss(sums, w_y), y == IGNORED, nan_row);
