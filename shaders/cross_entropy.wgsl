@@ -409,9 +409,9 @@ fn prob_rows_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 
 // The row's state from every invocation's: M and the NaN flag in one reduction, then S.
 fn workgroup_online(st: Online, lid: u32) -> Online {
-    let mf = workgroup_max2(vec2(st.m, select(0.0, 1.0, online_poison(st))), lid);
-    let s = workgroup_sum2(vec2(rescale(st.s, st.m, mf.x), 0.0), lid).x;
-    return online_marked(mf.x, s, mf.y > 0.0);
+    let m = workgroup_max2(vec2(st.m, 0.0), lid).x;
+    let st_ = workgroup_sum2(vec2(rescale(st.s, st.m, m), hsum(st.t)), lid);
+    return online_marked(m, st_.x, row_nan(st_.y));
 }
 
 fn workgroup_sums(s: Sums, lid: u32) -> Sums {

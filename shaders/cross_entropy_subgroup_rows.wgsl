@@ -13,20 +13,22 @@ fn row_load(i: u32) -> vec4<f32> {
 }
 
 // e = e^{z − M} in place of z over part h, and that part's Σ e over the elements below M
-// (`rest`) and count of elements equal to M (`maxima`). Slots past the row's end hold −∞ and
-// add e = 0 to `rest`.
-fn exp_sums_part(c: ptr<function, Part>, h: u32, m: f32) -> vec2<f32> {
+// (`rest`), count of elements equal to M (`maxima`) and Σ (z − M) (the row's NaN verdict,
+// online_softmax.wgsl's `row_nan`). Slots past the row's end hold −∞ and add e = 0 to `rest`.
+fn exp_sums_part(c: ptr<function, Part>, h: u32, m: f32) -> vec3<f32> {
     var rest = vec4(0.0);
     var maxima = vec4(0.0);
+    var t = vec4(0.0);
     for (var k = 0u; k < part_count(h); k++) {
         let d = (*c)[k] - m;
         let e = exp(d);
         let at_max = at_row_max(d);
         rest += select(e, vec4(0.0), at_max);
         maxima += select(vec4(0.0), vec4(1.0), at_max);
+        t += d;
         (*c)[k] = e;
     }
-    return vec2(hsum(rest), hsum(maxima));
+    return vec3(hsum(rest), hsum(maxima), hsum(t));
 }
 
 // Σ_c w_c (z_c − M) over part h (label smoothing), before z is replaced by e.
@@ -90,8 +92,7 @@ fn index_subgroup_rows(ids: SubgroupIds) {
     var c1: Part;
     var c2: Part;
     var c3: Part;
-    let mf = load_row(&c0, &c1, &c2, &c3, span);
-    let m = mf.x;
+    let m = load_row(&c0, &c1, &c2, &c3, span);
     // z_y − M, read before the gradient may overwrite the logits (in place).
     var z_y = 0.0;
     if y != IGNORED {
@@ -102,13 +103,14 @@ fn index_subgroup_rows(ids: SubgroupIds) {
         sums.weighted = subgroupAdd((smoothing_sum_part(&c0, 0u, m, span) + smoothing_sum_part(&c1, 1u, m, span))
                                     + (smoothing_sum_part(&c2, 2u, m, span) + smoothing_sum_part(&c3, 3u, m, span)));
     }
-    let part = (exp_sums_part(&c0, 0u, m) + exp_sums_part(&c1, 1u, m)) + (exp_sums_part(&c2, 2u, m) + exp_sums_part(&c3, 3u, m));
-    sums.rest = subgroupAdd(part.x);
-    sums.maxima = subgroupAdd(part.y);
+    let part = subgroupAdd((exp_sums_part(&c0, 0u, m) + exp_sums_part(&c1, 1u, m))
+                           + (exp_sums_part(&c2, 2u, m) + exp_sums_part(&c3, 3u, m)));
+    sums.rest = part.x;
+    sums.maxima = part.y;
     let w_y = weight_of_vec4(y);
-    // A NaN row: a NaN or +∞ in it, or nothing but −∞ (row_nan, by the bits of M).
+    // A NaN row: a NaN or +∞ in it, or nothing but −∞ (row_nan, by the bits of Σ (z − M)).
     let s = sums.rest + sums.maxima;
-    let nan_row = row_nan(mf.y > 0.0, m);
+    let nan_row = row_nan(part.z);
     let inv_s = 1.0 / select(s, 1.0, nan_row);
     // One branch per row (no subgroup operation below): an ignored or NaN row is filled.
     if y == IGNORED || nan_row {

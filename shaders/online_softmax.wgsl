@@ -5,12 +5,11 @@
 // PyTorch's edge semantics, decided by bit patterns (special.wgsl) so that they hold on every
 // implementation, whatever its max, exp and log make of NaN:
 //   a NaN or a +∞ anywhere in the row   → every output of the row is NaN;
-//   every element −∞ (its max is −∞)    → every output is NaN;
+//   every element −∞                    → every output is NaN;
 //   otherwise −∞ elements give e = 0 (softmax 0, log-softmax −∞) and the rest is finite math.
-// The state carries the largest |bits| it has seen, which only a NaN puts above the bits of
-// ∞ (one integer max per element; a +∞ shows in the row's max), and −∞ entries and masked
-// lanes add exactly 0. Backward sums carry a NaN of their terms by arithmetic, and their bits
-// are tested.
+// The state carries Σ (x − m), which IEEE arithmetic makes NaN in exactly those rows (see
+// `Online`), and its bits are tested; −∞ entries and masked lanes add exactly 0 to s. Backward
+// sums carry a NaN of their terms the same way, and their bits are tested.
 //! import special
 
 fn hmax(v: vec4<f32>) -> f32 {
@@ -21,34 +20,22 @@ fn hsum(v: vec4<f32>) -> f32 {
     return (v.x + v.y) + (v.z + v.w);
 }
 
-// ---- the NaNs a row holds ----
-
-// The largest |bits(x)| seen, lane by lane: above 0x7f800000 only if some x was NaN. (A +∞
-// shows in the row's max, which every implementation takes right without a NaN; a NaN does
-// not: SwiftShader's max drops it, and its exp(NaN) is +∞.)
-fn nans_push(acc: vec4<u32>, v: vec4<f32>) -> vec4<u32> {
-    return max(acc, bitcast<vec4<u32>>(v) & vec4(ABS_BITS));
-}
-
-fn nans_any(acc: vec4<u32>) -> bool {
-    return any(acc > vec4(POS_INF_BITS));
-}
-
-// e^{v − m}, exactly 0 where v is −∞ (and for the masked lanes, which hold −∞).
-fn exp_finite(v: vec4<f32>, m: f32) -> vec4<f32> {
-    return select(exp(v - m), vec4(0.0), is_neg_inf4(v));
-}
-
 // ---- the online max-and-sum state ----
 
+// m, s, and t = Σ (x_j − m_j) over the elements seen, m_j the running max when x_j was seen.
+// Every term is ≤ 0, −∞ for a −∞ next to a finite max; a NaN x gives a NaN term, a +∞ one
+// +∞ − +∞ (the max is +∞), and a row of nothing but −∞ gives −∞ − (−∞): IEEE subtraction and
+// addition carry those NaNs into t, and t's bits tell (`online_nan_row`). One add per element,
+// no compare: what max and exp make of NaN (SwiftShader's max drops it, its exp(NaN) is +∞)
+// never decides anything.
 struct Online {
     m: f32,
     s: f32,
-    nans: vec4<u32>,
+    t: vec4<f32>,
 }
 
 fn online_empty() -> Online {
-    return Online(neg_inf(), 0.0, vec4(0u));
+    return Online(neg_inf(), 0.0, vec4(0.0));
 }
 
 // s·e^{m − m'}, exactly 0 while s is 0 (so that −∞ − (−∞) never appears).
@@ -56,48 +43,44 @@ fn rescale(s: f32, m: f32, m_new: f32) -> f32 {
     return select(s * exp(m - m_new), 0.0, bitcast<u32>(s) == 0u);
 }
 
-// Adds four elements; −∞ entries (and masked lanes, which are −∞) add exactly 0. A NaN or +∞
-// may leave m and s meaningless: `online_nan_row` says so, and the outputs are NaN.
+// Adds four elements; −∞ entries (and masked lanes, which are −∞) add exactly 0 to s.
 fn online_push(st: Online, v: vec4<f32>) -> Online {
     let m = max(st.m, hmax(v));
-    return Online(m, rescale(st.s, st.m, m) + hsum(exp_finite(v, m)), nans_push(st.nans, v));
+    let d = v - m;
+    let e = select(exp(d), vec4(0.0), is_neg_inf4(v));
+    return Online(m, rescale(st.s, st.m, m) + hsum(e), st.t + d);
 }
 
 fn online_merge(a: Online, b: Online) -> Online {
     let m = max(a.m, b.m);
-    return Online(m, rescale(a.s, a.m, m) + rescale(b.s, b.m, m), max(a.nans, b.nans));
+    return Online(m, rescale(a.s, a.m, m) + rescale(b.s, b.m, m), a.t + b.t);
 }
 
-// Whether the elements seen hold a NaN or a +∞ (by the bits of the NaN record and of m).
-fn online_poison(st: Online) -> bool {
-    return nans_any(st.nans) || bitcast<u32>(st.m) == POS_INF_BITS;
-}
-
-// Whether the row's outputs are all NaN: it holds a NaN or a +∞, or nothing but −∞ (then its
-// max is −∞).
-fn row_nan(poison: bool, m: f32) -> bool {
-    return poison || bitcast<u32>(m) == POS_INF_BITS || bitcast<u32>(m) == NEG_INF_BITS;
+// Whether a row whose Σ (x − m) is `t` has all its outputs NaN: it holds a NaN or a +∞, or
+// nothing but −∞ (by t's bits).
+fn row_nan(t: f32) -> bool {
+    return is_nan1(t);
 }
 
 fn online_nan_row(st: Online) -> bool {
-    return row_nan(online_poison(st), st.m);
+    return row_nan(hsum(st.t));
 }
 
-// A state whose poison was decided elsewhere (a reduction, a partial read back).
-fn online_marked(m: f32, s: f32, poison: bool) -> Online {
-    return Online(m, s, select(vec4(0u), vec4(ABS_BITS), poison));
+// A state whose NaN verdict was reached elsewhere (a reduction, a partial read back).
+fn online_marked(m: f32, s: f32, nan_row: bool) -> Online {
+    return Online(m, s, vec4(select(0.0, nan_f32(), nan_row)));
 }
 
 // A segment's partial s written to memory for another launch: s, or NaN (by bits) when the
-// segment holds a NaN or +∞; read back by `online_from_partial`.
-fn mark_partial(s: f32, poison: bool) -> f32 {
-    return select(s, nan_f32(), poison);
+// segment's elements make the row NaN; read back by `online_from_partial`.
+fn mark_partial(s: f32, nan_row: bool) -> f32 {
+    return select(s, nan_f32(), nan_row);
 }
 
 // The state of a segment's partial (m, marked s) read back.
 fn online_from_partial(m: f32, s: f32) -> Online {
-    let poison = is_nan1(s);
-    return online_marked(m, select(s, 1.0, poison), poison);
+    let nan_row = is_nan1(s);
+    return online_marked(m, select(s, 1.0, nan_row), nan_row);
 }
 
 // log(1 + x) for x ≥ 0, accurate to a few ulp even where 1 + x would round away x's low bits

@@ -64,11 +64,9 @@ fn cached_index(h: u32, k: u32, s: LaneSpan) -> u32 {
     return s.lane + (h * PART + k) * s.size;
 }
 
-// Loads part h of this lane's share of the row (−∞ past its end); returns that part's maximum
-// and 1 where it holds a NaN (which makes the row NaN), 0 otherwise.
-fn load_part(c: ptr<function, Part>, h: u32, s: LaneSpan) -> vec2<f32> {
+// Loads part h of this lane's share of the row (−∞ past its end); returns that part's maximum.
+fn load_part(c: ptr<function, Part>, h: u32, s: LaneSpan) -> f32 {
     var m = neg_inf();
-    var nans = vec4(0u);
     for (var k = 0u; k < part_count(h); k++) {
         let j = cached_index(h, k, s);
         (*c)[k] = vec4(neg_inf());
@@ -76,16 +74,16 @@ fn load_part(c: ptr<function, Part>, h: u32, s: LaneSpan) -> vec2<f32> {
             (*c)[k] = row_load(s.b + j);
         }
         m = max(m, hmax((*c)[k]));
-        nans = nans_push(nans, (*c)[k]);
     }
-    return vec2(m, select(0.0, 1.0, nans_any(nans)));
+    return m;
 }
 
-// Loads this lane's share of the row into its four parts and returns the row's maximum M and
-// its NaN flag (over the subgroup; `row_nan` adds M = ±∞). The parts are separate variables: naga cannot pass a
-// pointer to a member of a struct or array variable to a function when writing SPIR-V.
+// Loads this lane's share of the row into its four parts and returns the row's maximum M (over
+// the subgroup). The parts are separate variables: naga cannot pass a pointer to a member of a
+// struct or array variable to a function when writing SPIR-V. The kernels take the row's NaN
+// verdict from Σ (x − M) as they go over the parts again (online_softmax.wgsl, `row_nan`).
 fn load_row(c0: ptr<function, Part>, c1: ptr<function, Part>, c2: ptr<function, Part>,
-            c3: ptr<function, Part>, s: LaneSpan) -> vec2<f32> {
+            c3: ptr<function, Part>, s: LaneSpan) -> f32 {
     return subgroupMax(max(max(load_part(c0, 0u, s), load_part(c1, 1u, s)),
                            max(load_part(c2, 2u, s), load_part(c3, 3u, s))));
 }

@@ -210,26 +210,27 @@ fn forward_rows_cached(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     let b = row_start(r) / 4u;
     var row: array<vec4<f32>, ROW_CACHE>;
     var m = neg_inf();
-    var nans = vec4(0u);
     for (var j = 0u; j < ROW_VEC4S; j++) {
         row[j] = load4(x4[b + j]);
         m = max(m, hmax(row[j]));
-        nans = nans_push(nans, row[j]);
     }
     // Keeps x − M (exact for the row's values near M) for log-softmax, e for softmax: the
     // output is then (x − M) − log S, never x − (M + log S), whose sum would round to the
     // ulp of M (1e-3 at M = 1e4).
     var s = 0.0;
+    var t = vec4(0.0);
     for (var j = 0u; j < ROW_VEC4S; j++) {
-        let e = exp(row[j] - m);
+        let d = row[j] - m;
+        let e = exp(d);
         s += hsum(e);
+        t += d;
         if LOG {
-            row[j] = select(row[j] - m, vec4(neg_inf()), is_neg_inf4(row[j]));
+            row[j] = select(d, vec4(neg_inf()), is_neg_inf4(row[j]));
         } else {
             row[j] = e;
         }
     }
-    let n = finish(Online(m, s, nans));
+    let n = finish(Online(m, s, t));
     let nan = vec4(nan_f32());
     for (var j = 0u; j < ROW_VEC4S; j++) {
         if LOG {
@@ -271,7 +272,7 @@ fn row_online(r: u32) -> Online {
 fn write_partial(seg: vec4<u32>, st: Online) {
     let o = 2u * part_index(seg.x, seg.y);
     part[o] = st.m;
-    part[o + 1u] = mark_partial(st.s, online_poison(st));
+    part[o + 1u] = mark_partial(st.s, online_nan_row(st));
 }
 
 @compute @workgroup_size(WG)
@@ -332,9 +333,9 @@ fn forward_finish_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 
 // The row's state from every invocation's: M and the NaN flag in one reduction, then S.
 fn workgroup_online(st: Online, lid: u32) -> Online {
-    let mf = workgroup_max2(vec2(st.m, select(0.0, 1.0, online_poison(st))), lid);
-    let s = workgroup_sum2(vec2(rescale(st.s, st.m, mf.x), 0.0), lid).x;
-    return online_marked(mf.x, s, mf.y > 0.0);
+    let m = workgroup_max2(vec2(st.m, 0.0), lid).x;
+    let st_ = workgroup_sum2(vec2(rescale(st.s, st.m, m), hsum(st.t)), lid);
+    return online_marked(m, st_.x, row_nan(st_.y));
 }
 
 @compute @workgroup_size(WG)

@@ -207,23 +207,22 @@ fn forward_strided_cached(@builtin(workgroup_id) wid: vec3<u32>,
     let b = line_start(t);
     var v: array<f32, CACHE>;
     var m = neg_inf();
-    // The NaN record (online_softmax.wgsl) one element at a time.
-    var nans = 0u;
     for (var k = 0u; k < LEN; k++) {
         v[k] = select(x[b + k * p.stride], -x[b + k * p.stride], NEG);
         m = max(m, v[k]);
-        nans = max(nans, bitcast<u32>(v[k]) & ABS_BITS);
     }
-    // e^{v − M}, 0 for −∞; a line of all −∞ has M = −∞ and is NaN.
+    // e^{v − M}, 0 for −∞; Σ (v − M) the line's NaN verdict (online_softmax.wgsl, `row_nan`).
     var s = 0.0;
+    var dsum = 0.0;
     for (var k = 0u; k < LEN; k++) {
         let e = exp(v[k] - m);
         s += e;
+        dsum += v[k] - m;
         if !LOG {
             v[k] = e;
         }
     }
-    let n = line_norm(m, s, row_nan(nans > POS_INF_BITS, m));
+    let n = line_norm(m, s, row_nan(dsum));
     for (var k = 0u; k < LEN; k++) {
         var out: f32;
         if LOG {

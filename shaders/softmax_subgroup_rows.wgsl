@@ -18,19 +18,23 @@ fn row_load(i: u32) -> vec4<f32> {
 // Σ e^{x − M} over part h; keeps e in place of x for softmax, x − M for log-softmax (so that
 // its output is (x − M) − log S: x − (M + log S) would round the sum to the ulp of M, 1e-3 at
 // M = 1e4).
-fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> f32 {
+// Returns (Σ e, Σ (x − M)), the second the row's NaN verdict (online_softmax.wgsl, `row_nan`).
+fn exp_part(c: ptr<function, Part>, h: u32, m: f32) -> vec2<f32> {
     var s = 0.0;
+    var t = vec4(0.0);
     for (var k = 0u; k < part_count(h); k++) {
         let v = (*c)[k];
-        let e = exp(v - m);
+        let d = v - m;
+        let e = exp(d);
         s += hsum(e);
+        t += d;
         if LOG {
-            (*c)[k] = select(v - m, vec4(neg_inf()), is_neg_inf4(v));
+            (*c)[k] = select(d, vec4(neg_inf()), is_neg_inf4(v));
         } else {
             (*c)[k] = e;
         }
     }
-    return s;
+    return vec2(s, hsum(t));
 }
 
 // Writes part h: e·k for softmax (k = 1/S), (x − M) − k for log-softmax (k = log S); NaN for
@@ -58,11 +62,10 @@ fn forward_subgroup_rows(ids: SubgroupIds) {
     var c1: Part;
     var c2: Part;
     var c3: Part;
-    let mf = load_row(&c0, &c1, &c2, &c3, span);
-    let m = mf.x;
-    let s = subgroupAdd((exp_part(&c0, 0u, m) + exp_part(&c1, 1u, m))
-                        + (exp_part(&c2, 2u, m) + exp_part(&c3, 3u, m)));
-    let n = finish(online_marked(m, s, mf.y > 0.0));
+    let m = load_row(&c0, &c1, &c2, &c3, span);
+    let st = subgroupAdd((exp_part(&c0, 0u, m) + exp_part(&c1, 1u, m))
+                         + (exp_part(&c2, 2u, m) + exp_part(&c3, 3u, m)));
+    let n = finish(online_marked(m, st.x, row_nan(st.y)));
     store_part(&c0, 0u, span, n);
     store_part(&c1, 1u, span, n);
     store_part(&c2, 2u, span, n);
