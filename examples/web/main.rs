@@ -17,7 +17,7 @@ mod digits;
 mod dom;
 mod training;
 
-use gpu_activations::{Backend, Context, ContextOptions};
+use gpu_activations::{Backend, Context, ContextOptions, Error};
 use wasm_bindgen::prelude::wasm_bindgen;
 use web_sys::Element;
 
@@ -36,12 +36,16 @@ async fn run() -> Result<()> {
         backend: Some(Backend::WebGpu),
         ..Default::default()
     };
-    let ctx = Context::with_options_async(options).await.map_err(|e| {
-        Failure(format!(
-            "{e}: this browser offers no WebGPU adapter (Chromium: --enable-unsafe-webgpu where \
-             WebGPU is not on by default)"
-        ))
-    })?;
+    let ctx = Context::with_options_async(options)
+        .await
+        .map_err(|e| match e {
+            Error::NoAdapter { .. } => Failure(
+                "this browser offers no WebGPU adapter (in Chrome or Edge it is on by default \
+                 on most machines; Chromium without a GPU needs --enable-unsafe-webgpu)"
+                    .into(),
+            ),
+            e => e.into(),
+        })?;
     let adapter = adapter::describe(&ctx).await;
     set_text("adapter", &adapter)?;
     curves::install(&ctx)?;
