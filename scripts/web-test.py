@@ -272,8 +272,11 @@ def main():
             bad_parameter_is_reported(b)
             for op, params in CURVES:
                 compare_curve(args.cli, b, op, params, tmp)
-            height = b.run("return document.documentElement.scrollHeight;")
-            b.resize(1000, min(max(height, 600), 2400))
+            # The whole page in the window: its content's height, plus what the window has
+            # beside its viewport.
+            height, frame = b.run("return [Math.ceil(document.body.getBoundingClientRect()"
+                                  ".bottom) + 8, window.outerHeight - window.innerHeight];")
+            b.resize(1000, min(max(height, 600), 2400) + frame)
             png = b.screenshot(args.screenshot or os.path.join(tmp, "page.png"))
             check_screenshot(png)
             if args.screenshot:
