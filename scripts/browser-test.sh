@@ -8,13 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export GPU_ACTIVATIONS_SETUP=test
 source scripts/setup.sh
-rustup target add wasm32-unknown-unknown >/dev/null
-version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
-installed=$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{ print $2 }' || true)
-if [ "$installed" != "$version" ]; then
-  echo "browser-test: installing wasm-bindgen-cli $version" >&2
-  cargo install --quiet --locked wasm-bindgen-cli --version "$version"
-fi
+source scripts/wasm-setup.sh
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver || echo /usr/bin/chromedriver)}"
 # Software WebGPU is slow to build pipelines; wgpu's own CI gives its browser tests 300 s.
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-600}"

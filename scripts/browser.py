@@ -5,6 +5,8 @@ file server on 127.0.0.1 for the pages it opens. Standard library only.
         b.open(url + "/page.html")
         result = b.wait_for("window.result")   # a JSON value the page sets when done
         b.screenshot("page.png")
+
+`python3 scripts/browser.py serve DIR [PORT]` serves DIR alone (scripts/web-demo.sh).
 """
 
 import base64
@@ -16,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -128,6 +131,10 @@ class Browser:
         except BrowserError:
             return []
 
+    def resize(self, width, height):
+        """Sets the window's size (headless: the page's viewport)."""
+        self._call("POST", self._s("/window/rect"), {"width": width, "height": height})
+
     def screenshot(self, path):
         png = base64.b64decode(self._call("GET", self._s("/screenshot")))
         with open(path, "wb") as f:
@@ -178,3 +185,24 @@ class Serve:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def main(argv):
+    """`browser.py serve DIR [PORT]`: serves DIR on 127.0.0.1 until interrupted."""
+    if len(argv) not in (2, 3) or argv[0] != "serve":
+        raise SystemExit("usage: browser.py serve DIR [PORT]")
+    port = int(argv[2]) if len(argv) == 3 else 0
+    try:
+        serve = Serve(argv[1], port)
+    except OSError as e:
+        raise SystemExit(f"browser.py: cannot serve on 127.0.0.1:{port}: {e.strerror}")
+    with serve as url:
+        print(f"serving {argv[1]} at {url}/ (Ctrl-C stops)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
