@@ -7,5 +7,8 @@ wasm_bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" != "$wasm_bindgen_version" ] ||
    [ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{ print $2 }')" != "$wasm_bindgen_version" ]; then
   echo "wasm-setup: installing wasm-bindgen-cli $wasm_bindgen_version" >&2
-  cargo install --quiet --locked wasm-bindgen-cli --version "$wasm_bindgen_version"
+  # Its own lock file first; a registry that lacks one of the versions it pins (seen here:
+  # webpki-roots 1.0.11) gets the newest compatible ones instead.
+  cargo install --quiet --locked wasm-bindgen-cli --version "$wasm_bindgen_version" ||
+    cargo install --quiet wasm-bindgen-cli --version "$wasm_bindgen_version"
 fi
