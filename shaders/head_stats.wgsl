@@ -41,7 +41,9 @@ struct Params {
     temperature: f32,
     softcap: f32,
     z_scale: f32,
-    _pad: u32,
+    // The row whose upstream gradients are the first of grad_logp and grad_entropy (row r of
+    // the per-row buffers reads them at r − up_row0; 0 where they hold every row).
+    up_row0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -253,11 +255,11 @@ fn grad_elements(@builtin(workgroup_id) wid: vec3<u32>,
     let entropy = row_entropy[row];
     var a = 0.0;
     if HAS_A {
-        a = grad_logp[row];
+        a = grad_logp[row - p.up_row0];
     }
     var c = 0.0;
     if HAS_C {
-        c = grad_entropy[row];
+        c = grad_entropy[row - p.up_row0];
     }
     let capped = load_capped(b, j);
     let u = capped / p.temperature;

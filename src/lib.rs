@@ -52,7 +52,7 @@ pub use half;
 pub use layout::DType;
 pub use ops::loss::{
     HeadLoss, HeadStatsOutput, LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN,
-    LinearCrossEntropy, LossAndGrad, Targets, class_indices_from_floats,
+    LinearCrossEntropy, LinearHeadStep, LossAndGrad, Targets, class_indices_from_floats,
 };
 pub use ops::optimizer::{Adam, AdamState, Sgd};
 pub use tensor::Tensor;

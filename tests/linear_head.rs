@@ -585,3 +585,85 @@ fn linear_cross_entropy_with_per_row_upstream_weights() {
         assert!(matches!(e, Error::ShapeMismatch { .. }), "{case}: {e}");
     }
 }
+
+/// The one-pass step: the caller's upstream gradients formed per chunk from that chunk's
+/// statistics give what the forward and the backward give with the same upstream gradients.
+#[test]
+fn the_one_pass_step_equals_forward_then_backward() {
+    for ctx in common::matmul_contexts() {
+        let (n, h, k) = (150, 12, 33);
+        let d = batch(1400, n, h, k);
+        let t = upload(ctx, &d, DType::F32);
+        let options = option_sets().swap_remove(1);
+        let targets = Targets::Indices(&d.labels);
+        // A PPO-like per-row rule: a = −A·e^{log p − old}, c = −β.
+        let old: Vec<f32> = d.a.iter().map(|v| v.abs().ln() - 3.0).collect();
+        let advantage = d.c.clone();
+        let rule = |rows: std::ops::Range<usize>, logp: &[f32]| -> (Vec<f32>, Vec<f32>) {
+            let a = rows
+                .clone()
+                .zip(logp)
+                .map(|(i, &lp)| -advantage[i] * (lp - old[i]).exp() / n as f32)
+                .collect();
+            (a, vec![-0.01 / n as f32; rows.len()])
+        };
+        let mut seen = Vec::new();
+        let step =
+            t.x.linear_head_step_chunked(
+                &t.w,
+                Some(&t.b),
+                targets,
+                &options,
+                |rows, logp, entropy| {
+                    assert_eq!((logp.len(), entropy.len()), (rows.len(), rows.len()));
+                    seen.push(rows.clone());
+                    rule(rows, logp)
+                },
+                64,
+            )
+            .unwrap();
+        let case = matmul_label(ctx);
+        assert_eq!(
+            seen,
+            [0..64, 64..128, 128..150],
+            "{case}: the chunks in order"
+        );
+        let stats =
+            t.x.linear_head_chunked(&t.w, Some(&t.b), targets, &options, 64)
+                .unwrap();
+        let logp = stats.logp.to_vec().unwrap();
+        assert_eq!(step.stats.logp.to_vec().unwrap(), logp, "{case}: logp");
+        let (a, c) = rule(0..n, &logp);
+        let (at, ct) = (
+            Tensor::from_slice(ctx, &a, &[n]).unwrap(),
+            Tensor::from_slice(ctx, &c, &[n]).unwrap(),
+        );
+        let (dx, dw, db) =
+            t.x.linear_head_backward_chunked(
+                &t.w,
+                Some(&t.b),
+                targets,
+                &stats,
+                Some(&at),
+                Some(&ct),
+                64,
+            )
+            .unwrap();
+        for (what, got, want) in [
+            ("dx", &step.dx, &dx),
+            ("dW", &step.dw, &dw),
+            ("db", &step.db, &db),
+        ] {
+            let want = widen(&want.to_vec().unwrap());
+            let got = got.to_vec().unwrap();
+            assert_all_close(&format!("{case} {what}"), &got, &want, &[], 1e-6, 1e-5);
+        }
+        // Upstream gradients of another length than the chunk's rows.
+        let e =
+            t.x.linear_head_step(&t.w, None, targets, &options, |rows, _, _| {
+                (vec![0.0; rows.len() + 1], vec![0.0; rows.len()])
+            })
+            .unwrap_err();
+        assert!(matches!(e, Error::ShapeMismatch { .. }), "{case}: {e}");
+    }
+}

@@ -36,7 +36,7 @@ struct StatsParams {
     temperature: f32,
     softcap: f32,
     z_scale: f32,
-    pad: u32,
+    up_row0: u32,
 }
 
 const STATS_SLOTS: &[Slot] = &[
@@ -224,20 +224,17 @@ impl Tensor {
                 let blocks = row_blocks(gpu, OP_BACKWARD, rows, classes, 0, &[&z, &grad])?;
                 let mut uploaded = None;
                 let index = checked.index.on_device(gpu, &mut uploaded, OP_BACKWARD)?;
-                let kernel = GradKernel::new(gpu, options, classes, &upstream);
+                let has = [upstream[0].is_some(), upstream[1].is_some()];
+                let kernel = GradKernel::new(gpu, options, classes, has);
                 for block in blocks {
                     let (start, len) = (block.bind_start, block.bind_len);
-                    kernel.launch(
-                        gpu,
-                        (block.rows, block.row0, block.base),
-                        [
-                            z.view(start, len, OP_BACKWARD)?,
-                            index.view(rows.max(1)),
-                            grad.view(start, len, OP_BACKWARD)?,
-                        ],
-                        saved,
-                        &upstream,
-                    )?;
+                    let views = [
+                        z.view(start, len, OP_BACKWARD)?,
+                        index.view(rows.max(1)),
+                        grad.view(start, len, OP_BACKWARD)?,
+                    ];
+                    let at = (block.rows, block.row0, block.base, 0);
+                    kernel.launch(gpu, at, GradViews::of(views, saved, &upstream)?)?;
                 }
             }
         }
@@ -428,6 +425,25 @@ impl RowStats {
         })
     }
 
+    /// The logp and entropy of rows `row0 … row0 + rows`, read back (waits for the device).
+    pub fn read_rows(&self, gpu: &Gpu, row0: usize, rows: usize) -> Result<[Vec<f32>; 2]> {
+        let mut out = [vec![0.0f32; rows], vec![0.0f32; rows]];
+        for (buffer, dst) in [&self.logp, &self.entropy].into_iter().zip(out.iter_mut()) {
+            gpu.read_into(
+                buffer.raw(),
+                layout::bytes(row0),
+                bytemuck::cast_slice_mut(dst),
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// The views the gradient kernel reads: `[entropy, max, log_sum]` of every row.
+    pub fn saved_views(&self) -> [View<'_>; 3] {
+        let n = self.rows.max(1);
+        [self.entropy.view(n), self.max.view(n), self.log_sum.view(n)]
+    }
+
     /// `(logp, entropy, lse, shift)` as tensors of `row_shape` (the shift flat).
     pub fn into_tensors(
         self,
@@ -512,7 +528,7 @@ impl StatsKernel {
                 temperature: options.temperature,
                 softcap: options.softcap.unwrap_or(1.0),
                 z_scale: 0.0,
-                pad: 0,
+                up_row0: 0,
             },
             softcap: options.softcap.is_some(),
         })
@@ -577,7 +593,8 @@ pub(super) struct GradKernel {
 }
 
 impl GradKernel {
-    pub fn new(gpu: &Gpu, options: &HeadStats, classes: usize, upstream: &Upstream) -> GradKernel {
+    /// `has`: whether the upstream gradients of log p_t and of the entropy are given.
+    pub fn new(gpu: &Gpu, options: &HeadStats, classes: usize, has: [bool; 2]) -> GradKernel {
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
         GradKernel {
             params: StatsParams {
@@ -588,60 +605,88 @@ impl GradKernel {
                 temperature: options.temperature,
                 softcap: options.softcap.unwrap_or(1.0),
                 z_scale: 2.0 * options.lse_square_scale,
-                pad: 0,
+                up_row0: 0,
             },
             constants: [
                 ("WG", f64::from(WG.min(gpu.workgroup_cap()))),
                 ("SOFTCAP", flag(options.softcap.is_some())),
-                ("HAS_A", flag(upstream[0].is_some())),
-                ("HAS_C", flag(upstream[1].is_some())),
+                ("HAS_A", flag(has[0])),
+                ("HAS_C", flag(has[1])),
                 ("Z_LOSS", flag(options.lse_square_scale > 0.0)),
             ],
         }
     }
 
-    /// Writes the gradient of `rows` rows (from row `row0`, whose logits start at element
-    /// `base` of the `[logits, class index, gradient]` views; the gradient may be the logits).
+    /// Writes the gradient of `rows` rows from row `row0` of the per-row buffers, whose logits
+    /// start at element `base` of `logits` (the gradient may be the logits); the upstream
+    /// gradients of row `row0 + r` are at `row0 + r − up_row0` of theirs.
     pub fn launch(
         &self,
         gpu: &Gpu,
-        (rows, row0, base): (usize, usize, usize),
-        [logits, index, grad]: [View<'_>; 3],
-        saved: &HeadStatsOutput,
-        upstream: &Upstream,
+        (rows, row0, base, up_row0): (usize, usize, usize, usize),
+        v: GradViews<'_>,
     ) -> Result<()> {
         let params = StatsParams {
             rows: rows as u32,
             base: base as u32,
             row0: row0 as u32,
+            up_row0: up_row0 as u32,
             ..self.params
         };
-        let n = saved.lse.len().max(1);
-        // A missing upstream gradient is never read: the class indices stand in (read-only).
-        fn up<'a>(t: &'a Option<Tensor>, n: usize, index: View<'a>) -> Result<View<'a>> {
-            match t {
-                Some(t) => t.view(0, n, OP_BACKWARD),
-                None => Ok(index),
-            }
-        }
         let quads = (rows * self.params.cols.div_ceil(4) as usize) as u64;
-        let shift = saved.shift.as_ref().ok_or_else(|| mixed(OP_BACKWARD))?;
+        // A missing upstream gradient is never read: the class indices stand in (read-only).
         gpu.launch(
             &GRAD_ELEMENTS,
             &self.constants,
             &[
-                logits,
-                index,
-                saved.entropy.view(0, n, OP_BACKWARD)?,
-                up(&upstream[0], n, index)?,
-                up(&upstream[1], n, index)?,
-                grad,
-                shift.max.view(0, n, OP_BACKWARD)?,
-                shift.log_sum.view(0, n, OP_BACKWARD)?,
+                v.logits,
+                v.index,
+                v.entropy,
+                v.a.unwrap_or(v.index),
+                v.c.unwrap_or(v.index),
+                v.grad,
+                v.max,
+                v.log_sum,
             ],
             bytemuck::bytes_of(&params),
             quads.div_ceil(self.constants[0].1 as u64),
         )
+    }
+}
+
+/// What the gradient kernel binds.
+pub(super) struct GradViews<'a> {
+    pub logits: View<'a>,
+    pub index: View<'a>,
+    pub grad: View<'a>,
+    pub entropy: View<'a>,
+    pub max: View<'a>,
+    pub log_sum: View<'a>,
+    pub a: Option<View<'a>>,
+    pub c: Option<View<'a>>,
+}
+
+impl<'a> GradViews<'a> {
+    /// The views of `saved` statistics and `upstream` gradients (every row bound), with the
+    /// `[logits, class index, gradient]` views.
+    pub fn of(
+        [logits, index, grad]: [View<'a>; 3],
+        saved: &'a HeadStatsOutput,
+        upstream: &'a Upstream,
+    ) -> Result<GradViews<'a>> {
+        let n = saved.lse.len().max(1);
+        let shift = saved.shift.as_ref().ok_or_else(|| mixed(OP_BACKWARD))?;
+        let up = |t: &'a Option<Tensor>| t.as_ref().map(|t| t.view(0, n, OP_BACKWARD)).transpose();
+        Ok(GradViews {
+            logits,
+            index,
+            grad,
+            entropy: saved.entropy.view(0, n, OP_BACKWARD)?,
+            max: shift.max.view(0, n, OP_BACKWARD)?,
+            log_sum: shift.log_sum.view(0, n, OP_BACKWARD)?,
+            a: up(&upstream[0])?,
+            c: up(&upstream[1])?,
+        })
     }
 }
 
@@ -660,7 +705,7 @@ pub(super) fn scale_rows(
         temperature: 1.0,
         softcap: 1.0,
         z_scale: 0.0,
-        pad: 0,
+        up_row0: 0,
     };
     let wg = WG.min(gpu.workgroup_cap());
     gpu.launch(

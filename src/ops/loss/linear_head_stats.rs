@@ -20,7 +20,7 @@ use crate::tensor::{Storage, Tensor};
 use super::Targets;
 use super::head::class_targets;
 use super::head_stats::{
-    GradKernel, HeadStatsOutput, RowStats, StatsKernel, ce, check_saved, host_backward,
+    GradKernel, GradViews, HeadStatsOutput, RowStats, StatsKernel, ce, check_saved, host_backward,
     host_labels, upstream_f32,
 };
 use super::linear_head::{LINEAR_CROSS_ENTROPY_ROW_ALIGN, default_chunk_rows};
@@ -289,7 +289,8 @@ impl Tensor {
             let ones = Tensor::from_slice(ctx, &vec![1.0; chunk], &[chunk])?;
             let mut uploaded = None;
             let index = checked.index.on_device(gpu, &mut uploaded, OP_BACKWARD)?;
-            let kernel = GradKernel::new(gpu, options, k, &upstream);
+            let has = [upstream[0].is_some(), upstream[1].is_some()];
+            let kernel = GradKernel::new(gpu, options, k, has);
             let dx = Tensor::uninit_as(ctx, x.shape(), DType::F32, OP_BACKWARD)?;
             let dw = Tensor::zeros(ctx, &[k, h])?;
             let db = Tensor::zeros(ctx, &[k])?;
@@ -310,13 +311,9 @@ impl Tensor {
                         accumulate: false,
                     },
                 )?;
-                kernel.launch(
-                    gpu,
-                    (rows, r0, 0),
-                    [logits, index.view(n.max(1)), logits],
-                    saved,
-                    &upstream,
-                )?;
+                let views = [logits, index.view(n.max(1)), logits];
+                let views = GradViews::of(views, saved, &upstream)?;
+                kernel.launch(gpu, (rows, r0, 0, 0), views)?;
                 // The chunk now holds G, its rows of ∂L/∂z.
                 accumulate_chunk(
                     ctx,
@@ -332,6 +329,197 @@ impl Tensor {
             dw.to_dtype(dtype)?,
             db.to_dtype(dtype)?,
         ))
+    }
+}
+
+/// What [`Tensor::linear_head_step`] returns: the statistics of every row and the gradients of
+/// the caller's loss.
+#[derive(Clone, Debug)]
+pub struct LinearHeadStep {
+    /// The statistics, as [`Tensor::linear_head`] gives them.
+    pub stats: HeadStatsOutput,
+    /// `∂L/∂x`, the input's shape.
+    pub dx: Tensor,
+    /// `∂L/∂W`, `[K, H]`.
+    pub dw: Tensor,
+    /// `∂L/∂b`, `[K]` (whether or not a bias was given).
+    pub db: Tensor,
+}
+
+impl Tensor {
+    /// A training step of the linear head in one pass over the chunks, for a loss whose
+    /// upstream gradients of each row depend on that row's statistics alone (a PPO or GRPO
+    /// clipped ratio, an entropy bonus, a per-token weight): each chunk's logits are formed
+    /// once, reduced to their statistics, which are read back and handed to `upstream` with the
+    /// chunk's rows (`upstream(rows, logp, entropy)` returns `(∂L/∂log p_t, ∂L/∂H)` for those
+    /// rows, one value each), turned into `G = ∂L/∂z` in place and multiplied back into dx, dW
+    /// and db — three products per chunk, as the materialised path's three, where
+    /// [`Tensor::linear_head`] then [`Tensor::linear_head_backward`] form the logits twice. One
+    /// read-back per chunk (two floats a row) waits for the device. Everything else as those
+    /// two: f32 accumulation across chunks, the same options and checks; upstream gradients of
+    /// another length than the chunk's rows are [`Error::ShapeMismatch`].
+    pub fn linear_head_step<F>(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        targets: Targets<'_>,
+        options: &HeadStats,
+        upstream: F,
+    ) -> Result<LinearHeadStep>
+    where
+        F: FnMut(std::ops::Range<usize>, &[f32], &[f32]) -> (Vec<f32>, Vec<f32>),
+    {
+        let chunk = default_chunk_rows(weight);
+        self.linear_head_step_chunked(weight, bias, targets, options, upstream, chunk)
+    }
+
+    /// [`Tensor::linear_head_step`] with `chunk_rows` rows of logits per chunk (a positive
+    /// multiple of [`LINEAR_CROSS_ENTROPY_ROW_ALIGN`]).
+    pub fn linear_head_step_chunked<F>(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        targets: Targets<'_>,
+        options: &HeadStats,
+        mut upstream: F,
+        chunk_rows: usize,
+    ) -> Result<LinearHeadStep>
+    where
+        F: FnMut(std::ops::Range<usize>, &[f32], &[f32]) -> (Vec<f32>, Vec<f32>),
+    {
+        const OP_STEP: &str = "linear_head_step";
+        check_chunk_rows(OP_STEP, chunk_rows)?;
+        options.validate(OP_STEP)?;
+        let (n, h, k, dtype) = check_layer(OP_STEP, self, weight, bias)?;
+        let ctx = self.context();
+        let checked = class_targets(OP_STEP, ctx, targets, (n, k), &ce(options))?;
+        let row_shape = &self.shape()[..self.shape().len() - 1];
+        let (x, w, b) = if dtype.is_half() {
+            widened(self, weight, bias)?
+        } else {
+            (self.clone(), weight.clone(), bias.cloned())
+        };
+        check_bias(OP_STEP, &x, b.as_ref(), k)?;
+        let mut call = |r0: usize, rows: usize, logp: &[f32], entropy: &[f32]| {
+            let (a, c) = upstream(r0..r0 + rows, logp, entropy);
+            for (what, v) in [
+                ("the step's grad_logp", &a),
+                ("the step's grad_entropy", &c),
+            ] {
+                if v.len() != rows {
+                    return Err(Error::ShapeMismatch {
+                        op: OP_STEP,
+                        what,
+                        got: vec![v.len()],
+                        expected: vec![rows],
+                    });
+                }
+            }
+            Ok((a, c))
+        };
+        if let Storage::Host(_) = x.storage() {
+            let (xs, ws) = (widen(&x.to_vec()?), widen(&w.to_vec()?));
+            let bias = b
+                .as_ref()
+                .map(Tensor::to_vec)
+                .transpose()?
+                .map(|b| widen(&b));
+            let z = cpu::linear::forward(&xs, &ws, bias.as_deref(), n, h, k);
+            let labels = host_labels(OP_STEP, &checked, options)?;
+            let r = cpu::head_stats::head_stats(&z, k, &labels, options);
+            let (logp, entropy) = (narrow(&r.logp), narrow(&r.entropy));
+            let (mut a, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for r0 in (0..n).step_by(chunk_rows) {
+                let end = (r0 + chunk_rows).min(n);
+                let (ca, cc) = call(r0, end - r0, &logp[r0..end], &entropy[r0..end])?;
+                a.extend(widen(&ca));
+                c.extend(widen(&cc));
+            }
+            let g =
+                cpu::head_stats::head_stats_backward(&z, k, &labels, options, Some(&a), Some(&c));
+            let (dx, dw, db) = cpu::linear::backward(&xs, &ws, &g, n, h, k);
+            let host = |v: &[f64], shape: &[usize]| Tensor::from_slice(ctx, &narrow(v), shape);
+            return Ok(LinearHeadStep {
+                stats: HeadStatsOutput {
+                    logp: host(&r.logp, row_shape)?,
+                    entropy: host(&r.entropy, row_shape)?,
+                    lse: host(&r.lse, row_shape)?,
+                    classes: k,
+                    options: *options,
+                    shift: None,
+                },
+                dx: host(&dx, x.shape())?.to_dtype(dtype)?,
+                dw: host(&dw, &[k, h])?.to_dtype(dtype)?,
+                db: host(&db, &[k])?.to_dtype(dtype)?,
+            });
+        }
+        let gpu = bound_whole(ctx, &[&x, &w])?;
+        let chunk = scratch_rows(OP_STEP, gpu, n, k, chunk_rows)?;
+        let scratch = gpu.alloc(layout::bytes(chunk * k), OP_STEP)?;
+        let ones = Tensor::from_slice(ctx, &vec![1.0; chunk], &[chunk])?;
+        let mut uploaded = None;
+        let index = checked.index.on_device(gpu, &mut uploaded, OP_STEP)?;
+        let out = RowStats::alloc(gpu, n)?;
+        let stats_kernel = StatsKernel::new(gpu, ctx.row_strategy(), options, chunk.min(n), k)?;
+        let grad_kernel = GradKernel::new(gpu, options, k, [true, true]);
+        let dx = Tensor::uninit_as(ctx, x.shape(), DType::F32, OP_STEP)?;
+        let dw = Tensor::zeros(ctx, &[k, h])?;
+        let db = Tensor::zeros(ctx, &[k])?;
+        bound_whole(ctx, &[&dx, &dw])?;
+        for r0 in (0..n).step_by(chunk) {
+            let rows = chunk.min(n - r0);
+            let logits = scratch.view(rows * k);
+            let x_rows = x.view(r0 * h, rows * h, OP_STEP)?;
+            matmul(
+                ctx,
+                Product {
+                    a: x_rows,
+                    b: whole(&w)?,
+                    bias: b.as_ref().map(whole).transpose()?,
+                    c: logits,
+                    dims: (rows, k, h),
+                    trans: (false, true),
+                    accumulate: false,
+                },
+            )?;
+            stats_kernel.launch(gpu, rows, r0, 0, logits, index, &out)?;
+            let [logp, entropy] = out.read_rows(gpu, r0, rows)?;
+            let (a, c) = call(r0, rows, &logp, &entropy)?;
+            let a = gpu.upload_new(bytemuck::cast_slice(&a), OP_STEP)?;
+            let c = gpu.upload_new(bytemuck::cast_slice(&c), OP_STEP)?;
+            let [entropy, max, log_sum] = out.saved_views();
+            let views = GradViews {
+                logits,
+                index: index.view(n.max(1)),
+                grad: logits,
+                entropy,
+                max,
+                log_sum,
+                a: Some(a.view(rows)),
+                c: Some(c.view(rows)),
+            };
+            grad_kernel.launch(gpu, (rows, r0, 0, r0), views)?;
+            accumulate_chunk(
+                ctx,
+                (&dx, &dw, &db, &ones),
+                (logits, x_rows, &w),
+                (r0, rows, h, k),
+            )?;
+        }
+        let (logp, entropy, lse, shift) = out.into_tensors(ctx, row_shape)?;
+        Ok(LinearHeadStep {
+            stats: HeadStatsOutput {
+                logp,
+                entropy,
+                lse,
+                classes: k,
+                options: *options,
+                shift,
+            },
+            dx: dx.to_dtype(dtype)?,
+            dw: dw.to_dtype(dtype)?,
+            db: db.to_dtype(dtype)?,
+        })
     }
 }
 

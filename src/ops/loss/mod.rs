@@ -18,6 +18,7 @@ pub use head_stats::HeadStatsOutput;
 pub use linear_head::{
     LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN, LinearCrossEntropy,
 };
+pub use linear_head_stats::LinearHeadStep;
 
 #[cfg(test)]
 pub(crate) use cross_entropy::flag_triples;
