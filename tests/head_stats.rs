@@ -652,3 +652,77 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
         );
     }
 }
+
+#[test]
+fn rows_beyond_one_binding_go_in_blocks_at_any_offset() {
+    // Bindings capped at 64 KiB: 300 rows of 301 logits (361 KB) go in blocks whose first row
+    // starts inside an aligned binding (301 is odd, so every block's base is off the alignment).
+    let (rows, k) = (300, 301);
+    let z = uniform(90, rows * k, -5.0, 5.0);
+    let labels: Vec<i64> = (0..rows).map(|r| ((r * 11) % k) as i64).collect();
+    let a = uniform(91, rows, -1.0, 1.0);
+    let c = uniform(92, rows, -1.0, 1.0);
+    let options = HeadStats {
+        temperature: 1.3,
+        ..Default::default()
+    };
+    let want = reference_of(&widen(&z), k, &labels, &options, Some(&a), Some(&c));
+    for ctx in common::gpus() {
+        for row_strategy in [
+            gpu_activations::RowStrategy::PerRow,
+            gpu_activations::RowStrategy::Workgroup,
+        ] {
+            let capped = Context::with_options(gpu_activations::ContextOptions {
+                max_binding_bytes: Some(64 << 10),
+                row_strategy,
+                ..common::same_adapter(ctx)
+            })
+            .unwrap();
+            let case = format!("{} {row_strategy:?} bindings of 64 KiB", label(ctx));
+            check_on(
+                &capped,
+                &case,
+                DType::F32,
+                &z,
+                &[rows, k],
+                &labels,
+                &options,
+                (Some(&a), Some(&c)),
+                &want,
+            );
+        }
+    }
+}
+
+#[test]
+fn rows_past_llvmpipes_loop_limit_are_whole() {
+    // 300,001 logits a row: one invocation per row steps 16 logits per iteration (WIDE) to stay
+    // under llvmpipe's 65,535 iterations; a workgroup per row takes a share of the row each.
+    let (rows, k) = (2, 300_001);
+    let mut z = uniform(95, rows * k, -3.0, 3.0);
+    z[k - 1] = 9.0; // the last logit of the first row dominates: a truncated row would miss it
+    let labels = vec![(k - 1) as i64, 17];
+    let a = uniform(96, rows, -1.0, 1.0);
+    let options = HeadStats::default();
+    let want = reference_of(&widen(&z), k, &labels, &options, Some(&a), None);
+    for ctx in row_strategy_contexts() {
+        if !matches!(
+            ctx.row_strategy(),
+            gpu_activations::RowStrategy::PerRow | gpu_activations::RowStrategy::Auto
+        ) {
+            continue;
+        }
+        let case = format!("{} {:?} K={k}", label(ctx), ctx.row_strategy());
+        check_on(
+            ctx,
+            &case,
+            DType::F32,
+            &z,
+            &[rows, k],
+            &labels,
+            &options,
+            (Some(&a), None),
+            &want,
+        );
+    }
+}
