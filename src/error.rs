@@ -181,6 +181,16 @@ pub enum Error {
         /// What the operation takes, in words.
         expected: &'static str,
     },
+    /// Options that are each valid but that the operation does not take together.
+    #[error("{op}: {options} is not supported: {reason}")]
+    UnsupportedCombination {
+        /// The operation.
+        op: &'static str,
+        /// The options given together.
+        options: &'static str,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
     /// A class-index target that is not an integer (NaN, infinite or fractional).
     #[error("{op}: target at row {row} is {value}, not an integer class index")]
     TargetNotInteger {

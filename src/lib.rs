@@ -45,15 +45,15 @@ pub use context::{
 };
 pub use definitions::activation::Activation;
 pub use definitions::gated::Gate;
-pub use definitions::loss::{BceOptions, CrossEntropyOptions, HeadOptions, Reduction};
+pub use definitions::loss::{BceOptions, CrossEntropyOptions, HeadOptions, HeadStats, Reduction};
 pub use dtype::DType;
 pub use error::{Error, Result, Unit};
 pub use gpu::pipelines::PipelineRecord;
 /// The `half` crate, whose `f16` and `bf16` the half-precision calls take and return.
 pub use half;
 pub use ops::loss::{
-    HeadLoss, LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN, LinearCrossEntropy,
-    LossAndGrad, Targets, class_indices_from_floats,
+    HeadLoss, HeadStatsOutput, LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN,
+    LinearCrossEntropy, LinearHeadStep, LossAndGrad, Targets, class_indices_from_floats,
 };
 pub use ops::optimizer::{Adam, AdamState, Sgd};
 pub use tensor::Tensor;

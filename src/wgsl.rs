@@ -142,6 +142,7 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("gated", include_str!("../shaders/gated.wgsl")),
     ("grid", include_str!("../shaders/grid.wgsl")),
+    ("head_stats", include_str!("../shaders/head_stats.wgsl")),
     ("math", include_str!("../shaders/math.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
     ("nll", include_str!("../shaders/nll.wgsl")),
@@ -244,11 +245,14 @@ pub(crate) enum Shader {
     Matmul,
     /// Parameter updates: SGD and Adam with an L2 term.
     Optimizer,
+    /// Per-token log-probabilities, entropies and log-sum-exps of a head's logits under a
+    /// temperature, and their gradient.
+    HeadStats,
 }
 
 impl Shader {
     /// Every kernel family.
-    pub const ALL: [Shader; 18] = [
+    pub const ALL: [Shader; 19] = [
         Shader::Activation,
         Shader::Softmax,
         Shader::SoftmaxSubgroup,
@@ -267,6 +271,7 @@ impl Shader {
         Shader::CrossEntropyHead,
         Shader::Matmul,
         Shader::Optimizer,
+        Shader::HeadStats,
     ];
 
     /// The family's root file (without `.wgsl`), which is also its module's name.
@@ -290,6 +295,7 @@ impl Shader {
             Shader::CrossEntropyHead => "cross_entropy_head",
             Shader::Matmul => "matmul",
             Shader::Optimizer => "optimizer",
+            Shader::HeadStats => "head_stats",
         }
     }
 

@@ -2171,3 +2171,337 @@ fn the_third_waves_activations_run_check_bench_and_plot() {
         "{text}"
     );
 }
+
+/// PyTorch's case `wave3/head_stats/NAME`, its directory.
+fn head_stats_fixture(name: &str) -> PathBuf {
+    common::fixtures().join("wave3/head_stats").join(name)
+}
+
+#[test]
+fn head_stats_run_against_pytorch_and_the_library_on_every_backend() {
+    let f = Files::new();
+    let d = head_stats_fixture("small_T0.5");
+    let file = |n: &str| d.join(n).to_string_lossy().into_owned();
+    let (z, shape) = read_f32(&d.join("logits.npy"));
+    let labels: Vec<i64> = common::npy(&d.join("targets.npy"))
+        .0
+        .iter()
+        .map(|&v| v as i64)
+        .collect();
+    let options = gpu_activations::HeadStats {
+        temperature: 0.5,
+        ..Default::default()
+    };
+    for ctx in backends() {
+        let b = backend_name(&ctx);
+        let o = run(&[
+            "run",
+            "head-stats",
+            "--backend",
+            &b,
+            "--input",
+            &file("logits.npy"),
+            "--targets",
+            &file("targets.npy"),
+            "--temperature",
+            "0.5",
+            "--logp-output",
+            &f.s("logp.npy"),
+            "--entropy-output",
+            &f.s("entropy.npy"),
+            "--lse-output",
+            &f.s("lse.npy"),
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let zt = Tensor::from_slice(&ctx, &z, &shape).unwrap();
+        let lib = zt.head_stats(Targets::Indices(&labels), &options).unwrap();
+        for (what, t) in [
+            ("logp", &lib.logp),
+            ("entropy", &lib.entropy),
+            ("lse", &lib.lse),
+        ] {
+            let (got, got_shape) = read_f32(&f.path(&format!("{what}.npy")));
+            assert_eq!(got_shape, [12], "{b} {what}");
+            assert_bits(&format!("{b} {what}"), &got, &t.to_vec().unwrap());
+            let want = common::npy(&d.join(format!("{what}.npy"))).0;
+            common::assert_all_close(
+                &format!("{b} {what} vs PyTorch"),
+                &got,
+                &want,
+                &[],
+                1e-6,
+                1e-5,
+            );
+        }
+        let o = run(&[
+            "run",
+            "head-stats-backward",
+            "--backend",
+            &b,
+            "--input",
+            &file("logits.npy"),
+            "--targets",
+            &file("targets.npy"),
+            "--temperature",
+            "0.5",
+            "--grad-logp",
+            &file("grad_logp.npy"),
+            "--grad-entropy",
+            &file("grad_entropy.npy"),
+            "--output",
+            &f.s("grad.npy"),
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let (got, got_shape) = read_f32(&f.path("grad.npy"));
+        assert_eq!(got_shape, shape, "{b}");
+        let want = common::npy(&d.join("grad_logits.npy")).0;
+        common::assert_all_close(
+            &format!("{b} grad vs PyTorch"),
+            &got,
+            &want,
+            &[],
+            1e-6,
+            1e-5,
+        );
+        let a = Tensor::from_slice(&ctx, &read_f32(&d.join("grad_logp.npy")).0, &[12]).unwrap();
+        let c = Tensor::from_slice(&ctx, &read_f32(&d.join("grad_entropy.npy")).0, &[12]).unwrap();
+        let g = zt
+            .head_stats_backward(Targets::Indices(&labels), &lib, Some(&a), Some(&c))
+            .unwrap();
+        assert_bits(&format!("{b} grad"), &got, &g.to_vec().unwrap());
+        // The linear head: X·Wᵀ + B's statistics, as the library gives them.
+        let (n, h, k) = (9, 6, 11);
+        let x = uniform(81, n * h, -1.0, 1.0);
+        let w = uniform(82, k * h, -1.0, 1.0);
+        let bias = uniform(83, k, -0.5, 0.5);
+        let lab: Vec<i64> = (0..n as i64).map(|r| (r * 4) % k as i64).collect();
+        write_f32(&f.path("x.npy"), &x, &[n, h]);
+        write_f32(&f.path("w.npy"), &w, &[k, h]);
+        write_f32(&f.path("b.npy"), &bias, &[k]);
+        write_npy(&f.path("lab.npy"), &lab, &[n], "<i8");
+        let o = run(&[
+            "run",
+            "linear-head",
+            "--backend",
+            &b,
+            "--input",
+            &f.s("x.npy"),
+            "--weight",
+            &f.s("w.npy"),
+            "--bias",
+            &f.s("b.npy"),
+            "--targets",
+            &f.s("lab.npy"),
+            "--temperature",
+            "1.5",
+            "--logp-output",
+            &f.s("lh.npy"),
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let xt = Tensor::from_slice(&ctx, &x, &[n, h]).unwrap();
+        let wt = Tensor::from_slice(&ctx, &w, &[k, h]).unwrap();
+        let bt = Tensor::from_slice(&ctx, &bias, &[k]).unwrap();
+        let warm = gpu_activations::HeadStats {
+            temperature: 1.5,
+            ..Default::default()
+        };
+        let lib = xt
+            .linear_head(&wt, Some(&bt), Targets::Indices(&lab), &warm)
+            .unwrap();
+        assert_bits(
+            &format!("{b} linear-head"),
+            &read_f32(&f.path("lh.npy")).0,
+            &lib.logp.to_vec().unwrap(),
+        );
+    }
+}
+
+#[test]
+fn head_stats_bad_input_is_one_line_and_writes_nothing() {
+    let f = Files::new();
+    let d = head_stats_fixture("small_T0.5");
+    let file = |n: &str| d.join(n).to_string_lossy().into_owned();
+    let (logits, targets) = (file("logits.npy"), file("targets.npy"));
+    let out = f.path("out.npy");
+    let o = f.s("out.npy");
+    let forward = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "run",
+            "head-stats",
+            "--backend",
+            "cpu",
+            "--input",
+            &logits,
+            "--targets",
+            &targets,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let check = |args: Vec<String>, words: &[&str]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_refused(&args, words, &out);
+    };
+    for t in ["0", "-1", "nan", "inf"] {
+        check(
+            forward(&["--temperature", t, "--logp-output", &o]),
+            &["temperature"],
+        );
+    }
+    check(
+        forward(&["--softcap", "0", "--lse-output", &o]),
+        &["softcap"],
+    );
+    check(
+        forward(&["--output", &o]),
+        &["--output", "head-stats", "--logp-output"],
+    );
+    check(forward(&[]), &["head-stats", "--logp-output"]);
+    check(
+        forward(&["--dim", "0", "--lse-output", &o]),
+        &["--dim", "head-stats"],
+    );
+    check(
+        forward(&["--grad-logp", &logits, "--lse-output", &o]),
+        &["--grad-logp", "head-stats"],
+    );
+    // Targets out of range, or of the wrong shape: the targets file is named.
+    let bad = f.path("bad.npy");
+    write_npy(
+        &bad,
+        &[0i64, 37, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        &[12],
+        "<i8",
+    );
+    let mut args = forward(&["--lse-output", &o]);
+    args[7] = bad.to_string_lossy().into_owned();
+    check(args, &["bad.npy", "37"]);
+    // The backward: upstream gradients of the wrong shape name their file; a z-loss at T ≠ 1 is
+    // refused as a combination.
+    for (flag, name) in [
+        ("--grad-logp", "logits.npy"),
+        ("--grad-entropy", "logits.npy"),
+    ] {
+        let args: Vec<&str> = vec![
+            "run",
+            "head-stats-backward",
+            "--backend",
+            "cpu",
+            "--input",
+            &logits,
+            "--targets",
+            &targets,
+            flag,
+            &logits,
+            "--output",
+            &o,
+        ];
+        assert_refused(&args, &[name, "[12]"], &out);
+    }
+    let args = [
+        "run",
+        "head-stats-backward",
+        "--backend",
+        "cpu",
+        "--input",
+        &logits,
+        "--targets",
+        &targets,
+        "--temperature",
+        "0.5",
+        "--lse-square-scale",
+        "0.01",
+        "--output",
+        &o,
+    ];
+    assert_refused(&args, &["lse_square_scale", "temperature"], &out);
+    let args = [
+        "run",
+        "head-stats-backward",
+        "--backend",
+        "cpu",
+        "--input",
+        &logits,
+        "--targets",
+        &targets,
+    ];
+    assert_refused(&args, &["head-stats-backward", "--output"], &out);
+}
+
+#[test]
+fn head_stats_and_the_linear_head_are_checked_and_benchmarked() {
+    let f = Files::new();
+    for ctx in common::gpus() {
+        let b = backend_name(ctx);
+        let o = run(&["check", "--backend", &b]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        for op in [
+            "head-stats T=0.7 logp",
+            "head-stats-backward softcap+z-loss",
+            "linear-head dw",
+        ] {
+            assert!(out.contains(op), "{b}: check has no {op}");
+        }
+        let json = f.path(&format!("head-{b}.json"));
+        let o = run(&[
+            "bench",
+            "--backend",
+            &b,
+            "--op",
+            "linear-head",
+            "--op",
+            "head-stats",
+            "--op",
+            "head-stats-backward",
+            "--shape",
+            "70,33,65",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            &json.to_string_lossy(),
+        ]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let m = &doc["linear_head"][0];
+        assert_eq!(m["shape"], serde_json::json!([70, 33, 65]), "{b}");
+        let inputs = 4 * (70 * 33 + 65 * 33 + 65);
+        assert_eq!(
+            m["budget_bytes"],
+            2 * inputs + 4 * 8 * 70 + (64 << 20),
+            "{b}: {m}"
+        );
+        for key in ["fused_peak_bytes", "materialised_peak_bytes"] {
+            assert!(
+                m[key].as_u64().is_some_and(|v| v >= inputs),
+                "{b} {key}: {m}"
+            );
+        }
+        for key in [
+            "fused_forward_ms",
+            "materialised_forward_ms",
+            "forward_speedup",
+            "fused_step_ms",
+            "materialised_step_ms",
+            "step_speedup",
+        ] {
+            assert!(m[key].as_f64().is_some_and(|v| v > 0.0), "{b} {key}: {m}");
+        }
+        let ops: Vec<&str> = doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["op"].as_str())
+            .collect();
+        assert!(
+            ops.contains(&"head-stats") && ops.contains(&"head-stats-backward"),
+            "{b}: {ops:?}"
+        );
+    }
+}

@@ -17,7 +17,8 @@ use std::collections::BTreeSet;
 use common::uniform;
 use gpu_activations::{
     Activation, Adam, AdamState, BceOptions, Context, ContextOptions, CrossEntropyOptions, DType,
-    Gate, HeadOptions, MatmulKernel, Reduction, RowStrategy, Sgd, Subgroups, Targets, Tensor, wgpu,
+    Gate, HeadOptions, HeadStats, MatmulKernel, Reduction, RowStrategy, Sgd, Subgroups, Targets,
+    Tensor, wgpu,
 };
 
 /// The layer's log: its messages since the last call (one per `Validation` line).
@@ -383,6 +384,22 @@ fn rows(ctx: &Context, dtype: DType, cols: usize) {
         )
         .unwrap();
     }
+    // Per-token statistics and their gradient: with and without the softcap, each upstream
+    // gradient alone and both, the z-loss.
+    let a = upload(ctx, 19, &[6], -1.0, 1.0, DType::F32);
+    for (softcap, temperature, lse_square_scale) in [(None, 0.7, 0.0), (Some(5.0), 1.0, 1e-3)] {
+        let options = HeadStats {
+            temperature,
+            softcap,
+            lse_square_scale,
+            ..Default::default()
+        };
+        let stats = z.head_stats(Targets::Indices(&labels), &options).unwrap();
+        for (ga, gc) in [(Some(&a), Some(&a)), (Some(&a), None), (None, Some(&a))] {
+            z.head_stats_backward(Targets::Indices(&labels), &stats, ga, gc)
+                .unwrap();
+        }
+    }
     z.log_softmax()
         .unwrap()
         .nll_loss(Targets::Indices(&labels), &CrossEntropyOptions::default())
@@ -461,6 +478,33 @@ fn matrices(ctx: &Context) {
         Targets::Indices(&labels),
         &CrossEntropyOptions::default(),
         &HeadOptions::default(),
+    )
+    .unwrap();
+    let options = HeadStats::default();
+    let stats = x
+        .linear_head(&w, Some(&b), Targets::Indices(&labels), &options)
+        .unwrap();
+    let a = upload(ctx, 20, &[n], -1.0, 1.0, DType::F32);
+    x.linear_head_backward(
+        &w,
+        Some(&b),
+        Targets::Indices(&labels),
+        &stats,
+        Some(&a),
+        Some(&a),
+    )
+    .unwrap();
+    let none = CrossEntropyOptions {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    x.linear_cross_entropy_weighted(
+        &w,
+        Some(&b),
+        Targets::Indices(&labels),
+        &none,
+        &HeadOptions::default(),
+        &a,
     )
     .unwrap();
     ctx.fma_peak_probe(4, 2).unwrap();

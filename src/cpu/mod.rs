@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod gated;
+pub mod head_stats;
 pub mod linear;
 pub mod loss;
 pub mod softmax;

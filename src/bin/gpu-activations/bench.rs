@@ -17,7 +17,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::BackendArg;
-use crate::bench_linear::{self, LayerBench, LinearCrossEntropyJson, MatmulJson, median};
+use crate::bench_linear::{
+    self, LayerBench, LinearCrossEntropyJson, LinearHeadJson, MatmulJson, median,
+};
 use crate::chart::Target;
 use crate::figures::{Bar, BenchBars};
 use crate::registry::{self, BoxError, Case, Family, Op, bench_x, elements};
@@ -199,6 +201,9 @@ struct BenchJson {
     /// The fused linear cross-entropy (`--op linear-cross-entropy`): time and memory against
     /// the materialised path.
     linear_cross_entropy: Vec<LinearCrossEntropyJson>,
+    /// The fused linear head for any per-token loss (`--op linear-head`): time and memory
+    /// against the materialised path.
+    linear_head: Vec<LinearHeadJson>,
 }
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
@@ -305,7 +310,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
 
     let mut results = Vec::new();
     let mut transfers: Vec<TransferJson> = Vec::new();
-    let (matmul, linear_cross_entropy) = bench_linear::run(&ctx, &layers, args.warmup, args.runs)?;
+    let layer_results = bench_linear::run(&ctx, &layers, args.warmup, args.runs)?;
     if !jobs.is_empty() {
         say!();
         say!(
@@ -419,8 +424,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
             runs: args.runs,
             results,
             transfers,
-            matmul,
-            linear_cross_entropy,
+            matmul: layer_results.matmul,
+            linear_cross_entropy: layer_results.linear_cross_entropy,
+            linear_head: layer_results.linear_head,
         };
         staged.push(npy::stage_bytes(
             path,

@@ -58,7 +58,10 @@ pub struct RunArgs {
     /// --dim), any of those with -backward; cross-entropy, nll-loss, bce-with-logits, or
     /// cross-entropy-dim1 and nll-loss-dim1 (PyTorch's layout, the class at dim 1: targets of
     /// shape [N, d1, …, dk]); linear and linear-backward (with --weight, --bias), and
-    /// linear-cross-entropy (the fused head). A flag the op does not take is refused.
+    /// linear-cross-entropy (the fused head); head-stats and linear-head (per-token
+    /// log-probabilities, entropies and log-sum-exps of logits, or of X·Wᵀ + B, under
+    /// --temperature) and head-stats-backward (the logits' gradient for --grad-logp and
+    /// --grad-entropy). A flag the op does not take is refused.
     op: String,
     /// The input X (float16, float32 or float64, C order). For backward ops, the op's input.
     #[arg(long)]
@@ -70,9 +73,10 @@ pub struct RunArgs {
     /// bfloat16 values.
     #[arg(long, value_enum)]
     dtype: Option<DTypeArg>,
-    /// Where to write the result: f(X), dX, or for losses the gradient with respect to X.
+    /// Where to write the result: f(X), dX, or for losses the gradient with respect to X
+    /// (every op but head-stats and linear-head, which write the --*-output files).
     #[arg(long)]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     /// The upstream gradient G (the op's output's shape), for the -backward ops.
     #[arg(long)]
     pub grad_output: Option<PathBuf>,
@@ -145,6 +149,22 @@ pub struct RunArgs {
     /// Where to write the loss (shape () for mean and sum).
     #[arg(long)]
     pub loss_output: Option<PathBuf>,
+    /// head-stats, head-stats-backward and linear-head: the temperature T > 0 of
+    /// p = softmax(z / T) (default 1).
+    #[arg(long, allow_hyphen_values = true)]
+    pub temperature: Option<f32>,
+    /// head-stats-backward: the upstream gradient of each row's log p_t (one per row).
+    #[arg(long)]
+    pub grad_logp: Option<PathBuf>,
+    /// head-stats-backward: the upstream gradient of each row's entropy (one per row).
+    #[arg(long)]
+    pub grad_entropy: Option<PathBuf>,
+    /// head-stats and linear-head: where to write each row's log p_t (float32).
+    #[arg(long)]
+    pub logp_output: Option<PathBuf>,
+    /// head-stats and linear-head: where to write each row's entropy (float32).
+    #[arg(long)]
+    pub entropy_output: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -166,6 +186,10 @@ impl RunArgs {
             Flag::GateGradOutput => &self.gate_grad_output,
             Flag::LseOutput => &self.lse_output,
             Flag::ZLossOutput => &self.z_loss_output,
+            Flag::GradLogp => &self.grad_logp,
+            Flag::GradEntropy => &self.grad_entropy,
+            Flag::LogpOutput => &self.logp_output,
+            Flag::EntropyOutput => &self.entropy_output,
             _ => &None,
         };
         path.as_deref()
@@ -187,6 +211,10 @@ impl RunArgs {
             Flag::GateGradOutput,
             Flag::LseOutput,
             Flag::ZLossOutput,
+            Flag::GradLogp,
+            Flag::GradEntropy,
+            Flag::LogpOutput,
+            Flag::EntropyOutput,
         ]
         .into_iter()
         .filter(|&f| self.path_of(f).is_some())
@@ -199,6 +227,7 @@ impl RunArgs {
             (Flag::LabelSmoothing, self.label_smoothing.is_some()),
             (Flag::LseSquareScale, self.lse_square_scale.is_some()),
             (Flag::Softcap, self.softcap.is_some()),
+            (Flag::Temperature, self.temperature.is_some()),
         ];
         given.extend(set.into_iter().filter(|(_, on)| *on).map(|(f, _)| f));
         given.extend(self.params.flags());
@@ -214,8 +243,12 @@ impl RunArgs {
             Flag::GateGradOutput,
             Flag::LseOutput,
             Flag::ZLossOutput,
+            Flag::LogpOutput,
+            Flag::EntropyOutput,
         ];
-        std::iter::once(self.output.as_path())
+        self.output
+            .iter()
+            .map(PathBuf::as_path)
             .chain(optional.into_iter().filter_map(|f| self.path_of(f)))
             .collect()
     }
@@ -224,6 +257,7 @@ impl RunArgs {
 pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     let op = registry::find(&args.op)?;
     registry::refuse_flags(op.as_ref(), &args.given())?;
+    op.check_outputs(args.output.is_some(), &args.given())?;
     npy::check_targets(&args.outputs())?;
     let x = npy::read(&args.input)?;
     let dtype = match (args.dtype, x.is_f16()) {
@@ -247,7 +281,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, BoxError> {
     let mut staged = Vec::new();
     for w in &produced.files {
         let path = match w.to {
-            None => Some(args.output.as_path()),
+            None => args.output.as_deref(),
             Some(flag) => args.path_of(flag),
         };
         let Some(path) = path else { continue };

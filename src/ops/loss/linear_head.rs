@@ -17,7 +17,9 @@ use crate::tensor::{Storage, Tensor};
 
 use super::Targets;
 use super::cross_entropy::check_class_options;
+use super::cross_entropy::{ClassIndex, Classes, IGNORED};
 use super::head::{HeadKernel, RowOutputs, class_targets, host_head};
+use super::head_stats::scale_rows;
 
 const OP: &str = "linear_cross_entropy";
 
@@ -66,11 +68,7 @@ impl Tensor {
         options: &CrossEntropyOptions,
         head: &HeadOptions,
     ) -> Result<LinearCrossEntropy> {
-        let classes = weight.shape().first().copied().unwrap_or(0).max(1);
-        let rows = (LINEAR_CROSS_ENTROPY_CHUNK_BYTES / layout::bytes(classes) as usize)
-            / LINEAR_CROSS_ENTROPY_ROW_ALIGN
-            * LINEAR_CROSS_ENTROPY_ROW_ALIGN;
-        let chunk_rows = rows.max(LINEAR_CROSS_ENTROPY_ROW_ALIGN);
+        let chunk_rows = default_chunk_rows(weight);
         self.linear_cross_entropy_chunked(weight, bias, targets, options, head, chunk_rows)
     }
 
@@ -84,6 +82,61 @@ impl Tensor {
         targets: Targets<'_>,
         options: &CrossEntropyOptions,
         head: &HeadOptions,
+        chunk_rows: usize,
+    ) -> Result<LinearCrossEntropy> {
+        self.fused_cross_entropy(weight, bias, targets, (options, head), None, chunk_rows)
+    }
+
+    /// [`Tensor::linear_cross_entropy`] with `reduction = None` for a loss the caller forms
+    /// from the per-row losses: returns them (`loss`, one per row, unweighted) and the
+    /// gradients of `Σ_r w_r·loss_r` for the per-row upstream weights `grad_loss` (`w`, one per
+    /// row, the rows' shape): each row's `∂loss_r/∂z` is scaled by `w_r` in the chunk before it
+    /// is multiplied back (an ignored row stays 0). A reduction other than `None` is
+    /// [`Error::UnsupportedCombination`]; weights of another shape [`Error::ShapeMismatch`].
+    pub fn linear_cross_entropy_weighted(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions,
+        head: &HeadOptions,
+        grad_loss: &Tensor,
+    ) -> Result<LinearCrossEntropy> {
+        let chunk = default_chunk_rows(weight);
+        self.fused_cross_entropy(
+            weight,
+            bias,
+            targets,
+            (options, head),
+            Some(grad_loss),
+            chunk,
+        )
+    }
+
+    /// [`Tensor::linear_cross_entropy_weighted`] with `chunk_rows` rows of logits per chunk.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_cross_entropy_weighted_chunked(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        targets: Targets<'_>,
+        options: &CrossEntropyOptions,
+        head: &HeadOptions,
+        grad_loss: &Tensor,
+        chunk_rows: usize,
+    ) -> Result<LinearCrossEntropy> {
+        let pair = (options, head);
+        self.fused_cross_entropy(weight, bias, targets, pair, Some(grad_loss), chunk_rows)
+    }
+
+    /// The fused head, with per-row upstream weights `weights` for `reduction = None`.
+    fn fused_cross_entropy(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        targets: Targets<'_>,
+        (options, head): (&CrossEntropyOptions, &HeadOptions),
+        weights: Option<&Tensor>,
         chunk_rows: usize,
     ) -> Result<LinearCrossEntropy> {
         if chunk_rows == 0 || !chunk_rows.is_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN) {
@@ -104,12 +157,12 @@ impl Tensor {
                 .iter()
                 .map(|(_, t)| t.to_dtype(DType::F32))
                 .collect::<Result<_>>()?;
-            let r = wide[0].linear_cross_entropy_chunked(
+            let r = wide[0].fused_cross_entropy(
                 &wide[1],
                 wide.get(2),
                 targets,
-                options,
-                head,
+                (options, head),
+                weights,
                 chunk_rows,
             )?;
             return Ok(LinearCrossEntropy {
@@ -123,7 +176,9 @@ impl Tensor {
         }
         check_bias(OP, self, bias, k)?;
         check_class_options(OP, weight.shape(), k, options)?;
+        let weights = row_weights(self, options, weights)?;
         let checked = class_targets(OP, self.context(), targets, (n, k), options)?;
+        let weights = weights.map(|w| w.to_dtype(DType::F32)).transpose()?;
         let row_shape = &self.shape()[..self.shape().len().saturating_sub(1)];
         let loss_shape: Vec<usize> = match options.reduction {
             Reduction::None => row_shape.to_vec(),
@@ -135,7 +190,10 @@ impl Tensor {
             let w = widen(&weight.to_vec()?);
             let b = bias.map(Tensor::to_vec).transpose()?.map(|b| widen(&b));
             let logits = cpu::linear::forward(&x, &w, b.as_deref(), n, h, k);
-            let r = host_head(OP, &logits, k, &checked, options, head)?;
+            let mut r = host_head(OP, &logits, k, &checked, options, head)?;
+            if let Some(weights) = &weights {
+                scale_host_rows(&mut r.grad, k, &checked, &weights.to_vec()?)?;
+            }
             let (dx, dw, db) = cpu::linear::backward(&x, &w, &r.grad, n, h, k);
             let host = |v: &[f64], shape: &[usize]| Tensor::from_slice(ctx, &narrow(v), shape);
             return Ok(LinearCrossEntropy {
@@ -200,6 +258,10 @@ impl Tensor {
                     row_out.lse.view_at(r0, rows),
                 ],
             )?;
+            if let Some(weights) = &weights {
+                let per_row = [logits, index.view(n.max(1)), weights.view(0, n, OP)?];
+                scale_rows(gpu, (rows, r0, k), per_row)?;
+            }
             // The chunk now holds G, its rows of ∂loss/∂z.
             let gradients = [
                 (
@@ -258,4 +320,58 @@ impl Tensor {
             db,
         })
     }
+}
+
+/// The rows per chunk of [`LINEAR_CROSS_ENTROPY_CHUNK_BYTES`] for `weight`'s classes.
+pub(super) fn default_chunk_rows(weight: &Tensor) -> usize {
+    let classes = weight.shape().first().copied().unwrap_or(0).max(1);
+    let rows = (LINEAR_CROSS_ENTROPY_CHUNK_BYTES / layout::bytes(classes) as usize)
+        / LINEAR_CROSS_ENTROPY_ROW_ALIGN
+        * LINEAR_CROSS_ENTROPY_ROW_ALIGN;
+    rows.max(LINEAR_CROSS_ENTROPY_ROW_ALIGN)
+}
+
+/// Per-row upstream weights checked against `x`'s rows (only with `reduction = None`).
+fn row_weights(
+    x: &Tensor,
+    options: &CrossEntropyOptions,
+    weights: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
+    let Some(w) = weights else {
+        return Ok(None);
+    };
+    if options.reduction != Reduction::None {
+        return Err(Error::UnsupportedCombination {
+            op: OP,
+            options: "per-row upstream weights with a reduced loss",
+            reason: "the weights multiply the per-row losses of reduction None; a mean's or a \
+                     sum's gradient takes one upstream factor, applied by the caller",
+        });
+    }
+    if !w.context().same(x.context()) {
+        return Err(Error::ContextMismatch { op: OP });
+    }
+    w.expect_float(OP, "grad_loss (per-row weights)")?;
+    let rows = &x.shape()[..x.shape().len().saturating_sub(1)];
+    if w.shape() != rows {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            what: "grad_loss (one weight per row)",
+            got: w.shape().to_vec(),
+            expected: rows.to_vec(),
+        });
+    }
+    Ok(Some(w.clone()))
+}
+
+/// Each row of the host's gradient `grad` (rows of `k`) times its weight; ignored rows 0.
+fn scale_host_rows(grad: &mut [f64], k: usize, checked: &Classes, weights: &[f32]) -> Result<()> {
+    let ClassIndex::Host(index) = &checked.index else {
+        return Err(super::mixed(OP));
+    };
+    for ((g, &class), &w) in grad.chunks_mut(k.max(1)).zip(index).zip(weights) {
+        let scale = if class == IGNORED { 0.0 } else { f64::from(w) };
+        g.iter_mut().for_each(|v| *v *= scale);
+    }
+    Ok(())
 }

@@ -7,14 +7,18 @@ mod class_dim;
 mod class_index;
 mod cross_entropy;
 mod head;
+mod head_stats;
 mod linear_head;
+mod linear_head_stats;
 mod nll;
 
 use bce::bce_with_logits;
 pub use head::HeadLoss;
+pub use head_stats::HeadStatsOutput;
 pub use linear_head::{
     LINEAR_CROSS_ENTROPY_CHUNK_BYTES, LINEAR_CROSS_ENTROPY_ROW_ALIGN, LinearCrossEntropy,
 };
+pub use linear_head_stats::LinearHeadStep;
 
 #[cfg(test)]
 pub(crate) use cross_entropy::flag_triples;
@@ -27,6 +31,7 @@ pub(crate) fn launched_kernels() -> Vec<(crate::gpu::pipelines::Kernel, crate::o
     all.extend(bce::launched_kernels());
     all.extend(nll::launched_kernels());
     all.extend(head::launched_kernels());
+    all.extend(head_stats::launched_kernels());
     all
 }
 use cross_entropy::cross_entropy_into;

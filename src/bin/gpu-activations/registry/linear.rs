@@ -5,7 +5,9 @@
 
 use gpu_activations::cpu::{linear as linear_ref, loss as loss_ref};
 use gpu_activations::npy::{self, file_error};
-use gpu_activations::{Context, CrossEntropyOptions, DType, HeadOptions, Reduction, Targets};
+use gpu_activations::{
+    Context, CrossEntropyOptions, DType, HeadOptions, Reduction, Targets, Tensor,
+};
 
 use super::loss::{ClassTargets, LossLayout, class_options, head_options, read_targets};
 use super::{BoxError, Case, Family, Flag, Need, Op, Produced, Run, Written, widen};
@@ -273,6 +275,43 @@ impl Op for LinearOp {
                         false,
                     );
                 }
+                // Reduction none with per-row upstream weights: the gradient of Σ w_r·loss_r.
+                let none = CrossEntropyOptions {
+                    reduction: Reduction::None,
+                    ..options
+                };
+                let weights = checker.uniform(n, -1.0, 1.0);
+                let wt_rows = Tensor::from_slice(ctx, &weights, &[n])?;
+                let out = xt.linear_cross_entropy_weighted(
+                    &wt,
+                    Some(&bt),
+                    Targets::Indices(&labels),
+                    &none,
+                    &head,
+                    &wt_rows,
+                )?;
+                let mut want = loss_ref::cross_entropy_head(
+                    &z,
+                    k,
+                    &labels,
+                    Some(&widen(&class_weight)),
+                    Reduction::None,
+                    -100,
+                    0.05,
+                    1e-3,
+                    Some(5.0),
+                );
+                for (g, &w) in want.grad.chunks_mut(k).zip(&weights) {
+                    g.iter_mut().for_each(|v| *v *= f64::from(w));
+                }
+                let (dx, _, _) = linear_ref::backward(&x64, &w64, &want.grad, n, h, k);
+                checker.add(
+                    format!("{name} none, per-row weights, dx"),
+                    &[n, h],
+                    &out.dx.to_vec()?,
+                    &dx,
+                    false,
+                );
             }
         }
         Ok(())

@@ -11,6 +11,7 @@
 
 pub mod activation;
 pub mod gated;
+pub mod head_stats;
 pub mod linear;
 pub mod loss;
 pub mod prelu;
@@ -52,6 +53,11 @@ pub enum Flag {
     GateGradOutput,
     LseOutput,
     ZLossOutput,
+    Temperature,
+    GradLogp,
+    GradEntropy,
+    LogpOutput,
+    EntropyOutput,
     /// An activation's parameter, by its name in the op table (`negative_slope`).
     Param(&'static str),
 }
@@ -79,6 +85,11 @@ impl fmt::Display for Flag {
             Flag::GateGradOutput => "gate-grad-output",
             Flag::LseOutput => "lse-output",
             Flag::ZLossOutput => "z-loss-output",
+            Flag::Temperature => "temperature",
+            Flag::GradLogp => "grad-logp",
+            Flag::GradEntropy => "grad-entropy",
+            Flag::LogpOutput => "logp-output",
+            Flag::EntropyOutput => "entropy-output",
             Flag::Param(p) => return write!(f, "--{}", p.replace('_', "-")),
         };
         write!(f, "--{name}")
@@ -158,6 +169,17 @@ pub trait Op {
     fn layer(&self) -> Option<LayerBench> {
         None
     }
+
+    /// Checks, before anything is read, the output files a run names: `output` whether
+    /// `--output` was given, `given` the other flags. Most ops write `--output` and need it.
+    fn check_outputs(&self, output: bool, given: &[Flag]) -> Result<(), String> {
+        let _ = given;
+        if output {
+            Ok(())
+        } else {
+            Err(format!("{} needs --output", self.name()))
+        }
+    }
 }
 
 /// A benchmark case: an op on resident data.
@@ -193,6 +215,7 @@ pub fn registry() -> Vec<Box<dyn Op>> {
     all.extend(softmax::dim_entries());
     all.extend(loss::dim1_entries());
     all.extend(linear::entries());
+    all.extend(head_stats::entries());
     all
 }
 
