@@ -14,7 +14,7 @@ use gpu_activations::accuracy::{ATOL, RTOL, close_stored};
 use gpu_activations::cases::{SOFTMAX_EDGE_ROWS, SPECIAL, activation_variants};
 use gpu_activations::{
     Activation, Adam, AdamState, Backend, BceOptions, Context, CrossEntropyOptions, DType, Error,
-    Gate, HeadOptions, Reduction, Sgd, Targets, Tensor, wgpu,
+    Gate, HeadOptions, HeadStats, Reduction, Sgd, Targets, Tensor, wgpu,
 };
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -401,6 +401,79 @@ async fn the_linear_layer_the_fused_head_and_the_optimizers() {
         Adam::default().step(&pc, &dc, &mut sc).unwrap();
     }
     same("sgd then three adam steps", &pg, &pc).await;
+}
+
+#[wasm_bindgen_test]
+async fn head_statistics_and_their_gradients_on_logits_and_through_the_linear_layer() {
+    let ctx = browser().await;
+    let (n, h, k) = (7, 12, 300);
+    let z = uniform(30, n * k, -6.0, 6.0);
+    let a = uniform(31, n, -1.0, 1.0);
+    let c = uniform(32, n, -1.0, 1.0);
+    let mut labels: Vec<i64> = (0..n as i64).map(|i| (i * 37) % k as i64).collect();
+    labels[3] = -100;
+    let (zg, zc) = pair(&ctx, &z, &[n, k], DType::F32).unwrap();
+    let (ag, ac) = pair(&ctx, &a, &[n], DType::F32).unwrap();
+    let (cg, cc) = pair(&ctx, &c, &[n], DType::F32).unwrap();
+    let cases = [
+        (
+            "T = 0.7",
+            HeadStats {
+                temperature: 0.7,
+                ..HeadStats::default()
+            },
+        ),
+        (
+            "softcap 4 and z-loss",
+            HeadStats {
+                softcap: Some(4.0),
+                lse_square_scale: 1e-2,
+                ..HeadStats::default()
+            },
+        ),
+    ];
+    let t = Targets::Indices(&labels);
+    for (case, options) in &cases {
+        let sg = zg.head_stats(t, options).unwrap();
+        let sc = zc.head_stats(t, options).unwrap();
+        same(&format!("head_stats {case}: log p"), &sg.logp, &sc.logp).await;
+        same(
+            &format!("head_stats {case}: entropy"),
+            &sg.entropy,
+            &sc.entropy,
+        )
+        .await;
+        same(&format!("head_stats {case}: lse"), &sg.lse, &sc.lse).await;
+        same(
+            &format!("head_stats backward {case}"),
+            &zg.head_stats_backward(t, &sg, Some(&ag), Some(&cg))
+                .unwrap(),
+            &zc.head_stats_backward(t, &sc, Some(&ac), Some(&cc))
+                .unwrap(),
+        )
+        .await;
+    }
+
+    let x = uniform(33, n * h, -1.0, 1.0);
+    let w = uniform(34, k * h, -1.0, 1.0);
+    let b = uniform(35, k, -1.0, 1.0);
+    let (xg, xc) = pair(&ctx, &x, &[n, h], DType::F32).unwrap();
+    let (wg, wc) = pair(&ctx, &w, &[k, h], DType::F32).unwrap();
+    let (bg, bc) = pair(&ctx, &b, &[k], DType::F32).unwrap();
+    let options = &cases[0].1;
+    let sg = xg.linear_head(&wg, Some(&bg), t, options).unwrap();
+    let sc = xc.linear_head(&wc, Some(&bc), t, options).unwrap();
+    same("linear_head: log p", &sg.logp, &sc.logp).await;
+    same("linear_head: entropy", &sg.entropy, &sc.entropy).await;
+    let dg = xg
+        .linear_head_backward(&wg, Some(&bg), t, &sg, Some(&ag), Some(&cg))
+        .unwrap();
+    let dc = xc
+        .linear_head_backward(&wc, Some(&bc), t, &sc, Some(&ac), Some(&cc))
+        .unwrap();
+    same("linear_head backward dx", &dg.0, &dc.0).await;
+    same("linear_head backward dW", &dg.1, &dc.1).await;
+    same("linear_head backward db", &dg.2, &dc.2).await;
 }
 
 #[wasm_bindgen_test]
