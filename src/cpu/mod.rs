@@ -11,3 +11,13 @@ pub mod head_stats;
 pub mod linear;
 pub mod loss;
 pub mod softmax;
+
+/// Each f32 as f64 (exactly).
+pub fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// Each f64 rounded to the nearest f32.
+pub fn narrow(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}

@@ -5,6 +5,7 @@
 //! and, for log-softmax, `dx = g − e^y · Σ_j g_j`. A row with NaN or +∞, or of all −∞, gives
 //! NaN, as in PyTorch (the arithmetic does it: ∞ − ∞ and −∞ − (−∞) are NaN).
 
+use super::widen;
 /// The maximum of a row, NaN if any element is NaN.
 fn row_max(row: &[f64]) -> f64 {
     row.iter().fold(f64::NEG_INFINITY, |m, &v| {
@@ -40,10 +41,6 @@ pub fn backward_row(y: &[f64], g: &[f64], log: bool) -> Vec<f64> {
         let dot: f64 = y.iter().zip(g).map(|(&y, &g)| y * g).sum();
         y.iter().zip(g).map(|(&y, &g)| y * (g - dot)).collect()
     }
-}
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
 }
 
 /// Forward over `rows × cols` values, rounded to f32.

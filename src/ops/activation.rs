@@ -7,9 +7,9 @@ use crate::definitions::activation::{Activation, SIGMOID_FROM_OUTPUT, TANH_FROM_
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout::DType;
-use crate::ops::convert::round_host;
 use crate::ops::launch_elementwise_stored;
-use crate::tensor::{Storage, Tensor, read_host, write_host};
+use crate::ops::placement::{Placement, place, store};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 impl Activation {
@@ -126,17 +126,17 @@ impl Tensor {
         let dtype = check_same_float(act.name(), "output", self, out)?;
         let op = [("OP", f64::from(act.shader_code()))];
         let params = act.shader_params();
-        match (self.storage(), out.storage()) {
-            (Storage::Host(x), Storage::Host(y)) => {
-                let mut result = cpu::activation::forward_slice(act, &read_host(x)?);
-                round_host(&mut result, dtype);
-                *write_host(y)? = result;
-                Ok(())
+        match place(act.name(), &[self, out])? {
+            Placement::Host => {
+                let values = cpu::activation::forward_slice(act, &self.to_vec()?);
+                store(act.name(), out, values)
             }
-            _ if out.aliases(self) => {
+            Placement::Device(_) if out.aliases(self) => {
                 launch_elementwise_stored(&FORWARD_INPLACE, dtype, &op, params, &[out])
             }
-            _ => launch_elementwise_stored(&FORWARD, dtype, &op, params, &[self, out]),
+            Placement::Device(_) => {
+                launch_elementwise_stored(&FORWARD, dtype, &op, params, &[self, out])
+            }
         }
     }
 
@@ -257,23 +257,16 @@ fn backward_into(d: Derivative, x: &Tensor, grad: &Tensor, out: &Tensor) -> Resu
     let launch = |kernel, tensors: &[&Tensor]| {
         launch_elementwise_stored(kernel, dtype, &op, params, tensors)
     };
-    match (x.storage(), grad.storage(), out.storage()) {
-        (Storage::Host(xs), Storage::Host(gs), Storage::Host(ys)) => {
-            let result: Vec<f32> = {
-                let xs = read_host(xs)?;
-                let gs = if grad.aliases(x) {
-                    None
-                } else {
-                    Some(read_host(gs)?)
-                };
-                let gs: &[f32] = gs.as_deref().map_or(&xs, |v| v);
-                xs.iter()
-                    .zip(gs)
-                    .map(|(&v, &g)| dtype.round(d.reference(f64::from(v), f64::from(g)) as f32))
-                    .collect()
-            };
-            *write_host(ys)? = result;
-            Ok(())
+    let on = place(name, &[x, grad, out])?;
+    match on {
+        Placement::Host => {
+            let (xs, gs) = (x.to_vec()?, grad.to_vec()?);
+            let values = xs
+                .iter()
+                .zip(&gs)
+                .map(|(&v, &g)| d.reference(f64::from(v), f64::from(g)) as f32)
+                .collect();
+            store(name, out, values)
         }
         _ if out.aliases(grad) && !out.aliases(x) => launch(&BACKWARD_OVER_GRAD, &[x, out]),
         _ if out.aliases(x) && !out.aliases(grad) => launch(&BACKWARD_OVER_INPUT, &[grad, out]),

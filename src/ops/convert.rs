@@ -6,7 +6,8 @@ use crate::error::{Error, Result};
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout::DType;
 use crate::ops::launch_elementwise_stored;
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::ops::placement::{Placement, place, store};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 const WIDEN: Kernel = Kernel {
@@ -56,13 +57,9 @@ impl Tensor {
                 expected: self.shape().to_vec(),
             });
         }
-        match (self.storage(), out.storage()) {
-            (Storage::Host(_), Storage::Host(dst)) => {
-                let values = self.to_vec()?;
-                *write_host(dst)? = values.into_iter().map(|v| out.dtype().round(v)).collect();
-                Ok(())
-            }
-            _ => match (self.dtype(), out.dtype()) {
+        match place(OP, &[self, out])? {
+            Placement::Host => store(OP, out, self.to_vec()?),
+            Placement::Device(_) => match (self.dtype(), out.dtype()) {
                 (from, to) if from == to => self.copy_into(out),
                 (from, DType::F32) => {
                     launch_elementwise_stored(&WIDEN, from, &[], [0.0; 3], &[self, out])
@@ -153,13 +150,4 @@ fn widen_all(operands: &[(&'static str, &Tensor)]) -> Result<Vec<Tensor>> {
         .iter()
         .map(|(_, t)| t.to_dtype(DType::F32))
         .collect()
-}
-
-/// Rounds host values to `dtype` in place (the CPU backend's twin of a kernel's store).
-pub(crate) fn round_host(values: &mut [f32], dtype: DType) {
-    if dtype.is_half() {
-        for v in values {
-            *v = dtype.round(*v);
-        }
-    }
 }

@@ -9,10 +9,14 @@ use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout;
 use crate::ops::activation::check_same;
 use crate::ops::convert::half_route;
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::ops::placement::{Placement, bound_whole, place, store};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 const OP: &str = "gated activation";
+
+/// The limit a gated input meets: the kernels bind it whole.
+const WHOLE: &str = "max_storage_buffer_binding_size (a gated input is bound whole)";
 
 /// Invocations per workgroup; each takes four outputs at a time.
 const WG: u32 = 256;
@@ -89,13 +93,16 @@ impl Tensor {
             *last = half;
         }
         let out = Tensor::uninit(self.context(), &shape, OP)?;
-        match (self.storage(), out.storage()) {
-            (Storage::Host(_), Storage::Host(y)) => {
-                *write_host(y)? = cpu::gated::forward_split(gate, &self.to_vec()?, half);
+        match place(OP, &[self, &out])? {
+            Placement::Host => {
+                store(
+                    OP,
+                    &out,
+                    cpu::gated::forward_split(gate, &self.to_vec()?, half),
+                )?;
             }
-            _ => {
-                let gpu = gpu_of(self)?;
-                fits(gpu, &[self])?;
+            Placement::Device(gpu) => {
+                bound_whole(gpu, OP, WHOLE, &[self])?;
                 let views = [self.view(0, self.len(), OP)?, out.view(0, out.len(), OP)?];
                 let kernel = split_kernel(half, &FORWARD_SPLIT, &FORWARD_SPLIT4);
                 launch(gpu, kernel, gate, &views, out.len(), half)?;
@@ -127,14 +134,14 @@ impl Tensor {
             });
         }
         let dx = self.uninit_like(OP)?;
-        match (self.storage(), dx.storage()) {
-            (Storage::Host(_), Storage::Host(out)) => {
-                *write_host(out)? =
+        match place(OP, &[self, grad, &dx])? {
+            Placement::Host => {
+                let values =
                     cpu::gated::backward_split(gate, &self.to_vec()?, &grad.to_vec()?, half);
+                store(OP, &dx, values)?;
             }
-            _ => {
-                let gpu = gpu_of(self)?;
-                fits(gpu, &[self])?;
+            Placement::Device(gpu) => {
+                bound_whole(gpu, OP, WHOLE, &[self])?;
                 let views = [
                     self.view(0, self.len(), OP)?,
                     grad.view(0, grad.len(), OP)?,
@@ -157,20 +164,20 @@ impl Tensor {
         }
         check_same(OP, "gate", value, gate_input)?;
         let out = value.uninit_like(OP)?;
-        match (value.storage(), out.storage()) {
-            (Storage::Host(_), Storage::Host(y)) => {
+        match place(OP, &[value, gate_input, &out])? {
+            Placement::Host => {
                 let (a, b) = (value.to_vec()?, gate_input.to_vec()?);
-                *write_host(y)? = a
+                let values = a
                     .iter()
                     .zip(&b)
                     .map(|(&a, &b)| {
                         cpu::gated::forward_pair(gate, f64::from(a), f64::from(b)) as f32
                     })
                     .collect();
+                store(OP, &out, values)?;
             }
-            _ => {
-                let gpu = gpu_of(value)?;
-                fits(gpu, &[value])?;
+            Placement::Device(gpu) => {
+                bound_whole(gpu, OP, WHOLE, &[value])?;
                 let n = value.len();
                 let views = [
                     value.view(0, n, OP)?,
@@ -206,8 +213,8 @@ impl Tensor {
         check_same(OP, "gradient", value, grad)?;
         let da = value.uninit_like(OP)?;
         let db = value.uninit_like(OP)?;
-        match (value.storage(), da.storage(), db.storage()) {
-            (Storage::Host(_), Storage::Host(da_out), Storage::Host(db_out)) => {
+        match place(OP, &[value, gate_input, grad, &da, &db])? {
+            Placement::Host => {
                 let (a, b, g) = (value.to_vec()?, gate_input.to_vec()?, grad.to_vec()?);
                 let (da_v, db_v): (Vec<f32>, Vec<f32>) = a
                     .iter()
@@ -223,12 +230,11 @@ impl Tensor {
                         (da as f32, db as f32)
                     })
                     .unzip();
-                *write_host(da_out)? = da_v;
-                *write_host(db_out)? = db_v;
+                store(OP, &da, da_v)?;
+                store(OP, &db, db_v)?;
             }
-            _ => {
-                let gpu = gpu_of(value)?;
-                fits(gpu, &[value])?;
+            Placement::Device(gpu) => {
+                bound_whole(gpu, OP, WHOLE, &[value])?;
                 let n = value.len();
                 let views = [
                     value.view(0, n, OP)?,
@@ -267,30 +273,6 @@ fn check_context(x: &Tensor, other: &Tensor) -> Result<()> {
         return Err(Error::ContextMismatch { op: OP });
     }
     other.expect_f32(OP, "the gradient")
-}
-
-fn gpu_of(x: &Tensor) -> Result<&Gpu> {
-    x.context().gpu().ok_or(Error::Gpu {
-        op: OP,
-        message: "mixed host and device tensors".into(),
-    })
-}
-
-/// Each tensor must fit one storage binding (the kernels bind them whole).
-fn fits(gpu: &Gpu, tensors: &[&Tensor]) -> Result<()> {
-    for t in tensors {
-        let bytes = layout::bytes(t.len());
-        if bytes > gpu.max_binding {
-            return Err(Error::TooLarge {
-                op: OP,
-                requested: bytes,
-                limit: gpu.max_binding,
-                unit: crate::Unit::Bytes,
-                what: "max_storage_buffer_binding_size (a gated input is bound whole)",
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The split-layout kernel for a gated width `half`, and whether it walks vec4s: the vec4 one

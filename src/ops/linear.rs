@@ -5,13 +5,15 @@
 
 use crate::context::MatmulKernel;
 use crate::cpu;
+use crate::cpu::{narrow, widen};
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::{Gpu, View};
 use crate::layout::{self, DType};
 use crate::ops::convert::half_route;
+use crate::ops::placement::{Placement, bound_whole, device, place, store};
 use crate::ops::transpose::transpose_view;
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 const OP: &str = "linear";
@@ -174,20 +176,14 @@ impl Tensor {
         weight.expect_f32(OP, "weight")?;
         check_bias(OP, self, bias, k)?;
         let y = Tensor::uninit_as(self.context(), &with_last(self.shape(), k), DType::F32, OP)?;
-        if let (Storage::Host(_), Storage::Host(out)) = (self.storage(), y.storage()) {
-            let b = bias.map(Tensor::to_vec).transpose()?;
-            let result = cpu::linear::forward(
-                &widen(&self.to_vec()?),
-                &widen(&weight.to_vec()?),
-                b.map(|b| widen(&b)).as_deref(),
-                n,
-                h,
-                k,
-            );
-            *write_host(out)? = narrow(&result);
+        let mut tensors = vec![self, weight, &y];
+        tensors.extend(bias);
+        if let Placement::Host = place(OP, &tensors)? {
+            let (_, _, logits) = host_logits(self, weight, bias, (n, h, k))?;
+            store(OP, &y, narrow(&logits))?;
             return Ok(y);
         }
-        bound_whole(self.context(), &[self, weight, &y])?;
+        products_device(self.context(), &[self, weight, &y])?;
         matmul(
             self.context(),
             Product {
@@ -266,7 +262,7 @@ fn backward(
     let dx = Tensor::uninit_as(ctx, x.shape(), DType::F32, OP)?;
     let dw = Tensor::uninit_as(ctx, &[k, h], DType::F32, OP)?;
     let db = Tensor::uninit_as(ctx, &[k], DType::F32, OP)?;
-    if let Storage::Host(_) = x.storage() {
+    if let Placement::Host = place(OP, &[x, weight, grad, &dx, &dw, &db])? {
         let (gx, gw, gb) = cpu::linear::backward(
             &widen(&x.to_vec()?),
             &widen(&weight.to_vec()?),
@@ -276,13 +272,11 @@ fn backward(
             k,
         );
         for (t, v) in [(&dx, gx), (&dw, gw), (&db, gb)] {
-            if let Storage::Host(out) = t.storage() {
-                *write_host(out)? = narrow(&v);
-            }
+            store(OP, t, narrow(&v))?;
         }
         return Ok((with_input.then_some(dx), dw, db));
     }
-    bound_whole(ctx, &[x, weight, grad])?;
+    products_device(ctx, &[x, weight, grad])?;
     let ones = Tensor::from_slice(ctx, &vec![1.0; n.max(1)], &[n.max(1)])?;
     // dx [N, H] = g [N, K]·W [K, H]; dW [K, H] = gᵀ·x; db [1, K] = 1 [1, N]·g.
     let mut products = vec![
@@ -312,32 +306,25 @@ pub(crate) fn whole(t: &Tensor) -> Result<View<'_>> {
     t.view(0, t.len(), OP)
 }
 
-pub(crate) fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
+/// On the CPU backend, `(x, W, z = x·Wᵀ + b)` in f64 for `(N, H, K)`.
+pub(crate) fn host_logits(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    (n, h, k): (usize, usize, usize),
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let (xs, ws) = (widen(&x.to_vec()?), widen(&weight.to_vec()?));
+    let bs = bias.map(Tensor::to_vec).transpose()?.map(|b| widen(&b));
+    let z = cpu::linear::forward(&xs, &ws, bs.as_deref(), n, h, k);
+    Ok((xs, ws, z))
 }
 
-pub(crate) fn narrow(v: &[f64]) -> Vec<f32> {
-    v.iter().map(|&x| x as f32).collect()
-}
-
-/// The device of `tensors`, once each fits one storage binding (the products bind them whole).
-pub(crate) fn bound_whole<'a>(ctx: &'a crate::Context, tensors: &[&Tensor]) -> Result<&'a Gpu> {
-    let gpu = ctx.gpu().ok_or(Error::Gpu {
-        op: OP,
-        message: "mixed host and device tensors".into(),
-    })?;
-    for t in tensors {
-        let bytes = layout::bytes(t.len());
-        if bytes > gpu.max_binding {
-            return Err(Error::TooLarge {
-                op: OP,
-                requested: bytes,
-                limit: gpu.max_binding,
-                unit: crate::Unit::Bytes,
-                what: "max_storage_buffer_binding_size (a linear layer's tensors are bound whole)",
-            });
-        }
-    }
+/// The device of the products, once each of `tensors` fits one storage binding (the products
+/// bind them whole).
+pub(crate) fn products_device<'a>(ctx: &'a crate::Context, tensors: &[&Tensor]) -> Result<&'a Gpu> {
+    let gpu = device(OP, ctx)?;
+    let whole = "max_storage_buffer_binding_size (a linear layer's tensors are bound whole)";
+    bound_whole(gpu, OP, whole, tensors)?;
     Ok(gpu)
 }
 
@@ -356,8 +343,8 @@ pub(crate) struct Product<'a> {
 
 /// Launches `product` on the kernel the context's [`MatmulKernel`] calls for.
 pub(crate) fn matmul(ctx: &crate::Context, product: Product<'_>) -> Result<()> {
-    // The device alone: callers check their operands' bindings with bound_whole first.
-    let gpu = bound_whole(ctx, &[])?;
+    // The device alone: callers check their operands' bindings with products_device first.
+    let gpu = device(OP, ctx)?;
     let Product {
         a,
         mut b,

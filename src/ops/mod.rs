@@ -44,6 +44,7 @@ pub mod gated;
 pub mod linear;
 pub mod loss;
 pub mod optimizer;
+pub(crate) mod placement;
 pub mod prelu;
 pub(crate) mod rows;
 pub mod softmax;
@@ -51,12 +52,13 @@ pub mod softmax_dim;
 pub(crate) mod sum;
 pub(crate) mod transpose;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout;
 use crate::tensor::Tensor;
 use crate::wgsl::Shader;
+use placement::Placement;
 
 /// Invocations per workgroup of the elementwise kernels.
 pub(crate) const ELEMENTWISE_WG: u32 = 256;
@@ -137,12 +139,11 @@ impl Tensor {
         if out.aliases(self) {
             return Ok(());
         }
-        match (self.storage(), out.storage()) {
-            (crate::tensor::Storage::Host(_), crate::tensor::Storage::Host(dst)) => {
-                *crate::tensor::write_host(dst)? = self.to_vec()?;
-                Ok(())
+        match placement::place("copy", &[self, out])? {
+            Placement::Host => placement::store("copy", out, self.to_vec()?),
+            Placement::Device(_) => {
+                launch_elementwise_stored(&COPY, dtype, &[], [0.0; 3], &[self, out])
             }
-            _ => launch_elementwise_stored(&COPY, dtype, &[], [0.0; 3], &[self, out]),
         }
     }
 }
@@ -160,10 +161,7 @@ pub(crate) fn launch_elementwise_stored(
     let Some(first) = tensors.first() else {
         return Ok(());
     };
-    let gpu = first.context().gpu().ok_or(Error::Gpu {
-        op: kernel.entry,
-        message: "mixed host and device tensors".into(),
-    })?;
+    let gpu = placement::device(kernel.entry, first.context())?;
     let wg = ELEMENTWISE_WG.min(gpu.workgroup_cap());
     let mut constants = constants.to_vec();
     constants.push(("WG", f64::from(wg)));

@@ -3,7 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::{Kernel, Slot};
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::ops::placement::{Placement, bound_whole, device, place, store};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 const OP: &str = "optimizer step";
@@ -112,13 +113,9 @@ impl Adam {
             correction1: 1.0 - self.beta1.powi(t),
             correction2: 1.0 - self.beta2.powi(t),
         };
-        if let Storage::Host(theta) = param.storage() {
-            let (Storage::Host(m), Storage::Host(v)) = (state.m.storage(), state.v.storage())
-            else {
-                return Err(mixed());
-            };
+        if let Placement::Host = place(OP, &[param, grad, &state.m, &state.v])? {
             let g = grad.to_vec()?;
-            let (mut theta, mut m, mut v) = (write_host(theta)?, write_host(m)?, write_host(v)?);
+            let (mut theta, mut m, mut v) = (param.to_vec()?, state.m.to_vec()?, state.v.to_vec()?);
             for i in 0..theta.len() {
                 let gi = f64::from(g[i]) + f64::from(self.weight_decay) * f64::from(theta[i]);
                 let mi = f64::from(self.beta1) * f64::from(m[i]) + f64::from(1.0 - self.beta1) * gi;
@@ -130,7 +127,9 @@ impl Adam {
                     / ((vi / f64::from(params.correction2)).sqrt() + f64::from(self.eps));
                 theta[i] = (f64::from(theta[i]) - update) as f32;
             }
-            return Ok(());
+            store(OP, &state.m, m)?;
+            store(OP, &state.v, v)?;
+            return store(OP, param, theta);
         }
         launch(&ADAM, &params, &[param, grad, &state.m, &state.v])
     }
@@ -199,15 +198,14 @@ impl Sgd {
             ),
         ])?;
         check(param, grad)?;
-        if let Storage::Host(theta) = param.storage() {
-            let g = grad.to_vec()?;
-            let mut theta = write_host(theta)?;
+        if let Placement::Host = place(OP, &[param, grad])? {
+            let (mut theta, g) = (param.to_vec()?, grad.to_vec()?);
             for (t, &gi) in theta.iter_mut().zip(&g) {
                 let step = f64::from(self.lr)
                     * (f64::from(gi) + f64::from(self.weight_decay) * f64::from(*t));
                 *t = (f64::from(*t) - step) as f32;
             }
-            return Ok(());
+            return store(OP, param, theta);
         }
         let params = OptimizerParams {
             len: param.len() as u32,
@@ -246,26 +244,11 @@ fn check(param: &Tensor, grad: &Tensor) -> Result<()> {
     crate::ops::activation::check_same(OP, "gradient", param, grad)
 }
 
-fn mixed() -> Error {
-    Error::Gpu {
-        op: OP,
-        message: "mixed host and device tensors".into(),
-    }
-}
-
 fn launch(kernel: &Kernel, params: &OptimizerParams, tensors: &[&Tensor]) -> Result<()> {
-    let gpu = tensors[0].context().gpu().ok_or_else(mixed)?;
+    let gpu = device(OP, tensors[0].context())?;
     let n = tensors[0].len();
-    let bytes = crate::layout::bytes(n);
-    if bytes > gpu.max_binding {
-        return Err(Error::TooLarge {
-            op: OP,
-            requested: bytes,
-            limit: gpu.max_binding,
-            unit: crate::Unit::Bytes,
-            what: "max_storage_buffer_binding_size (a parameter is bound whole)",
-        });
-    }
+    let whole = "max_storage_buffer_binding_size (a parameter is bound whole)";
+    bound_whole(gpu, OP, whole, &tensors[..1])?;
     let views = tensors
         .iter()
         .map(|t| t.view(0, n, OP))

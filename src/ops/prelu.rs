@@ -10,8 +10,9 @@ use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout;
 use crate::ops::activation::check_same;
 use crate::ops::convert::half_route;
+use crate::ops::placement::{Placement, bound_whole, place, store};
 use crate::ops::sum::sum_groups;
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 const OP: &str = "prelu";
@@ -288,10 +289,10 @@ fn prelu_forward(x: &Tensor, weight: &Tensor, rule: Rule) -> Result<Tensor> {
     let (channels, inner) = (layout.channels, layout.inner);
     let weight = &laid_out(weight, &layout)?;
     let y = x.uninit_like(OP)?;
-    match (x.storage(), y.storage()) {
-        (Storage::Host(_), Storage::Host(out)) => {
+    match place(OP, &[x, weight, &y])? {
+        Placement::Host => {
             let (xs, w) = (x.to_vec()?, weight.to_vec()?);
-            *write_host(out)? = xs
+            let values = xs
                 .iter()
                 .enumerate()
                 .map(|(i, &v)| {
@@ -303,9 +304,9 @@ fn prelu_forward(x: &Tensor, weight: &Tensor, rule: Rule) -> Result<Tensor> {
                     }
                 })
                 .collect();
+            store(OP, &y, values)?;
         }
-        _ => {
-            let gpu = gpu_of(x)?;
+        Placement::Device(gpu) => {
             let p = params(gpu, x, channels, inner)?;
             let views = [
                 x.view(0, x.len(), OP)?,
@@ -341,8 +342,8 @@ fn prelu_backward(
         Some(_) => vec![slopes.len()],
     };
     let dx = x.uninit_like(OP)?;
-    let dw = match (x.storage(), dx.storage()) {
-        (Storage::Host(_), Storage::Host(out)) => {
+    let dw = match place(OP, &[x, &slopes, grad, &dx])? {
+        Placement::Host => {
             let (xs, w, g) = (x.to_vec()?, slopes.to_vec()?, grad.to_vec()?);
             let mut dw = vec![0.0f64; slopes.len()];
             let mut d = Vec::with_capacity(xs.len());
@@ -355,12 +356,11 @@ fn prelu_backward(
                     dw[c] += f64::from(v) * f64::from(g);
                 }
             }
-            *write_host(out)? = d;
+            store(OP, &dx, d)?;
             let dw: Vec<f32> = dw.iter().map(|&v| v as f32).collect();
             Tensor::from_slice(x.context(), &dw, &slopes_shape)?
         }
-        _ => {
-            let gpu = gpu_of(x)?;
+        Placement::Device(gpu) => {
             let p = params(gpu, x, channels, inner)?;
             let x_view = x.view(0, x.len(), OP)?;
             let g_view = grad.view(0, grad.len(), OP)?;
@@ -387,25 +387,10 @@ fn prelu_backward(
     Ok((dx, gathered(dw, weight, &layout)?))
 }
 
-fn gpu_of(x: &Tensor) -> Result<&Gpu> {
-    x.context().gpu().ok_or(Error::Gpu {
-        op: OP,
-        message: "mixed host and device tensors".into(),
-    })
-}
-
 /// The launch parameters, after checking that the input fits one binding (it is bound whole).
 fn params(gpu: &Gpu, x: &Tensor, channels: usize, inner: usize) -> Result<PreluParams> {
-    let bytes = layout::bytes(x.len());
-    if bytes > gpu.max_binding {
-        return Err(Error::TooLarge {
-            op: OP,
-            requested: bytes,
-            limit: gpu.max_binding,
-            unit: crate::Unit::Bytes,
-            what: "max_storage_buffer_binding_size (a PReLU input is bound whole)",
-        });
-    }
+    let whole = "max_storage_buffer_binding_size (a PReLU input is bound whole)";
+    bound_whole(gpu, OP, whole, &[x])?;
     let per_channel = x.len() / channels.max(1);
     // Chunks of at most MAX_CHUNK elements, so that an invocation's loop stays well within
     // llvmpipe's 65,535 iterations.

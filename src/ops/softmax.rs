@@ -6,9 +6,10 @@ use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::{Gpu, View};
 use crate::layout;
 use crate::ops::activation::check_same_float;
-use crate::ops::convert::{half_route_into, round_host};
+use crate::ops::convert::half_route_into;
+use crate::ops::placement::{Placement, place, store};
 use crate::ops::rows::{CACHED_ROW_MAX, RowBlock, RowPlan, row_blocks};
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 params! {
@@ -218,23 +219,22 @@ fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<
     if let Some(g) = grad {
         check_same_float(name, "grad", x, g)?;
     }
-    let dtype = check_same_float(name, "output", x, out)?;
+    check_same_float(name, "output", x, out)?;
     let inputs_alias_out = out.aliases(x) || grad.is_some_and(|g| out.aliases(g));
-    match (x.storage(), out.storage()) {
-        (Storage::Host(_), Storage::Host(ys)) => {
+    let mut operands = vec![x, out];
+    operands.extend(grad);
+    match place(name, &operands)? {
+        Placement::Host => {
             // Read copies first: the inputs may share storage with the output.
             let xs = x.to_vec()?;
-            let result = match (op.direction, grad) {
+            let values = match (op.direction, grad) {
                 (Direction::Forward, _) => cpu::softmax::forward(&xs, cols, op.log),
                 (Direction::Backward, Some(g)) => {
                     cpu::softmax::backward(&xs, &g.to_vec()?, cols, op.log)
                 }
-                (Direction::Backward, None) => return Err(mixed(name)),
+                (Direction::Backward, None) => return Err(no_gradient(name)),
             };
-            let mut result = result;
-            round_host(&mut result, dtype);
-            *write_host(ys)? = result;
-            Ok(())
+            store(name, out, values)
         }
         _ if rows == 0 || cols == 0 => Ok(()),
         _ if inputs_alias_out => {
@@ -243,21 +243,15 @@ fn row_op(op: RowOp, x: &Tensor, grad: Option<&Tensor>, out: &Tensor) -> Result<
             row_op(op, x, grad, &tmp)?;
             tmp.copy_into(out)
         }
-        _ => {
-            let gpu = gpu_of(x, name)?;
-            launch_rows(gpu, op, x, grad, out, rows, cols)
-        }
+        Placement::Device(gpu) => launch_rows(gpu, op, x, grad, out, rows, cols),
     }
 }
 
-fn gpu_of<'a>(x: &'a Tensor, op: &'static str) -> Result<&'a Gpu> {
-    x.context().gpu().ok_or_else(|| mixed(op))
-}
-
-fn mixed(op: &'static str) -> Error {
+/// A backward asked for without its upstream gradient (the public ops always pass one).
+fn no_gradient(op: &'static str) -> Error {
     Error::Gpu {
         op,
-        message: "mixed host and device tensors".into(),
+        message: "a backward without its upstream gradient".into(),
     }
 }
 

@@ -6,10 +6,10 @@
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::{Kernel, Slot};
-use crate::layout;
 use crate::ops::activation::check_same;
 use crate::ops::convert::half_route;
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::ops::placement::{Placement, bound_whole, place, store};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 /// Invocations (lines) per workgroup.
@@ -186,46 +186,15 @@ fn run(
     let op = family.name(grad.is_some());
     let log = family == Family::LogSoftmax;
     let neg = family == Family::Softmin;
-    if let (Storage::Host(_), Storage::Host(dst)) = (x.storage(), out.storage()) {
-        let xs = x.to_vec()?;
-        let gs = grad.map(Tensor::to_vec).transpose()?;
-        let mut result = vec![0.0f32; xs.len()];
-        for t in 0..lines {
-            let start = (t / stride) * len * stride + t % stride;
-            let at = |k: usize| start + k * stride;
-            let line: Vec<f64> = (0..len).map(|k| f64::from(xs[at(k)])).collect();
-            let values = match &gs {
-                None => {
-                    let v: Vec<f64> = line.iter().map(|&v| if neg { -v } else { v }).collect();
-                    cpu::softmax::forward_row(&v, log)
-                }
-                Some(g) => {
-                    let g: Vec<f64> = (0..len).map(|k| f64::from(g[at(k)])).collect();
-                    let d = cpu::softmax::backward_row(&line, &g, log);
-                    d.into_iter().map(|v| if neg { -v } else { v }).collect()
-                }
-            };
-            for (k, v) in values.into_iter().enumerate() {
-                result[at(k)] = v as f32;
-            }
-        }
-        *write_host(dst)? = result;
-        return Ok(());
-    }
-    let gpu = x.context().gpu().ok_or(Error::Gpu {
-        op,
-        message: "mixed host and device tensors".into(),
-    })?;
-    let bytes = layout::bytes(x.len());
-    if bytes > gpu.max_binding {
-        return Err(Error::TooLarge {
-            op,
-            requested: bytes,
-            limit: gpu.max_binding,
-            unit: crate::Unit::Bytes,
-            what: "max_storage_buffer_binding_size (a tensor is bound whole along a dim other than the last)",
-        });
-    }
+    let mut operands = vec![x, out];
+    operands.extend(grad);
+    let gpu = match place(op, &operands)? {
+        Placement::Device(gpu) => gpu,
+        Placement::Host => return run_on_host(x, grad, out, family, (lines, len, stride)),
+    };
+    let whole = "max_storage_buffer_binding_size (a tensor is bound whole along a dim other than \
+                 the last)";
+    bound_whole(gpu, op, whole, &[x])?;
     if lines == 0 || len == 0 {
         return Ok(());
     }
@@ -273,4 +242,40 @@ fn run(
         bytemuck::bytes_of(&params),
         groups,
     )
+}
+
+/// [`run`] on the CPU backend, line by line through the f64 reference.
+fn run_on_host(
+    x: &Tensor,
+    grad: Option<&Tensor>,
+    out: &Tensor,
+    family: Family,
+    (lines, len, stride): (usize, usize, usize),
+) -> Result<()> {
+    let op = family.name(grad.is_some());
+    let log = family == Family::LogSoftmax;
+    let neg = family == Family::Softmin;
+    let xs = x.to_vec()?;
+    let gs = grad.map(Tensor::to_vec).transpose()?;
+    let mut result = vec![0.0f32; xs.len()];
+    for t in 0..lines {
+        let start = (t / stride) * len * stride + t % stride;
+        let at = |k: usize| start + k * stride;
+        let line: Vec<f64> = (0..len).map(|k| f64::from(xs[at(k)])).collect();
+        let values = match &gs {
+            None => {
+                let v: Vec<f64> = line.iter().map(|&v| if neg { -v } else { v }).collect();
+                cpu::softmax::forward_row(&v, log)
+            }
+            Some(g) => {
+                let g: Vec<f64> = (0..len).map(|k| f64::from(g[at(k)])).collect();
+                let d = cpu::softmax::backward_row(&line, &g, log);
+                d.into_iter().map(|v| if neg { -v } else { v }).collect()
+            }
+        };
+        for (k, v) in values.into_iter().enumerate() {
+            result[at(k)] = v as f32;
+        }
+    }
+    store(op, out, result)
 }

@@ -2,11 +2,12 @@
 //! class-at-dim-1 layout `[N, C, d1, …, dk]` reaches the row kernels (`[N, S, C]`, S = d1·…·dk)
 //! and how their results go back.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::{Gpu, View};
-use crate::layout::{self, DType};
-use crate::tensor::{Storage, Tensor, read_host, write_host};
+use crate::layout::DType;
+use crate::ops::placement::{Placement, bound_whole, place, store};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 const OP: &str = "transpose";
@@ -45,9 +46,9 @@ pub(crate) fn transpose_last_two(
 ) -> Result<Tensor> {
     x.expect_f32(OP, "the input")?;
     let out = Tensor::uninit_as(x.context(), &[batch, cols, rows], DType::F32, OP)?;
-    match (x.storage(), out.storage()) {
-        (Storage::Host(src), Storage::Host(dst)) => {
-            let src = read_host(src)?;
+    match place(OP, &[x, &out])? {
+        Placement::Host => {
+            let src = x.to_vec()?;
             let mut moved = vec![0.0f32; src.len()];
             for b in 0..batch {
                 let plane = b * rows * cols;
@@ -57,25 +58,13 @@ pub(crate) fn transpose_last_two(
                     }
                 }
             }
-            *write_host(dst)? = moved;
+            store(OP, &out, moved)?;
         }
-        _ => {
-            let gpu = x.context().gpu().ok_or(Error::Gpu {
-                op: OP,
-                message: "mixed host and device tensors".into(),
-            })?;
+        Placement::Device(gpu) => {
             let n = x.len();
-            let bytes = layout::bytes(n);
-            if bytes > gpu.max_binding {
-                return Err(Error::TooLarge {
-                    op: OP,
-                    requested: bytes,
-                    limit: gpu.max_binding,
-                    unit: crate::Unit::Bytes,
-                    what: "max_storage_buffer_binding_size (a tensor in the class-at-dim-1 \
-                           layout is moved whole)",
-                });
-            }
+            let whole = "max_storage_buffer_binding_size (a tensor in the class-at-dim-1 layout \
+                         is moved whole)";
+            bound_whole(gpu, OP, whole, &[x])?;
             transpose_view(
                 gpu,
                 x.view(0, n, OP)?,

@@ -3,6 +3,7 @@
 //! device.
 
 use crate::cpu;
+use crate::cpu::{narrow, widen};
 use crate::definitions::loss::{BceOptions, Reduction};
 use crate::error::Result;
 use crate::gpu::View;
@@ -10,10 +11,11 @@ use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout;
 use crate::layout::DType;
 use crate::ops::activation::check_same_float;
-use crate::tensor::{Storage, Tensor};
+use crate::ops::placement::{Placement, place};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
-use super::{LossAndGrad, OP_BCE, check_weight, mixed, narrow, widen};
+use super::{LossAndGrad, OP_BCE, check_weight};
 use crate::ops::sum::sum_to_scalar;
 
 params! {
@@ -80,22 +82,10 @@ pub(super) fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> R
         _ => Vec::new(),
     };
     let ctx = z.context();
-    if let (Storage::Host(_), Storage::Host(_)) = (z.storage(), y.storage()) {
-        let weight = options.weight.as_ref().map(|w| widen(w));
-        let pos_weight = options.pos_weight.as_ref().map(|w| widen(w));
-        let r = cpu::loss::bce_with_logits(
-            &widen(&z.to_vec()?),
-            &widen(&y.to_vec()?),
-            weight.as_deref(),
-            pos_weight.as_deref(),
-            options.reduction,
-        );
-        return Ok(LossAndGrad {
-            loss: Tensor::from_slice(ctx, &narrow(&r.loss), &loss_shape)?,
-            grad: Tensor::from_slice(ctx, &narrow(&r.grad), z.shape())?,
-        });
-    }
-    let gpu = ctx.gpu().ok_or_else(|| mixed(OP_BCE))?;
+    let gpu = match place(OP_BCE, &[z, y])? {
+        Placement::Device(gpu) => gpu,
+        Placement::Host => return host_bce(z, y, options, &loss_shape),
+    };
     let grad = z.uninit_like(OP_BCE)?;
     let scale = match options.reduction {
         Reduction::Mean => (1.0 / n as f64) as f32,
@@ -211,5 +201,28 @@ pub(super) fn bce_with_logits(z: &Tensor, y: &Tensor, options: &BceOptions) -> R
     Ok(LossAndGrad {
         loss: loss.to_dtype(storage)?,
         grad,
+    })
+}
+
+/// [`bce_with_logits`] on the CPU backend, through the f64 reference.
+fn host_bce(
+    z: &Tensor,
+    y: &Tensor,
+    options: &BceOptions,
+    loss_shape: &[usize],
+) -> Result<LossAndGrad> {
+    let ctx = z.context();
+    let weight = options.weight.as_ref().map(|w| widen(w));
+    let pos_weight = options.pos_weight.as_ref().map(|w| widen(w));
+    let r = cpu::loss::bce_with_logits(
+        &widen(&z.to_vec()?),
+        &widen(&y.to_vec()?),
+        weight.as_deref(),
+        pos_weight.as_deref(),
+        options.reduction,
+    );
+    Ok(LossAndGrad {
+        loss: Tensor::from_slice(ctx, &narrow(&r.loss), loss_shape)?,
+        grad: Tensor::from_slice(ctx, &narrow(&r.grad), z.shape())?,
     })
 }

@@ -4,6 +4,7 @@
 
 use crate::cpu;
 use crate::cpu::loss::CrossEntropyTargets;
+use crate::cpu::{narrow, widen};
 use crate::definitions::loss::{CrossEntropyOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -13,12 +14,13 @@ use crate::layout;
 use crate::layout::DType;
 use crate::ops::activation::check_same;
 use crate::ops::convert::common_float;
+use crate::ops::placement::{Placement, device, mixed, place, store};
 use crate::ops::rows::{RowPlan, row_blocks};
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 use super::class_index::device_classes;
-use super::{OP_CE, Targets, check_weight, mixed, narrow, widen};
+use super::{OP_CE, Targets, check_weight};
 use crate::ops::sum::sum_to_scalar;
 
 /// The class index of an ignored row, as every loss kernel reads it.
@@ -176,7 +178,7 @@ pub(super) fn cross_entropy_into(
     let classes_checked = match (indices, targets) {
         (Some(t), _) => Some(validate_classes(OP_CE, t, rows, classes, options)?),
         (None, Targets::Device(t)) => {
-            let gpu = logits.context().gpu().ok_or_else(|| mixed(OP_CE))?;
+            let gpu = device(OP_CE, logits.context())?;
             let checked = device_classes(gpu, t, rows, classes, options)?;
             Some(Classes {
                 index: ClassIndex::Device(checked.index),
@@ -189,8 +191,8 @@ pub(super) fn cross_entropy_into(
         .as_ref()
         .map_or(rows as f64, |c| c.weight_sum);
 
-    match (logits.storage(), grad.storage()) {
-        (Storage::Host(_), Storage::Host(g)) => {
+    match place(OP_CE, &[logits, grad])? {
+        Placement::Host => {
             let z: Vec<f64> = widen(&logits.to_vec()?);
             let probs;
             let t = match (indices, targets) {
@@ -211,11 +213,10 @@ pub(super) fn cross_entropy_into(
                 options.ignore_index,
                 f64::from(eps),
             );
-            *write_host(g)? = narrow(&r.grad);
+            store(OP_CE, grad, narrow(&r.grad))?;
             Tensor::from_slice(logits.context(), &narrow(&r.loss), &loss_shape)
         }
-        _ => {
-            let gpu = logits.context().gpu().ok_or_else(|| mixed(OP_CE))?;
+        Placement::Device(gpu) => {
             let scale = match options.reduction {
                 Reduction::Mean => (1.0 / denominator) as f32,
                 _ => 1.0,

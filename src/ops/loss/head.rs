@@ -3,19 +3,21 @@
 //! z-loss and each row's log-sum-exp (what chunked and fused heads need).
 
 use crate::cpu;
+use crate::cpu::{narrow, widen};
 use crate::definitions::loss::{CrossEntropyOptions, HeadOptions, Reduction};
 use crate::error::{Error, Result};
-use crate::gpu::View;
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
+use crate::gpu::{Gpu, View};
 use crate::layout::{self, DType};
+use crate::ops::placement::{Placement, device, mixed, place, store};
 use crate::ops::sum::sum_to_scalar;
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 use super::class_index::device_classes;
 use super::cross_entropy::{ClassIndex, Classes, check_options, validate_classes};
-use super::{Lines, Targets, mixed, narrow, widen};
+use super::{Lines, Targets};
 
 const OP: &str = "cross_entropy_head";
 
@@ -130,18 +132,29 @@ pub(super) fn head_loss(
     };
     let ctx = x.context();
     let grad = Tensor::uninit_as(ctx, x.shape(), DType::F32, op)?;
-    let (loss, z_loss, lse) = match (z.storage(), grad.storage()) {
-        (Storage::Host(_), Storage::Host(g)) => {
+    let (loss, z_loss, lse) = match place(op, &[&z, &grad])? {
+        Placement::Host => {
             let in_rows = lines.gather(&widen(&z.to_vec()?));
             let r = host_head(op, &in_rows, classes, &checked, options, head)?;
-            *write_host(g)? = narrow(&lines.scatter(&r.grad));
+            store(op, &grad, narrow(&lines.scatter(&r.grad)))?;
             (
                 Tensor::from_slice(ctx, &narrow(&r.loss), &loss_shape)?,
                 Tensor::from_slice(ctx, &narrow(&r.z_loss), &loss_shape)?,
                 Tensor::from_slice(ctx, &narrow(&r.lse), row_shape)?,
             )
         }
-        _ => launch(op, &z, &grad, &checked, options, head, lines, &loss_shape)?,
+        Placement::Device(gpu) => {
+            let operands = (&z, &grad);
+            launch(
+                gpu,
+                op,
+                operands,
+                &checked,
+                (options, head),
+                lines,
+                &loss_shape,
+            )?
+        }
     };
     Ok(HeadLoss {
         loss: loss.to_dtype(dtype)?,
@@ -206,7 +219,7 @@ pub(super) fn class_targets(
             if !t.context().same(ctx) {
                 return Err(Error::ContextMismatch { op });
             }
-            let gpu = ctx.gpu().ok_or_else(|| mixed(op))?;
+            let gpu = device(op, ctx)?;
             let d = device_classes(gpu, t, rows, classes, options)?;
             Ok(Classes {
                 index: ClassIndex::Device(d.index),
@@ -223,20 +236,17 @@ pub(super) fn class_targets(
 }
 
 /// The fused launch: `(loss, z_loss, lse)` with the gradient written into `grad`.
-#[allow(clippy::too_many_arguments)]
 fn launch(
+    gpu: &Gpu,
     op: &'static str,
-    z: &Tensor,
-    grad: &Tensor,
+    (z, grad): (&Tensor, &Tensor),
     checked: &Classes,
-    options: &CrossEntropyOptions,
-    head: &HeadOptions,
+    (options, head): (&CrossEntropyOptions, &HeadOptions),
     lines: Lines,
     loss_shape: &[usize],
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let Lines { rows, classes, .. } = lines;
     let ctx = z.context();
-    let gpu = ctx.gpu().ok_or_else(|| mixed(op))?;
     let n = z.len();
     if layout::bytes(n) > gpu.max_binding {
         return Err(Error::TooLarge {

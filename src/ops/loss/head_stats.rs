@@ -5,19 +5,21 @@
 
 use crate::context::RowStrategy;
 use crate::cpu;
+use crate::cpu::{narrow, widen};
 use crate::definitions::loss::{CrossEntropyOptions, HeadStats};
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::gpu::{Gpu, View};
 use crate::layout::{self, DType, vec4s};
+use crate::ops::placement::{Placement, mixed, place, store};
 use crate::ops::rows::{RowPlan, row_blocks};
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
+use super::Targets;
 use super::cross_entropy::{ClassIndex, Classes};
 use super::head::class_targets;
-use super::{Targets, mixed, narrow, widen};
 
 const OP: &str = "head_stats";
 const OP_BACKWARD: &str = "head_stats_backward";
@@ -137,16 +139,15 @@ impl Tensor {
         let row_shape = &self.shape()[..self.shape().len() - 1];
         let ctx = self.context();
         let z = self.to_dtype(DType::F32)?;
-        let (logp, entropy, lse, shift) = match z.storage() {
-            Storage::Host(_) => {
+        let (logp, entropy, lse, shift) = match place(OP, &[&z])? {
+            Placement::Host => {
                 let labels = host_labels(OP, &checked, options)?;
                 let r =
                     cpu::head_stats::head_stats(&widen(&z.to_vec()?), classes, &labels, options);
                 let host = |v: &[f64]| Tensor::from_slice(ctx, &narrow(v), row_shape);
                 (host(&r.logp)?, host(&r.entropy)?, host(&r.lse)?, None)
             }
-            Storage::Device(_) => {
-                let gpu = ctx.gpu().ok_or_else(|| mixed(OP))?;
+            Placement::Device(gpu) => {
                 let blocks = row_blocks(gpu, OP, rows, classes, 0, &[&z])?;
                 let mut uploaded = None;
                 let index = checked.index.on_device(gpu, &mut uploaded, OP)?;
@@ -213,14 +214,13 @@ impl Tensor {
         let dtype = self.dtype();
         let z = self.to_dtype(DType::F32)?;
         let grad = Tensor::uninit_as(ctx, self.shape(), DType::F32, OP_BACKWARD)?;
-        match (z.storage(), grad.storage()) {
-            (Storage::Host(_), Storage::Host(out)) => {
+        match place(OP_BACKWARD, &[&z, &grad])? {
+            Placement::Host => {
                 let labels = host_labels(OP_BACKWARD, &checked, options)?;
                 let g = host_backward(&widen(&z.to_vec()?), classes, &labels, options, &upstream)?;
-                *write_host(out)? = narrow(&g);
+                store(OP_BACKWARD, &grad, narrow(&g))?;
             }
-            _ => {
-                let gpu = ctx.gpu().ok_or_else(|| mixed(OP_BACKWARD))?;
+            Placement::Device(gpu) => {
                 let blocks = row_blocks(gpu, OP_BACKWARD, rows, classes, 0, &[&z, &grad])?;
                 let mut uploaded = None;
                 let index = checked.index.on_device(gpu, &mut uploaded, OP_BACKWARD)?;

@@ -8,12 +8,15 @@
 //!   dx_rows = G·W,  dW += Gᵀ·x_rows,  db += 1ᵀ·G.
 
 use crate::cpu;
+use crate::cpu::narrow;
 use crate::definitions::loss::{CrossEntropyOptions, HeadOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::layout::{self, DType};
 use crate::ops::convert::common_float;
-use crate::ops::linear::{Product, bound_whole, check_bias, dims, matmul, narrow, whole, widen};
-use crate::tensor::{Storage, Tensor};
+use crate::ops::linear::{Product, check_bias, dims, matmul, whole};
+use crate::ops::linear::{host_logits, products_device};
+use crate::ops::placement::{Placement, mixed, place};
+use crate::tensor::Tensor;
 
 use super::Targets;
 use super::cross_entropy::check_class_options;
@@ -185,11 +188,10 @@ impl Tensor {
             _ => Vec::new(),
         };
         let ctx = self.context();
-        if let Storage::Host(_) = self.storage() {
-            let x = widen(&self.to_vec()?);
-            let w = widen(&weight.to_vec()?);
-            let b = bias.map(Tensor::to_vec).transpose()?.map(|b| widen(&b));
-            let logits = cpu::linear::forward(&x, &w, b.as_deref(), n, h, k);
+        let mut operands = vec![self, weight];
+        operands.extend(bias);
+        if let Placement::Host = place(OP, &operands)? {
+            let (x, w, logits) = host_logits(self, weight, bias, (n, h, k))?;
             let mut r = host_head(OP, &logits, k, &checked, options, head)?;
             if let Some(weights) = &weights {
                 scale_host_rows(&mut r.grad, k, &checked, &weights.to_vec()?)?;
@@ -205,7 +207,7 @@ impl Tensor {
                 db: host(&db, &[k])?,
             });
         }
-        let gpu = bound_whole(ctx, &[self, weight])?;
+        let gpu = products_device(ctx, &[self, weight])?;
         let chunk = chunk_rows
             .min(n.next_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN))
             .max(1);
@@ -229,7 +231,7 @@ impl Tensor {
         let dx = Tensor::uninit_as(ctx, self.shape(), DType::F32, OP)?;
         let dw = Tensor::zeros(ctx, &[k, h])?;
         let db = Tensor::zeros(ctx, &[k])?;
-        bound_whole(ctx, &[&dx, &dw])?;
+        products_device(ctx, &[&dx, &dw])?;
         for r0 in (0..n).step_by(chunk) {
             let rows = chunk.min(n - r0);
             let logits = scratch.view(rows * k);
@@ -367,7 +369,7 @@ fn row_weights(
 /// Each row of the host's gradient `grad` (rows of `k`) times its weight; ignored rows 0.
 fn scale_host_rows(grad: &mut [f64], k: usize, checked: &Classes, weights: &[f32]) -> Result<()> {
     let ClassIndex::Host(index) = &checked.index else {
-        return Err(super::mixed(OP));
+        return Err(mixed(OP));
     };
     for ((g, &class), &w) in grad.chunks_mut(k.max(1)).zip(index).zip(weights) {
         let scale = if class == IGNORED { 0.0 } else { f64::from(w) };

@@ -9,13 +9,16 @@
 //! chunk reuses the buffer: `dx_rows = G·W`, `dW += Gᵀ·x_rows`, `db += 1ᵀ·G`.
 
 use crate::cpu;
+use crate::cpu::{narrow, widen};
 use crate::definitions::loss::HeadStats;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::layout::{self, DType};
 use crate::ops::convert::common_float;
-use crate::ops::linear::{Product, bound_whole, check_bias, dims, matmul, narrow, whole, widen};
-use crate::tensor::{Storage, Tensor};
+use crate::ops::linear::{Product, check_bias, dims, matmul, whole};
+use crate::ops::linear::{host_logits, products_device};
+use crate::ops::placement::{Placement, place};
+use crate::tensor::Tensor;
 
 use super::Targets;
 use super::head::class_targets;
@@ -153,27 +156,15 @@ impl Tensor {
             (self.clone(), weight.clone(), bias.cloned())
         };
         check_bias(OP, &x, b.as_ref(), k)?;
-        let (logp, entropy, lse, shift) = if let Storage::Host(_) = x.storage() {
+        let (logp, entropy, lse, shift) = if let Placement::Host = place(OP, &[&x, &w])? {
             let h = x.shape().last().copied().unwrap_or(0);
-            let bias = b
-                .as_ref()
-                .map(Tensor::to_vec)
-                .transpose()?
-                .map(|b| widen(&b));
-            let z = cpu::linear::forward(
-                &widen(&x.to_vec()?),
-                &widen(&w.to_vec()?),
-                bias.as_deref(),
-                n,
-                h,
-                k,
-            );
+            let (_, _, z) = host_logits(&x, &w, b.as_ref(), (n, h, k))?;
             let labels = host_labels(OP, &checked, options)?;
             let r = cpu::head_stats::head_stats(&z, k, &labels, options);
             let host = |v: &[f64]| Tensor::from_slice(ctx, &narrow(v), row_shape);
             (host(&r.logp)?, host(&r.entropy)?, host(&r.lse)?, None)
         } else {
-            let gpu = bound_whole(ctx, &[&x, &w])?;
+            let gpu = products_device(ctx, &[&x, &w])?;
             let chunk = scratch_rows(OP, gpu, n, k, chunk_rows)?;
             let h = x.shape().last().copied().unwrap_or(0);
             let scratch = gpu.alloc(layout::bytes(chunk * k), OP)?;
@@ -269,21 +260,15 @@ impl Tensor {
             (self.clone(), weight.clone(), bias.cloned())
         };
         check_bias(OP_BACKWARD, &x, b.as_ref(), k)?;
-        let (dx, dw, db) = if let Storage::Host(_) = x.storage() {
-            let (xs, ws) = (widen(&x.to_vec()?), widen(&w.to_vec()?));
-            let bias = b
-                .as_ref()
-                .map(Tensor::to_vec)
-                .transpose()?
-                .map(|b| widen(&b));
-            let z = cpu::linear::forward(&xs, &ws, bias.as_deref(), n, h, k);
+        let (dx, dw, db) = if let Placement::Host = place(OP_BACKWARD, &[&x, &w])? {
+            let (xs, ws, z) = host_logits(&x, &w, b.as_ref(), (n, h, k))?;
             let labels = host_labels(OP_BACKWARD, &checked, options)?;
             let g = host_backward(&z, k, &labels, options, &upstream)?;
             let (dx, dw, db) = cpu::linear::backward(&xs, &ws, &g, n, h, k);
             let host = |v: &[f64], shape: &[usize]| Tensor::from_slice(ctx, &narrow(v), shape);
             (host(&dx, x.shape())?, host(&dw, &[k, h])?, host(&db, &[k])?)
         } else {
-            let gpu = bound_whole(ctx, &[&x, &w])?;
+            let gpu = products_device(ctx, &[&x, &w])?;
             let chunk = scratch_rows(OP_BACKWARD, gpu, n, k, chunk_rows)?;
             let scratch = gpu.alloc(layout::bytes(chunk * k), OP_BACKWARD)?;
             let ones = Tensor::from_slice(ctx, &vec![1.0; chunk], &[chunk])?;
@@ -294,7 +279,7 @@ impl Tensor {
             let dx = Tensor::uninit_as(ctx, x.shape(), DType::F32, OP_BACKWARD)?;
             let dw = Tensor::zeros(ctx, &[k, h])?;
             let db = Tensor::zeros(ctx, &[k])?;
-            bound_whole(ctx, &[&dx, &dw])?;
+            products_device(ctx, &[&dx, &dw])?;
             for r0 in (0..n).step_by(chunk) {
                 let rows = chunk.min(n - r0);
                 let logits = scratch.view(rows * k);
@@ -417,14 +402,8 @@ impl Tensor {
             }
             Ok((a, c))
         };
-        if let Storage::Host(_) = x.storage() {
-            let (xs, ws) = (widen(&x.to_vec()?), widen(&w.to_vec()?));
-            let bias = b
-                .as_ref()
-                .map(Tensor::to_vec)
-                .transpose()?
-                .map(|b| widen(&b));
-            let z = cpu::linear::forward(&xs, &ws, bias.as_deref(), n, h, k);
+        if let Placement::Host = place(OP_STEP, &[&x, &w])? {
+            let (xs, ws, z) = host_logits(&x, &w, b.as_ref(), (n, h, k))?;
             let labels = host_labels(OP_STEP, &checked, options)?;
             let r = cpu::head_stats::head_stats(&z, k, &labels, options);
             let (logp, entropy) = (narrow(&r.logp), narrow(&r.entropy));
@@ -453,7 +432,7 @@ impl Tensor {
                 db: host(&db, &[k])?.to_dtype(dtype)?,
             });
         }
-        let gpu = bound_whole(ctx, &[&x, &w])?;
+        let gpu = products_device(ctx, &[&x, &w])?;
         let chunk = scratch_rows(OP_STEP, gpu, n, k, chunk_rows)?;
         let scratch = gpu.alloc(layout::bytes(chunk * k), OP_STEP)?;
         let ones = Tensor::from_slice(ctx, &vec![1.0; chunk], &[chunk])?;
@@ -465,7 +444,7 @@ impl Tensor {
         let dx = Tensor::uninit_as(ctx, x.shape(), DType::F32, OP_STEP)?;
         let dw = Tensor::zeros(ctx, &[k, h])?;
         let db = Tensor::zeros(ctx, &[k])?;
-        bound_whole(ctx, &[&dx, &dw])?;
+        products_device(ctx, &[&dx, &dw])?;
         for r0 in (0..n).step_by(chunk) {
             let rows = chunk.min(n - r0);
             let logits = scratch.view(rows * k);

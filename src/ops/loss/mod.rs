@@ -194,18 +194,3 @@ fn check_weight(
         _ => Ok(()),
     }
 }
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
-
-fn narrow(v: &[f64]) -> Vec<f32> {
-    v.iter().map(|&x| x as f32).collect()
-}
-
-fn mixed(op: &'static str) -> Error {
-    Error::Gpu {
-        op,
-        message: "mixed host and device tensors".into(),
-    }
-}

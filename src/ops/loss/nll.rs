@@ -4,16 +4,18 @@
 //! last dim's, or PyTorch's class-at-dim-1 lines read in place ([`Lines`]).
 
 use crate::cpu;
+use crate::cpu::{narrow, widen};
 use crate::definitions::loss::{CrossEntropyOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout::{self, DType};
+use crate::ops::placement::{Placement, mixed, place, store};
 use crate::ops::sum::sum_to_scalar;
-use crate::tensor::{Storage, Tensor, write_host};
+use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
 use super::cross_entropy::{ClassIndex, validate_classes};
-use super::{Lines, LossAndGrad, Targets, check_weight, mixed, narrow, widen};
+use super::{Lines, LossAndGrad, Targets, check_weight};
 
 const OP: &str = "nll_loss";
 
@@ -117,8 +119,8 @@ pub(super) fn nll(
     };
     let ctx = x.context();
     let grad = Tensor::zeros(ctx, x.shape())?;
-    let loss = match (x.storage(), grad.storage()) {
-        (Storage::Host(_), Storage::Host(g)) => {
+    let loss = match place(op, &[&x, &grad])? {
+        Placement::Host => {
             let weight = options.weight.as_ref().map(|w| widen(w));
             let r = cpu::loss::nll_loss(
                 &lines.gather(&widen(&x.to_vec()?)),
@@ -128,11 +130,10 @@ pub(super) fn nll(
                 options.reduction,
                 options.ignore_index,
             );
-            *write_host(g)? = narrow(&lines.scatter(&r.grad));
+            store(op, &grad, narrow(&lines.scatter(&r.grad)))?;
             Tensor::from_slice(ctx, &narrow(&r.loss), &loss_shape)?
         }
-        _ => {
-            let gpu = ctx.gpu().ok_or_else(|| mixed(op))?;
+        Placement::Device(gpu) => {
             let n = x.len();
             if layout::bytes(n) > gpu.max_binding {
                 return Err(Error::TooLarge {

@@ -489,10 +489,7 @@ pub fn bench_g(n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Values widened to f64.
-pub fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
+pub use gpu_activations::cpu::widen;
 
 /// The number of elements of `shape`.
 pub fn elements(shape: &[usize]) -> usize {
