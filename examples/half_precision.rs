@@ -52,10 +52,7 @@ fn main() -> gpu_activations::Result<()> {
             &wide,
             classes,
             CrossEntropyTargets::Indices(&labels),
-            None,
-            Reduction::Mean,
-            -100,
-            0.0,
+            &CrossEntropyOptions::default(),
         );
         let grad_ulps = ulps(dtype, &out.grad.to_vec()?, &want.grad);
         println!(

@@ -221,10 +221,7 @@ pub fn expected(outcome: &Outcome) -> (f64, Vec<f64>) {
         &z,
         CLASSES,
         CrossEntropyTargets::Indices(&outcome.labels),
-        None,
-        Reduction::Mean,
-        -100,
-        0.0,
+        &CrossEntropyOptions::default(),
     );
     let doubled = want.grad.iter().map(|g| 2.0 * g).collect();
     (want.loss[0], doubled)

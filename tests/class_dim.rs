@@ -138,13 +138,7 @@ fn cross_entropy_dim1_matches_the_reference_at_every_rank_and_storage_type() {
                     &rows_of(&z, n, c, s),
                     c,
                     CrossEntropyTargets::Indices(&labels),
-                    o.weight
-                        .as_ref()
-                        .map(|w| w.iter().map(|&v| f64::from(v)).collect::<Vec<_>>())
-                        .as_deref(),
-                    o.reduction,
-                    o.ignore_index,
-                    0.05,
+                    &o,
                 );
                 let case = format!("{} {dtype} {shape:?}", label(&ctx));
                 assert_eq!(
@@ -226,14 +220,7 @@ fn nll_loss_dim1_matches_pytorch_and_the_reference() {
                     ..Default::default()
                 };
                 let out = xt.nll_loss_dim1(Targets::Indices(&labels), &o).unwrap();
-                let want = reference::nll_loss(
-                    &rows_of(&stored, n, c, s),
-                    c,
-                    &labels,
-                    Some(&weight.iter().map(|&w| f64::from(w)).collect::<Vec<_>>()),
-                    reduction,
-                    2,
-                );
+                let want = reference::nll_loss(&rows_of(&stored, n, c, s), c, &labels, &o);
                 let case = format!("{} {dtype} nll_loss {reduction:?}", label(&ctx));
                 common::assert_stored_close(
                     &case,
@@ -327,10 +314,7 @@ fn dim1_losses_read_the_lines_in_place_with_device_labels_and_pytorchs_edge_case
             &rows_of(&z, n, c, s),
             c,
             CrossEntropyTargets::Indices(&labels),
-            Some(&weight),
-            Reduction::Mean,
-            -100,
-            0.0,
+            &o,
         );
         let mut runs = vec![(
             "host labels",

@@ -1810,12 +1810,15 @@ fn linear_and_the_fused_linear_cross_entropy_run_against_the_cpu_reference() {
         &z,
         k,
         &labels,
-        Some(&wide(&class_weight)),
-        Reduction::Mean,
-        -100,
-        0.1,
-        1e-3,
-        Some(4.0),
+        &CrossEntropyOptions {
+            weight: Some(class_weight.clone()),
+            label_smoothing: 0.1,
+            ..Default::default()
+        },
+        &HeadOptions {
+            lse_square_scale: 1e-3,
+            softcap: Some(4.0),
+        },
     );
     let (hdx, hdw, hdb) = linear_ref::backward(&wide(&x), &wide(&w), &head.grad, n, h, k);
     for ctx in backends() {

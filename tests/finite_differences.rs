@@ -230,10 +230,10 @@ fn softmax_dim_and_dim1_losses_match_finite_differences() {
                 &rows,
                 c,
                 loss_ref::CrossEntropyTargets::Indices(&labels),
-                None,
-                Reduction::Mean,
-                -100,
-                0.1,
+                &CrossEntropyOptions {
+                    label_smoothing: 0.1,
+                    ..Default::default()
+                },
             )
             .loss[0]
         };
@@ -267,12 +267,14 @@ fn softmax_dim_and_dim1_losses_match_finite_differences() {
                 zs,
                 classes,
                 &labels,
-                None,
-                Reduction::Mean,
-                -100,
-                0.1,
-                1e-2,
-                Some(8.0),
+                &CrossEntropyOptions {
+                    label_smoothing: 0.1,
+                    ..Default::default()
+                },
+                &HeadOptions {
+                    lse_square_scale: 1e-2,
+                    softcap: Some(8.0),
+                },
             )
             .loss[0]
         };

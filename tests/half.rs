@@ -7,6 +7,7 @@ mod common;
 
 use common::{HALVES, SPECIAL, all_backends, assert_stored_close, label, uniform};
 use gpu_activations::cpu::loss::{self as reference, CrossEntropyTargets};
+use gpu_activations::cpu::widen;
 use gpu_activations::cpu::{activation as act_ref, softmax as softmax_ref};
 use gpu_activations::{
     Activation, BceOptions, Context, CrossEntropyOptions, DType, Error, Gate, Reduction, Targets,
@@ -271,10 +272,6 @@ fn stored(ctx: &Context, values: &[f32], shape: &[usize], dtype: DType) -> (Tens
     (t, v)
 }
 
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
-
 #[test]
 fn softmax_rows_on_half_storage_match_the_rounded_reference() {
     // Widths on both sides of each row kernel's range, rows with a common offset.
@@ -454,10 +451,12 @@ fn losses_on_half_logits_match_the_rounded_reference() {
                     &widen(&zs),
                     classes,
                     CrossEntropyTargets::Indices(&labels),
-                    Some(&widen(&weight)),
-                    reduction,
-                    -100,
-                    smoothing.into(),
+                    &CrossEntropyOptions {
+                        weight: Some(weight.clone()),
+                        reduction,
+                        label_smoothing: smoothing,
+                        ..Default::default()
+                    },
                 );
                 let case = format!("{} CE {reduction:?}", label(&ctx));
                 assert_stored_close(&case, dtype, &r.loss.to_vec().unwrap(), &want.loss, &[]);
@@ -484,13 +483,7 @@ fn losses_on_half_logits_match_the_rounded_reference() {
                     assert_eq!((r.loss.dtype(), r.grad.dtype()), (dtype, dtype));
                     let w64 = |t: &[f32]| t.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
                     let (w, pw) = (w64(&weight), w64(&pos_weight));
-                    let want = reference::bce_with_logits(
-                        &widen(&zs),
-                        &widen(&ys),
-                        weighted.then_some(&w[..]),
-                        weighted.then_some(&pw[..]),
-                        reduction,
-                    );
+                    let want = reference::bce_with_logits(&widen(&zs), &widen(&ys), &options);
                     let case = format!("{} BCE {reduction:?} targets {targets_dtype}", label(&ctx));
                     assert_stored_close(&case, dtype, &r.loss.to_vec().unwrap(), &want.loss, &[]);
                     assert_stored_close(&case, dtype, &r.grad.to_vec().unwrap(), &want.grad, &[]);

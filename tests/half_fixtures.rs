@@ -11,6 +11,7 @@
 
 mod common;
 
+use gpu_activations::cpu::widen;
 use std::path::{Path, PathBuf};
 
 use common::{HALVES, all_backends, assert_stored_close, fixtures, label, npy, npy_f32};
@@ -51,10 +52,6 @@ fn cases(d: &Path) -> Vec<PathBuf> {
         .collect();
     all.sort();
     all
-}
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
 }
 
 /// Asserts `got` within `ulps` ulps of `dtype` (plus the f32 bound) of PyTorch's `want`, NaN
@@ -295,10 +292,7 @@ fn losses_match_pytorchs_half_answers() {
                     &widen(&zs),
                     classes,
                     CrossEntropyTargets::Indices(&labels),
-                    None,
-                    options.reduction,
-                    options.ignore_index,
-                    options.label_smoothing.into(),
+                    &options,
                 );
                 let case = format!("{} PyTorch {dtype} {}", label(&ctx), d.display());
                 let (loss, grad) = (r.loss.to_vec().unwrap(), r.grad.to_vec().unwrap());
@@ -317,7 +311,7 @@ fn losses_match_pytorchs_half_answers() {
             let (y, ys) = load(&ctx, &d.join("targets.npy"), dtype);
             let r = z.bce_with_logits(&y, &BceOptions::default()).unwrap();
             let reference =
-                reference::bce_with_logits(&widen(&zs), &widen(&ys), None, None, Reduction::Mean);
+                reference::bce_with_logits(&widen(&zs), &widen(&ys), &BceOptions::default());
             let case = format!("{} PyTorch {dtype} bce", label(&ctx));
             let (loss, grad) = (r.loss.to_vec().unwrap(), r.grad.to_vec().unwrap());
             assert_stored_close(&case, dtype, &loss, &reference.loss, &[]);

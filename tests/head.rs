@@ -133,12 +133,8 @@ fn head_matches_the_reference(rows: usize, classes: usize) {
                     &stored.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
                     classes,
                     &labels,
-                    w64.as_deref(),
-                    reduction,
-                    -100,
-                    smoothing.into(),
-                    head.lse_square_scale.into(),
-                    head.softcap.map(f64::from),
+                    &options,
+                    &head,
                 );
                 let case = format!(
                     "{} {dtype} K={classes} {reduction:?} {head:?} ε={smoothing}",
@@ -279,12 +275,15 @@ fn head_rows_with_infinities_and_nan_match_the_reference() {
                     &z64,
                     classes,
                     &labels,
-                    None,
-                    Reduction::None,
-                    -100,
-                    0.0,
-                    1e-3,
-                    softcap.map(f64::from),
+                    &CrossEntropyOptions {
+                        reduction: Reduction::None,
+                        ..Default::default()
+                    },
+                    &HeadOptions {
+                        lse_square_scale: 1e-3,
+                        softcap,
+                        ..Default::default()
+                    },
                 );
                 let case = format!("{} K={classes} softcap {softcap:?}", label(&ctx));
                 for (what, got, want) in [

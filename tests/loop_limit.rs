@@ -8,14 +8,11 @@ mod common;
 
 use common::{all_backends, assert_all_close, label, uniform};
 use gpu_activations::cpu::loss::{self as loss_ref, CrossEntropyTargets};
+use gpu_activations::cpu::widen;
 use gpu_activations::cpu::{linear as linear_ref, softmax as softmax_ref};
 use gpu_activations::{
     Context, CrossEntropyOptions, Error, HeadOptions, MatmulKernel, Reduction, Targets, Tensor,
 };
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
 
 /// Every GPU with each row strategy forced, and the CPU backend.
 fn row_contexts() -> Vec<Context> {
@@ -99,10 +96,10 @@ fn large_vocabulary_cross_entropy_matches_the_reference() {
             &widen(&z),
             classes,
             CrossEntropyTargets::Indices(&labels),
-            None,
-            Reduction::Mean,
-            -100,
-            0.1,
+            &CrossEntropyOptions {
+                label_smoothing: 0.1,
+                ..Default::default()
+            },
         );
         for ctx in row_contexts() {
             let case = format!("{} {:?} K={classes}", label(&ctx), ctx.row_strategy());
@@ -134,12 +131,11 @@ fn large_vocabulary_cross_entropy_matches_the_reference() {
             &widen(&z),
             classes,
             &labels,
-            None,
-            Reduction::Mean,
-            -100,
-            0.0,
-            1e-4,
-            Some(30.0),
+            &CrossEntropyOptions::default(),
+            &HeadOptions {
+                lse_square_scale: 1e-4,
+                softcap: Some(30.0),
+            },
         );
         for ctx in all_backends() {
             let case = format!("{} head K={classes}", label(&ctx));
@@ -217,10 +213,7 @@ fn long_lines_along_an_inner_dim_match_the_reference() {
             &rows,
             len,
             CrossEntropyTargets::Indices(&labels),
-            None,
-            Reduction::Mean,
-            -100,
-            0.0,
+            &CrossEntropyOptions::default(),
         );
         let case = format!("{} cross_entropy_dim1 of [1, {len}, {s}]", label(&ctx));
         assert_all_close(

@@ -4,6 +4,7 @@
 
 mod common;
 
+use gpu_activations::cpu::widen;
 use std::sync::OnceLock;
 
 use common::{
@@ -96,10 +97,6 @@ fn assert_same_result(ctx: &Context, loss: &Tensor, grad: &Tensor, want: &LossAn
     );
 }
 
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
-
 fn random_classes(seed: u64, rows: usize, classes: usize) -> Vec<i64> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..rows)
@@ -121,15 +118,8 @@ fn check_indices(
     let z = Tensor::from_slice(ctx, logits, &[rows, classes]).unwrap();
     let out = z.cross_entropy(Targets::Indices(t), o).unwrap();
     let weight = o.weight.as_ref().map(|w| widen(w));
-    let want = reference::cross_entropy(
-        &widen(logits),
-        classes,
-        CrossEntropyTargets::Indices(t),
-        weight.as_deref(),
-        o.reduction,
-        o.ignore_index,
-        f64::from(o.label_smoothing),
-    );
+    let want =
+        reference::cross_entropy(&widen(logits), classes, CrossEntropyTargets::Indices(t), &o);
     let case = format!("{} {case}", tag(ctx));
     let expected_shape: &[usize] = if o.reduction == Reduction::None {
         &[rows]
@@ -159,10 +149,7 @@ fn check_probabilities(
         &widen(logits),
         classes,
         CrossEntropyTargets::Probabilities(&widen(probs)),
-        w.as_deref(),
-        o.reduction,
-        o.ignore_index,
-        f64::from(o.label_smoothing),
+        &o,
     );
     let case = format!("{} probabilities {case}", tag(ctx));
     assert_loss_and_grad(&case, &out, &want, logits);
@@ -458,10 +445,11 @@ fn cross_entropy_gradient_matches_finite_differences() {
             z,
             classes,
             CrossEntropyTargets::Indices(&t),
-            Some(&widen(&weight)),
-            Reduction::Mean,
-            -100,
-            0.2,
+            &CrossEntropyOptions {
+                weight: Some(weight.clone()),
+                label_smoothing: 0.2,
+                ..Default::default()
+            },
         )
         .loss[0]
     };
@@ -564,13 +552,7 @@ fn check_bce(
     let out = zt.bce_with_logits(&yt, o).unwrap();
     let w = o.weight.as_ref().map(|w| widen(w));
     let pw = o.pos_weight.as_ref().map(|w| widen(w));
-    let want = reference::bce_with_logits(
-        &widen(z),
-        &widen(y),
-        w.as_deref(),
-        pw.as_deref(),
-        o.reduction,
-    );
+    let want = reference::bce_with_logits(&widen(z), &widen(y), o);
     let case = format!("{} {case}", tag(ctx));
     assert_loss(&case, &out.loss.to_vec().unwrap(), &want.loss);
     assert_all_close(
@@ -832,8 +814,7 @@ fn nll_loss_with_the_class_last_matches_the_reference() {
                 };
                 let out = xt.nll_loss(Targets::Indices(&labels), &o).unwrap();
                 let stored64: Vec<f64> = stored.iter().map(|&v| f64::from(v)).collect();
-                let want =
-                    reference::nll_loss(&stored64, classes, &labels, Some(&w64), reduction, -100);
+                let want = reference::nll_loss(&stored64, classes, &labels, &o);
                 let case = format!("{} {dtype} nll_loss {reduction:?}", label(&ctx));
                 let loss_shape: &[usize] = match reduction {
                     Reduction::None => &[3, 7],

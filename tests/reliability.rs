@@ -196,10 +196,11 @@ fn losses_beyond_one_binding() {
             &z64,
             cols,
             gpu_activations::cpu::loss::CrossEntropyTargets::Indices(&t),
-            None,
-            o.reduction,
-            -100,
-            0.1,
+            &CrossEntropyOptions {
+                reduction: o.reduction,
+                label_smoothing: 0.1,
+                ..Default::default()
+            },
         );
         let loss = out.loss.to_vec().unwrap()[0];
         assert!(
@@ -224,9 +225,10 @@ fn losses_beyond_one_binding() {
         let want = gpu_activations::cpu::loss::bce_with_logits(
             &z64,
             &y64,
-            None,
-            None,
-            gpu_activations::Reduction::Mean,
+            &BceOptions {
+                reduction: gpu_activations::Reduction::Mean,
+                ..Default::default()
+            },
         );
         let loss = bce.loss.to_vec().unwrap()[0];
         assert!(
@@ -841,10 +843,10 @@ fn tensors_larger_than_one_buffer_are_split_over_several() {
             &x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
             cols,
             gpu_activations::cpu::loss::CrossEntropyTargets::Indices(&t),
-            None,
-            gpu_activations::Reduction::Mean,
-            -100,
-            0.0,
+            &CrossEntropyOptions {
+                reduction: gpu_activations::Reduction::Mean,
+                ..Default::default()
+            },
         );
         assert_all_close(
             &format!("{tag} cross-entropy grad"),
@@ -879,9 +881,11 @@ fn tensors_larger_than_one_buffer_are_split_over_several() {
         let want = gpu_activations::cpu::loss::bce_with_logits(
             &x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
             &vec![f64::from(1e-3f32); rows * cols],
-            Some(&vec![0.5; cols]),
-            None,
-            gpu_activations::Reduction::None,
+            &BceOptions {
+                reduction: gpu_activations::Reduction::None,
+                weight: Some(vec![0.5; cols]),
+                ..Default::default()
+            },
         );
         assert_all_close(
             &format!("{tag} bce loss"),
@@ -895,9 +899,10 @@ fn tensors_larger_than_one_buffer_are_split_over_several() {
         let want = gpu_activations::cpu::loss::bce_with_logits(
             &x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
             &vec![f64::from(1e-3f32); rows * cols],
-            None,
-            None,
-            gpu_activations::Reduction::Mean,
+            &BceOptions {
+                reduction: gpu_activations::Reduction::Mean,
+                ..Default::default()
+            },
         );
         let loss = bce.loss.to_vec().unwrap()[0];
         assert!(

@@ -11,6 +11,7 @@ mod common;
 use common::{all_backends, assert_all_close, label, row_strategy_contexts, uniform};
 use gpu_activations::cpu::loss::{self as reference, CrossEntropyTargets};
 use gpu_activations::cpu::softmax as softmax_ref;
+use gpu_activations::cpu::widen;
 use gpu_activations::{BceOptions, CrossEntropyOptions, LossAndGrad, Reduction, Targets, Tensor};
 
 const ATOL: f64 = 1e-6;
@@ -44,10 +45,6 @@ fn edge_rows(cols: usize) -> (Vec<f32>, Vec<i64>) {
     ];
     let labels = rows.iter().map(|(_, y)| *y).collect();
     (rows.into_iter().flat_map(|(r, _)| r).collect(), labels)
-}
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
 }
 
 /// A loss and its gradient against the reference's, NaN and ±∞ exactly.
@@ -92,10 +89,11 @@ fn cross_entropy_with_class_indices_on_edge_rows() {
                     &widen(&z),
                     cols,
                     CrossEntropyTargets::Indices(&labels),
-                    None,
-                    reduction,
-                    -100,
-                    f64::from(smoothing),
+                    &CrossEntropyOptions {
+                        reduction,
+                        label_smoothing: smoothing,
+                        ..Default::default()
+                    },
                 );
                 let case = format!(
                     "{} {:?} K={cols} ε={smoothing}",
@@ -128,10 +126,10 @@ fn cross_entropy_with_probabilities_on_edge_rows() {
                 &widen(&z),
                 cols,
                 CrossEntropyTargets::Probabilities(&widen(&t)),
-                None,
-                Reduction::None,
-                -100,
-                0.0,
+                &CrossEntropyOptions {
+                    reduction: Reduction::None,
+                    ..Default::default()
+                },
             );
             let case = format!("{} {:?} K={cols}", label(ctx), ctx.row_strategy());
             assert_loss(&case, &got, &want, &z);
@@ -191,7 +189,15 @@ fn nll_loss_on_log_probabilities_with_nan_and_infinities() {
                 ..Default::default()
             };
             let got = xt.nll_loss(Targets::Indices(&labels), &o).unwrap();
-            let want = reference::nll_loss(&widen(&x), cols, &labels, None, reduction, -100);
+            let want = reference::nll_loss(
+                &widen(&x),
+                cols,
+                &labels,
+                &CrossEntropyOptions {
+                    reduction,
+                    ..Default::default()
+                },
+            );
             let case = format!("{} nll {reduction:?}", label(&ctx));
             let loss = got.loss.to_vec().unwrap();
             assert_all_close(&format!("{case} loss"), &loss, &want.loss, &[], ATOL, RTOL);
@@ -248,13 +254,7 @@ fn bce_with_logits_on_every_pair_of_special_values() {
             };
             let got = zt.bce_with_logits(&yt, &o).unwrap();
             let pw = pos_weight.as_ref().map(|p| widen(p));
-            let want = reference::bce_with_logits(
-                &widen(&z),
-                &widen(&y),
-                None,
-                pw.as_deref(),
-                Reduction::None,
-            );
+            let want = reference::bce_with_logits(&widen(&z), &widen(&y), &o);
             let case = format!("{} bce pos_weight {pos_weight:?}", label(&ctx));
             let loss = got.loss.to_vec().unwrap();
             assert_all_close(

@@ -4,11 +4,13 @@
 //! Every function returns the loss (one value per row for `Reduction::None` in cross-entropy,
 //! one per element in BCE, else a single value) and the gradient of the loss's sum with respect
 //! to the logits (for `None`, the gradient of the summed per-row losses), as autograd gives it.
-//! Arguments are taken as the ops validate them (targets in range, tables of the right length);
-//! anything else gives NaN rows or defaults, never a panic.
+//! Each takes its op's options struct, as the op does. Arguments are taken as the ops validate
+//! them (targets in range, tables of the right length); anything else gives NaN rows or
+//! defaults, never a panic.
 
 use crate::cpu::softmax::forward_row;
-use crate::definitions::loss::Reduction;
+use crate::cpu::widen;
+use crate::definitions::loss::{BceOptions, CrossEntropyOptions, HeadOptions, Reduction};
 
 /// Loss values and the gradient with respect to the logits, in f64.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,11 +38,12 @@ pub fn cross_entropy(
     logits: &[f64],
     classes: usize,
     targets: CrossEntropyTargets<'_>,
-    weight: Option<&[f64]>,
-    reduction: Reduction,
-    ignore_index: i64,
-    label_smoothing: f64,
+    options: &CrossEntropyOptions,
 ) -> LossReference {
+    let weight = options.weight.as_deref().map(widen);
+    let weight = weight.as_deref();
+    let (reduction, ignore_index) = (options.reduction, options.ignore_index);
+    let label_smoothing = f64::from(options.label_smoothing);
     if classes == 0 {
         return LossReference {
             loss: vec![f64::NAN],
@@ -137,18 +140,18 @@ pub fn cross_entropy(
 /// `Some(c)`, the cross-entropy of the capped logits plus the z-loss `s·lse²` per row (its
 /// gradient `2s·lse·p` included), the gradient taken through the cap. Returns the loss, the
 /// gradient, the z-loss (reduced as the loss) and each row's `lse` (of the capped logits).
-#[allow(clippy::too_many_arguments)]
 pub fn cross_entropy_head(
     logits: &[f64],
     classes: usize,
     targets: &[i64],
-    weight: Option<&[f64]>,
-    reduction: Reduction,
-    ignore_index: i64,
-    label_smoothing: f64,
-    lse_square_scale: f64,
-    softcap: Option<f64>,
+    options: &CrossEntropyOptions,
+    head: &HeadOptions,
 ) -> HeadReference {
+    let weight = options.weight.as_deref().map(widen);
+    let weight = weight.as_deref();
+    let (reduction, ignore_index) = (options.reduction, options.ignore_index);
+    let lse_square_scale = f64::from(head.lse_square_scale);
+    let softcap = head.softcap.map(f64::from);
     let capped: Vec<f64> = match softcap {
         Some(c) => logits.iter().map(|&z| c * (z / c).tanh()).collect(),
         None => logits.to_vec(),
@@ -157,10 +160,7 @@ pub fn cross_entropy_head(
         &capped,
         classes,
         CrossEntropyTargets::Indices(targets),
-        weight,
-        reduction,
-        ignore_index,
-        label_smoothing,
+        options,
     );
     let rows = targets.len();
     let lse: Vec<f64> = capped
@@ -237,15 +237,17 @@ pub struct HeadReference {
 /// Negative log-likelihood over rows of `classes` log-probabilities, as
 /// `torch.nn.functional.nll_loss`: `loss_r = −w_y·x_{r,y}` (0 for an ignored row), gradient
 /// `−w_y` at each row's class and 0 elsewhere, the mean dividing both by `Σ w_y` over the rows
-/// not ignored (NaN when that is 0).
+/// not ignored (NaN when that is 0). NLL has no label smoothing: `options.label_smoothing` is
+/// not read (the op refuses one that is not 0).
 pub fn nll_loss(
     log_probs: &[f64],
     classes: usize,
     targets: &[i64],
-    weight: Option<&[f64]>,
-    reduction: Reduction,
-    ignore_index: i64,
+    options: &CrossEntropyOptions,
 ) -> LossReference {
+    let weight = options.weight.as_deref().map(widen);
+    let weight = weight.as_deref();
+    let (reduction, ignore_index) = (options.reduction, options.ignore_index);
     let w = |c: usize| weight.map_or(1.0, |w| w[c]);
     let mut losses = vec![0.0; targets.len()];
     let mut grad = vec![0.0; log_probs.len()];
@@ -285,13 +287,11 @@ pub fn nll_loss(
 /// Sigmoid BCE with logits per element:
 /// `l = w[(1 − y)z + q(log(1 + e^{−|z|}) + max(−z, 0))]`, `q = (π − 1)y + 1`, gradient
 /// `w(qσ(z) − πy)`; `weight` and `pos_weight` repeat along rows of `cols` (their length).
-pub fn bce_with_logits(
-    logits: &[f64],
-    targets: &[f64],
-    weight: Option<&[f64]>,
-    pos_weight: Option<&[f64]>,
-    reduction: Reduction,
-) -> LossReference {
+pub fn bce_with_logits(logits: &[f64], targets: &[f64], options: &BceOptions) -> LossReference {
+    let weight = options.weight.as_deref().map(widen);
+    let pos_weight = options.pos_weight.as_deref().map(widen);
+    let (weight, pos_weight) = (weight.as_deref(), pos_weight.as_deref());
+    let reduction = options.reduction;
     let per_col = |table: Option<&[f64]>, i: usize| {
         table
             .filter(|t| !t.is_empty())

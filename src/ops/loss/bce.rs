@@ -212,15 +212,7 @@ fn host_bce(
     loss_shape: &[usize],
 ) -> Result<LossAndGrad> {
     let ctx = z.context();
-    let weight = options.weight.as_ref().map(|w| widen(w));
-    let pos_weight = options.pos_weight.as_ref().map(|w| widen(w));
-    let r = cpu::loss::bce_with_logits(
-        &widen(&z.to_vec()?),
-        &widen(&y.to_vec()?),
-        weight.as_deref(),
-        pos_weight.as_deref(),
-        options.reduction,
-    );
+    let r = cpu::loss::bce_with_logits(&widen(&z.to_vec()?), &widen(&y.to_vec()?), options);
     Ok(LossAndGrad {
         loss: Tensor::from_slice(ctx, &narrow(&r.loss), loss_shape)?,
         grad: Tensor::from_slice(ctx, &narrow(&r.grad), z.shape())?,

@@ -203,16 +203,7 @@ pub(super) fn cross_entropy_into(
                 }
                 _ => return Err(mixed(OP_CE)),
             };
-            let weight = options.weight.as_ref().map(|w| widen(w));
-            let r = cpu::loss::cross_entropy(
-                &z,
-                classes,
-                t,
-                weight.as_deref(),
-                options.reduction,
-                options.ignore_index,
-                f64::from(eps),
-            );
+            let r = cpu::loss::cross_entropy(&z, classes, t, options);
             store(OP_CE, grad, narrow(&r.grad))?;
             Tensor::from_slice(logits.context(), &narrow(&r.loss), &loss_shape)
         }

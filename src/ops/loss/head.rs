@@ -186,17 +186,8 @@ pub(super) fn host_head(
             }
         })
         .collect();
-    let weight = options.weight.as_ref().map(|w| widen(w));
     Ok(cpu::loss::cross_entropy_head(
-        logits,
-        classes,
-        &labels,
-        weight.as_deref(),
-        options.reduction,
-        options.ignore_index,
-        f64::from(options.label_smoothing),
-        f64::from(head.lse_square_scale),
-        head.softcap.map(f64::from),
+        logits, classes, &labels, options, head,
     ))
 }
 

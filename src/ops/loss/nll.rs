@@ -121,14 +121,11 @@ pub(super) fn nll(
     let grad = Tensor::zeros(ctx, x.shape())?;
     let loss = match place(op, &[&x, &grad])? {
         Placement::Host => {
-            let weight = options.weight.as_ref().map(|w| widen(w));
             let r = cpu::loss::nll_loss(
                 &lines.gather(&widen(&x.to_vec()?)),
                 classes,
                 indices,
-                weight.as_deref(),
-                options.reduction,
-                options.ignore_index,
+                options,
             );
             store(op, &grad, narrow(&lines.scatter(&r.grad)))?;
             Tensor::from_slice(ctx, &narrow(&r.loss), &loss_shape)?

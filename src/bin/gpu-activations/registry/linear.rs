@@ -239,12 +239,15 @@ impl Op for LinearOp {
                     &z,
                     k,
                     &labels,
-                    Some(&widen(&class_weight)),
-                    Reduction::Mean,
-                    -100,
-                    0.05,
-                    1e-3,
-                    Some(5.0),
+                    &CrossEntropyOptions {
+                        weight: Some(class_weight.clone()),
+                        label_smoothing: 0.05,
+                        ..Default::default()
+                    },
+                    &HeadOptions {
+                        lse_square_scale: 1e-3,
+                        softcap: Some(5.0),
+                    },
                 );
                 let (dx, dw, db) = linear_ref::backward(&x64, &w64, &want.grad, n, h, k);
                 let name = self.name();
@@ -294,12 +297,16 @@ impl Op for LinearOp {
                     &z,
                     k,
                     &labels,
-                    Some(&widen(&class_weight)),
-                    Reduction::None,
-                    -100,
-                    0.05,
-                    1e-3,
-                    Some(5.0),
+                    &CrossEntropyOptions {
+                        weight: Some(class_weight.clone()),
+                        reduction: Reduction::None,
+                        label_smoothing: 0.05,
+                        ..Default::default()
+                    },
+                    &HeadOptions {
+                        lse_square_scale: 1e-3,
+                        softcap: Some(5.0),
+                    },
                 );
                 for (g, &w) in want.grad.chunks_mut(k).zip(&weights) {
                     g.iter_mut().for_each(|v| *v *= f64::from(w));

@@ -451,15 +451,8 @@ fn check_cross_entropy(ctx: &Context, checker: &mut Checker) -> Result<(), BoxEr
         ] {
             let out = zt.cross_entropy(Targets::Indices(&t), &o)?;
             let w = o.weight.as_ref().map(|w| widen(w));
-            let want = loss_ref::cross_entropy(
-                &widen(&z),
-                classes,
-                CrossEntropyTargets::Indices(&t),
-                w.as_deref(),
-                o.reduction,
-                o.ignore_index,
-                f64::from(o.label_smoothing),
-            );
+            let want =
+                loss_ref::cross_entropy(&widen(&z), classes, CrossEntropyTargets::Indices(&t), &o);
             add_loss(
                 checker,
                 &format!("cross-entropy {label}"),
@@ -480,10 +473,7 @@ fn check_cross_entropy(ctx: &Context, checker: &mut Checker) -> Result<(), BoxEr
             &widen(&z),
             classes,
             CrossEntropyTargets::Probabilities(&widen(&p)),
-            None,
-            Reduction::Mean,
-            IGNORE_INDEX,
-            0.0,
+            &CrossEntropyOptions::default(),
         );
         add_loss(checker, "cross-entropy probs", &shape, &out, &want)?;
     }
@@ -546,13 +536,7 @@ fn check_bce(ctx: &Context, checker: &mut Checker) -> Result<(), BoxError> {
         let out = zt.bce_with_logits(&yt, &o)?;
         let wt = o.weight.as_ref().map(|v| widen(v));
         let pwt = o.pos_weight.as_ref().map(|v| widen(v));
-        let want = loss_ref::bce_with_logits(
-            &widen(&z),
-            &widen(&y),
-            wt.as_deref(),
-            pwt.as_deref(),
-            o.reduction,
-        );
+        let want = loss_ref::bce_with_logits(&widen(&z), &widen(&y), &o);
         add_loss(
             checker,
             &format!("bce-with-logits {label}"),
@@ -576,9 +560,7 @@ fn check_nll(ctx: &Context, checker: &mut Checker) -> Result<(), BoxError> {
         &widen(&z),
         classes,
         &labels,
-        None,
-        Reduction::Mean,
-        IGNORE_INDEX,
+        &CrossEntropyOptions::default(),
     );
     add_loss(checker, "nll-loss", &shape, &out, &want)
 }
@@ -600,12 +582,11 @@ fn check_head(ctx: &Context, checker: &mut Checker) -> Result<(), BoxError> {
         &widen(&z),
         classes,
         &labels,
-        None,
-        Reduction::Mean,
-        IGNORE_INDEX,
-        0.0,
-        1e-3,
-        Some(15.0),
+        &CrossEntropyOptions::default(),
+        &HeadOptions {
+            lse_square_scale: 1e-3,
+            softcap: Some(15.0),
+        },
     );
     let name = "cross-entropy softcap + z-loss";
     let rows_of = [
@@ -638,15 +619,15 @@ fn check_dim1(loss: Loss, ctx: &Context, checker: &mut Checker) -> Result<(), Bo
             &rows,
             c,
             CrossEntropyTargets::Indices(&labels),
-            None,
-            Reduction::Mean,
-            IGNORE_INDEX,
-            0.1,
+            &CrossEntropyOptions {
+                label_smoothing: 0.1,
+                ..Default::default()
+            },
         );
         ("cross-entropy-dim1", out, want)
     } else {
         let out = xt.nll_loss_dim1(Targets::Indices(&labels), &CrossEntropyOptions::default())?;
-        let want = loss_ref::nll_loss(&rows, c, &labels, None, Reduction::Mean, IGNORE_INDEX);
+        let want = loss_ref::nll_loss(&rows, c, &labels, &CrossEntropyOptions::default());
         ("nll-loss-dim1", out, want)
     };
     let want = loss_ref::LossReference {
@@ -717,10 +698,7 @@ impl Case for LossCase {
             &widen(&self.x),
             cols,
             CrossEntropyTargets::Indices(&self.labels),
-            None,
-            Reduction::Mean,
-            IGNORE_INDEX,
-            0.0,
+            &CrossEntropyOptions::default(),
         );
         Ok(vec![
             Compared {
