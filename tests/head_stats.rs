@@ -12,14 +12,11 @@ use common::{
 };
 use gpu_activations::accuracy::{ATOL, RTOL};
 use gpu_activations::cpu::head_stats as reference;
+use gpu_activations::cpu::widen;
 use gpu_activations::{Context, DType, Error, HeadStats, Targets, Tensor};
 
 /// The upstream gradients of a case: of log p_t, of the entropy.
 type Upstream<'a> = (Option<&'a [f32]>, Option<&'a [f32]>);
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
 
 /// One PyTorch case: logits, labels, options and the answers.
 struct Fixture {

@@ -6,11 +6,8 @@ mod common;
 
 use common::{all_backends, assert_all_close, uniform};
 use gpu_activations::cpu::linear as reference;
+use gpu_activations::cpu::widen;
 use gpu_activations::{DType, Error, Tensor};
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
 
 /// `(N, H, K)`: inside one tile, on the tile edges, past them, and dims of 1; every dim a
 /// multiple of 4 or not (each operand of the register kernel read as vec4s or element by

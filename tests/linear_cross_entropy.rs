@@ -5,47 +5,10 @@
 
 mod common;
 
-use common::{all_backends, assert_all_close, gpus, matmul_label, uniform};
+use common::{Batch, all_backends, assert_all_close, batch, gpus, matmul_label, uniform};
+use gpu_activations::cpu::widen;
 use gpu_activations::cpu::{linear as linear_ref, loss as loss_ref};
 use gpu_activations::{CrossEntropyOptions, DType, Error, HeadOptions, Reduction, Targets, Tensor};
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
-
-/// One batch: x [n, h], W [k, h], b [k], labels with some ignored.
-struct Batch {
-    n: usize,
-    h: usize,
-    k: usize,
-    x: Vec<f32>,
-    w: Vec<f32>,
-    b: Vec<f32>,
-    labels: Vec<i64>,
-}
-
-fn batch(seed: u64, n: usize, h: usize, k: usize) -> Batch {
-    let labels = uniform(seed + 3, n, 0.0, k as f32)
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            if i % 7 == 3 {
-                -100
-            } else {
-                (v as i64).min(k as i64 - 1)
-            }
-        })
-        .collect();
-    Batch {
-        n,
-        h,
-        k,
-        x: uniform(seed, n * h, -1.0, 1.0),
-        w: uniform(seed + 1, k * h, -0.5, 0.5),
-        b: uniform(seed + 2, k, -0.5, 0.5),
-        labels,
-    }
-}
 
 /// The option sets under test: the defaults; sum with smoothing and class weights; none with
 /// the z-loss and a softcap; mean with all of them.
@@ -91,17 +54,7 @@ fn option_sets(k: usize) -> Vec<(CrossEntropyOptions, HeadOptions)> {
 fn reference(d: &Batch, options: &CrossEntropyOptions, head: &HeadOptions) -> [Vec<f64>; 6] {
     let (x, w) = (widen(&d.x), widen(&d.w));
     let logits = linear_ref::forward(&x, &w, Some(&widen(&d.b)), d.n, d.h, d.k);
-    let r = loss_ref::cross_entropy_head(
-        &logits,
-        d.k,
-        &d.labels,
-        options.weight.as_ref().map(|w| widen(w)).as_deref(),
-        options.reduction,
-        options.ignore_index,
-        f64::from(options.label_smoothing),
-        f64::from(head.lse_square_scale),
-        head.softcap.map(f64::from),
-    );
+    let r = loss_ref::cross_entropy_head(&logits, d.k, &d.labels, &options, &head);
     let (dx, dw, db) = linear_ref::backward(&x, &w, &r.grad, d.n, d.h, d.k);
     [r.loss, r.z_loss, r.lse, dx, dw, db]
 }

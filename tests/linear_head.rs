@@ -7,53 +7,14 @@
 
 mod common;
 
-use common::{all_backends, assert_all_close, assert_stored_close, gpus, matmul_label, uniform};
+use common::{
+    Batch, all_backends, assert_all_close, assert_stored_close, batch, gpus, matmul_label, uniform,
+};
+use gpu_activations::cpu::widen;
 use gpu_activations::cpu::{head_stats as stats_ref, linear as linear_ref, loss as loss_ref};
 use gpu_activations::{
     Context, CrossEntropyOptions, DType, Error, HeadOptions, HeadStats, Reduction, Targets, Tensor,
 };
-
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
-
-/// One batch: x [n, h], W [k, h], b [k], labels with some ignored, upstream gradients.
-struct Batch {
-    n: usize,
-    h: usize,
-    k: usize,
-    x: Vec<f32>,
-    w: Vec<f32>,
-    b: Vec<f32>,
-    labels: Vec<i64>,
-    a: Vec<f32>,
-    c: Vec<f32>,
-}
-
-fn batch(seed: u64, n: usize, h: usize, k: usize) -> Batch {
-    let labels = uniform(seed + 3, n, 0.0, k as f32)
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            if i % 7 == 3 {
-                -100
-            } else {
-                (v as i64).min(k as i64 - 1)
-            }
-        })
-        .collect();
-    Batch {
-        n,
-        h,
-        k,
-        x: uniform(seed, n * h, -1.0, 1.0),
-        w: uniform(seed + 1, k * h, -0.5, 0.5),
-        b: uniform(seed + 2, k, -0.5, 0.5),
-        labels,
-        a: uniform(seed + 4, n, -1.0, 1.0),
-        c: uniform(seed + 5, n, -0.5, 0.5),
-    }
-}
 
 fn option_sets() -> Vec<HeadStats> {
     vec![
@@ -503,12 +464,16 @@ fn linear_cross_entropy_with_per_row_upstream_weights() {
             &z,
             k,
             &d.labels,
-            options.weight.as_ref().map(|w| widen(w)).as_deref(),
-            Reduction::None,
-            -100,
-            0.1,
-            1e-3,
-            Some(5.0),
+            &CrossEntropyOptions {
+                weight: options.weight.clone(),
+                reduction: Reduction::None,
+                label_smoothing: 0.1,
+                ..Default::default()
+            },
+            &HeadOptions {
+                lse_square_scale: 1e-3,
+                softcap: Some(5.0),
+            },
         );
         let mut g = r.grad.clone();
         for (row, chunk) in g.chunks_mut(k).enumerate() {

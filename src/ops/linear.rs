@@ -306,6 +306,75 @@ pub(crate) fn whole(t: &Tensor) -> Result<View<'_>> {
     t.view(0, t.len(), OP)
 }
 
+/// `z = x_rows·Wᵀ + b` of `rows` rows into `logits` (`[rows, K]`): one chunk of a fused head's
+/// logits, formed where the head reads them and never stored whole.
+pub(crate) fn chunk_logits(
+    ctx: &crate::Context,
+    (x_rows, logits): (View<'_>, View<'_>),
+    w: &Tensor,
+    b: Option<&Tensor>,
+    (rows, k, h): (usize, usize, usize),
+) -> Result<()> {
+    matmul(
+        ctx,
+        Product {
+            a: x_rows,
+            b: whole(w)?,
+            bias: b.map(whole).transpose()?,
+            c: logits,
+            dims: (rows, k, h),
+            trans: (false, true),
+            accumulate: false,
+        },
+    )
+}
+
+/// `dx_rows = G·W`, `dW += Gᵀ·x_rows`, `db += 1ᵀ·G` for a chunk of `rows` rows from `r0`
+/// whose gradient G is in `g`: the backward of one chunk of a fused head, dW and db summed
+/// over the chunks in f32.
+pub(crate) fn accumulate_chunk(
+    ctx: &crate::Context,
+    op: &'static str,
+    (dx, dw, db, ones): (&Tensor, &Tensor, &Tensor, &Tensor),
+    (g, x_rows, w): (View<'_>, View<'_>, &Tensor),
+    (r0, rows, h, k): (usize, usize, usize, usize),
+) -> Result<()> {
+    let products = [
+        (
+            dx.view(r0 * h, rows * h, op)?,
+            g,
+            whole(w)?,
+            (rows, h, k),
+            (false, false),
+            false,
+        ),
+        (whole(dw)?, g, x_rows, (k, h, rows), (true, false), true),
+        (
+            whole(db)?,
+            ones.view(0, rows, op)?,
+            g,
+            (1, k, rows),
+            (false, false),
+            true,
+        ),
+    ];
+    for (c, a, b, dims, trans, accumulate) in products {
+        matmul(
+            ctx,
+            Product {
+                a,
+                b,
+                bias: None,
+                c,
+                dims,
+                trans,
+                accumulate,
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// On the CPU backend, `(x, W, z = x·Wᵀ + b)` in f64 for `(N, H, K)`.
 pub(crate) fn host_logits(
     x: &Tensor,

@@ -190,7 +190,7 @@ fn run(
     operands.extend(grad);
     let gpu = match place(op, &operands)? {
         Placement::Device(gpu) => gpu,
-        Placement::Host => return run_on_host(x, grad, out, family, (lines, len, stride)),
+        Placement::Host => return run_on_host(op, (log, neg), x, grad, out, (lines, len, stride)),
     };
     let whole = "max_storage_buffer_binding_size (a tensor is bound whole along a dim other than \
                  the last)";
@@ -246,15 +246,13 @@ fn run(
 
 /// [`run`] on the CPU backend, line by line through the f64 reference.
 fn run_on_host(
+    op: &'static str,
+    (log, neg): (bool, bool),
     x: &Tensor,
     grad: Option<&Tensor>,
     out: &Tensor,
-    family: Family,
     (lines, len, stride): (usize, usize, usize),
 ) -> Result<()> {
-    let op = family.name(grad.is_some());
-    let log = family == Family::LogSoftmax;
-    let neg = family == Family::Softmin;
     let xs = x.to_vec()?;
     let gs = grad.map(Tensor::to_vec).transpose()?;
     let mut result = vec![0.0f32; xs.len()];

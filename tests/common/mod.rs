@@ -415,3 +415,42 @@ pub fn fixture_activation(name: &str, p: &serde_json::Value) -> Activation {
         other => other,
     }
 }
+
+/// One batch of a linear head: x [n, h], W [k, h], b [k], labels with every seventh row
+/// ignored (−100), and upstream gradients a and c of the per-row statistics.
+pub struct Batch {
+    pub n: usize,
+    pub h: usize,
+    pub k: usize,
+    pub x: Vec<f32>,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub labels: Vec<i64>,
+    pub a: Vec<f32>,
+    pub c: Vec<f32>,
+}
+
+pub fn batch(seed: u64, n: usize, h: usize, k: usize) -> Batch {
+    let labels = uniform(seed + 3, n, 0.0, k as f32)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if i % 7 == 3 {
+                -100
+            } else {
+                (v as i64).min(k as i64 - 1)
+            }
+        })
+        .collect();
+    Batch {
+        n,
+        h,
+        k,
+        x: uniform(seed, n * h, -1.0, 1.0),
+        w: uniform(seed + 1, k * h, -0.5, 0.5),
+        b: uniform(seed + 2, k, -0.5, 0.5),
+        labels,
+        a: uniform(seed + 4, n, -1.0, 1.0),
+        c: uniform(seed + 5, n, -0.5, 0.5),
+    }
+}

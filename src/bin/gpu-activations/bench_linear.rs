@@ -254,24 +254,10 @@ fn measure_linear_cross_entropy(
         drop((r, grads));
         Ok(())
     };
-    // Peak bytes of one call, the inputs resident and nothing idle in the pool.
-    let peak = |f: &dyn Fn() -> Result<(), BoxError>| -> Result<(f64, u64), BoxError> {
-        ctx.synchronize()?;
-        ctx.trim_pool();
-        ctx.reset_peak_device_bytes();
-        let t = Instant::now();
-        let result = f();
-        ctx.synchronize()?;
-        let elapsed = t.elapsed().as_secs_f64();
-        result?;
-        Ok((elapsed, ctx.device_bytes().1))
-    };
-    let timed = |f: &dyn Fn() -> Result<(), BoxError>| -> Result<f64, BoxError> {
-        let t = Instant::now();
-        f()?;
-        ctx.synchronize()?;
-        Ok(t.elapsed().as_secs_f64())
-    };
+    let (peak, timed) = (
+        |f: Call<'_>| peak_of(ctx, f),
+        |f: Call<'_>| seconds_of(ctx, f),
+    );
     let (first_fused, fused_peak) = peak(&fused)?;
     let (materialised_peak, materialised_error) = match peak(&materialised) {
         Ok((_, bytes)) => (Some(bytes), None),
@@ -371,23 +357,10 @@ fn measure_linear_head(
         drop((s, g, grads));
         Ok(())
     };
-    let peak = |f: &dyn Fn() -> Result<(), BoxError>| -> Result<(f64, u64), BoxError> {
-        ctx.synchronize()?;
-        ctx.trim_pool();
-        ctx.reset_peak_device_bytes();
-        let t = Instant::now();
-        let result = f();
-        ctx.synchronize()?;
-        let elapsed = t.elapsed().as_secs_f64();
-        result?;
-        Ok((elapsed, ctx.device_bytes().1))
-    };
-    let timed = |f: &dyn Fn() -> Result<(), BoxError>| -> Result<f64, BoxError> {
-        let t = Instant::now();
-        f()?;
-        ctx.synchronize()?;
-        Ok(t.elapsed().as_secs_f64())
-    };
+    let (peak, timed) = (
+        |f: Call<'_>| peak_of(ctx, f),
+        |f: Call<'_>| seconds_of(ctx, f),
+    );
     let (first_step, fused_peak) = peak(&fused_step)?;
     let (first_one_pass, one_pass_peak) = peak(&one_pass_step)?;
     let (materialised_peak, materialised_error) = match peak(&materialised_step) {
@@ -468,12 +441,7 @@ pub(crate) fn measure_linear(
     let wt = Tensor::from_slice(ctx, &w, &[k, h])?;
     let bt = Tensor::from_slice(ctx, &vec![0.1; k], &[k])?;
     let gt = Tensor::from_slice(ctx, &g, &[n, k])?;
-    let timed = |f: &dyn Fn() -> Result<(), BoxError>| -> Result<f64, BoxError> {
-        let t = Instant::now();
-        f()?;
-        ctx.synchronize()?;
-        Ok(t.elapsed().as_secs_f64())
-    };
+    let timed = |f: Call<'_>| seconds_of(ctx, f);
     let forward = || -> Result<(), BoxError> {
         xt.linear(&wt, Some(&bt))?;
         Ok(())
@@ -527,4 +495,29 @@ pub(crate) fn measure_linear(
         forward_fraction_of_peak: median(&mut fwd_ratio),
         backward_fraction_of_peak: median(&mut bwd_ratio),
     })
+}
+
+/// One call of a benchmarked op.
+type Call<'a> = &'a dyn Fn() -> Result<(), BoxError>;
+
+/// Seconds and peak device bytes of one call of `f`, the inputs resident and nothing idle in
+/// the pool.
+fn peak_of(ctx: &Context, f: Call<'_>) -> Result<(f64, u64), BoxError> {
+    ctx.synchronize()?;
+    ctx.trim_pool();
+    ctx.reset_peak_device_bytes();
+    let t = Instant::now();
+    let result = f();
+    ctx.synchronize()?;
+    let elapsed = t.elapsed().as_secs_f64();
+    result?;
+    Ok((elapsed, ctx.device_bytes().1))
+}
+
+/// Seconds of one call of `f`, until the device is done.
+fn seconds_of(ctx: &Context, f: Call<'_>) -> Result<f64, BoxError> {
+    let t = Instant::now();
+    f()?;
+    ctx.synchronize()?;
+    Ok(t.elapsed().as_secs_f64())
 }

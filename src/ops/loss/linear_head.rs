@@ -13,8 +13,9 @@ use crate::definitions::loss::{CrossEntropyOptions, HeadOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::layout::{self, DType};
 use crate::ops::convert::common_float;
-use crate::ops::linear::{Product, check_bias, dims, matmul, whole};
-use crate::ops::linear::{host_logits, products_device};
+use crate::ops::linear::{
+    accumulate_chunk, check_bias, chunk_logits, dims, host_logits, products_device,
+};
 use crate::ops::placement::{Placement, mixed, place};
 use crate::tensor::Tensor;
 
@@ -208,21 +209,8 @@ impl Tensor {
             });
         }
         let gpu = products_device(ctx, &[self, weight])?;
-        let chunk = chunk_rows
-            .min(n.next_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN))
-            .max(1);
-        let scratch_bytes = layout::bytes(chunk * k);
-        if scratch_bytes > gpu.max_binding {
-            return Err(Error::TooLarge {
-                op: OP,
-                requested: scratch_bytes,
-                limit: gpu.max_binding,
-                unit: crate::Unit::Bytes,
-                what: "max_storage_buffer_binding_size (one chunk of logits is bound whole); \
-                       take fewer rows per chunk",
-            });
-        }
-        let scratch = gpu.alloc(scratch_bytes, OP)?;
+        let chunk = scratch_rows(OP, gpu, n, k, chunk_rows)?;
+        let scratch = gpu.alloc(layout::bytes(chunk * k), OP)?;
         let ones = Tensor::from_slice(ctx, &vec![1.0; chunk], &[chunk])?;
         let mut uploaded = None;
         let index = checked.index.on_device(gpu, &mut uploaded, OP)?;
@@ -236,18 +224,7 @@ impl Tensor {
             let rows = chunk.min(n - r0);
             let logits = scratch.view(rows * k);
             let x_rows = self.view(r0 * h, rows * h, OP)?;
-            matmul(
-                ctx,
-                Product {
-                    a: x_rows,
-                    b: whole(weight)?,
-                    bias: bias.map(whole).transpose()?,
-                    c: logits,
-                    dims: (rows, k, h),
-                    trans: (false, true),
-                    accumulate: false,
-                },
-            )?;
+            chunk_logits(ctx, (x_rows, logits), weight, bias, (rows, k, h))?;
             kernel.launch(
                 gpu,
                 rows,
@@ -265,46 +242,8 @@ impl Tensor {
                 scale_rows(gpu, (rows, r0, k), per_row)?;
             }
             // The chunk now holds G, its rows of ∂loss/∂z.
-            let gradients = [
-                (
-                    dx.view(r0 * h, rows * h, OP)?,
-                    logits,
-                    whole(weight)?,
-                    (rows, h, k),
-                    (false, false),
-                    false,
-                ),
-                (
-                    whole(&dw)?,
-                    logits,
-                    x_rows,
-                    (k, h, rows),
-                    (true, false),
-                    true,
-                ),
-                (
-                    whole(&db)?,
-                    ones.view(0, rows, OP)?,
-                    logits,
-                    (1, k, rows),
-                    (false, false),
-                    true,
-                ),
-            ];
-            for (c, a, b, dims, trans, accumulate) in gradients {
-                matmul(
-                    ctx,
-                    Product {
-                        a,
-                        b,
-                        bias: None,
-                        c,
-                        dims,
-                        trans,
-                        accumulate,
-                    },
-                )?;
-            }
+            let sums = (&dx, &dw, &db, &ones);
+            accumulate_chunk(ctx, OP, sums, (logits, x_rows, weight), (r0, rows, h, k))?;
         }
         let (loss, z_loss, lse) = row_out.reduce(
             gpu,
@@ -322,6 +261,31 @@ impl Tensor {
             db,
         })
     }
+}
+
+/// One chunk of scratch for `chunk_rows` rows of `k` logits on `gpu` (at most `n` rows).
+pub(super) fn scratch_rows(
+    op: &'static str,
+    gpu: &Gpu,
+    n: usize,
+    k: usize,
+    chunk_rows: usize,
+) -> Result<usize> {
+    let chunk = chunk_rows
+        .min(n.next_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN))
+        .max(1);
+    let bytes = layout::bytes(chunk * k);
+    if bytes > gpu.max_binding {
+        return Err(Error::TooLarge {
+            op,
+            requested: bytes,
+            limit: gpu.max_binding,
+            unit: crate::Unit::Bytes,
+            what: "max_storage_buffer_binding_size (one chunk of logits is bound whole); take \
+                   fewer rows per chunk",
+        });
+    }
+    Ok(chunk)
 }
 
 /// The rows per chunk of [`LINEAR_CROSS_ENTROPY_CHUNK_BYTES`] for `weight`'s classes.

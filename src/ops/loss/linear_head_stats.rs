@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::layout::{self, DType};
 use crate::ops::convert::common_float;
-use crate::ops::linear::{Product, check_bias, dims, matmul, whole};
-use crate::ops::linear::{host_logits, products_device};
+use crate::ops::linear::{
+    accumulate_chunk, check_bias, chunk_logits, dims, host_logits, products_device,
+};
 use crate::ops::placement::{Placement, place};
 use crate::tensor::Tensor;
 
@@ -26,7 +27,7 @@ use super::head_stats::{
     GradKernel, GradViews, HeadStatsOutput, RowStats, StatsKernel, ce, check_saved, host_backward,
     host_labels, upstream_f32,
 };
-use super::linear_head::{LINEAR_CROSS_ENTROPY_ROW_ALIGN, default_chunk_rows};
+use super::linear_head::{default_chunk_rows, scratch_rows};
 
 const OP: &str = "linear_head";
 const OP_BACKWARD: &str = "linear_head_backward";
@@ -77,42 +78,19 @@ fn check_layer(
     Ok((n, h, k, dtype))
 }
 
-/// f32 copies of half operands (the products accumulate in f32 across chunks and round once).
-fn widened(
+/// The layer's operands in f32 (copies of half ones: the products accumulate in f32 across
+/// chunks and round once), the bias checked against the K classes.
+fn f32_layer(
+    op: &'static str,
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    Ok((
-        x.to_dtype(DType::F32)?,
-        weight.to_dtype(DType::F32)?,
-        bias.map(|b| b.to_dtype(DType::F32)).transpose()?,
-    ))
-}
-
-/// One chunk of scratch for `chunk_rows` rows of `k` logits on `gpu` (at most `n` rows).
-fn scratch_rows(
-    op: &'static str,
-    gpu: &Gpu,
-    n: usize,
     k: usize,
-    chunk_rows: usize,
-) -> Result<usize> {
-    let chunk = chunk_rows
-        .min(n.next_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN))
-        .max(1);
-    let bytes = layout::bytes(chunk * k);
-    if bytes > gpu.max_binding {
-        return Err(Error::TooLarge {
-            op,
-            requested: bytes,
-            limit: gpu.max_binding,
-            unit: crate::Unit::Bytes,
-            what: "max_storage_buffer_binding_size (one chunk of logits is bound whole); take \
-                   fewer rows per chunk",
-        });
-    }
-    Ok(chunk)
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let x = x.to_dtype(DType::F32)?;
+    let b = bias.map(|b| b.to_dtype(DType::F32)).transpose()?;
+    check_bias(op, &x, b.as_ref(), k)?;
+    Ok((x, weight.to_dtype(DType::F32)?, b))
 }
 
 impl Tensor {
@@ -150,12 +128,7 @@ impl Tensor {
         let ctx = self.context();
         let checked = class_targets(OP, ctx, targets, (n, k), &ce(options))?;
         let row_shape = &self.shape()[..self.shape().len() - 1];
-        let (x, w, b) = if dtype.is_half() {
-            widened(self, weight, bias)?
-        } else {
-            (self.clone(), weight.clone(), bias.cloned())
-        };
-        check_bias(OP, &x, b.as_ref(), k)?;
+        let (x, w, b) = f32_layer(OP, self, weight, bias, k)?;
         let (logp, entropy, lse, shift) = if let Placement::Host = place(OP, &[&x, &w])? {
             let h = x.shape().last().copied().unwrap_or(0);
             let (_, _, z) = host_logits(&x, &w, b.as_ref(), (n, h, k))?;
@@ -175,17 +148,12 @@ impl Tensor {
             for r0 in (0..n).step_by(chunk) {
                 let rows = chunk.min(n - r0);
                 let logits = scratch.view(rows * k);
-                matmul(
+                chunk_logits(
                     ctx,
-                    Product {
-                        a: x.view(r0 * h, rows * h, OP)?,
-                        b: whole(&w)?,
-                        bias: b.as_ref().map(whole).transpose()?,
-                        c: logits,
-                        dims: (rows, k, h),
-                        trans: (false, true),
-                        accumulate: false,
-                    },
+                    (x.view(r0 * h, rows * h, OP)?, logits),
+                    &w,
+                    b.as_ref(),
+                    (rows, k, h),
                 )?;
                 kernel.launch(gpu, rows, r0, 0, logits, index, &out)?;
             }
@@ -254,12 +222,7 @@ impl Tensor {
         let options = &saved.options;
         let checked = class_targets(OP_BACKWARD, ctx, targets, (n, k), &ce(options))?;
         let upstream = upstream_f32(given)?;
-        let (x, w, b) = if dtype.is_half() {
-            widened(self, weight, bias)?
-        } else {
-            (self.clone(), weight.clone(), bias.cloned())
-        };
-        check_bias(OP_BACKWARD, &x, b.as_ref(), k)?;
+        let (x, w, b) = f32_layer(OP_BACKWARD, self, weight, bias, k)?;
         let (dx, dw, db) = if let Placement::Host = place(OP_BACKWARD, &[&x, &w])? {
             let (xs, ws, z) = host_logits(&x, &w, b.as_ref(), (n, h, k))?;
             let labels = host_labels(OP_BACKWARD, &checked, options)?;
@@ -284,24 +247,14 @@ impl Tensor {
                 let rows = chunk.min(n - r0);
                 let logits = scratch.view(rows * k);
                 let x_rows = x.view(r0 * h, rows * h, OP_BACKWARD)?;
-                matmul(
-                    ctx,
-                    Product {
-                        a: x_rows,
-                        b: whole(&w)?,
-                        bias: b.as_ref().map(whole).transpose()?,
-                        c: logits,
-                        dims: (rows, k, h),
-                        trans: (false, true),
-                        accumulate: false,
-                    },
-                )?;
+                chunk_logits(ctx, (x_rows, logits), &w, b.as_ref(), (rows, k, h))?;
                 let views = [logits, index.view(n.max(1)), logits];
                 let views = GradViews::of(views, saved, &upstream)?;
                 kernel.launch(gpu, (rows, r0, 0, 0), views)?;
                 // The chunk now holds G, its rows of ∂L/∂z.
                 accumulate_chunk(
                     ctx,
+                    OP_BACKWARD,
                     (&dx, &dw, &db, &ones),
                     (logits, x_rows, &w),
                     (r0, rows, h, k),
@@ -379,12 +332,7 @@ impl Tensor {
         let ctx = self.context();
         let checked = class_targets(OP_STEP, ctx, targets, (n, k), &ce(options))?;
         let row_shape = &self.shape()[..self.shape().len() - 1];
-        let (x, w, b) = if dtype.is_half() {
-            widened(self, weight, bias)?
-        } else {
-            (self.clone(), weight.clone(), bias.cloned())
-        };
-        check_bias(OP_STEP, &x, b.as_ref(), k)?;
+        let (x, w, b) = f32_layer(OP_STEP, self, weight, bias, k)?;
         let mut call = |r0: usize, rows: usize, logp: &[f32], entropy: &[f32]| {
             let (a, c) = upstream(r0..r0 + rows, logp, entropy);
             for (what, v) in [
@@ -449,18 +397,7 @@ impl Tensor {
             let rows = chunk.min(n - r0);
             let logits = scratch.view(rows * k);
             let x_rows = x.view(r0 * h, rows * h, OP_STEP)?;
-            matmul(
-                ctx,
-                Product {
-                    a: x_rows,
-                    b: whole(&w)?,
-                    bias: b.as_ref().map(whole).transpose()?,
-                    c: logits,
-                    dims: (rows, k, h),
-                    trans: (false, true),
-                    accumulate: false,
-                },
-            )?;
+            chunk_logits(ctx, (x_rows, logits), &w, b.as_ref(), (rows, k, h))?;
             stats_kernel.launch(gpu, rows, r0, 0, logits, index, &out)?;
             let [logp, entropy] = out.read_rows(gpu, r0, rows)?;
             let (a, c) = call(r0, rows, &logp, &entropy)?;
@@ -480,6 +417,7 @@ impl Tensor {
             grad_kernel.launch(gpu, (rows, r0, 0, r0), views)?;
             accumulate_chunk(
                 ctx,
+                OP_STEP,
                 (&dx, &dw, &db, &ones),
                 (logits, x_rows, &w),
                 (r0, rows, h, k),
@@ -500,48 +438,4 @@ impl Tensor {
             db: db.to_dtype(dtype)?,
         })
     }
-}
-
-/// `dx_rows = G·W`, `dW += Gᵀ·x_rows`, `db += 1ᵀ·G` for a chunk of `rows` rows from `r0`
-/// whose gradient G is in `g`.
-pub(super) fn accumulate_chunk(
-    ctx: &crate::Context,
-    (dx, dw, db, ones): (&Tensor, &Tensor, &Tensor, &Tensor),
-    (g, x_rows, w): (crate::gpu::View<'_>, crate::gpu::View<'_>, &Tensor),
-    (r0, rows, h, k): (usize, usize, usize, usize),
-) -> Result<()> {
-    let products = [
-        (
-            dx.view(r0 * h, rows * h, OP_BACKWARD)?,
-            g,
-            whole(w)?,
-            (rows, h, k),
-            (false, false),
-            false,
-        ),
-        (whole(dw)?, g, x_rows, (k, h, rows), (true, false), true),
-        (
-            whole(db)?,
-            ones.view(0, rows, OP_BACKWARD)?,
-            g,
-            (1, k, rows),
-            (false, false),
-            true,
-        ),
-    ];
-    for (c, a, b, dims, trans, accumulate) in products {
-        matmul(
-            ctx,
-            Product {
-                a,
-                b,
-                bias: None,
-                c,
-                dims,
-                trans,
-                accumulate,
-            },
-        )?;
-    }
-    Ok(())
 }
