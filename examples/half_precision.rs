@@ -8,9 +8,7 @@
 
 use gpu_activations::accuracy::ulp;
 use gpu_activations::cpu::loss::{self as reference, CrossEntropyTargets};
-use gpu_activations::{
-    Activation, Context, CrossEntropyOptions, DType, Reduction, Targets, Tensor,
-};
+use gpu_activations::{Activation, Context, CrossEntropyOptions, DType, Targets, Tensor};
 
 /// The largest distance of `got` from `want` rounded to `dtype`, in ulps of `dtype`.
 fn ulps(dtype: DType, got: &[f32], want: &[f64]) -> f64 {

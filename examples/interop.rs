@@ -12,9 +12,7 @@
 //! `cargo run --release --example interop` (set `WGPU_BACKEND=vulkan|gl` to choose an adapter).
 
 use gpu_activations::cpu::loss::{self as reference, CrossEntropyTargets};
-use gpu_activations::{
-    Context, CrossEntropyOptions, Reduction, Targets, Tensor, WgpuSetup, accuracy, wgpu,
-};
+use gpu_activations::{Context, CrossEntropyOptions, Targets, Tensor, WgpuSetup, accuracy, wgpu};
 
 /// Rows and classes of the program's logits.
 pub const ROWS: usize = 64;

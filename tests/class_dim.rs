@@ -309,7 +309,6 @@ fn dim1_losses_read_the_lines_in_place_with_device_labels_and_pytorchs_edge_case
             weight: Some(uniform(43, c, 0.5, 2.0)),
             ..Default::default()
         };
-        let weight: Vec<f64> = o.weight.iter().flatten().map(|&w| f64::from(w)).collect();
         let want = reference::cross_entropy(
             &rows_of(&z, n, c, s),
             c,

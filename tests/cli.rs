@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 
 use common::uniform;
 use gpu_activations::{
-    Activation, BceOptions, Context, ContextOptions, CrossEntropyOptions, Gate, LossAndGrad,
-    Reduction, Targets, Tensor,
+    Activation, BceOptions, Context, ContextOptions, CrossEntropyOptions, Gate, HeadOptions,
+    LossAndGrad, Reduction, Targets, Tensor,
 };
 use npyz::WriterBuilder;
 

@@ -11,9 +11,7 @@ use gpu_activations::cpu::activation as act_ref;
 use gpu_activations::cpu::gated as gated_ref;
 use gpu_activations::cpu::loss as loss_ref;
 use gpu_activations::cpu::softmax as softmax_ref;
-use gpu_activations::{
-    Activation, CrossEntropyOptions, Gate, HeadOptions, Reduction, Targets, Tensor,
-};
+use gpu_activations::{Activation, CrossEntropyOptions, Gate, HeadOptions, Targets, Tensor};
 
 const STEP: f64 = 1e-4;
 

@@ -481,8 +481,6 @@ fn losses_on_half_logits_match_the_rounded_reference() {
                     };
                     let r = z.bce_with_logits(&y, &options).unwrap();
                     assert_eq!((r.loss.dtype(), r.grad.dtype()), (dtype, dtype));
-                    let w64 = |t: &[f32]| t.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
-                    let (w, pw) = (w64(&weight), w64(&pos_weight));
                     let want = reference::bce_with_logits(&widen(&zs), &widen(&ys), &options);
                     let case = format!("{} BCE {reduction:?} targets {targets_dtype}", label(&ctx));
                     assert_stored_close(&case, dtype, &r.loss.to_vec().unwrap(), &want.loss, &[]);

@@ -125,10 +125,6 @@ fn head_matches_the_reference(rows: usize, classes: usize) {
                 let out = zt
                     .cross_entropy_head(Targets::Indices(&labels), &options, &head)
                     .unwrap();
-                let w64: Option<Vec<f64>> = options
-                    .weight
-                    .as_ref()
-                    .map(|w| w.iter().map(|&v| f64::from(v)).collect());
                 let want = reference::cross_entropy_head(
                     &stored.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
                     classes,
@@ -282,7 +278,6 @@ fn head_rows_with_infinities_and_nan_match_the_reference() {
                     &HeadOptions {
                         lse_square_scale: 1e-3,
                         softcap,
-                        ..Default::default()
                     },
                 );
                 let case = format!("{} K={classes} softcap {softcap:?}", label(&ctx));

@@ -54,7 +54,7 @@ fn option_sets(k: usize) -> Vec<(CrossEntropyOptions, HeadOptions)> {
 fn reference(d: &Batch, options: &CrossEntropyOptions, head: &HeadOptions) -> [Vec<f64>; 6] {
     let (x, w) = (widen(&d.x), widen(&d.w));
     let logits = linear_ref::forward(&x, &w, Some(&widen(&d.b)), d.n, d.h, d.k);
-    let r = loss_ref::cross_entropy_head(&logits, d.k, &d.labels, &options, &head);
+    let r = loss_ref::cross_entropy_head(&logits, d.k, &d.labels, options, head);
     let (dx, dw, db) = linear_ref::backward(&x, &w, &r.grad, d.n, d.h, d.k);
     [r.loss, r.z_loss, r.lse, dx, dw, db]
 }
@@ -271,6 +271,8 @@ fn half_inputs_give_half_gradients_from_f32_arithmetic() {
                 w: round(&d.w),
                 b: round(&d.b),
                 labels: d.labels.clone(),
+                a: d.a.clone(),
+                c: d.c.clone(),
                 ..d
             };
             let x = Tensor::from_slice_as(&ctx, &rounded.x, &[n, h], dtype).unwrap();

@@ -11,7 +11,7 @@ use gpu_activations::cpu::loss::{self as loss_ref, CrossEntropyTargets};
 use gpu_activations::cpu::widen;
 use gpu_activations::cpu::{linear as linear_ref, softmax as softmax_ref};
 use gpu_activations::{
-    Context, CrossEntropyOptions, Error, HeadOptions, MatmulKernel, Reduction, Targets, Tensor,
+    Context, CrossEntropyOptions, Error, HeadOptions, MatmulKernel, Targets, Tensor,
 };
 
 /// Every GPU with each row strategy forced, and the CPU backend.

@@ -117,9 +117,8 @@ fn check_indices(
     let rows = logits.len() / classes;
     let z = Tensor::from_slice(ctx, logits, &[rows, classes]).unwrap();
     let out = z.cross_entropy(Targets::Indices(t), o).unwrap();
-    let weight = o.weight.as_ref().map(|w| widen(w));
     let want =
-        reference::cross_entropy(&widen(logits), classes, CrossEntropyTargets::Indices(t), &o);
+        reference::cross_entropy(&widen(logits), classes, CrossEntropyTargets::Indices(t), o);
     let case = format!("{} {case}", tag(ctx));
     let expected_shape: &[usize] = if o.reduction == Reduction::None {
         &[rows]
@@ -144,12 +143,11 @@ fn check_probabilities(
     let z = Tensor::from_slice(ctx, logits, &shape).unwrap();
     let p = Tensor::from_slice(ctx, probs, &shape).unwrap();
     let out = z.cross_entropy(Targets::Probabilities(&p), o).unwrap();
-    let w = o.weight.as_ref().map(|w| widen(w));
     let want = reference::cross_entropy(
         &widen(logits),
         classes,
         CrossEntropyTargets::Probabilities(&widen(probs)),
-        &o,
+        o,
     );
     let case = format!("{} probabilities {case}", tag(ctx));
     assert_loss_and_grad(&case, &out, &want, logits);
@@ -550,8 +548,6 @@ fn check_bce(
     let zt = Tensor::from_slice(ctx, z, shape).unwrap();
     let yt = Tensor::from_slice(ctx, y, shape).unwrap();
     let out = zt.bce_with_logits(&yt, o).unwrap();
-    let w = o.weight.as_ref().map(|w| widen(w));
-    let pw = o.pos_weight.as_ref().map(|w| widen(w));
     let want = reference::bce_with_logits(&widen(z), &widen(y), o);
     let case = format!("{} {case}", tag(ctx));
     assert_loss(&case, &out.loss.to_vec().unwrap(), &want.loss);
@@ -801,7 +797,6 @@ fn nll_loss_with_the_class_last_matches_the_reference() {
     labels[6] = 3;
     labels[13] = -100;
     let weight = uniform(91, classes, 0.25, 2.0);
-    let w64: Vec<f64> = weight.iter().map(|&w| f64::from(w)).collect();
     for ctx in common::all_backends() {
         for dtype in [DType::F32, DType::F16, DType::BF16] {
             let stored: Vec<f32> = x.iter().map(|&v| dtype.round(v)).collect();

@@ -253,7 +253,6 @@ fn bce_with_logits_on_every_pair_of_special_values() {
                 ..Default::default()
             };
             let got = zt.bce_with_logits(&yt, &o).unwrap();
-            let pw = pos_weight.as_ref().map(|p| widen(p));
             let want = reference::bce_with_logits(&widen(&z), &widen(&y), &o);
             let case = format!("{} bce pos_weight {pos_weight:?}", label(&ctx));
             let loss = got.loss.to_vec().unwrap();

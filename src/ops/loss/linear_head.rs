@@ -11,6 +11,7 @@ use crate::cpu;
 use crate::cpu::narrow;
 use crate::definitions::loss::{CrossEntropyOptions, HeadOptions, Reduction};
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 use crate::layout::{self, DType};
 use crate::ops::convert::common_float;
 use crate::ops::linear::{
@@ -143,14 +144,7 @@ impl Tensor {
         weights: Option<&Tensor>,
         chunk_rows: usize,
     ) -> Result<LinearCrossEntropy> {
-        if chunk_rows == 0 || !chunk_rows.is_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN) {
-            return Err(Error::InvalidParameter {
-                op: OP,
-                name: "chunk_rows",
-                value: chunk_rows as f64,
-                reason: "must be a positive multiple of 64",
-            });
-        }
+        check_chunk_rows(OP, chunk_rows)?;
         head.validate(OP)?;
         let (n, h, k) = dims(OP, self, weight)?;
         let mut operands = vec![("the input", self), ("weight", weight)];
@@ -261,6 +255,19 @@ impl Tensor {
             db,
         })
     }
+}
+
+/// Rows per chunk must be a positive multiple of [`LINEAR_CROSS_ENTROPY_ROW_ALIGN`].
+pub(super) fn check_chunk_rows(op: &'static str, chunk_rows: usize) -> Result<()> {
+    if chunk_rows == 0 || !chunk_rows.is_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN) {
+        return Err(Error::InvalidParameter {
+            op,
+            name: "chunk_rows",
+            value: chunk_rows as f64,
+            reason: "must be a positive multiple of 64",
+        });
+    }
+    Ok(())
 }
 
 /// One chunk of scratch for `chunk_rows` rows of `k` logits on `gpu` (at most `n` rows).

@@ -12,7 +12,6 @@ use crate::cpu;
 use crate::cpu::{narrow, widen};
 use crate::definitions::loss::HeadStats;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
 use crate::layout::{self, DType};
 use crate::ops::convert::common_float;
 use crate::ops::linear::{
@@ -27,22 +26,10 @@ use super::head_stats::{
     GradKernel, GradViews, HeadStatsOutput, RowStats, StatsKernel, ce, check_saved, host_backward,
     host_labels, upstream_f32,
 };
-use super::linear_head::{default_chunk_rows, scratch_rows};
+use super::linear_head::{check_chunk_rows, default_chunk_rows, scratch_rows};
 
 const OP: &str = "linear_head";
 const OP_BACKWARD: &str = "linear_head_backward";
-
-fn check_chunk_rows(op: &'static str, chunk_rows: usize) -> Result<()> {
-    if chunk_rows == 0 || !chunk_rows.is_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN) {
-        return Err(Error::InvalidParameter {
-            op,
-            name: "chunk_rows",
-            value: chunk_rows as f64,
-            reason: "must be a positive multiple of 64",
-        });
-    }
-    Ok(())
-}
 
 /// The shared checks of both directions: `(N, H, K, dtype)`.
 fn check_layer(
@@ -124,7 +111,7 @@ impl Tensor {
     ) -> Result<HeadStatsOutput> {
         check_chunk_rows(OP, chunk_rows)?;
         options.validate(OP)?;
-        let (n, _, k, dtype) = check_layer(OP, self, weight, bias)?;
+        let (n, _, k, _) = check_layer(OP, self, weight, bias)?;
         let ctx = self.context();
         let checked = class_targets(OP, ctx, targets, (n, k), &ce(options))?;
         let row_shape = &self.shape()[..self.shape().len() - 1];

@@ -450,7 +450,6 @@ fn check_cross_entropy(ctx: &Context, checker: &mut Checker) -> Result<(), BoxEr
             ),
         ] {
             let out = zt.cross_entropy(Targets::Indices(&t), &o)?;
-            let w = o.weight.as_ref().map(|w| widen(w));
             let want =
                 loss_ref::cross_entropy(&widen(&z), classes, CrossEntropyTargets::Indices(&t), &o);
             add_loss(
@@ -534,8 +533,6 @@ fn check_bce(ctx: &Context, checker: &mut Checker) -> Result<(), BoxError> {
         ),
     ] {
         let out = zt.bce_with_logits(&yt, &o)?;
-        let wt = o.weight.as_ref().map(|v| widen(v));
-        let pwt = o.pos_weight.as_ref().map(|v| widen(v));
         let want = loss_ref::bce_with_logits(&widen(&z), &widen(&y), &o);
         add_loss(
             checker,
