@@ -571,6 +571,20 @@ fn buffer_id(buffer: &wgpu::Buffer) -> String {
     text[start..].split(')').next().unwrap_or("").to_string()
 }
 
+/// The (index, epoch) of a buffer's id, from its debug form (`Id(index,epoch)`).
+fn id_parts(buffer: &wgpu::Buffer) -> (u64, u64) {
+    let id = buffer_id(buffer);
+    let numbers: Vec<u64> = id
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    match numbers[..] {
+        [index, epoch] => (index, epoch),
+        _ => panic!("an id of an unexpected form: {id}"),
+    }
+}
+
 fn refused(r: gpu_activations::Result<Tensor>, case: &str) -> String {
     match r {
         Err(Error::ExternalBuffer { rule, .. }) => rule,
@@ -623,15 +637,25 @@ fn a_buffer_of_another_instance_is_refused_never_resolved_among_the_contexts_buf
         let (my_buffer, _, _) = mine.as_wgpu_buffer().unwrap();
         // Another program's instance, whose buffer ids are counted from the same start: make
         // its buffers until one carries the id of ours, with another size.
+        // Ids are (index, epoch), and the context's buffer may sit in a slot it has reused
+        // (other tests share the context): a buffer that lands on our index but an earlier
+        // epoch is dropped, so that the next one takes the slot with the next epoch.
         let (other, _) = caller_device(backends()[0].clone(), false, None).unwrap();
+        let target = id_parts(&my_buffer);
         let mut made = Vec::new();
         let alias = loop {
             let b = storage_buffer(&other.device, 2048, ALL_USES);
-            if buffer_id(&b) == buffer_id(&my_buffer) {
+            let id = id_parts(&b);
+            if id == target {
                 break b;
             }
-            assert!(made.len() < 10_000, "no id of the other instance matched");
-            made.push(b);
+            assert!(
+                made.len() < 10_000 && id.1 <= target.1,
+                "no id of the other instance matched {target:?} (last {id:?})"
+            );
+            if id.0 != target.0 {
+                made.push(b);
+            }
         };
         other
             .queue
