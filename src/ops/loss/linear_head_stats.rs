@@ -100,7 +100,7 @@ impl Tensor {
     }
 
     /// [`Tensor::linear_head`] with `chunk_rows` rows of logits per chunk (a positive multiple
-    /// of [`LINEAR_CROSS_ENTROPY_ROW_ALIGN`]).
+    /// of [`LINEAR_CROSS_ENTROPY_ROW_ALIGN`](crate::LINEAR_CROSS_ENTROPY_ROW_ALIGN)).
     pub fn linear_head_chunked(
         &self,
         weight: &Tensor,
@@ -188,7 +188,7 @@ impl Tensor {
     }
 
     /// [`Tensor::linear_head_backward`] with `chunk_rows` rows of logits per chunk (a positive
-    /// multiple of [`LINEAR_CROSS_ENTROPY_ROW_ALIGN`]).
+    /// multiple of [`LINEAR_CROSS_ENTROPY_ROW_ALIGN`](crate::LINEAR_CROSS_ENTROPY_ROW_ALIGN)).
     #[allow(clippy::too_many_arguments)]
     pub fn linear_head_backward_chunked(
         &self,
@@ -299,7 +299,7 @@ impl Tensor {
     }
 
     /// [`Tensor::linear_head_step`] with `chunk_rows` rows of logits per chunk (a positive
-    /// multiple of [`LINEAR_CROSS_ENTROPY_ROW_ALIGN`]).
+    /// multiple of [`LINEAR_CROSS_ENTROPY_ROW_ALIGN`](crate::LINEAR_CROSS_ENTROPY_ROW_ALIGN)).
     pub fn linear_head_step_chunked<F>(
         &self,
         weight: &Tensor,
