@@ -68,17 +68,26 @@ pub(crate) fn bound_whole(
     what: &'static str,
     tensors: &[&Tensor],
 ) -> Result<()> {
-    for t in tensors {
-        let bytes = layout::bytes(t.len());
-        if bytes > gpu.max_binding {
-            return Err(Error::TooLarge {
-                op,
-                requested: bytes,
-                limit: gpu.max_binding,
-                unit: crate::Unit::Bytes,
-                what,
-            });
-        }
+    tensors
+        .iter()
+        .try_for_each(|t| fits_binding(gpu, op, what, layout::bytes(t.len())))
+}
+
+/// Checks that `bytes` fit one storage binding of `gpu` (`what` names the limit and why).
+pub(crate) fn fits_binding(
+    gpu: &Gpu,
+    op: &'static str,
+    what: &'static str,
+    bytes: u64,
+) -> Result<()> {
+    if bytes > gpu.max_binding {
+        return Err(Error::TooLarge {
+            op,
+            requested: bytes,
+            limit: gpu.max_binding,
+            unit: crate::Unit::Bytes,
+            what,
+        });
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use crate::gpu::Gpu;
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::layout;
+use crate::ops::placement::fits_binding;
 use crate::tensor::Tensor;
 use crate::wgsl::Shader;
 
@@ -43,15 +44,12 @@ pub(crate) fn sum_groups(
     op: &'static str,
 ) -> Result<DeviceBuffer> {
     let outputs = len.div_ceil(group.max(1));
-    if layout::bytes(len) > gpu.max_binding {
-        return Err(crate::error::Error::TooLarge {
-            op,
-            requested: layout::bytes(len),
-            limit: gpu.max_binding,
-            unit: crate::Unit::Bytes,
-            what: "max_storage_buffer_binding_size (grouped sums)",
-        });
-    }
+    fits_binding(
+        gpu,
+        op,
+        "max_storage_buffer_binding_size (grouped sums)",
+        layout::bytes(len),
+    )?;
     let dst = gpu.alloc(layout::bytes(outputs), op)?;
     let params = ReduceParams {
         len: len as u32,

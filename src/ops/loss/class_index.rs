@@ -10,6 +10,7 @@ use crate::gpu::Gpu;
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::layout::{self, DType};
+use crate::ops::placement::fits_binding;
 use crate::ops::sum::sum_to_scalar;
 use crate::tensor::Tensor;
 use crate::wgsl::Shader;
@@ -94,15 +95,12 @@ pub(super) fn device_classes(
             expected: vec![rows],
         });
     }
-    if (rows * labels.dtype().size()) as u64 > gpu.max_binding {
-        return Err(Error::TooLarge {
-            op: OP_CE,
-            requested: (rows * labels.dtype().size()) as u64,
-            limit: gpu.max_binding,
-            unit: crate::Unit::Bytes,
-            what: "max_storage_buffer_binding_size (one label per row); split the batch",
-        });
-    }
+    fits_binding(
+        gpu,
+        OP_CE,
+        "max_storage_buffer_binding_size (one label per row); split the batch",
+        (rows * labels.dtype().size()) as u64,
+    )?;
     let index = gpu.alloc(layout::bytes(rows), OP_CE)?;
     let row_weight = gpu.alloc(layout::bytes(rows), OP_CE)?;
     let status = gpu.upload_new(bytemuck::cast_slice(&[NONE, 0, 0, 0]), OP_CE)?;

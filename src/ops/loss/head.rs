@@ -10,7 +10,7 @@ use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::gpu::{Gpu, View};
 use crate::layout::{self, DType};
-use crate::ops::placement::{Placement, device, mixed, place, store};
+use crate::ops::placement::{Placement, device, fits_binding, mixed, place, store};
 use crate::ops::sum::sum_to_scalar;
 use crate::tensor::Tensor;
 use crate::wgsl::Shader;
@@ -239,16 +239,12 @@ fn launch(
     let Lines { rows, classes, .. } = lines;
     let ctx = z.context();
     let n = z.len();
-    if layout::bytes(n) > gpu.max_binding {
-        return Err(Error::TooLarge {
-            op,
-            requested: layout::bytes(n),
-            limit: gpu.max_binding,
-            unit: crate::Unit::Bytes,
-            what: "max_storage_buffer_binding_size (the head's logits are bound whole); split \
-                   the batch",
-        });
-    }
+    fits_binding(
+        gpu,
+        op,
+        "max_storage_buffer_binding_size (the head's logits are bound whole); split the batch",
+        layout::bytes(n),
+    )?;
     let mut uploaded = None;
     let index = checked.index.on_device(gpu, &mut uploaded, op)?;
     let kernel = HeadKernel::new(gpu, checked, options, head, classes)?.strided(lines.stride);

@@ -12,7 +12,7 @@ use crate::gpu::pipelines::{Kernel, Slot};
 use crate::gpu::pool::DeviceBuffer;
 use crate::gpu::{Gpu, View};
 use crate::layout::{self, DType, vec4s};
-use crate::ops::placement::{Placement, mixed, place, store};
+use crate::ops::placement::{Placement, fits_binding, mixed, place, store};
 use crate::ops::rows::{RowPlan, row_blocks};
 use crate::tensor::Tensor;
 use crate::wgsl::Shader;
@@ -406,15 +406,12 @@ pub(super) struct RowStats {
 impl RowStats {
     pub fn alloc(gpu: &Gpu, rows: usize) -> Result<RowStats> {
         let bytes = layout::bytes(rows.max(1));
-        if bytes > gpu.max_binding {
-            return Err(Error::TooLarge {
-                op: OP,
-                requested: bytes,
-                limit: gpu.max_binding,
-                unit: crate::Unit::Bytes,
-                what: "max_storage_buffer_binding_size (the per-row statistics are bound whole)",
-            });
-        }
+        fits_binding(
+            gpu,
+            OP,
+            "max_storage_buffer_binding_size (the per-row statistics are bound whole)",
+            bytes,
+        )?;
         Ok(RowStats {
             logp: gpu.alloc(bytes, OP)?,
             entropy: gpu.alloc(bytes, OP)?,

@@ -17,7 +17,7 @@ use crate::ops::convert::common_float;
 use crate::ops::linear::{
     accumulate_chunk, check_bias, chunk_logits, dims, host_logits, products_device,
 };
-use crate::ops::placement::{Placement, mixed, place};
+use crate::ops::placement::{Placement, fits_binding, mixed, place};
 use crate::tensor::Tensor;
 
 use super::Targets;
@@ -281,17 +281,9 @@ pub(super) fn scratch_rows(
     let chunk = chunk_rows
         .min(n.next_multiple_of(LINEAR_CROSS_ENTROPY_ROW_ALIGN))
         .max(1);
-    let bytes = layout::bytes(chunk * k);
-    if bytes > gpu.max_binding {
-        return Err(Error::TooLarge {
-            op,
-            requested: bytes,
-            limit: gpu.max_binding,
-            unit: crate::Unit::Bytes,
-            what: "max_storage_buffer_binding_size (one chunk of logits is bound whole); take \
-                   fewer rows per chunk",
-        });
-    }
+    let what = "max_storage_buffer_binding_size (one chunk of logits is bound whole); take fewer \
+                rows per chunk";
+    fits_binding(gpu, op, what, layout::bytes(chunk * k))?;
     Ok(chunk)
 }
 

@@ -9,7 +9,7 @@ use crate::definitions::loss::{CrossEntropyOptions, Reduction};
 use crate::error::{Error, Result};
 use crate::gpu::pipelines::{Kernel, Slot};
 use crate::layout::{self, DType};
-use crate::ops::placement::{Placement, mixed, place, store};
+use crate::ops::placement::{Placement, fits_binding, mixed, place, store};
 use crate::ops::sum::sum_to_scalar;
 use crate::tensor::Tensor;
 use crate::wgsl::Shader;
@@ -132,16 +132,12 @@ pub(super) fn nll(
         }
         Placement::Device(gpu) => {
             let n = x.len();
-            if layout::bytes(n) > gpu.max_binding {
-                return Err(Error::TooLarge {
-                    op,
-                    requested: layout::bytes(n),
-                    limit: gpu.max_binding,
-                    unit: crate::Unit::Bytes,
-                    what: "max_storage_buffer_binding_size (the log-probabilities are bound \
-                           whole)",
-                });
-            }
+            fits_binding(
+                gpu,
+                op,
+                "max_storage_buffer_binding_size (the log-probabilities are bound whole)",
+                layout::bytes(n),
+            )?;
             let ClassIndex::Host(index) = &checked.index else {
                 return Err(mixed(op));
             };
