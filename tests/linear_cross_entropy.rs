@@ -211,16 +211,7 @@ fn fused_holds_one_chunk_of_logits_where_the_materialised_path_holds_them_all() 
         let w = Tensor::from_slice(ctx, &d.w, &[k, h]).unwrap();
         let b = Tensor::from_slice(ctx, &d.b, &[k]).unwrap();
         let (options, head) = (CrossEntropyOptions::default(), HeadOptions::default());
-        let peak_of = |run: &dyn Fn() -> Vec<Tensor>| {
-            ctx.synchronize().unwrap();
-            ctx.trim_pool();
-            let before = ctx.device_bytes().0;
-            ctx.reset_peak_device_bytes();
-            let outputs = run();
-            ctx.synchronize().unwrap();
-            let kept: u64 = outputs.iter().map(|t| 4 * t.len() as u64).sum();
-            ctx.device_bytes().1 - before - kept
-        };
+        let peak_of = |run: &dyn Fn() -> Vec<Tensor>| common::peak_beyond_outputs(ctx, run);
         let chunk = 64;
         let fused = peak_of(&|| {
             let r = x
@@ -265,16 +256,7 @@ fn half_inputs_give_half_gradients_from_f32_arithmetic() {
         let (n, h, k) = (70, 8, 24);
         let d = batch(800, n, h, k);
         for dtype in [DType::F16, DType::BF16] {
-            let round = |v: &[f32]| v.iter().map(|&x| dtype.round(x)).collect::<Vec<_>>();
-            let rounded = Batch {
-                x: round(&d.x),
-                w: round(&d.w),
-                b: round(&d.b),
-                labels: d.labels.clone(),
-                a: d.a.clone(),
-                c: d.c.clone(),
-                ..d
-            };
+            let rounded = d.rounded(dtype);
             let x = Tensor::from_slice_as(&ctx, &rounded.x, &[n, h], dtype).unwrap();
             let w = Tensor::from_slice_as(&ctx, &rounded.w, &[k, h], dtype).unwrap();
             let b = Tensor::from_slice_as(&ctx, &rounded.b, &[k], dtype).unwrap();

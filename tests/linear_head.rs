@@ -13,7 +13,8 @@ use common::{
 use gpu_activations::cpu::widen;
 use gpu_activations::cpu::{head_stats as stats_ref, linear as linear_ref, loss as loss_ref};
 use gpu_activations::{
-    Context, CrossEntropyOptions, DType, Error, HeadOptions, HeadStats, Reduction, Targets, Tensor,
+    Context, CrossEntropyOptions, DType, Error, HeadOptions, HeadStats, HeadStatsOutput, Reduction,
+    Targets, Tensor,
 };
 
 fn option_sets() -> Vec<HeadStats> {
@@ -67,6 +68,22 @@ fn upload(ctx: &Context, d: &Batch, dtype: DType) -> Uploaded {
     }
 }
 
+/// The fused forward, then its backward with the batch's upstream gradients, in chunks.
+fn fused_step(
+    t: &Uploaded,
+    targets: Targets<'_>,
+    options: &HeadStats,
+    chunk: usize,
+) -> (HeadStatsOutput, (Tensor, Tensor, Tensor)) {
+    let s =
+        t.x.linear_head_chunked(&t.w, Some(&t.b), targets, options, chunk)
+            .unwrap();
+    let grads = t
+        .x
+        .linear_head_backward_chunked(&t.w, Some(&t.b), targets, &s, Some(&t.a), Some(&t.c), chunk)
+        .unwrap();
+    (s, grads)
+}
 #[test]
 fn fused_linear_head_matches_the_reference_across_chunks() {
     // (n, h, k, chunk rows): one chunk, three with a partial last one, dims off multiples of 4.
@@ -132,20 +149,7 @@ fn fused_equals_the_materialised_path_and_takes_device_targets() {
         let t = upload(ctx, &d, DType::F32);
         let options = option_sets().swap_remove(1);
         let targets = Targets::Indices(&d.labels);
-        let fused =
-            t.x.linear_head_chunked(&t.w, Some(&t.b), targets, &options, 64)
-                .unwrap();
-        let (dx, dw, db) =
-            t.x.linear_head_backward_chunked(
-                &t.w,
-                Some(&t.b),
-                targets,
-                &fused,
-                Some(&t.a),
-                Some(&t.c),
-                64,
-            )
-            .unwrap();
+        let (fused, (dx, dw, db)) = fused_step(&t, targets, &options, 64);
         let logits = t.x.linear(&t.w, Some(&t.b)).unwrap();
         let m = logits.head_stats(targets, &options).unwrap();
         let g = logits
@@ -196,32 +200,10 @@ fn fused_holds_one_chunk_of_logits_where_the_materialised_path_holds_them_all() 
         let t = upload(ctx, &d, DType::F32);
         let options = HeadStats::default();
         let targets = Targets::Indices(&d.labels);
-        let peak_of = |run: &dyn Fn() -> Vec<Tensor>| {
-            ctx.synchronize().unwrap();
-            ctx.trim_pool();
-            let before = ctx.device_bytes().0;
-            ctx.reset_peak_device_bytes();
-            let outputs = run();
-            ctx.synchronize().unwrap();
-            let kept: u64 = outputs.iter().map(|t| 4 * t.len() as u64).sum();
-            ctx.device_bytes().1 - before - kept
-        };
+        let peak_of = |run: &dyn Fn() -> Vec<Tensor>| common::peak_beyond_outputs(ctx, run);
         let chunk = 64;
         let fused = peak_of(&|| {
-            let s =
-                t.x.linear_head_chunked(&t.w, Some(&t.b), targets, &options, chunk)
-                    .unwrap();
-            let (dx, dw, db) =
-                t.x.linear_head_backward_chunked(
-                    &t.w,
-                    Some(&t.b),
-                    targets,
-                    &s,
-                    Some(&t.a),
-                    Some(&t.c),
-                    chunk,
-                )
-                .unwrap();
+            let (s, (dx, dw, db)) = fused_step(&t, targets, &options, chunk);
             vec![s.logp, s.entropy, s.lse, dx, dw, db]
         });
         let materialised = peak_of(&|| {
@@ -256,33 +238,11 @@ fn half_inputs_accumulate_in_f32_across_chunks() {
         let (n, h, k) = (576, 8, 24);
         let d = batch(1200, n, h, k);
         for dtype in [DType::F16, DType::BF16] {
-            let round = |v: &[f32]| v.iter().map(|&x| dtype.round(x)).collect::<Vec<_>>();
-            let rounded = Batch {
-                x: round(&d.x),
-                w: round(&d.w),
-                b: round(&d.b),
-                labels: d.labels.clone(),
-                a: d.a.clone(),
-                c: d.c.clone(),
-                ..d
-            };
+            let rounded = d.rounded(dtype);
             let t = upload(&ctx, &rounded, dtype);
             let options = option_sets().swap_remove(1);
             let targets = Targets::Indices(&d.labels);
-            let s =
-                t.x.linear_head_chunked(&t.w, Some(&t.b), targets, &options, 64)
-                    .unwrap();
-            let (dx, dw, db) =
-                t.x.linear_head_backward_chunked(
-                    &t.w,
-                    Some(&t.b),
-                    targets,
-                    &s,
-                    Some(&t.a),
-                    Some(&t.c),
-                    64,
-                )
-                .unwrap();
+            let (s, (dx, dw, db)) = fused_step(&t, targets, &options, 64);
             assert_eq!(
                 (s.logp.dtype(), dx.dtype(), dw.dtype(), db.dtype()),
                 (DType::F32, dtype, dtype, dtype)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use gpu_activations::{
-    Activation, Backend, Context, ContextOptions, MatmulKernel, RowStrategy, Subgroups,
+    Activation, Backend, Context, ContextOptions, MatmulKernel, RowStrategy, Subgroups, Tensor,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -453,4 +453,32 @@ pub fn batch(seed: u64, n: usize, h: usize, k: usize) -> Batch {
         a: uniform(seed + 4, n, -1.0, 1.0),
         c: uniform(seed + 5, n, -0.5, 0.5),
     }
+}
+
+impl Batch {
+    /// The batch with x, W and b rounded to `dtype` (labels and upstream gradients as they are).
+    pub fn rounded(&self, dtype: gpu_activations::DType) -> Batch {
+        let round = |v: &[f32]| v.iter().map(|&x| dtype.round(x)).collect::<Vec<_>>();
+        Batch {
+            x: round(&self.x),
+            w: round(&self.w),
+            b: round(&self.b),
+            labels: self.labels.clone(),
+            a: self.a.clone(),
+            c: self.c.clone(),
+            ..*self
+        }
+    }
+}
+
+/// The peak device bytes `run` holds beyond what it returns, counted from a trimmed pool.
+pub fn peak_beyond_outputs(ctx: &Context, run: &dyn Fn() -> Vec<Tensor>) -> u64 {
+    ctx.synchronize().unwrap();
+    ctx.trim_pool();
+    let before = ctx.device_bytes().0;
+    ctx.reset_peak_device_bytes();
+    let outputs = run();
+    ctx.synchronize().unwrap();
+    let kept: u64 = outputs.iter().map(|t| 4 * t.len() as u64).sum();
+    ctx.device_bytes().1 - before - kept
 }

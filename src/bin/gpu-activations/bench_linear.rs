@@ -229,13 +229,7 @@ fn measure_linear_cross_entropy(
     warmup: usize,
     runs: usize,
 ) -> Result<LinearCrossEntropyJson, BoxError> {
-    let x: Vec<f32> = (0..n * h)
-        .map(|i| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5)
-        .collect();
-    let w: Vec<f32> = (0..k * h)
-        .map(|i| (((i * 104729 % 997) as f32 / 997.0) - 0.5) * 0.1)
-        .collect();
-    let labels: Vec<i64> = (0..n).map(|i| ((i * 7 + 3) % k) as i64).collect();
+    let (x, w, labels) = head_inputs(n, h, k);
     let xt = Tensor::from_slice(ctx, &x, &[n, h])?;
     let wt = Tensor::from_slice(ctx, &w, &[k, h])?;
     let bt = Tensor::from_slice(ctx, &vec![0.0; k], &[k])?;
@@ -302,13 +296,7 @@ fn measure_linear_head(
     warmup: usize,
     runs: usize,
 ) -> Result<LinearHeadJson, BoxError> {
-    let x: Vec<f32> = (0..n * h)
-        .map(|i| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5)
-        .collect();
-    let w: Vec<f32> = (0..k * h)
-        .map(|i| (((i * 104729 % 997) as f32 / 997.0) - 0.5) * 0.1)
-        .collect();
-    let labels: Vec<i64> = (0..n).map(|i| ((i * 7 + 3) % k) as i64).collect();
+    let (x, w, labels) = head_inputs(n, h, k);
     let upstream: Vec<f32> = (0..n)
         .map(|i| ((i * 31 % 101) as f32 / 101.0) - 0.5)
         .collect();
@@ -520,4 +508,17 @@ fn seconds_of(ctx: &Context, f: Call<'_>) -> Result<f64, BoxError> {
     f()?;
     ctx.synchronize()?;
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// A fused head's benchmark inputs: x `[n, h]` in [−0.5, 0.5), W `[k, h]` in [−0.05, 0.05) and
+/// one class label per row, from fixed integer patterns.
+fn head_inputs(n: usize, h: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<i64>) {
+    let x = (0..n * h)
+        .map(|i| ((i * 7919 % 1009) as f32 / 1009.0) - 0.5)
+        .collect();
+    let w = (0..k * h)
+        .map(|i| (((i * 104729 % 997) as f32 / 997.0) - 0.5) * 0.1)
+        .collect();
+    let labels = (0..n).map(|i| ((i * 7 + 3) % k) as i64).collect();
+    (x, w, labels)
 }
